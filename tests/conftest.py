@@ -1,0 +1,37 @@
+"""Shared fixtures: small corpora built on the fly, seeded, so every test is reproducible."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the repo; tests that need it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> Path:
+    """24 procedural clips × 4 s at 24 kHz with captions.csv and labels.csv (seed 1234)."""
+    from musiclm_ref.data.synth import generate_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    generate_corpus(out, n=24, seconds=4.0, seed=1234, sample_rate=24000)
+    return out
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

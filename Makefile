@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+EXTRAS ?= dev,tfhub,postgres
+STAMP  := $(VENV)/.installed
+OUT    ?= results/demo
+
+.PHONY: run test bench lint venv clean-venv
+
+venv: $(STAMP)
+
+# Re-install only when pyproject.toml changes: a warm `make test` starts in seconds.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
+	@touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/musiclm-eval demo --out $(OUT)
+
+test: $(STAMP)
+	POT_BACKEND_DISABLE_TENSORFLOW=1 $(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@mkdir -p benchmarks/results
+	POT_BACKEND_DISABLE_TENSORFLOW=1 $(PY) -m pytest benchmarks/perf -p no:randomly \
+		--benchmark-json=benchmarks/results/bench-$$(date -u +%Y%m%dT%H%M%SZ).json $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

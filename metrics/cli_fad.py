@@ -1,0 +1,201 @@
+"""``musiclm-eval stats | fad | cache``: thin click layers over ``compute_stats`` / ``compute_fad``.
+
+The functions are what tests and other tools call; the commands only parse options, print a one-line
+summary and write files. Every failure is a clear error (exit code 1) naming the file and problem —
+never a score of −1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from metrics.audio import AudioError, scan_dir
+from metrics.cache import EmbeddingCache, atomic_write_bytes
+from metrics.embedders import Embedder, EmbedderError, available_embedders, get_embedder
+from metrics.extract import EmbeddingSet, embed_clips, preprocessing_key
+from metrics.fad import EmbeddingStats, FADError, bootstrap_fad_ci, fad_inf, per_clip_fad
+from metrics.fad import fad as fad_metric
+
+
+def embed_dir(directory: str | Path, embedder: Embedder, cache: EmbeddingCache | None = None, on_error: str = "raise",
+              workers: int = 0, batch_size: int = 8, progress: bool = False) -> EmbeddingSet:
+    """Embed every audio file of a directory; empty or all-unusable directories are errors."""
+    paths = list(scan_dir(directory).values())
+    embs = embed_clips(paths, embedder, cache, batch_size=batch_size, workers=workers, progress=progress,
+                       on_error=on_error)
+    if not embs:
+        raise AudioError(directory, f"no usable clips ({len(embs.skipped)} skipped)")
+    return embs
+
+
+def stats_of(embs: EmbeddingSet, embedder: Embedder) -> EmbeddingStats:
+    s = EmbeddingStats(embedder=embedder.id, config={**embedder.config, "preprocessing": preprocessing_key(embedder)})
+    for arr in embs.values():
+        s.update(arr)
+    return s
+
+
+def compute_stats(audio: str | Path, embedder: Embedder, out: str | Path | None = None, **kw) -> EmbeddingStats:
+    """Statistics (mu, sigma, n) of a directory's embeddings, optionally saved as ``.npz``."""
+    s = stats_of(embed_dir(audio, embedder, **kw), embedder)
+    if out is not None:
+        s.save(out)
+    return s
+
+
+def _reference_stats(reference: str | Path, embedder: Embedder, **kw) -> tuple[EmbeddingStats, list]:
+    path = Path(reference)
+    if path.is_file() and path.suffix == ".npz":
+        s = EmbeddingStats.load(path)
+        if s.embedder != embedder.id:
+            raise FADError(f"{path}: statistics were computed with embedder {s.embedder or '(unknown)'!r}, but this run "
+                           f"uses {embedder.id!r}; recompute them with `musiclm-eval stats --embedder {embedder.name}`")
+        pre = s.config.get("preprocessing")
+        if pre is not None and pre != preprocessing_key(embedder):
+            raise FADError(f"{path}: statistics used pre-processing {pre!r}, this run uses {preprocessing_key(embedder)!r}")
+        return s, []
+    embs = embed_dir(path, embedder, **kw)
+    return stats_of(embs, embedder), embs.skipped
+
+
+def compute_fad(reference: str | Path, generated: str | Path, embedder: Embedder, *, inf: bool = False,
+                per_clip: str | Path | None = None, bootstrap: int = 0, seed: int = 0, **kw) -> dict:
+    """FAD of ``generated`` (a directory) against ``reference`` (a directory or a stats ``.npz``).
+
+    Returns the JSON document of ``musiclm-eval fad``; ``kw`` go to ``embed_dir`` (cache, on_error, …).
+    """
+    ref, ref_skipped = _reference_stats(reference, embedder, **kw)
+    gen = embed_dir(generated, embedder, **kw)
+    result = fad_metric(ref, stats_of(gen, embedder))
+    doc = {"fad": result.value, **result.extra, "embedder_name": embedder.name,
+           "preprocessing": preprocessing_key(embedder), "seed": seed,
+           "skipped": {"reference": [vars(s) for s in ref_skipped], "generated": [vars(s) for s in gen.skipped]}}
+    if inf:
+        doc["fad_inf"], doc["fad_inf_r2"] = fad_inf(ref, gen, seed=seed)
+    if bootstrap:
+        doc["ci95"] = list(bootstrap_fad_ci(ref, gen, n_boot=bootstrap, seed=seed))
+    if per_clip is not None:
+        scores = per_clip_fad(ref, gen)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["id", "fad", "frames"])
+        writer.writerows([cid, repr(v), len(gen[cid])] for cid, v in scores.items())
+        atomic_write_bytes(Path(per_clip), buf.getvalue().encode())
+        doc["per_clip"] = str(per_clip)
+    return doc
+
+
+def summary_line(doc: dict) -> str:
+    line = (f"FAD[{doc['embedder']}] = {doc['fad']:.4f}  (reference {doc['n_reference']} clips / "
+            f"{doc['n_reference_frames']} frames, generated {doc['n_generated']} clips / {doc['n_generated_frames']} "
+            f"frames, dim {doc['dim']})")
+    if "fad_inf" in doc:
+        line += f"  FAD∞ = {doc['fad_inf']:.4f} (R² {doc['fad_inf_r2']:.3f})"
+    if "ci95" in doc:
+        line += f"  95% CI [{doc['ci95'][0]:.4f}, {doc['ci95'][1]:.4f}]"
+    skipped = sum(len(v) for v in doc.get("skipped", {}).values())
+    return line + (f"  ({skipped} clips skipped)" if skipped else "")
+
+
+# ----------------------------------------------------------------------------- click layer
+
+
+def _common(f):
+    options = [
+        click.option("--embedder", "embedder_name", default="mel", show_default=True,
+                     help=f"One of {', '.join(available_embedders())}, or torch:CKPT.pt."),
+        click.option("--embedder-path", default=None, help="Local SavedModel dir / checkpoint overriding the default."),
+        click.option("--device", default="cpu", show_default=True),
+        click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Cache root (default $MUSICLM_EVAL_CACHE or ~/.cache/musiclm-eval/embeddings)."),
+        click.option("--batch-size", default=8, show_default=True),
+        click.option("--workers", default=0, show_default=True, help="Processes for decoding/resampling."),
+        click.option("--progress/--no-progress", default=sys.stderr.isatty()),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _setup(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size, workers, progress):
+    embedder = get_embedder(embedder_name, embedder_path, device)
+    cache = None if no_cache else EmbeddingCache(cache_dir)
+    kw = {"cache": cache, "on_error": on_error, "batch_size": batch_size, "workers": workers, "progress": progress}
+    return embedder, kw
+
+
+def _fail(e: Exception):
+    raise click.ClickException(str(e)) from e
+
+
+@click.command()
+@click.option("--audio", required=True, type=click.Path(), help="Directory of audio files.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz (mu, sigma, n, metadata).")
+@_common
+def stats(audio, out, embedder_name, embedder_path, device, on_error, no_cache, cache_dir, batch_size, workers,
+          progress):
+    """Compute embedding statistics (mu, sigma) of a folder."""
+    try:
+        embedder, kw = _setup(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
+                              workers, progress)
+        s = compute_stats(audio, embedder, out, **kw)
+    except (AudioError, EmbedderError, FADError) as e:
+        _fail(e)
+    click.echo(f"wrote {out}: {s.n_clips} clips, {s.n} frames, dim {s.dim}, embedder {s.embedder}")
+
+
+@click.command("fad")
+@click.option("--reference", required=True, type=click.Path(), help="Reference directory or stats .npz.")
+@click.option("--generated", required=True, type=click.Path(), help="Directory of generated audio.")
+@click.option("--inf", "inf", is_flag=True, help="Also report FAD∞ (extrapolated to infinite sample size).")
+@click.option("--per-clip", type=click.Path(dir_okay=False), default=None, help="Write per-clip FAD to this CSV.")
+@click.option("--bootstrap", default=0, show_default=True, help="Bootstrap resamples for a 95% CI (0: none).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON.")
+@_common
+def fad_command(reference, generated, inf, per_clip, bootstrap, seed, json_out, embedder_name, embedder_path, device,
+                on_error, no_cache, cache_dir, batch_size, workers, progress):
+    """Fréchet Audio Distance between a reference and a generated set."""
+    try:
+        embedder, kw = _setup(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
+                              workers, progress)
+        doc = compute_fad(reference, generated, embedder, inf=inf, per_clip=per_clip, bootstrap=bootstrap, seed=seed,
+                          **kw)
+    except (AudioError, EmbedderError, FADError) as e:
+        _fail(e)
+    if json_out:
+        atomic_write_bytes(Path(json_out), (json.dumps(doc, indent=2) + "\n").encode())
+    click.echo(summary_line(doc))
+
+
+fad = fad_command  # the name COMMANDS points at ("metrics.cli_fad:fad")
+
+
+@click.group()
+def cache():
+    """Inspect or clear the embedding cache."""
+
+
+@cache.command("info")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def cache_info(cache_dir, as_json):
+    """Where the cache is, how many entries, how many bytes."""
+    info = EmbeddingCache(cache_dir).info()
+    click.echo(json.dumps(info) if as_json else f"{info['root']}: {info['entries']} entries, {info['bytes']} bytes")
+
+
+@cache.command("clear")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+def cache_clear(cache_dir):
+    """Remove every cached embedding."""
+    c = EmbeddingCache(cache_dir)
+    click.echo(f"removed {c.clear()} entries from {c.root}")

@@ -1,0 +1,343 @@
+"""Fréchet Audio Distance: the core math, mergeable statistics, FAD∞, per-clip FAD and its CI.
+
+Why not ``scipy.linalg.sqrtm``: it is slow (a Schur decomposition of a non-symmetric product),
+its ``disp``/``blocksize`` arguments changed between scipy versions, and on nearly singular
+covariances it returns complex matrices whose real part can make FAD negative. Both covariances
+are symmetric positive semi-definite, so
+
+    tr (Σ1 Σ2)^½ = tr (Σ1^½ Σ2 Σ1^½)^½ = Σ_i sqrt(λ_i(Σ1^½ Σ2 Σ1^½))
+
+needs only two symmetric eigendecompositions (``eigh``/``eigvalsh``), which are real, fast and
+stable. Eigenvalues that rounding pushes below zero (at most ~d·ε·λ_max) are clipped to 0 — that
+clip is the only "eps" we use; no diagonal offset is added, because an offset moves the value.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from metrics.result import MetricResult, bootstrap_ci
+
+STATS_FORMAT = "musiclm-eval/embedding-stats/1"
+
+
+class FADError(ValueError):
+    """Inputs FAD cannot be computed from (mismatched dims, non-finite values, mixed embedders)."""
+
+
+class SingularCovarianceWarning(UserWarning):
+    """Fewer frames than dimensions: the covariance is singular and FAD is biased upwards."""
+
+
+# ----------------------------------------------------------------------------- core math
+
+
+def _check(mu: np.ndarray, sigma: np.ndarray, which: str) -> tuple[np.ndarray, np.ndarray]:
+    mu = np.asarray(mu, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if mu.ndim != 1:
+        raise FADError(f"mu{which} must be a vector, got shape {mu.shape}")
+    if sigma.shape != (len(mu), len(mu)):
+        raise FADError(f"sigma{which} has shape {sigma.shape}, expected {(len(mu), len(mu))} to match mu{which}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise FADError(f"mu{which}/sigma{which} contain NaN or Inf")
+    scale = max(float(np.abs(sigma).max(initial=0.0)), 1e-300)
+    if np.abs(sigma - sigma.T).max(initial=0.0) > 1e-8 * scale:
+        raise FADError(f"sigma{which} is not symmetric")
+    return mu, (sigma + sigma.T) / 2
+
+
+def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a PSD matrix; rounding-negative eigenvalues are clipped to 0."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """‖μ1−μ2‖² + tr Σ1 + tr Σ2 − 2 tr (Σ1^½ Σ2 Σ1^½)^½, in float64.
+
+    Mathematically ≥ 0; a negative value within rounding (≤ 1e-9 of the scale tr Σ1 + tr Σ2 +
+    ‖μ1−μ2‖²) is returned as 0.0, anything more negative would be a bug and raises.
+    """
+    mu1, sigma1 = _check(mu1, sigma1, "1")
+    mu2, sigma2 = _check(mu2, sigma2, "2")
+    if len(mu1) != len(mu2):
+        raise FADError(f"dimension mismatch: reference has dim {len(mu1)}, generated has dim {len(mu2)}")
+    root1 = _sqrt_psd(sigma1)
+    inner = root1 @ sigma2 @ root1
+    eig = np.linalg.eigvalsh((inner + inner.T) / 2)
+    tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    diff = mu1 - mu2
+    mean_term = float(diff @ diff)
+    tr1, tr2 = float(np.trace(sigma1)), float(np.trace(sigma2))
+    value = mean_term + tr1 + tr2 - 2.0 * tr_covmean
+    scale = mean_term + tr1 + tr2
+    if value < 0:
+        if value < -1e-9 * max(scale, 1e-300):
+            raise FADError(f"Fréchet distance came out negative ({value:.3e}); covariances are not PSD")
+        return 0.0
+    return value
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class EmbeddingStats:
+    """One-pass, mergeable mean/covariance of embedding frames (float64 accumulators).
+
+    Holds n, the mean and M2 = Σ (x−mean)(x−mean)ᵀ; ``update`` folds a chunk in with Chan et al.'s
+    pairwise merge, which stays accurate where the naive Σx xᵀ − n μ μᵀ loses digits. ``n_clips``
+    counts the clips the frames came from (reported as ``n_reference``/``n_generated``).
+    """
+
+    dim: int | None = None
+    embedder: str = ""
+    config: dict = field(default_factory=dict)
+    n: int = 0
+    n_clips: int = 0
+    _mean: np.ndarray | None = None
+    _m2: np.ndarray | None = None
+
+    def _ensure(self, d: int) -> None:
+        if self.dim is None:
+            self.dim = d
+        if d != self.dim:
+            raise FADError(f"dimension mismatch: statistics have dim {self.dim}, new embeddings have dim {d}")
+        if self._mean is None:
+            self._mean = np.zeros(d)
+            self._m2 = np.zeros((d, d))
+
+    def _fold(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        self._ensure(len(mean_b))
+        if n_b == 0:
+            return
+        n_a, n = self.n, self.n + n_b
+        delta = mean_b - self._mean
+        self._mean = self._mean + delta * (n_b / n)
+        self._m2 = self._m2 + m2_b + np.outer(delta, delta) * (n_a * n_b / n)
+        self.n = n
+
+    def update(self, x: np.ndarray, clips: int = 1) -> EmbeddingStats:
+        """Add frames ``x`` [n, d] (from ``clips`` clips). Returns self for chaining."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2:
+            raise FADError(f"embeddings must have shape [frames, dim], got {x.shape}")
+        if not np.isfinite(x).all():
+            raise FADError("embeddings contain NaN or Inf")
+        self._ensure(x.shape[1])
+        if len(x):
+            mean_b = x.mean(axis=0)
+            xc = x - mean_b
+            self._fold(len(x), mean_b, xc.T @ xc)
+        self.n_clips += clips
+        return self
+
+    def merge(self, other: EmbeddingStats) -> EmbeddingStats:
+        """Fold another partial state in (e.g. from another worker or shard)."""
+        if self.embedder and other.embedder and self.embedder != other.embedder:
+            raise FADError(f"cannot merge statistics of different embedders: {self.embedder!r} vs {other.embedder!r}")
+        self.embedder = self.embedder or other.embedder
+        if other.n:
+            self._fold(other.n, other._mean, other._m2)
+        self.n_clips += other.n_clips
+        return self
+
+    @property
+    def mean(self) -> np.ndarray:
+        if not self.n:
+            raise FADError("statistics are empty (no frames)")
+        return self._mean.copy()
+
+    @property
+    def cov(self) -> np.ndarray:
+        """Covariance with ddof=1 (as Google's and fadtk's FAD); needs at least two frames."""
+        if self.n < 2:
+            raise FADError(f"covariance needs at least 2 frames, have {self.n}")
+        return self._m2 / (self.n - 1)
+
+    @classmethod
+    def from_embeddings(cls, x: np.ndarray | Mapping[str, np.ndarray], embedder: str = "") -> EmbeddingStats:
+        """Statistics of an [n, d] array, or of every clip of an id → [frames, d] mapping."""
+        s = cls(embedder=embedder)
+        if isinstance(x, Mapping):
+            if not x:
+                raise FADError("no embeddings (empty set of clips)")
+            for arr in x.values():
+                s.update(arr)
+        else:
+            s.update(x)
+        return s
+
+    def save(self, path: str | Path) -> Path:
+        """``.npz`` with ``mu``, ``sigma`` (ddof=1) and metadata; written atomically."""
+        from metrics.cache import atomic_write_bytes
+
+        buf = io.BytesIO()
+        meta = {"format": STATS_FORMAT, "embedder": self.embedder, "config": self.config}
+        np.savez(buf, mu=self.mean, sigma=self.cov, n=np.int64(self.n), n_clips=np.int64(self.n_clips),
+                 meta=np.array(json.dumps(meta, sort_keys=True)))
+        return atomic_write_bytes(Path(path), buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> EmbeddingStats:
+        """Read statistics written by ``save`` (or any ``.npz`` with ``mu``/``sigma``, n unknown → error)."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise FADError(f"{path}: statistics file not found") from None
+        except Exception as e:
+            raise FADError(f"{path}: not a readable .npz statistics file ({type(e).__name__}: {e})") from None
+        missing = [k for k in ("mu", "sigma") if k not in data]
+        if missing:
+            raise FADError(f"{path}: missing key(s) {', '.join(missing)} (expected mu, sigma, n)")
+        if "n" not in data:
+            raise FADError(f"{path}: no frame count 'n'; it is needed to merge and to report n")
+        meta = json.loads(str(data["meta"])) if "meta" in data else {}
+        mu, sigma = _check(data["mu"], data["sigma"], f" in {path}")
+        n = int(data["n"])
+        s = cls(dim=len(mu), embedder=meta.get("embedder", ""), config=meta.get("config", {}), n=n,
+                n_clips=int(data.get("n_clips", 0)))
+        s._mean, s._m2 = mu, sigma * max(n - 1, 0)
+        return s
+
+
+# ----------------------------------------------------------------------------- FAD
+
+
+Embeddings = np.ndarray | Mapping[str, np.ndarray] | EmbeddingStats
+
+
+def _as_stats(x: Embeddings, which: str) -> EmbeddingStats:
+    if isinstance(x, EmbeddingStats):
+        return x
+    try:
+        return EmbeddingStats.from_embeddings(x)
+    except FADError as e:
+        raise FADError(f"{which}: {e}") from None
+
+
+def _warn_if_singular(s: EmbeddingStats, which: str) -> None:
+    if s.n <= s.dim:
+        warnings.warn(
+            f"{which} set has {s.n} frames for {s.dim} dimensions: its covariance is singular and FAD "
+            "is biased upwards; use more audio (or FAD∞) before comparing numbers",
+            SingularCovarianceWarning,
+            stacklevel=3,
+        )
+
+
+def fad(ref: Embeddings, gen: Embeddings, name: str = "fad") -> MetricResult:
+    """FAD between reference and generated embeddings (arrays, id → array mappings, or stats)."""
+    r, g = _as_stats(ref, "reference"), _as_stats(gen, "generated")
+    if r.embedder and g.embedder and r.embedder != g.embedder:
+        raise FADError(f"reference statistics come from embedder {r.embedder!r} but generated from {g.embedder!r}")
+    if r.dim != g.dim:
+        raise FADError(f"dimension mismatch: reference has dim {r.dim}, generated has dim {g.dim}")
+    _warn_if_singular(r, "reference")
+    _warn_if_singular(g, "generated")
+    value = frechet_distance(r.mean, r.cov, g.mean, g.cov)
+    extra = {
+        "embedder": r.embedder or g.embedder,
+        "n_reference": r.n_clips,
+        "n_generated": g.n_clips,
+        "n_reference_frames": r.n,
+        "n_generated_frames": g.n,
+        "dim": r.dim,
+    }
+    return MetricResult(name, value, extra=extra)
+
+
+def _frames(gen: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+    if isinstance(gen, Mapping):
+        if not gen:
+            raise FADError("generated: no embeddings (empty set of clips)")
+        return np.concatenate([np.asarray(a, dtype=np.float64) for a in gen.values()])
+    return np.asarray(gen, dtype=np.float64)
+
+
+def fad_inf(
+    ref: Embeddings,
+    gen: np.ndarray | Mapping[str, np.ndarray],
+    seed: int = 0,
+    steps: int = 25,
+    min_n: int | None = None,
+) -> tuple[float, float]:
+    """FAD∞ (Chong & Forsyth 2020): FAD of seeded subsamples of N generated frames, fitted linearly in
+    1/N and extrapolated to 1/N → 0. Returns (intercept, R² of the fit).
+
+    As in fadtk, subsamples are frames drawn without replacement at ``steps`` sizes evenly spaced from
+    ``min_n`` (default min(500, n/2)) to all n frames; the reference statistics are used whole.
+    """
+    r = _as_stats(ref, "reference")
+    x = _frames(gen)
+    if x.ndim != 2 or x.shape[1] != r.dim:
+        raise FADError(f"dimension mismatch: reference has dim {r.dim}, generated embeddings have shape {x.shape}")
+    n = len(x)
+    min_n = min(500, n // 2) if min_n is None else min_n
+    min_n = max(min_n, 2)
+    if n < 4 or min_n >= n:
+        raise FADError(f"FAD∞ needs more generated frames than min_n={min_n} (have {n})")
+    sizes = np.unique(np.linspace(min_n, n, steps).astype(int))
+    if len(sizes) < 3:
+        raise FADError(f"FAD∞ needs at least 3 distinct subsample sizes, have {len(sizes)} (n={n})")
+    rng = np.random.default_rng(seed)
+    mu_r, cov_r = r.mean, r.cov
+    values = []
+    for size in sizes:
+        sub = x[rng.choice(n, size=int(size), replace=False)]
+        values.append(frechet_distance(mu_r, cov_r, sub.mean(axis=0), np.cov(sub, rowvar=False, ddof=1)))
+    xs, ys = 1.0 / sizes, np.asarray(values)
+    slope, intercept = np.polyfit(xs, ys, 1)
+    resid = ys - (slope * xs + intercept)
+    total = ((ys - ys.mean()) ** 2).sum()
+    r2 = float(1.0 - (resid**2).sum() / total) if total > 0 else 1.0
+    return float(intercept), r2
+
+
+def per_clip_fad(ref: Embeddings, gen_embs: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Each generated clip's frames against the reference statistics.
+
+    A one-frame clip has no covariance; it is scored as a point mass (Σ_gen = 0), i.e.
+    ‖μ_ref − x‖² + tr Σ_ref — the Fréchet distance to a Dirac, not an error.
+    """
+    r = _as_stats(ref, "reference")
+    mu_r, cov_r = r.mean, r.cov
+    out = {}
+    for cid, emb in gen_embs.items():
+        x = np.asarray(emb, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != r.dim or not len(x):
+            raise FADError(f"clip {cid}: embeddings have shape {x.shape}, expected [frames>0, {r.dim}]")
+        cov = np.cov(x, rowvar=False, ddof=1) if len(x) > 1 else np.zeros((r.dim, r.dim))
+        out[cid] = frechet_distance(mu_r, cov_r, x.mean(axis=0), np.atleast_2d(cov))
+    return out
+
+
+def bootstrap_fad_ci(
+    ref: Embeddings,
+    gen_embs: Mapping[str, np.ndarray],
+    n_boot: int = 200,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap 95% CI of FAD over generated clips (clips resampled with replacement,
+    their frames pooled); the reference statistics are held fixed."""
+    r = _as_stats(ref, "reference")
+    mu_r, cov_r = r.mean, r.cov
+    arrays = [np.asarray(a, dtype=np.float64) for a in gen_embs.values()]
+    if len(arrays) < 2:
+        raise FADError("a bootstrap CI over clips needs at least 2 generated clips")
+
+    def stat(idx: np.ndarray) -> float:
+        x = np.concatenate([arrays[int(i)] for i in idx])
+        return frechet_distance(mu_r, cov_r, x.mean(axis=0), np.cov(x, rowvar=False, ddof=1))
+
+    return bootstrap_ci(np.arange(len(arrays)), n_boot=n_boot, seed=seed, statistic=stat)

@@ -8,8 +8,11 @@ are symmetric positive semi-definite, so
     tr (Σ1 Σ2)^½ = tr (Σ1^½ Σ2 Σ1^½)^½ = Σ_i sqrt(λ_i(Σ1^½ Σ2 Σ1^½))
 
 needs only two symmetric eigendecompositions (``eigh``/``eigvalsh``), which are real, fast and
-stable. Eigenvalues that rounding pushes below zero (at most ~d·ε·λ_max) are clipped to 0 — that
-clip is the only "eps" we use; no diagonal offset is added, because an offset moves the value.
+stable. The one "eps": eigenvalues at or below ``d·ε·λ_max`` (ε = float64 machine epsilon, the
+tolerance ``numpy.linalg.matrix_rank`` uses) are rounding noise of a (near-)singular covariance and
+are set to exactly 0 before any square root. Without that, noise of size ε·λ becomes √ε·λ ≈ 1e-8·λ
+per null direction after the root, which is what makes other implementations return negative
+FAD for identical singular statistics. No diagonal offset is added, because an offset moves the value.
 """
 
 from __future__ import annotations
@@ -54,10 +57,22 @@ def _check(mu: np.ndarray, sigma: np.ndarray, which: str) -> tuple[np.ndarray, n
     return mu, (sigma + sigma.T) / 2
 
 
-def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a PSD matrix; rounding-negative eigenvalues are clipped to 0."""
+def _zero_noise(w: np.ndarray, what: str) -> np.ndarray:
+    """Eigenvalues at or below d·ε·max|λ| (numpy's rank tolerance) are rounding noise: make them 0.
+
+    A clearly negative eigenvalue (below −1e-8·max|λ|) means the input was not a covariance.
+    """
+    top = float(np.abs(w).max(initial=0.0))
+    if w.size and w.min() < -1e-8 * top:
+        raise FADError(f"{what} is not positive semi-definite (eigenvalue {w.min():.3e}, largest {top:.3e})")
+    tol = len(w) * np.finfo(np.float64).eps * top
+    return np.where(w > tol, w, 0.0)
+
+
+def _sqrt_psd(sigma: np.ndarray, what: str) -> np.ndarray:
+    """Symmetric square root of a PSD matrix via ``eigh``."""
     w, v = np.linalg.eigh(sigma)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    return (v * np.sqrt(_zero_noise(w, what))) @ v.T
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -70,10 +85,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu2, sigma2 = _check(mu2, sigma2, "2")
     if len(mu1) != len(mu2):
         raise FADError(f"dimension mismatch: reference has dim {len(mu1)}, generated has dim {len(mu2)}")
-    root1 = _sqrt_psd(sigma1)
+    root1 = _sqrt_psd(sigma1, "sigma1")
     inner = root1 @ sigma2 @ root1
     eig = np.linalg.eigvalsh((inner + inner.T) / 2)
-    tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    tr_covmean = float(np.sqrt(_zero_noise(eig, "sigma2 (seen through sigma1)")).sum())
     diff = mu1 - mu2
     mean_term = float(diff @ diff)
     tr1, tr2 = float(np.trace(sigma1)), float(np.trace(sigma2))

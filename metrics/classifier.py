@@ -1,0 +1,440 @@
+"""The KLD classifier: LEAF frontend + compact CNN, multi-label (sigmoid) heads, with its label space.
+
+The paper's classifier weights are not public, so the project trains this one on its procedural
+corpus (``musiclm-eval train classifier``) and ships it; a user with an AudioSet-trained checkpoint of
+the same architecture loads it with the 527-class label space. Every checkpoint stores its label
+space, and loading checks it against the one the caller expects — scoring with a classifier whose
+outputs mean different classes than you think would be a silent wrong number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from metrics.embedders import Embedder
+from metrics.leaf import Leaf, LeafConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "musiclm-eval/leaf-classifier/1"
+SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "classifier-tiny.pt"
+WINDOW_SECONDS = 10.0
+
+
+class ClassifierError(ValueError):
+    """A checkpoint or label file that cannot be used; the message names the file."""
+
+
+class LabelSpaceError(ClassifierError):
+    """A checkpoint whose classes are not the ones the caller expects."""
+
+
+# ---------------------------------------------------------------- label spaces
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """An ordered list of class names with a name; output unit i of a classifier means ``labels[i]``."""
+
+    name: str
+    labels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256("\n".join(self.labels).encode()).hexdigest()[:16]
+
+    def multihot(self, tags: Sequence[str], source: str = "") -> np.ndarray:
+        index = {t: i for i, t in enumerate(self.labels)}
+        out = np.zeros(len(self.labels), dtype=np.float32)
+        for t in tags:
+            if t not in index:
+                raise LabelSpaceError(f"{source}: tag {t!r} is not in label space {self.name!r}")
+            out[index[t]] = 1.0
+        return out
+
+
+def corpus_label_space() -> LabelSpace:
+    """The procedural corpus tags (the default; the shipped checkpoint is trained on them).
+
+    Imported lazily: ``metrics`` does not import ``musiclm_ref`` at import time.
+    """
+    from musiclm_ref.data.synth import TAG_VOCAB
+
+    return LabelSpace("corpus", tuple(TAG_VOCAB))
+
+
+def audioset_label_space(path: str | Path) -> LabelSpace:
+    """The 527 AudioSet classes from ``class_labels_indices.csv``, for AudioSet-trained checkpoints."""
+    from metrics.musiccaps import CaptionsError, load_audioset_labels
+
+    try:
+        return LabelSpace("audioset", tuple(load_audioset_labels(path)))
+    except CaptionsError as e:
+        raise ClassifierError(str(e)) from None
+
+
+def resolve_label_space(spec: LabelSpace | str | None, audioset_csv: str | Path | None = None) -> LabelSpace | None:
+    """``"corpus"``, ``"audioset"`` (needs ``audioset_csv``), a LabelSpace, or None (accept any)."""
+    if spec is None or isinstance(spec, LabelSpace):
+        return spec
+    if spec == "corpus":
+        return corpus_label_space()
+    if spec == "audioset":
+        if audioset_csv is None:
+            raise ClassifierError("label space 'audioset' needs the path of class_labels_indices.csv")
+        return audioset_label_space(audioset_csv)
+    raise ClassifierError(f"unknown label space {spec!r}; expected 'corpus' or 'audioset'")
+
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass
+class ClassifierConfig:
+    n_labels: int
+    leaf: LeafConfig = field(default_factory=LeafConfig)
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    embed_dim: int = 128
+    dropout: float = 0.1
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifierConfig:
+        d = dict(d)
+        d["leaf"] = LeafConfig(**d["leaf"])
+        d["channels"] = tuple(d["channels"])
+        return cls(**d)
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class LeafClassifier(nn.Module):
+    """Waveform → LEAF [bands, frames] → four conv blocks → mean+max pool → embedding → sigmoid heads."""
+
+    def __init__(self, cfg: ClassifierConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = Leaf(cfg.leaf)
+        self.norm = nn.BatchNorm1d(cfg.leaf.n_filters)
+        chans = (1, *cfg.channels)
+        self.blocks = nn.ModuleList([conv_block(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.to_embed = nn.Sequential(nn.Linear(2 * cfg.channels[-1], cfg.embed_dim), nn.ReLU())
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.embed_dim, cfg.n_labels)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.leaf.sample_rate
+
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] → penultimate-layer embedding [batch, embed_dim] (the registry's ``classifier``)."""
+        x = self.norm(self.frontend(wave))
+        x = rearrange(x, "b f t -> b 1 f t")
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i < len(self.blocks) - 1:
+                x = F.max_pool2d(x, 2, ceil_mode=True)
+        x = x.mean(dim=2)  # over frequency
+        pooled = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=-1)
+        return self.to_embed(pooled)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] → logits [batch, n_labels]."""
+        return self.head(self.dropout(self.embed(wave)))
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class LoadedClassifier:
+    model: LeafClassifier
+    label_space: LabelSpace
+    meta: dict
+    path: str
+    weights_sha256: str
+
+
+def save_classifier(model: LeafClassifier, label_space: LabelSpace, path: str | Path, meta: dict | None = None) -> Path:
+    if len(label_space) != model.cfg.n_labels:
+        raise LabelSpaceError(f"{path}: model has {model.cfg.n_labels} outputs but label space {label_space.name!r} has {len(label_space)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "config": asdict(model.cfg),
+            "label_space": {"name": label_space.name, "labels": list(label_space.labels)},
+            "state_dict": state,
+            "meta": meta or {},
+        },
+        path,
+    )
+    return path
+
+
+def load_classifier(
+    path: str | Path | None = None,
+    expected: LabelSpace | str | None = None,
+    device: str = "cpu",
+    audioset_csv: str | Path | None = None,
+) -> LoadedClassifier:
+    """Load a checkpoint (None = the shipped one) and check its label space against ``expected``.
+
+    ``expected`` is ``"corpus"``, ``"audioset"``, a LabelSpace, or None to accept whatever the
+    checkpoint declares. A mismatch is a ``LabelSpaceError`` naming the file and both spaces.
+    """
+    path = Path(path) if path is not None else SHIPPED_CHECKPOINT
+    if not path.is_file():
+        raise ClassifierError(f"{path}: classifier checkpoint not found")
+    raw = path.read_bytes()
+    try:
+        import io
+
+        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ClassifierError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ClassifierError(f"{path}: not a LEAF classifier checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+    ls = ckpt["label_space"]
+    stored = LabelSpace(ls["name"], tuple(ls["labels"]))
+    want = resolve_label_space(expected, audioset_csv)
+    if want is not None and stored.labels != want.labels:
+        diff = sorted(set(want.labels) ^ set(stored.labels))
+        detail = f"; differing labels: {', '.join(diff[:8])}{' …' if len(diff) > 8 else ''}" if diff else "; same labels in a different order"
+        raise LabelSpaceError(
+            f"{path}: checkpoint label space {stored.name!r} ({len(stored)} labels) does not match "
+            f"expected {want.name!r} ({len(want)} labels){detail}"
+        )
+    cfg = ClassifierConfig.from_dict(ckpt["config"])
+    model = LeafClassifier(cfg)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ClassifierError(f"{path}: weights do not fit the stored config ({e})") from None
+    model.eval().to(device)
+    return LoadedClassifier(model, stored, ckpt.get("meta", {}), str(path), hashlib.sha256(raw).hexdigest())
+
+
+# ---------------------------------------------------------------- inference
+
+
+def windows(wave: np.ndarray, sr: int, seconds: float = WINDOW_SECONDS) -> np.ndarray:
+    """Split a clip into non-overlapping windows [n, samples]; a short clip is one window as it is.
+
+    A tail shorter than a window is covered by one more window anchored at the end of the clip,
+    so every sample is seen and no window is zero-padded (padding would change the probabilities).
+    """
+    size = int(round(seconds * sr))
+    if len(wave) <= size:
+        return wave[None, :]
+    starts = list(range(0, len(wave) - size + 1, size))
+    if starts[-1] + size < len(wave):
+        starts.append(len(wave) - size)
+    return np.stack([wave[s : s + size] for s in starts])
+
+
+@torch.no_grad()
+def window_logits(model: LeafClassifier, wave: np.ndarray, sr: int, device: str = "cpu") -> np.ndarray:
+    """Logits of each 10 s window of a clip, [n_windows, n_labels]; resamples to the model rate."""
+    from metrics.audio import resample
+
+    wave = resample(wave, sr, model.sample_rate)
+    x = torch.from_numpy(windows(wave, model.sample_rate)).to(device)
+    return model.eval()(x).cpu().double().numpy()
+
+
+@torch.no_grad()
+def window_embeddings(model: LeafClassifier, wave: np.ndarray, sr: int, device: str = "cpu") -> np.ndarray:
+    from metrics.audio import resample
+
+    wave = resample(wave, sr, model.sample_rate)
+    x = torch.from_numpy(windows(wave, model.sample_rate)).to(device)
+    return model.eval().embed(x).cpu().numpy()
+
+
+# ---------------------------------------------------------------- registry factory
+
+
+class ClassifierEmbedder(Embedder):
+    """The penultimate layer as an embedder (registry name ``classifier``): one frame per 10 s window."""
+
+    name = "classifier"
+
+    def __init__(self, loaded: LoadedClassifier, device: str = "cpu"):
+        self.loaded, self.device = loaded, device
+        self.sample_rate = loaded.model.sample_rate
+        self.dim = loaded.model.cfg.embed_dim
+        self.min_seconds = loaded.model.cfg.leaf.window_len / self.sample_rate
+        self.id = f"classifier-leaf:{loaded.label_space.name}:{loaded.weights_sha256[:16]}"
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        """Mono float32 at ``sample_rate`` → [windows, dim]."""
+        return window_embeddings(self.loaded.model, wave, self.sample_rate, self.device)
+
+
+def embedder(path: str | None = None, device: str = "cpu") -> ClassifierEmbedder:
+    """Registry factory: the shipped checkpoint when ``path`` is None."""
+    return ClassifierEmbedder(load_classifier(path, device=device), device)
+
+
+# ---------------------------------------------------------------- training
+
+
+def read_tag_labels(data_dir: str | Path) -> list[tuple[str, str, list[str]]]:
+    """(ytid, split, tags) rows of a corpus ``labels.csv`` (tags ';'-joined)."""
+    import pandas as pd
+
+    path = Path(data_dir) / "labels.csv"
+    if not path.is_file():
+        raise ClassifierError(f"{path}: labels.csv not found (expected a corpus made by `musiclm-eval synth`)")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"ytid", "split", "tags"} - set(df.columns)
+    if missing:
+        raise ClassifierError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return [(r.ytid, r.split, [t for t in r.tags.split(";") if t]) for r in df.itertuples()]
+
+
+def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Non-interpolated AP (as scikit-learn): mean over positives of the precision at their rank."""
+    order = np.argsort(-scores, kind="stable")
+    hits = targets[order] > 0.5
+    if not hits.any():
+        return float("nan")
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean())
+
+
+def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Mean AP over labels with at least one positive (labels absent from the split are left out)."""
+    aps = [average_precision(scores[:, j], targets[:, j]) for j in range(targets.shape[1]) if targets[:, j].any()]
+    return float(np.mean(aps))
+
+
+@dataclass
+class TrainResult:
+    model: LeafClassifier
+    label_space: LabelSpace
+    losses: list[float]
+    eval_map: float | None
+    n_train: int
+    n_eval: int
+    data_sha256: str
+
+
+def load_corpus_waves(data_dir: str | Path, sr: int, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Decode each clip once at the model rate through the shared loader; the features are cached in memory."""
+    from metrics.audio import load_dir
+
+    report = load_dir(data_dir, sr=sr, ids=ids)
+    return {c.id: c.wave for c in report.clips}
+
+
+def corpus_hash(data_dir: str | Path) -> str:
+    """sha256 over labels.csv and every clip's bytes, sorted by id: the manifest's data hash."""
+    from metrics.audio import file_sha256, scan_dir
+
+    h = hashlib.sha256(file_sha256(Path(data_dir) / "labels.csv").encode())
+    for _id, p in scan_dir(data_dir).items():
+        h.update(f"{_id}:{file_sha256(p)}".encode())
+    return h.hexdigest()
+
+
+def train_classifier(
+    data_dir: str | Path,
+    epochs: int = 12,
+    seed: int = 0,
+    device: str = "cpu",
+    label_space: LabelSpace | None = None,
+    crop_seconds: float = 2.0,
+    batch_size: int = 16,
+    lr: float = 2e-3,
+    max_steps: int | None = None,
+    config: ClassifierConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train on the ``train`` split with random crops; report mAP on the ``eval`` split (full clips).
+
+    Crops keep an epoch cheap on CPU (LEAF's 401-tap complex filterbank runs at 16 kHz); the eval
+    split is scored the way KLD uses the model: whole 10 s windows.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    label_space = label_space or corpus_label_space()
+    rows = read_tag_labels(data_dir)
+    labels_path = str(Path(data_dir) / "labels.csv")
+    targets = {ytid: label_space.multihot(tags, labels_path) for ytid, _, tags in rows}
+    train_ids = [r[0] for r in rows if r[1] == "train"]
+    eval_ids = [r[0] for r in rows if r[1] == "eval"]
+    if not train_ids:
+        raise ClassifierError(f"{labels_path}: no rows with split 'train'")
+    cfg = config or ClassifierConfig(n_labels=len(label_space))
+    model = LeafClassifier(cfg).to(device)
+    waves = load_corpus_waves(data_dir, model.sample_rate, train_ids + eval_ids)
+    crop = int(crop_seconds * model.sample_rate)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(train_ids) / batch_size)
+    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.15)
+    losses: list[float] = []
+    step, t0 = 0, time.time()
+    for epoch in range(epochs):
+        model.train()
+        order = rng.permutation(len(train_ids))
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            batch = [train_ids[i] for i in order[b * batch_size : (b + 1) * batch_size]]
+            x = torch.from_numpy(np.stack([random_crop(waves[i], crop, rng) for i in batch])).to(device)
+            y = torch.from_numpy(np.stack([targets[i] for i in batch])).to(device)
+            loss = F.binary_cross_entropy_with_logits(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss))
+            step += 1
+        if progress:
+            progress(f"epoch {epoch + 1}/{epochs} loss {np.mean(losses[-steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")
+    eval_map = None
+    if eval_ids:
+        scores = np.concatenate([window_logits(model, waves[i], model.sample_rate, device).mean(0, keepdims=True) for i in eval_ids])
+        eval_map = mean_average_precision(scores, np.stack([targets[i] for i in eval_ids]))
+    model.eval()
+    return TrainResult(model, label_space, losses, eval_map, len(train_ids), len(eval_ids), corpus_hash(data_dir))
+
+
+def random_crop(wave: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    if len(wave) <= size:
+        return np.pad(wave, (0, size - len(wave)))
+    start = int(rng.integers(0, len(wave) - size + 1))
+    return wave[start : start + size]
+
+
+def write_manifest(ckpt: Path, manifest: dict) -> Path:
+    path = ckpt.with_suffix(".json")
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path

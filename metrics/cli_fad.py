@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -19,7 +20,7 @@ from metrics.audio import AudioError, scan_dir
 from metrics.cache import EmbeddingCache, atomic_write_bytes
 from metrics.embedders import Embedder, EmbedderError, available_embedders, get_embedder
 from metrics.extract import EmbeddingSet, embed_clips, preprocessing_key
-from metrics.fad import EmbeddingStats, FADError, bootstrap_fad_ci, fad_inf, per_clip_fad
+from metrics.fad import EmbeddingStats, FADError, SingularCovarianceWarning, bootstrap_fad_ci, fad_inf, per_clip_fad
 from metrics.fad import fad as fad_metric
 
 
@@ -72,9 +73,14 @@ def compute_fad(reference: str | Path, generated: str | Path, embedder: Embedder
     """
     ref, ref_skipped = _reference_stats(reference, embedder, **kw)
     gen = embed_dir(generated, embedder, **kw)
-    result = fad_metric(ref, stats_of(gen, embedder))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SingularCovarianceWarning)
+        result = fad_metric(ref, stats_of(gen, embedder))
+    for w in caught:  # re-emit, and keep them in the result so a JSON reader sees them too
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     doc = {"fad": result.value, **result.extra, "embedder_name": embedder.name,
            "preprocessing": preprocessing_key(embedder), "seed": seed,
+           "warnings": [str(w.message) for w in caught],
            "skipped": {"reference": [vars(s) for s in ref_skipped], "generated": [vars(s) for s in gen.skipped]}}
     if inf:
         doc["fad_inf"], doc["fad_inf_r2"] = fad_inf(ref, gen, seed=seed)

@@ -319,7 +319,8 @@ def load_corpus(data_dir: str | Path, model: MuLan) -> MulanCorpus:
 
 def recall_at_k(text_emb: np.ndarray, audio_emb: np.ndarray, k: int = 10, n_candidates: int = 100, seed: int = 0) -> float:
     """Caption → audio retrieval: fraction of captions whose clip ranks in the top k among
-    itself and ``n_candidates - 1`` other clips drawn at random (seeded) from the same set."""
+    itself and ``n_candidates - 1`` other clips drawn at random (seeded) from the same set.
+    Ties are counted against the query, so a constant model scores 0, not 1."""
     n = len(text_emb)
     rng = np.random.default_rng(seed)
     sims = text_emb @ audio_emb.T
@@ -327,7 +328,7 @@ def recall_at_k(text_emb: np.ndarray, audio_emb: np.ndarray, k: int = 10, n_cand
     for i in range(n):
         others = np.delete(np.arange(n), i)
         pool = rng.choice(others, size=min(n_candidates - 1, n - 1), replace=False)
-        hits += int((sims[i, pool] > sims[i, i]).sum() < k)
+        hits += int((sims[i, pool] >= sims[i, i]).sum() < k)  # ties count against the query
     return hits / n
 
 
@@ -411,7 +412,7 @@ def train_mulan(
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             step += 1
         if progress:
             progress(f"epoch {epoch + 1}/{epochs} loss {np.mean(losses[-steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")

@@ -1,0 +1,204 @@
+"""The LEAF frontend, the classifier, its label spaces and checkpoints, and its training loop."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metrics.classifier import (
+    SHIPPED_CHECKPOINT,
+    ClassifierConfig,
+    ClassifierError,
+    LabelSpace,
+    LabelSpaceError,
+    LeafClassifier,
+    average_precision,
+    load_classifier,
+    mean_average_precision,
+    save_classifier,
+    windows,
+)
+from metrics.leaf import SPCEN, GaborFilterbank, Leaf, LeafConfig, ema, mel_gabor_init
+
+TINY_LABELS = LabelSpace("tiny", ("a", "b", "c"))
+
+
+def tiny_model(n_labels: int = 3, seed: int = 0) -> LeafClassifier:
+    torch.manual_seed(seed)
+    cfg = ClassifierConfig(n_labels=n_labels, leaf=LeafConfig(n_filters=8), channels=(4, 8), embed_dim=16)
+    return LeafClassifier(cfg).eval()
+
+
+# ------------------------------------------------------------------ LEAF
+
+
+def test_gabor_init_is_on_the_mel_scale():
+    mu, sigma = mel_gabor_init(40, 16000, 60.0, 7800.0)
+    hz = mu.numpy() * 16000 / (2 * math.pi)
+    assert 60 < hz[0] < hz[-1] < 7800
+    mels = 2595 * np.log10(1 + hz / 700)
+    np.testing.assert_allclose(np.diff(mels), np.diff(mels)[0], rtol=1e-4)  # equally spaced in mel
+    assert (np.diff(sigma.numpy()) < 0).all()  # wider bands → shorter filters
+
+
+def test_gabor_filter_response_peaks_at_its_centre_frequency():
+    fb = GaborFilterbank(LeafConfig())
+    real, imag = fb.kernels()
+    spectrum = torch.fft.fft(torch.complex(real, imag), n=8192).abs()  # [filters, bins]
+    peak = spectrum[:, : 4096].argmax(-1).double() * 2 * math.pi / 8192
+    np.testing.assert_allclose(peak.numpy(), fb.mu.detach().double().numpy(), atol=2 * math.pi / 8192)
+
+
+def test_pure_tone_excites_the_nearest_band():
+    cfg = LeafConfig()
+    leaf = Leaf(cfg)
+    hz = leaf.filterbank.mu.detach().numpy() * cfg.sample_rate / (2 * math.pi)
+    t = torch.arange(16000) / 16000
+    for k in (5, 20, 35):
+        tone = torch.sin(2 * math.pi * float(hz[k]) * t)[None]
+        energy = leaf.pooling(leaf.filterbank(tone))[0, :, 20:-20].mean(-1)
+        assert int(energy.argmax()) == k
+
+
+def test_ema_matches_the_recursion():
+    x = torch.rand(2, 3, 50, dtype=torch.float64)
+    s = torch.tensor([0.04, 0.3, 1.0], dtype=torch.float64)
+    out = ema(x, s)
+    m = x[..., 0].clone()
+    for t in range(50):
+        m = (1 - s) * m + s * x[..., t]
+        torch.testing.assert_close(out[..., t], m)
+
+
+def test_spcen_matches_its_formula():
+    cfg = LeafConfig(n_filters=3)
+    pcen = SPCEN(cfg).double()
+    x = torch.rand(1, 3, 20, dtype=torch.float64) + 0.1
+    m = ema(x, pcen.smooth.detach())
+    expected = (x / (cfg.pcen_floor + m) ** cfg.pcen_alpha + cfg.pcen_delta) ** (1 / cfg.pcen_root) - cfg.pcen_delta ** (1 / cfg.pcen_root)
+    torch.testing.assert_close(pcen(x), expected)
+
+
+def test_leaf_shape_and_gradients_reach_every_parameter():
+    leaf = Leaf(LeafConfig(n_filters=8))
+    out = leaf(torch.randn(2, 3200) * 0.1)
+    assert out.shape == (2, 8, 20)  # 10 ms hop
+    out.sum().backward()
+    for name, p in leaf.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+# ------------------------------------------------------------------ windows, AP
+
+
+def test_windows_cover_the_clip_without_padding():
+    sr = 10
+    assert windows(np.zeros(35), sr, 10.0).shape == (1, 35)  # shorter than a window: as it is
+    w = windows(np.arange(250.0), sr, 10.0)
+    assert w.shape == (3, 100)
+    assert [int(x[0]) for x in w] == [0, 100, 150]  # tail window anchored at the end
+
+
+def test_average_precision_hand_computed():
+    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
+    targets = np.array([[1, 0], [0, 1], [0, 0]])
+    assert mean_average_precision(scores, targets) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = tiny_model()
+    path = save_classifier(model, TINY_LABELS, tmp_path / "c.pt", meta={"seed": 0})
+    loaded = load_classifier(path, expected=TINY_LABELS)
+    assert loaded.label_space == TINY_LABELS and loaded.meta == {"seed": 0}
+    x = torch.randn(2, 8000) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model(x))
+
+
+def test_wrong_label_space_is_a_clear_error(tmp_path):
+    path = save_classifier(tiny_model(), TINY_LABELS, tmp_path / "c.pt")
+    other = LabelSpace("other", ("a", "b", "d"))
+    with pytest.raises(LabelSpaceError) as e:
+        load_classifier(path, expected=other)
+    assert str(e.value) == (
+        f"{path}: checkpoint label space 'tiny' (3 labels) does not match expected 'other' (3 labels); differing labels: c, d"
+    )
+    with pytest.raises(LabelSpaceError, match="same labels in a different order"):
+        load_classifier(path, expected=LabelSpace("tiny", ("c", "b", "a")))
+    with pytest.raises(LabelSpaceError, match="has 3 outputs but label space 'other' has 2"):
+        save_classifier(tiny_model(), LabelSpace("other", ("a", "b")), tmp_path / "d.pt")
+
+
+def test_bad_checkpoint_files_are_clear_errors(tmp_path):
+    with pytest.raises(ClassifierError, match="missing.pt: classifier checkpoint not found"):
+        load_classifier(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00garbage")
+    with pytest.raises(ClassifierError, match="junk.pt: not a readable PyTorch checkpoint"):
+        load_classifier(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(ClassifierError, match="other.pt: not a LEAF classifier checkpoint"):
+        load_classifier(other)
+
+
+def test_audioset_label_space(shared_data, tmp_path):
+    from metrics.classifier import audioset_label_space
+
+    csv = shared_data / "class_labels_indices.csv"
+    space = audioset_label_space(csv)
+    assert len(space) == 527 and space.labels[0] == "Speech"
+    path = save_classifier(tiny_model(527), space, tmp_path / "as.pt")
+    assert load_classifier(path, expected="audioset", audioset_csv=csv).label_space == space
+    small = save_classifier(tiny_model(), TINY_LABELS, tmp_path / "tiny.pt")
+    with pytest.raises(LabelSpaceError, match="checkpoint label space 'tiny' \\(3 labels\\) does not match expected 'audioset' \\(527 labels\\)"):
+        load_classifier(small, expected="audioset", audioset_csv=csv)
+
+
+# ------------------------------------------------------------------ training and the shipped model
+
+
+def test_training_loop_lowers_the_loss(small_corpus):
+    from metrics.classifier import train_classifier
+
+    torch.set_num_threads(1)
+    cfg = ClassifierConfig(n_labels=0, leaf=LeafConfig(n_filters=16), channels=(8, 16), embed_dim=32)
+    from metrics.classifier import corpus_label_space
+
+    space = corpus_label_space()
+    cfg.n_labels = len(space)
+    res = train_classifier(small_corpus, epochs=6, seed=0, crop_seconds=1.0, batch_size=8, lr=5e-3, config=cfg)
+    assert len(res.losses) == 6 * 2
+    assert np.mean(res.losses[-3:]) < np.mean(res.losses[:3])
+    assert res.eval_map is not None and 0.0 <= res.eval_map <= 1.0
+
+
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.exists(), reason="shipped classifier checkpoint not built yet")
+def test_shipped_checkpoint_and_manifest():
+    from metrics.classifier import corpus_label_space
+
+    loaded = load_classifier(expected="corpus")
+    assert loaded.label_space == corpus_label_space()
+    manifest = json.loads(SHIPPED_CHECKPOINT.with_suffix(".json").read_text())
+    assert manifest["command"].startswith("musiclm-eval train classifier")
+    assert manifest["metrics"]["eval_map"] >= 0.8
+    assert SHIPPED_CHECKPOINT.stat().st_size < 3 * 2**20
+
+
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.exists(), reason="shipped classifier checkpoint not built yet")
+def test_registry_embedder_is_the_penultimate_layer():
+    from metrics.embedders import get_embedder
+
+    emb = get_embedder("classifier")
+    wave = np.random.default_rng(0).standard_normal(16000 * 25).astype(np.float32) * 0.1
+    out = emb.embed(wave)
+    assert out.shape == (3, emb.dim)  # 10 s windows at 0, 10, 15 s
+    assert emb.id.startswith("classifier-leaf:corpus:")

@@ -114,8 +114,9 @@ def summary_line(doc: dict) -> str:
 
 def _common(f):
     options = [
-        click.option("--embedder", "embedder_name", default="mel", show_default=True,
-                     help=f"One of {', '.join(available_embedders())}, or torch:CKPT.pt."),
+        click.option("--embedder", "embedder_name", required=True,
+                     help=f"One of {', '.join(available_embedders())}, or torch:CKPT.pt (vggish/trill: the paper's; "
+                     "mel: weight-free, not comparable with published FAD)."),
         click.option("--embedder-path", default=None, help="Local SavedModel dir / checkpoint overriding the default."),
         click.option("--device", default="cpu", show_default=True),
         click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True),

@@ -44,7 +44,10 @@ def dirs(tmp_path):
 
 
 def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    args = [str(a) for a in args]
+    if args[0] in ("stats", "fad") and "--embedder" not in args:
+        args += ["--embedder", "mel"]
+    return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
 def test_stats_then_fad_from_npz_equals_fad_from_directory(tmp_path, dirs):

@@ -112,7 +112,7 @@ def compute_score(
         doc["mcc"], doc["mcc_ci95"] = res.value, _ci(res)
         for cid, v in res.per_item.items():
             per[cid]["mcc"] = v
-        doc["mcc_settings"] = {"backend": joint, "comparable_to_paper": False if joint.startswith("clap:") else None}
+        doc["mcc_settings"] = {"backend": joint, "comparable_to_paper": False}  # neither CLAP nor mulan-ref is the paper's MuLan
 
     doc["skipped"] = {"generated": [vars(s) for s in gen_report.skipped], "reference": [vars(s) for s in ref_report.skipped],
                       "unpaired": unpaired}

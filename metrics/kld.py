@@ -83,8 +83,16 @@ def class_distributions(clips: Sequence[Clip], classifier, mode: Mode = "sigmoid
     """id → class distribution for each clip, with a ``LeafClassifier`` (or a LoadedClassifier)."""
     from metrics.classifier import window_logits
 
+    from metrics.audio import AudioError
+
     model = getattr(classifier, "model", classifier)
-    return {c.id: clip_distribution(window_logits(model, c.wave, c.sr, device), mode) for c in clips}
+    out = {}
+    for c in clips:
+        logits = window_logits(model, c.wave, c.sr, device)
+        if not np.isfinite(logits).all():
+            raise AudioError(c.path or c.id, "the classifier returned NaN/Inf logits for this clip")
+        out[c.id] = clip_distribution(logits, mode)
+    return out
 
 
 def kld(

@@ -145,7 +145,9 @@ class SPCEN(nn.Module):
         alpha = self.alpha.clamp(max=1.0)[:, None]
         root = self.root.clamp(min=1.0)[:, None]
         delta = self.delta[:, None]
-        smoothed = ema(x, self.smooth)
+        # The EMA of non-negative energies is non-negative, but the IIR form can round to -1e-9,
+        # and a negative base to a fractional power is NaN.
+        smoothed = ema(x, self.smooth).clamp(min=0.0)
         one_over_root = 1.0 / root
         return (x / (self.floor + smoothed) ** alpha + delta) ** one_over_root - delta**one_over_root
 

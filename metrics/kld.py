@@ -81,9 +81,8 @@ def clip_distribution(window_logits: np.ndarray, mode: Mode = "sigmoid") -> np.n
 
 def class_distributions(clips: Sequence[Clip], classifier, mode: Mode = "sigmoid", device: str = "cpu") -> dict[str, np.ndarray]:
     """id → class distribution for each clip, with a ``LeafClassifier`` (or a LoadedClassifier)."""
-    from metrics.classifier import window_logits
-
     from metrics.audio import AudioError
+    from metrics.classifier import window_logits
 
     model = getattr(classifier, "model", classifier)
     out = {}

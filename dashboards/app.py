@@ -1,0 +1,292 @@
+"""The results explorer: ``musiclm-eval dashboard`` runs this script with ``streamlit run``.
+
+One script with a sidebar page picker (rather than ``st.navigation``) so that every page can be driven
+by Streamlit's AppTest. Inputs come from the environment the CLI sets: ``MUSICLM_EVAL_RESULTS``
+(``os.pathsep``-joined results directories) and ``MUSICLM_EVAL_DB`` (ratings database URL). All numbers
+come from ``dashboards.data``; this file only lays them out and turns every gap into a sentence.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+try:
+    from dashboards import data
+except ModuleNotFoundError:  # `streamlit run dashboards/app.py` from a checkout that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from dashboards import data
+
+PAGES = ("Leaderboard", "Plots", "Clips", "Memorization", "Human study")
+
+
+@st.cache_data(show_spinner="Loading results…", max_entries=64)
+def _load_run(path: str, name: str, key: tuple) -> data.Run:
+    """Cached on (path, name, mtimes): reruns and page switches never re-read an unchanged run."""
+    del key  # only part of the cache key
+    return data.load_run(path, name=name)
+
+
+def load_runs(paths: list[Path]) -> list[data.Run]:
+    names = data.run_names(paths)
+    return [_load_run(str(p), n, data.cache_key(p)) for p, n in zip(paths, names)]
+
+
+@st.cache_data(show_spinner="Reading the ratings database…", ttl=30)
+def _load_study(url: str) -> data.HumanStudy:
+    return data.load_human_study(url)
+
+
+def audio(path: Path | None, raw: str | None, label: str) -> None:
+    """Play a clip, or say which file is missing (never a traceback)."""
+    if path is not None:
+        st.audio(str(path))
+    elif raw:
+        st.warning(f"{label}: audio file not found: {raw}")
+    else:
+        st.info(f"{label}: no audio path recorded")
+
+
+# ---------------------------------------------------------------------------------------------
+# pages
+
+
+def page_leaderboard(runs: list[data.Run]) -> None:
+    st.header("Leaderboard")
+    have = [r for r in runs if r.results is not None]
+    if not have:
+        st.info("None of the selected runs has a usable results.json (see the problems listed above).")
+        return
+    for w in data.comparability_warnings(have):
+        st.warning(w, icon="⚠️")
+    table = data.leaderboard(have)
+    numeric = [c for c in table.columns if c not in ("run", "system") and not c.endswith("95% CI")]
+    c1, c2 = st.columns([3, 1])
+    sort_by = c1.selectbox("Sort by", ["run", "system", *numeric], index=0)
+    descending = c2.toggle("Descending", value=False)
+    table = data.leaderboard(have, sort_by=sort_by, descending=descending)
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.4g") for c in numeric})
+    st.caption("Lower is better for FAD and KL; higher is better for MCC. Click a column header to sort in place.")
+    st.subheader("Run metadata")
+    meta = data.metadata_table(have)
+    if meta.empty:
+        st.info("The selected runs record no metadata (versions, checkpoints, embedders, protocol).")
+    else:
+        st.dataframe(meta, hide_index=True, width="stretch")
+
+
+def page_plots(runs: list[data.Run]) -> None:
+    st.header("Metric plots")
+    long = data.metric_long(runs)
+    if long.empty:
+        st.info("No metric values in the selected runs.")
+    else:
+        metric = st.selectbox("Metric", list(dict.fromkeys(long["metric"])), key="plot_metric")
+        sub = long[long["metric"] == metric].copy()
+        sub["label"] = sub["run"] + " · " + sub["system"]
+        base = alt.Chart(sub).encode(y=alt.Y("label:N", title=None, sort=None))
+        points = base.mark_point(filled=True, size=80).encode(
+            x=alt.X("value:Q", title=metric, scale=alt.Scale(zero=False)), color="run:N",
+            tooltip=["run", "system", "value", "lo", "hi"])
+        bars = base.mark_rule().encode(x="lo:Q", x2="hi:Q", color="run:N")
+        st.altair_chart(bars + points, width="stretch")
+        if sub["lo"].isna().any():
+            st.caption("Systems without an error bar have no recorded 95% CI.")
+    st.subheader("Per-clip distributions")
+    with_clips = [r for r in runs if r.per_clip is not None and data.metric_columns(r.per_clip)]
+    if not with_clips:
+        st.info("No per-clip metrics in the selected runs (per_clip.csv missing or without metric columns).")
+    else:
+        run = _pick_run(with_clips, "dist_run")
+        metric = st.selectbox("Per-clip metric", data.metric_columns(run.per_clip), key="dist_metric")
+        st.dataframe(data.per_clip_summary(run.per_clip, metric), hide_index=True, width="stretch")
+        hist = data.per_clip_histogram(run.per_clip, metric)
+        chart = alt.Chart(hist).mark_bar(opacity=0.6).encode(
+            x=alt.X("lo:Q", bin="binned", title=metric), x2="hi:Q", y=alt.Y("count:Q", stack=None), color="system:N")
+        st.altair_chart(chart, width="stretch")
+    st.subheader("FAD vs degradation")
+    curves = [r for r in runs if r.degradation is not None]
+    if not curves:
+        st.info(f"No {data.DEGRADATION_FILE} in the selected runs (the degradation sweep was not run).")
+    for run in curves:
+        emb = f" ({run.degradation_embedder})" if run.degradation_embedder else ""
+        st.markdown(f"**{run.name}**{emb}")
+        chart = alt.Chart(run.degradation).mark_line(point=True).encode(
+            x="severity:Q", y=alt.Y("fad:Q", title=f"FAD{emb}"), color="kind:N", tooltip=["kind", "severity", "fad"])
+        st.altair_chart(chart, width="stretch")
+
+
+def page_clips(runs: list[data.Run]) -> None:
+    st.header("Clips")
+    with_clips = [r for r in runs if r.per_clip is not None]
+    if not with_clips:
+        st.info("No per_clip.csv in the selected runs: per-clip audio and scores are unavailable.")
+        return
+    run = _pick_run(with_clips, "clip_run")
+    df = run.per_clip
+    counts = data.aspect_counts(df)
+    c1, c2 = st.columns([2, 1])
+    aspects = c1.multiselect("MusicCaps aspects (all of)", list(counts.index),
+                             format_func=lambda a: f"{a} ({counts[a]})", key="aspects")
+    text = c2.text_input("Caption or ytid contains", key="clip_text")
+    if "aspect_list" not in df.columns:
+        st.caption("This run's per_clip.csv has no aspect_list column; aspect filtering is unavailable.")
+    shown = data.filter_clips(df, aspects, text)
+    choices = data.clip_choices(shown)
+    st.caption(f"{len(choices)} of {df['ytid'].nunique()} clips match.")
+    if choices:
+        captions = dict(choices)
+        ytid = st.selectbox("Caption", [y for y, _ in choices], key="clip_pick",
+                            format_func=lambda y: f"{y} — {captions[y][:90]}")
+        view = data.clip_view(run, ytid)
+        st.markdown(f"> {view.caption}")
+        if view.aspects:
+            st.caption("Aspects: " + ", ".join(view.aspects))
+        cols = st.columns(1 + len(view.systems))
+        with cols[0]:
+            st.markdown("**Reference**")
+            audio(view.reference, view.reference_raw, "reference")
+        for col, s in zip(cols[1:], view.systems):
+            with col:
+                st.markdown(f"**{s['system']}**")
+                audio(s["audio"], s["audio_raw"], s["system"])
+                st.dataframe(pd.DataFrame({"metric": list(s["scores"]),
+                                           "value": [data.fmt(v) for v in s["scores"].values()]}),
+                             hide_index=True, width="stretch")
+    st.subheader("Worst clips")
+    metrics = data.metric_columns(df)
+    if not metrics:
+        st.info("This run's per_clip.csv has no per-clip metric columns (mcc, kld, fad_<embedder>).")
+        return
+    c1, c2, c3 = st.columns(3)
+    system = c1.selectbox("System", sorted(df["system"].unique()), key="worst_system")
+    metric = c2.selectbox("Metric", metrics, key="worst_metric")
+    n = c3.number_input("How many", min_value=1, max_value=500, value=10, key="worst_n")
+    direction = "lowest" if data.higher_is_better(metric) else "highest"
+    st.caption(f"The {n} clips with the {direction} {metric} for {system}.")
+    st.dataframe(data.worst_clips(df, system, metric, int(n)), hide_index=True, width="stretch")
+
+
+def page_memorization(runs: list[data.Run]) -> None:
+    st.header("Memorization")
+    have = [r for r in runs if r.memorization is not None]
+    if not have:
+        st.info("No memorization outputs (memorization/memorization.json, matches.csv) in the selected runs. "
+                "Run `musiclm-eval memorization` to produce them.")
+        return
+    run = _pick_run(have, "memo_run")
+    memo = run.memorization
+    d = memo.data
+    c = st.columns(4)
+    c[0].metric("τ (match threshold)", data.fmt(d.get("tau")))
+    c[1].metric("FPR on permuted negatives", data.fmt(d.get("fpr")))
+    c[2].metric("Exact match rate", data.fmt(d.get("exact_rate")))
+    c[3].metric("Approximate match rate", data.fmt(d.get("approx_rate")))
+    if memo.rows is not None:
+        st.subheader("Match rate vs prompt length")
+        long = pd.concat([
+            memo.rows.assign(kind=k, rate=memo.rows[f"{k}_rate"], lo=memo.rows[f"{k}_lo"], hi=memo.rows[f"{k}_hi"])
+            for k in ("exact", "approx")], ignore_index=True)[["prompt_length", "kind", "rate", "lo", "hi"]]
+        base = alt.Chart(long).encode(x=alt.X("prompt_length:Q", title="prompt length (semantic tokens)"), color="kind:N")
+        band = base.mark_area(opacity=0.2).encode(y="lo:Q", y2="hi:Q")
+        line = base.mark_line(point=True).encode(y=alt.Y("rate:Q", title="match rate"),
+                                                 tooltip=["prompt_length", "kind", "rate", "lo", "hi"])
+        st.altair_chart(band + line, width="stretch")
+        st.dataframe(memo.rows, hide_index=True, width="stretch")
+    st.subheader("Matches")
+    if memo.matches is None:
+        st.info(f"No {data.MATCHES_FILE} in {memo.path}.")
+        return
+    m = memo.matches
+    st.caption(f"{len(m)} matches.")
+    st.dataframe(m, hide_index=True, width="stretch")
+    if len(m):
+        i = st.selectbox("Listen to match", list(range(len(m))), key="match_pick",
+                         format_func=lambda i: f"{m.iloc[i]['generated_id']} ↔ {m.iloc[i]['train_id']}")
+        row = m.iloc[int(i)]
+        gen, train = data.match_audio(memo, row)
+        c1, c2 = st.columns(2)
+        with c1:
+            st.markdown(f"**Generated** `{row['generated_id']}`")
+            audio(gen, _str(row.get("generated_path")), "generated clip")
+        with c2:
+            st.markdown(f"**Training** `{row['train_id']}`")
+            audio(train, _str(row.get("train_path")), "training clip")
+
+
+def page_human_study(db_url: str | None) -> None:
+    st.header("Human study")
+    if not db_url:
+        st.info(f"No ratings database given. Start with `musiclm-eval dashboard --db URL` (or set {data.ENV_DB}).")
+        return
+    study = _load_study(db_url)
+    for p in study.problems:
+        st.warning(p)
+    if study.progress:
+        c = st.columns(len(study.progress))
+        for col, (k, v) in zip(c, study.progress.items()):
+            col.metric(k, data.fmt(v) if isinstance(v, float) else str(v))
+    for title, df in (("Wins", study.wins), ("Bradley–Terry strengths (95% CI)", study.strengths),
+                      ("Per-rater agreement", study.agreement), ("Significance", study.tests)):
+        if df is not None:
+            st.subheader(title)
+            st.dataframe(df, hide_index=True, width="stretch")
+
+
+def _pick_run(runs: list[data.Run], key: str) -> data.Run:
+    if len(runs) == 1:
+        return runs[0]
+    names = [r.name for r in runs]
+    return runs[names.index(st.selectbox("Run", names, key=key))]
+
+
+def _str(v: object) -> str | None:
+    return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.set_page_config(page_title="musiclm-eval results", page_icon="🎼", layout="wide")
+    paths = data.results_dirs_from_env()
+    db_url = os.environ.get(data.ENV_DB) or None
+    page = st.sidebar.radio("Page", PAGES, key="page")
+    runs = load_runs(paths)
+    if runs:
+        names = [r.name for r in runs]
+        chosen = st.sidebar.multiselect("Runs", names, default=names, key="runs")
+        runs = [r for r in runs if r.name in chosen]
+    for run in runs:
+        if run.problems:
+            with st.sidebar.expander(f"⚠️ {run.name}: {len(run.problems)} problem(s)", expanded=run.results is None):
+                for p in run.problems:
+                    st.markdown(f"- {p}")
+    if page != "Human study":
+        if not paths:
+            st.info(f"No results directories given. Start with `musiclm-eval dashboard --results DIR` "
+                    f"(or set {data.ENV_RESULTS}).")
+            return
+        for r in runs:
+            if r.results is None and r.memorization is None:
+                st.error(f"Run {r.name!r} has no usable results: {'; '.join(r.problems[:1])}")
+            elif r.results is None and page != "Memorization":
+                st.info(f"Run {r.name!r} has memorization outputs only ({'; '.join(r.problems[:1])}).")
+        if not runs:
+            st.info("No run selected.")
+            return
+    {
+        "Leaderboard": page_leaderboard,
+        "Plots": page_plots,
+        "Clips": page_clips,
+        "Memorization": page_memorization,
+    }.get(page, lambda _runs: page_human_study(db_url))(runs)
+
+
+main()

@@ -431,11 +431,13 @@ def train_codec(
     on_error: str = "raise",
     progress: bool = True,
     command: str = "",
+    config: CodecConfig | None = None,
 ) -> dict:
     """Train (or resume) a codec on the clips of ``data_dir``; writes ``out_dir/codec.pt`` + ``manifest.json``.
 
     Resumes from ``out_dir/codec_last.pt`` (model, optimizer, step, RNG state) when it exists, so an
-    interrupted run continues to the same result. Returns the manifest entry.
+    interrupted run continues to the same result. ``config`` overrides the preset (tests use a
+    micro codec). Returns the manifest entry.
     """
     from tqdm.auto import tqdm
 
@@ -456,17 +458,20 @@ def train_codec(
 
     last = out / "codec_last.pt"
     g = torch.Generator().manual_seed(tc.seed)
+    cfg = config or preset(preset_name)
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
         codec = Codec.from_checkpoint(state["model"], str(last)).train()
-        if state["model"]["config"] != asdict(preset(preset_name)):
+        if state["model"]["config"] != asdict(cfg):
             raise CodecError(f"{last}: was trained with another config; use a fresh --out or the same --preset")
         step = int(state["step"])
         g.set_state(state["rng"])
+        for layer, st in zip(codec.rvq.layers, state["rvq_rng"]):
+            layer.generator.set_state(st)
         log.info("resuming from %s at step %d", last, step)
     else:
         torch.manual_seed(tc.seed)
-        codec = Codec(preset(preset_name)).train()
+        codec = Codec(cfg).train()
         codec.rvq.seed(tc.seed)
         state, step = None, 0
     codec.to(device)
@@ -483,6 +488,7 @@ def train_codec(
 
     def save_last():
         torch.save({"model": codec.to_checkpoint(), "optimizer": opt.state_dict(), "step": step, "rng": g.get_state(),
+                    "rvq_rng": [layer.generator.get_state() for layer in codec.rvq.layers],
                     "history": history}, last.with_suffix(".tmp"))
         last.with_suffix(".tmp").replace(last)
 

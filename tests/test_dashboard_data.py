@@ -1,0 +1,300 @@
+"""dashboards.data: what the dashboard shows, checked against the numbers written into the fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from dashboard_fixtures import CAPTIONS, MEMO, METRICS, SCORES, SYSTEMS, YTIDS, make_results_dir
+
+from dashboards import data
+from dashboards.cli import APP, dashboard, dashboard_invocation
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_results_dir(tmp_path_factory.mktemp("dash"), "run_a")
+
+
+@pytest.fixture(scope="module")
+def run(run_dir) -> data.Run:
+    return data.load_run(run_dir)
+
+
+def test_complete_run_loads_without_problems(run):
+    assert run.problems == []
+    assert run.systems == list(SYSTEMS)
+    assert len(run.per_clip) == len(SYSTEMS) * len(YTIDS)
+    assert run.degradation_embedder == "mel"
+    assert run.memorization is not None and run.memorization.problems == []
+
+
+def test_leaderboard_matches_results_json(run):
+    table = data.leaderboard([run])
+    assert list(table["system"]) == list(SYSTEMS)
+    for _, row in table.iterrows():
+        for metric, m in METRICS[row["system"]].items():
+            assert row[metric] == m["value"]
+            assert row[f"{metric} 95% CI"] == (f"[{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]" if m["ci95"] else "—")
+        assert row["n_clips"] == len(YTIDS)
+
+
+def test_leaderboard_sorts_by_any_metric(run):
+    asc = data.leaderboard([run], sort_by="fad_mel")
+    desc = data.leaderboard([run], sort_by="mcc", descending=True)
+    by_fad = sorted(METRICS, key=lambda s: METRICS[s]["fad_mel"]["value"])
+    by_mcc = sorted(METRICS, key=lambda s: -METRICS[s]["mcc"]["value"])
+    assert list(asc["system"]) == by_fad
+    assert list(desc["system"]) == by_mcc
+
+
+def test_fmt_is_four_significant_digits():
+    assert data.fmt(4.123456) == "4.123"
+    assert data.fmt(8e-05) == "8e-05"
+    assert data.fmt(None) == "—" and data.fmt(float("nan")) == "—"
+    assert data.fmt_ci([3.5, 4.9]) == "[3.5, 4.9]" and data.fmt_ci(None) == "—"
+
+
+def test_identical_protocol_is_comparable(tmp_path, run):
+    other = data.load_run(make_results_dir(tmp_path, "run_b", extras=False))
+    assert data.comparability_warnings([run, other]) == []
+
+
+@pytest.mark.parametrize("change, phrase, key", [
+    ({"embedders": {"mel": "mel-128-v2"}}, "different embedders", "embedders.mel: 'mel-64-v1' vs 'mel-128-v2'"),
+    ({"protocol": {"sample_rate": 16000, "normalize": "peak", "kld_direction": "ref||gen"}},
+     "different protocol settings", "protocol.normalize: 'none' vs 'peak'"),
+    ({"protocol": {"sample_rate": 16000, "normalize": "none"}},
+     "different protocol settings", "protocol.kld_direction: 'ref||gen' vs '(absent)'"),
+])
+def test_incomparable_runs_are_named_with_the_differing_setting(tmp_path, run, change, phrase, key):
+    other = data.load_run(make_results_dir(tmp_path, "run_b", extras=False, **change))
+    (warning,) = data.comparability_warnings([run, other])
+    assert warning.startswith("Runs 'run_a' and 'run_b' are not comparable (" + phrase + ")")
+    assert key in warning
+
+
+def test_different_reference_set_is_incomparable(tmp_path, run):
+    other_dir = make_results_dir(tmp_path, "run_b", extras=False)
+    doc = json.loads((other_dir / "results.json").read_text())
+    doc["reference"]["n_clips"] = 5000
+    (other_dir / "results.json").write_text(json.dumps(doc))
+    (warning,) = data.comparability_warnings([run, data.load_run(other_dir)])
+    assert "different reference sets" in warning and "reference.n_clips: 4 vs 5000" in warning
+
+
+def test_run_without_metadata_is_flagged(tmp_path, run):
+    other_dir = make_results_dir(tmp_path, "old", extras=False)
+    doc = json.loads((other_dir / "results.json").read_text())
+    del doc["metadata"], doc["reference"]
+    (other_dir / "results.json").write_text(json.dumps(doc))
+    (warning,) = data.comparability_warnings([run, data.load_run(other_dir)])
+    assert warning == ("Runs 'run_a' and 'old' may not be comparable: 'old' records no embedders, "
+                       "reference set or protocol settings.")
+
+
+def test_metadata_table_marks_differing_keys(tmp_path, run):
+    other = data.load_run(make_results_dir(tmp_path, "run_b", extras=False, embedders={"mel": "other"}))
+    meta = data.metadata_table([run, other]).set_index("key")
+    assert meta.loc["versions.torch", "run_a"] == "2.14.1"
+    assert meta.loc["git_commit", "run_b"] == "abc1234"
+    assert bool(meta.loc["embedders.mel", "differs"]) and not bool(meta.loc["versions.torch", "differs"])
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("['pop', 'mellow piano']", ["pop", "mellow piano"]),
+    ('["a", "b"]', ["a", "b"]),
+    ("[pop, rock]", ["pop", "rock"]),  # not a Python literal: split on commas instead of failing
+    ("", []), (float("nan"), []), (None, []), ("'solo'", ["solo"]),
+])
+def test_parse_aspects(raw, expected):
+    assert data.parse_aspects(raw) == expected
+
+
+def test_aspect_filter_requires_all_chosen_aspects(run):
+    df = run.per_clip
+    assert data.aspect_counts(df)["mellow"] == 2
+    assert sorted(data.filter_clips(df, ["mellow"])["ytid"].unique()) == [YTIDS[0], YTIDS[2]]
+    assert list(data.filter_clips(df, ["mellow", "piano"])["ytid"].unique()) == [YTIDS[0]]
+    assert data.filter_clips(df, ["mellow", "rock"]).empty
+    assert list(data.filter_clips(df, [], "DISTORTED")["ytid"].unique()) == [YTIDS[1]]
+
+
+@pytest.mark.parametrize("metric", ["kld", "fad_mel", "mcc"])
+def test_worst_clips_follow_the_metric_direction(run, metric):
+    worst = data.worst_clips(run.per_clip, "baseline", metric, n=2)
+    scores = dict(zip(YTIDS, SCORES["baseline"][metric]))
+    expected = sorted(scores, key=scores.get, reverse=metric != "mcc")[:2]
+    assert list(worst["ytid"]) == expected
+    assert list(worst[metric]) == [scores[y] for y in expected]
+
+
+def test_per_clip_summary_and_histogram(run):
+    summary = data.per_clip_summary(run.per_clip, "kld").set_index("system")
+    for system, m in SCORES.items():
+        assert summary.loc[system, "mean"] == pytest.approx(np.mean(m["kld"]))
+        assert summary.loc[system, "median"] == pytest.approx(np.median(m["kld"]))
+        assert summary.loc[system, "std"] == pytest.approx(np.std(m["kld"], ddof=1))
+    hist = data.per_clip_histogram(run.per_clip, "kld", bins=5)
+    assert hist.groupby("system")["count"].sum().to_dict() == {s: len(YTIDS) for s in SYSTEMS}
+    assert hist["lo"].min() == min(min(m["kld"]) for m in SCORES.values())
+
+
+def test_clip_view_resolves_relative_and_absolute_paths(run, run_dir):
+    view = data.clip_view(run, YTIDS[1])
+    assert view.caption == CAPTIONS[1] and view.aspects == ["rock", "distorted guitar", "loud drums"]
+    assert view.reference == run_dir / "reference" / f"{YTIDS[1]}.wav"
+    assert [s["audio"] for s in view.systems] == [run_dir / d / f"{YTIDS[1]}.wav" for d in SYSTEMS.values()]
+    assert view.systems[0]["scores"] == {m: v[1] for m, v in SCORES["musiclm-ref"].items()}
+    assert data.clip_view(run, "no-such-id") is None
+
+
+def test_memorization_outputs(run, run_dir):
+    memo = run.memorization
+    assert memo.data["tau"] == MEMO["tau"]
+    assert list(memo.rows["prompt_length"]) == [r["prompt_length"] for r in MEMO["rows"]]
+    assert list(memo.rows["approx_hi"]) == [r["approx_ci95"][1] for r in MEMO["rows"]]
+    gen, train = data.match_audio(memo, memo.matches.iloc[0])
+    assert gen.resolve() == (run_dir / "gen_ref" / f"{YTIDS[0]}.wav").resolve()
+    assert train == run_dir / "memorization" / "train" / "tr000001.wav"
+    assert data.match_audio(memo, memo.matches.iloc[1]) == (None, None)
+
+
+def test_memorization_only_directory(tmp_path):
+    d = tmp_path / "memo_out"
+    d.mkdir()
+    (d / "memorization.json").write_text(json.dumps(MEMO))
+    run = data.load_run(d)
+    assert run.results is None and run.memorization is not None
+    assert run.problems == [f"{d}: no results.json (not a results directory, or the run did not finish)",
+                            f"{d}: no matches.csv (list of matches unavailable)"]
+
+
+def test_cache_key_changes_only_when_a_file_changes(tmp_path):
+    d = make_results_dir(tmp_path, "r", extras=False)
+    k1 = data.cache_key(d)
+    assert data.cache_key(d) == k1
+    doc = (d / "results.json").read_text()
+    (d / "results.json").write_text(doc + "\n")
+    assert data.cache_key(d) != k1
+
+
+def test_run_names_are_unique():
+    assert data.run_names(["/x/a/run", "/x/b/run", "/x/c/other"]) == ["a/run", "b/run", "other"]
+    assert data.run_names(["/x/a/run", "/y/a/run"]) == ["/x/a/run", "/y/a/run"]
+
+
+def test_results_dirs_from_env():
+    env = {data.ENV_RESULTS: os.pathsep.join(["/a", "", "/b c"])}
+    assert data.results_dirs_from_env(env) == [Path("/a"), Path("/b c")]
+    assert data.results_dirs_from_env({}) == []
+
+
+def test_human_study_without_analysis_module_says_so(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "human_eval.analysis", None)  # import of it now fails
+    study = data.load_human_study("sqlite:///nowhere.db")
+    assert study.wins is None
+    assert study.problems[0].startswith("Human-study analysis is unavailable (human_eval.analysis cannot be imported")
+
+
+def test_redact_url_hides_password():
+    assert "s3cret" not in data.redact_url("postgresql+psycopg://me:s3cret@db:5432/study")
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_invocation_passes_dirs_and_db_through_the_environment(run_dir):
+    argv, env = dashboard_invocation([run_dir], db="sqlite:///r.db", port=8765, base_env={"PYTHONPATH": "/x"})
+    assert argv[1:5] == ["-m", "streamlit", "run", str(APP)]
+    assert argv[argv.index("--server.port") + 1] == "8765"
+    assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
+    assert argv[argv.index("--server.headless") + 1] == "true"
+    assert env[data.ENV_RESULTS] == str(run_dir.resolve()) and env[data.ENV_DB] == "sqlite:///r.db"
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(APP.parents[1]), "/x"]
+    _, env = dashboard_invocation([], base_env={data.ENV_DB: "stale"})
+    assert data.ENV_DB not in env and env[data.ENV_RESULTS] == ""
+
+
+def test_missing_results_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(click.BadParameter, match="results directory not found"):
+        dashboard_invocation([tmp_path / "nope"])
+    res = CliRunner().invoke(dashboard, ["--results", str(tmp_path / "nope")])
+    assert res.exit_code == 2
+    assert f"{tmp_path / 'nope'}: results directory not found" in res.output
+
+
+# ---------------------------------------------------------------------------------------------
+# malformed, partial and older results directories: problems, never exceptions
+
+
+def _write(d: Path, name: str, text: str) -> None:
+    (d / name).parent.mkdir(parents=True, exist_ok=True)
+    (d / name).write_text(text)
+
+
+def test_missing_directory(tmp_path):
+    run = data.load_run(tmp_path / "gone")
+    assert run.results is None and run.problems == [f"{tmp_path / 'gone'}: results directory not found"]
+
+
+def test_invalid_json(tmp_path):
+    _write(tmp_path, "results.json", "{not json")
+    run = data.load_run(tmp_path)
+    assert run.results is None
+    assert run.problems[0].startswith(f"{tmp_path / 'results.json'}: not valid JSON")
+
+
+def test_older_run_without_schema_version_or_per_clip(tmp_path):
+    _write(tmp_path, "results.json", json.dumps({"systems": {"a": {"metrics": {"fad_vggish": {"value": 3.0}}}}}))
+    run = data.load_run(tmp_path)
+    assert run.problems == [f"{tmp_path / 'results.json'}: no schema_version (written by an older version?)",
+                            f"{tmp_path}: no per_clip.csv (per-clip views unavailable)"]
+    table = data.leaderboard([run])
+    assert table.loc[0, "fad_vggish"] == 3.0 and table.loc[0, "fad_vggish 95% CI"] == "—"
+
+
+def test_bad_per_clip_columns_and_values(tmp_path):
+    d = make_results_dir(tmp_path, "r", extras=False)
+    df = pd.read_csv(d / "per_clip.csv", dtype=str)
+    df.loc[0, "kld"] = "about 2"
+    df.to_csv(d / "per_clip.csv", index=False)
+    run = data.load_run(d)
+    assert run.problems == [f"{d / 'per_clip.csv'}: column 'kld' has 1 non-numeric value(s), shown as blank"]
+    assert run.per_clip["kld"].isna().sum() == 1
+    df.drop(columns=["ytid"]).to_csv(d / "per_clip.csv", index=False)
+    run = data.load_run(d)
+    assert run.per_clip is None
+    assert run.problems == [f"{d / 'per_clip.csv'}: no 'ytid' column (per-clip views unavailable)"]
+
+
+def test_non_numeric_metric_value(tmp_path):
+    _write(tmp_path, "results.json", json.dumps({"schema_version": 1, "systems": {"a": {"metrics": {"mcc": {"value": "high"}}}}}))
+    run = data.load_run(tmp_path)
+    assert f"{tmp_path / 'results.json'}: systems.a.metrics.mcc.value 'high' is not a number (shown as blank)" in run.problems
+    assert np.isnan(data.leaderboard([run]).loc[0, "mcc"])
+
+
+def test_broken_memorization_and_degradation_files(tmp_path):
+    d = make_results_dir(tmp_path, "r", extras=False)
+    _write(d, "memorization/memorization.json", json.dumps({"tau": 0.1, "rows": [{"exact_rate": 0.1}]}))
+    _write(d, "memorization/matches.csv", "a,b\n1,2\n")
+    _write(d, "degradation.json", json.dumps({"curves": {"noise": [{"severity": "x", "fad": 1}]}}))
+    run = data.load_run(d)
+    m, g = d / "memorization" / "memorization.json", d / "degradation.json"
+    assert run.problems == [
+        f"{m}: no 'fpr'", f"{m}: no 'exact_rate'", f"{m}: no 'approx_rate'",
+        f"{m}: rows[0] has no numeric prompt_length",
+        f"{d / 'memorization' / 'matches.csv'}: no 'generated_id', 'train_id' column",
+        f"{g}: curves.noise[0] needs numeric 'severity' and 'fad'",
+    ]
+    assert run.memorization.rows is None and run.memorization.matches is None and run.degradation is None

@@ -418,7 +418,7 @@ def metadata_table(runs: list[Run]) -> pd.DataFrame:
     if df.empty:
         return df
     df.index.name = "key"
-    df = df.sort_index().fillna("(absent)")
+    df = df.sort_index().astype(object).fillna("(absent)")
     df["differs"] = df.nunique(axis=1) > 1 if len(cols) > 1 else False
     return df.reset_index()
 

@@ -1,0 +1,189 @@
+"""AppTest for every page of the dashboard on results dirs the tests write: shown values match the JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from dashboard_fixtures import CAPTIONS, MEMO, METRICS, SCORES, SYSTEMS, YTIDS, make_results_dir
+
+from dashboards import data
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(data.__file__).with_name("app.py"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("dash_app")
+    a = make_results_dir(root, "run_a")
+    b = make_results_dir(root, "run_b", extras=False,
+                         protocol={"sample_rate": 16000, "normalize": "peak", "kld_direction": "ref||gen"})
+    return a, b
+
+
+def app(monkeypatch, *dirs: Path, db: str | None = None, page: str | None = None) -> AppTest:
+    monkeypatch.setenv(data.ENV_RESULTS, os.pathsep.join(map(str, dirs)))
+    if db:
+        monkeypatch.setenv(data.ENV_DB, db)
+    else:
+        monkeypatch.delenv(data.ENV_DB, raising=False)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if page:
+        at.sidebar.radio[0].set_value(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def test_leaderboard_values_match_results_json(monkeypatch, runs):
+    at = app(monkeypatch, runs[0])
+    table = at.dataframe[0].value
+    assert list(table["system"]) == list(SYSTEMS)
+    for _, row in table.iterrows():
+        for metric, m in METRICS[row["system"]].items():
+            assert row[metric] == m["value"]
+            assert row[f"{metric} 95% CI"] == data.fmt_ci(m["ci95"])
+    assert not at.warning  # one run: nothing to compare
+
+
+def test_leaderboard_sorting_and_metadata(monkeypatch, runs):
+    at = app(monkeypatch, runs[0])
+    at.selectbox[0].set_value("mcc").run()
+    at.toggle[0].set_value(True).run()
+    table = at.dataframe[0].value
+    assert list(table["system"]) == sorted(METRICS, key=lambda s: -METRICS[s]["mcc"]["value"])
+    meta = at.dataframe[1].value.set_index("key")
+    assert meta.loc["versions.torch", "run_a"] == "2.14.1"
+    assert meta.loc["embedders.mel", "run_a"] == "mel-64-v1"
+    assert meta.loc["checkpoints.mulan-ref", "run_a"] == "f00d" * 16
+
+
+def test_incomparable_runs_warn(monkeypatch, runs):
+    at = app(monkeypatch, *runs)
+    assert texts(at.warning) == ["Runs 'run_a' and 'run_b' are not comparable (different protocol settings): "
+                                 "protocol.normalize: 'none' vs 'peak'"]
+    assert len(at.dataframe[0].value) == 4
+    at.sidebar.multiselect[0].set_value(["run_a"]).run()  # the run picker
+    assert not at.warning and list(at.dataframe[0].value["run"].unique()) == ["run_a"]
+
+
+def test_plots_page(monkeypatch, runs):
+    at = app(monkeypatch, *runs, page="Plots")
+    charts = at.get("vega_lite_chart")
+    # metric CI chart + per-clip histogram + one degradation curve (run_a only has degradation.json)
+    assert len(charts) == 3
+    at.selectbox(key="dist_metric").set_value("mcc").run()
+    summary = at.dataframe[0].value.set_index("system")
+    for system, m in SCORES.items():
+        assert summary.loc[system, "mean"] == pytest.approx(sum(m["mcc"]) / len(m["mcc"]))
+        assert summary.loc[system, "n"] == len(YTIDS)
+    assert "**run_a** (mel)" in texts(at.markdown)
+
+
+def test_plots_page_without_degradation_says_so(monkeypatch, runs):
+    at = app(monkeypatch, runs[1], page="Plots")
+    assert "No degradation.json in the selected runs (the degradation sweep was not run)." in texts(at.info)
+
+
+def test_clips_page_plays_reference_and_every_system(monkeypatch, runs):
+    at = app(monkeypatch, runs[0], page="Clips")
+    assert len(at.get("audio")) == 1 + len(SYSTEMS)
+    at.selectbox(key="clip_pick").set_value(YTIDS[1]).run()
+    assert f"> {CAPTIONS[1]}" in texts(at.markdown)
+    assert len(at.get("audio")) == 1 + len(SYSTEMS)
+    score_tables = [df.value for df in at.dataframe[:2]]
+    for system, df in zip(SYSTEMS, score_tables):
+        assert dict(zip(df["metric"], df["value"])) == {m: data.fmt(v[1]) for m, v in SCORES[system].items()}
+
+
+def test_clips_page_aspect_filter_and_worst_clips(monkeypatch, runs):
+    at = app(monkeypatch, runs[0], page="Clips")
+    at.multiselect(key="aspects").set_value(["mellow"]).run()
+    assert at.selectbox(key="clip_pick").options == [f"{y} — {CAPTIONS[i]}" for i, y in enumerate(YTIDS) if i in (0, 2)]
+    at.selectbox(key="worst_system").set_value("baseline").run()
+    at.selectbox(key="worst_metric").set_value("kld").run()
+    at.number_input(key="worst_n").set_value(2).run()
+    worst = at.dataframe[-1].value
+    kld = dict(zip(YTIDS, SCORES["baseline"]["kld"]))
+    assert list(worst["ytid"]) == sorted(kld, key=kld.get, reverse=True)[:2]
+
+
+def test_clips_page_missing_audio_is_named(monkeypatch, tmp_path):
+    d = make_results_dir(tmp_path, "r", extras=False)
+    (d / "reference" / f"{YTIDS[0]}.wav").unlink()
+    at = app(monkeypatch, d, page="Clips")
+    assert f"reference: audio file not found: reference/{YTIDS[0]}.wav" in texts(at.warning)
+    assert len(at.get("audio")) == len(SYSTEMS)
+
+
+def test_memorization_page(monkeypatch, runs):
+    at = app(monkeypatch, runs[0], page="Memorization")
+    assert texts(at.metric) == [data.fmt(MEMO[k]) for k in ("tau", "fpr", "exact_rate", "approx_rate")]
+    rows = at.dataframe[0].value
+    assert list(rows["approx_rate"]) == [r["approx_rate"] for r in MEMO["rows"]]
+    assert len(at.get("vega_lite_chart")) == 1
+    matches = at.dataframe[1].value
+    assert list(matches["train_id"]) == ["tr000001", "tr000777"]
+    assert len(at.get("audio")) == 2  # the generated clip and the training clip, side by side
+    at.selectbox(key="match_pick").set_value(1).run()
+    assert len(at.get("audio")) == 0
+    assert texts(at.info)[-2:] == ["generated clip: no audio path recorded", "training clip: no audio path recorded"]
+
+
+def test_memorization_page_without_outputs(monkeypatch, runs):
+    at = app(monkeypatch, runs[1], page="Memorization")
+    assert texts(at.info)[0].startswith("No memorization outputs (memorization/memorization.json, matches.csv)")
+
+
+def test_human_study_page_without_db(monkeypatch, runs):
+    at = app(monkeypatch, runs[0], page="Human study")
+    assert texts(at.info) == ["No ratings database given. Start with `musiclm-eval dashboard --db URL` "
+                              "(or set MUSICLM_EVAL_DB)."]
+
+
+def test_human_study_page_with_absent_db(monkeypatch, runs, tmp_path):
+    at = app(monkeypatch, runs[0], db=f"sqlite:///{tmp_path / 'absent.db'}", page="Human study")
+    assert at.warning, "an absent database or missing analysis module must be explained"
+
+
+# ---------------------------------------------------------------------------------------------
+# partial / malformed results: readable messages, never a traceback
+
+
+def test_no_results_dirs_given(monkeypatch):
+    at = app(monkeypatch)
+    assert texts(at.info)[0].startswith("No results directories given.")
+
+
+@pytest.mark.parametrize("page", ["Leaderboard", "Plots", "Clips", "Memorization", "Human study"])
+def test_partial_and_malformed_runs_never_crash(monkeypatch, tmp_path, page):
+    good = make_results_dir(tmp_path, "good", extras=False)
+    partial = make_results_dir(tmp_path, "partial", extras=False)
+    (partial / "per_clip.csv").unlink()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "results.json").write_text("{truncated")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps({"systems": {"x": {"metrics": {"fad_vggish": {"value": 2.5}}}}}))
+    at = app(monkeypatch, good, partial, broken, old, tmp_path / "missing", page=page)
+    if page != "Human study":
+        errors = texts(at.error)
+        assert errors[0].startswith(f"Run 'broken' has no usable results: {broken / 'results.json'}: not valid JSON")
+        assert errors[1] == f"Run 'missing' has no usable results: {tmp_path / 'missing'}: results directory not found"
+    sidebar = [e.value for e in at.sidebar.get("markdown")]
+    assert f"- {partial}: no per_clip.csv (per-clip views unavailable)" in sidebar
+    assert f"- {old / 'results.json'}: no schema_version (written by an older version?)" in sidebar
+    if page == "Leaderboard":
+        table = at.dataframe[0].value
+        assert set(table["run"]) == {"good", "partial", "old"}
+        assert table.set_index("run").loc["old", "fad_vggish"] == 2.5
+        assert any("'old' records no embedders" in w for w in texts(at.warning))

@@ -34,8 +34,8 @@ def digest(folder):
 def test_same_seed_byte_identical_and_clip_independent_of_n(tmp_path):
     a = generate_corpus(tmp_path / "a", n=5, seconds=2.0, seed=3)
     b = generate_corpus(tmp_path / "b", n=5, seconds=2.0, seed=3)
-    c = generate_corpus(tmp_path / "c", n=3, seconds=2.0, seed=3)
-    d = generate_corpus(tmp_path / "d", n=3, seconds=2.0, seed=4)
+    generate_corpus(tmp_path / "c", n=3, seconds=2.0, seed=3)
+    generate_corpus(tmp_path / "d", n=3, seconds=2.0, seed=4)
     assert digest(tmp_path / "a") == digest(tmp_path / "b") and a.data_sha256 == b.data_sha256
     for i in range(3):
         name = f"syn{i:05d}.wav"

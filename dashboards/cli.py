@@ -43,6 +43,7 @@ def dashboard_invocation(
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.port", str(port), "--server.address", address, "--server.headless", "true",
         "--server.runOnSave", "false", "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
     ]
     return argv, env
 

@@ -30,9 +30,11 @@ MEMO_FILE = "memorization.json"
 MATCHES_FILE = "matches.csv"
 
 # per_clip.csv columns that describe a clip rather than score it.
-CLIP_COLUMNS = ("system", "ytid", "caption", "audio_path", "reference_path", "aspect_list")
+CLIP_COLUMNS = ("system", "ytid", "caption", "audio_path", "reference_path", "aspect_list", "_aspects")
 # Metrics where a larger value is better; every other metric (FAD, KL) is a distance.
 HIGHER_IS_BETTER = ("mcc",)
+# Column added at load time: each clip's aspects as a frozenset (never written back).
+ASPECTS_COLUMN = "_aspects"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +187,10 @@ def _clean_per_clip(df: pd.DataFrame | None, path: Path, problems: list[str]) ->
         problems.append(f"{src}: no 'caption' column (clips are listed by ytid)")
         df["caption"] = ""
     df["caption"] = df["caption"].fillna("").astype(str)
+    # Parsed once here (and cached with the run): filtering 5,000 clips must not re-parse every rerun.
+    if "aspect_list" in df.columns:
+        parsed = {v: frozenset(parse_aspects(v)) for v in df["aspect_list"].dropna().unique()}
+        df[ASPECTS_COLUMN] = df["aspect_list"].map(lambda v: parsed.get(v, frozenset()))
     return df
 
 
@@ -457,25 +463,32 @@ def parse_aspects(value: object) -> list[str]:
     return [s.strip().strip("'\"").strip() for s in map(str, items) if s.strip().strip("'\"").strip()]
 
 
+def _aspect_sets(df: pd.DataFrame) -> pd.Series:
+    if ASPECTS_COLUMN in df.columns:
+        return df[ASPECTS_COLUMN]
+    return df["aspect_list"].map(lambda v: frozenset(parse_aspects(v)))
+
+
 def aspect_counts(df: pd.DataFrame | None) -> pd.Series:
     """How many distinct clips carry each aspect, most frequent first (the filter's option order)."""
     if df is None or "aspect_list" not in df.columns:
         return pd.Series(dtype=int)
-    per_clip = df.drop_duplicates("ytid")["aspect_list"].map(parse_aspects)
-    counts = pd.Series([a for lst in per_clip for a in set(lst)], dtype=object).value_counts()
+    per_clip = _aspect_sets(df.drop_duplicates("ytid"))
+    counts = pd.Series([a for s in per_clip for a in s], dtype=object).value_counts()
     return counts.sort_index().sort_values(ascending=False, kind="stable")
 
 
 def filter_clips(df: pd.DataFrame, aspects: list[str] | None = None, text: str = "") -> pd.DataFrame:
-    """Rows whose clip has *all* chosen aspects and whose caption contains ``text`` (case-insensitive)."""
+    """Rows whose clip has *all* chosen aspects and whose caption or ytid contains ``text`` (any case)."""
     out = df
     if aspects and "aspect_list" in df.columns:
-        want = set(aspects)
-        out = out[out["aspect_list"].map(lambda v: want <= set(parse_aspects(v)))]
+        want = frozenset(aspects)
+        out = out[_aspect_sets(out).map(want.issubset)]
     elif aspects:
         out = out.iloc[0:0]
     if text:
-        out = out[out["caption"].str.contains(text, case=False, regex=False) | out["ytid"].str.contains(text, case=False, regex=False)]
+        hit = out["caption"].str.contains(text, case=False, regex=False) | out["ytid"].str.contains(text, case=False, regex=False)
+        out = out[hit]
     return out
 
 

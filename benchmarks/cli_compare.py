@@ -36,3 +36,41 @@ def musiccaps_prepare(csv_path: Path, audio_dir: Path, out_dir: Path, subset: st
     click.echo(report.summary())
     if not report.prepared:
         sys.exit(1)
+
+
+@click.command()
+@click.option("--system", "systems", multiple=True, required=True, help="NAME=DIR of generated clips (<ytid>.wav); repeatable.")
+@click.option("--reference", type=click.Path(path_type=Path), required=True, help="Folder of reference clips.")
+@click.option("--captions", type=click.Path(path_type=Path), required=True, help="MusicCaps-format captions CSV.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Results directory to write.")
+@click.option("--embedders", default="trill,vggish", show_default=True, help="Comma-separated FAD embedders ('' for none).")
+@click.option("--classifier", default="leaf-corpus", show_default=True, help="leaf-corpus (shipped), a checkpoint, or 'none'.")
+@click.option("--joint", default="mulan-ref", show_default=True, help="mulan-ref (shipped), a checkpoint, clap:CKPT, or 'none'.")
+@click.option("--ratings", default=None, help="Ratings database URL: adds the human-study wins column.")
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
+@click.option("--skip-unavailable", is_flag=True, help="Report and skip embedders whose models cannot be loaded.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
+def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, on_error, skip_unavailable, device, seed, no_cache) -> None:
+    """Score systems against a reference set: the paper's Table 1 with bootstrap 95% CIs."""
+    from benchmarks.harness import compare as run_compare
+    from benchmarks.harness import parse_systems, summarize
+    from metrics.audio import AudioError, PairingError
+    from metrics.cache import EmbeddingCache
+    from metrics.musiccaps import CaptionsError
+
+    try:
+        data = run_compare(
+            parse_systems(systems), reference, captions, out_dir,
+            embedders=[e.strip() for e in embedders.split(",") if e.strip()],
+            classifier=None if classifier == "none" else classifier, joint=None if joint == "none" else joint,
+            ratings=ratings, on_error=on_error, device=device, seed=seed,
+            cache=None if no_cache else EmbeddingCache(), skip_unavailable_embedders=skip_unavailable, progress=True,
+        )  # fmt: skip
+    except (ValueError, AudioError, PairingError, CaptionsError, RuntimeError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(summarize(data))
+    for name, reason in data["metadata"].get("unavailable_embedders", {}).items():
+        click.echo(f"skipped embedder {name}: {reason}")
+    click.echo(f"results written to {out_dir}")

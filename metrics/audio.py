@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -125,7 +126,8 @@ def decode(path: str | Path, data: bytes | None = None) -> tuple[np.ndarray, int
     except FileNotFoundError:
         raise AudioError(path, "file not found") from None
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
-        raise AudioError(path, f"unreadable or corrupt audio ({type(e).__name__}: {e})") from None
+        detail = re.sub(r"Error opening <_io\.BytesIO object at 0x[0-9a-f]+>: ", "", str(e))
+        raise AudioError(path, f"unreadable or corrupt audio ({detail})") from None
     return wave, int(sr)
 
 

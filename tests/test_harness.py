@@ -1,0 +1,106 @@
+"""The Table-1 harness end to end on a small corpus: pairing, bad clips, schema, cache reuse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.cli import main
+from benchmarks.harness import compare, parse_systems
+from metrics.audio import AudioError, PairingError, load_dir, save_audio
+from metrics.cache import EmbeddingCache
+from metrics.store import read_results, validate_results
+from musiclm_ref.data.degrade import degrade
+
+
+@pytest.fixture(scope="module")
+def systems(small_corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("systems")
+    clips = load_dir(small_corpus).clips
+    for name, sev in (("light", 0.2), ("heavy", 0.8)):
+        for c in clips:
+            save_audio(root / name / f"{c.id}.wav", degrade(c.wave, c.sr, "noise", sev, seed=1), c.sr)
+    return root
+
+
+def run(small_corpus, systems, out, **kw):
+    kw.setdefault("classifier", None)
+    kw.setdefault("joint", None)
+    return compare(
+        {"light": systems / "light", "heavy": systems / "heavy"}, small_corpus, small_corpus / "captions.csv", out,
+        embedders=("mel",), n_boot=100, **kw,
+    )  # fmt: skip
+
+
+def test_compare_writes_store_and_orders_fad(small_corpus, systems, tmp_path):
+    data = run(small_corpus, systems, tmp_path / "r")
+    assert validate_results(json.loads((tmp_path / "r/results.json").read_text())) == []
+    light, heavy = (data["systems"][s]["metrics"]["fad_mel"] for s in ("light", "heavy"))
+    assert 0 < light["value"] < heavy["value"]
+    assert light["ci95"][0] <= light["value"] <= light["ci95"][1] or light["ci95"][0] > 0
+    res = read_results(tmp_path / "r")
+    assert res.problems == []
+    assert len(res.per_clip) == 2 * 24 and set(res.per_clip["system"]) == {"light", "heavy"}
+    assert res.per_clip["fad_mel"].notna().all()
+    md = (tmp_path / "r/table.md").read_text()
+    assert "FAD_mel" in md and "| light |" in md
+    assert (tmp_path / "r/plots/fad_mel.png").stat().st_size > 1000
+    meta = data["metadata"]
+    assert meta["embedders"]["mel"].startswith("mel") and "numpy" in meta["versions"]
+
+
+def test_pairing_by_id_and_missing_clips(small_corpus, systems, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(systems / "light", partial)
+    (partial / "syn00003.wav").unlink()
+    with pytest.raises(PairingError, match=r"system 'p' .*p lacks 1 id\(s\): syn00003"):
+        compare({"p": partial}, small_corpus, small_corpus / "captions.csv", tmp_path / "x", embedders=("mel",), classifier=None, joint=None)
+    data = compare({"p": partial}, small_corpus, small_corpus / "captions.csv", tmp_path / "y", embedders=("mel",),
+                   classifier=None, joint=None, on_error="skip", n_boot=50)  # fmt: skip
+    assert data["systems"]["p"]["missing_ids"] == ["syn00003"] and data["systems"]["p"]["n_clips"] == 23
+
+
+def test_corrupt_clip_error_or_reported_skip(small_corpus, systems, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(systems / "light", bad)
+    (bad / "syn00005.wav").write_bytes(b"garbage")
+    with pytest.raises(AudioError, match=r"syn00005\.wav: unreadable or corrupt audio"):
+        compare({"b": bad}, small_corpus, small_corpus / "captions.csv", tmp_path / "x", embedders=("mel",), classifier=None, joint=None)
+    data = compare({"b": bad}, small_corpus, small_corpus / "captions.csv", tmp_path / "y", embedders=("mel",),
+                   classifier=None, joint=None, on_error="skip", n_boot=50)  # fmt: skip
+    skipped = data["systems"]["b"]["skipped"]
+    assert len(skipped) == 1 and skipped[0]["path"].endswith("syn00005.wav")
+    assert "syn00005" in data["systems"]["b"]["missing_ids"]
+
+
+def test_warm_cache_reuses_embeddings(small_corpus, systems, tmp_path):
+    cold = EmbeddingCache(tmp_path / "cache")
+    run(small_corpus, systems, tmp_path / "a", cache=cold)
+    assert cold.misses == 3 * 24 and cold.hits == 0
+    warm = EmbeddingCache(tmp_path / "cache")
+    data = run(small_corpus, systems, tmp_path / "b", cache=warm)
+    assert warm.hits == 3 * 24 and warm.misses == 0
+    assert data["metadata"]["cache"]["hits"] == 72
+
+
+def test_parse_systems_errors():
+    assert parse_systems(["a=x", "b=y"]).keys() == {"a", "b"}
+    for bad, msg in ((["a"], "NAME=DIR"), (["a=x", "a=y"], "given twice"), (["ground truth=x"], "reserved"), ([], "at least one")):
+        with pytest.raises(ValueError, match=msg):
+            parse_systems(bad)
+
+
+def test_compare_cli(small_corpus, systems, tmp_path):
+    res = CliRunner().invoke(main, [
+        "compare", "--system", f"light={systems / 'light'}", "--reference", str(small_corpus),
+        "--captions", str(small_corpus / "captions.csv"), "--out", str(tmp_path / "c"), "--embedders", "mel,vggish",
+        "--classifier", "none", "--joint", "none", "--skip-unavailable", "--no-cache",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "light" in res.output and "results written to" in res.output
+    per_clip = pd.read_csv(tmp_path / "c/per_clip.csv")
+    assert len(per_clip) == 24

@@ -140,6 +140,9 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         run.problems.append(str(e))
     except OSError as e:  # unreadable file (permissions, a directory named results.json, …)
         run.problems.append(f"{path}: cannot read results ({e})")
+    if run.results is not None and not isinstance(run.results.data.get("systems"), dict):
+        run.problems.append(f"{path / RESULTS_FILE}: 'systems' must be an object of system name → results")
+        run.results = None
     if run.results is not None:
         run.results.per_clip = _clean_per_clip(run.results.per_clip, path, run.problems)
         _check_metric_values(run)
@@ -196,7 +199,8 @@ def _clean_per_clip(df: pd.DataFrame | None, path: Path, problems: list[str]) ->
 
 def _check_metric_values(run: Run) -> None:
     for system, sysd in run.data.get("systems", {}).items():
-        for metric, m in (sysd.get("metrics") or {}).items() if isinstance(sysd, dict) else ():
+        metrics = sysd.get("metrics") if isinstance(sysd, dict) else None
+        for metric, m in (metrics.items() if isinstance(metrics, dict) else ()):
             if isinstance(m, dict) and "value" in m and _to_float(m["value"]) is None and m["value"] is not None:
                 run.problems.append(f"{run.path / RESULTS_FILE}: systems.{system}.metrics.{metric}.value "
                                     f"{m['value']!r} is not a number (shown as blank)")

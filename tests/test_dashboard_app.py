@@ -15,6 +15,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(data.__file__).with_name("app.py"))
+PAGES = ("Leaderboard", "Plots", "Clips", "Memorization", "Human study")
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +164,7 @@ def test_no_results_dirs_given(monkeypatch):
     assert texts(at.info)[0].startswith("No results directories given.")
 
 
-@pytest.mark.parametrize("page", ["Leaderboard", "Plots", "Clips", "Memorization", "Human study"])
-def test_partial_and_malformed_runs_never_crash(monkeypatch, tmp_path, page):
+def test_partial_and_malformed_runs_never_crash(monkeypatch, tmp_path):
     good = make_results_dir(tmp_path, "good", extras=False)
     partial = make_results_dir(tmp_path, "partial", extras=False)
     (partial / "per_clip.csv").unlink()
@@ -174,7 +174,15 @@ def test_partial_and_malformed_runs_never_crash(monkeypatch, tmp_path, page):
     old = tmp_path / "old"
     old.mkdir()
     (old / "results.json").write_text(json.dumps({"systems": {"x": {"metrics": {"fad_vggish": {"value": 2.5}}}}}))
-    at = app(monkeypatch, good, partial, broken, old, tmp_path / "missing", page=page)
+    at = app(monkeypatch, good, partial, broken, old, tmp_path / "missing")
+    for page in PAGES:
+        at.sidebar.radio[0].set_value(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        check_partial_page(at, page, tmp_path)
+
+
+def check_partial_page(at: AppTest, page: str, tmp_path: Path) -> None:
+    partial, broken, old = (tmp_path / n for n in ("partial", "broken", "old"))
     if page != "Human study":
         errors = texts(at.error)
         assert errors[0].startswith(f"Run 'broken' has no usable results: {broken / 'results.json'}: not valid JSON")
@@ -187,3 +195,21 @@ def test_partial_and_malformed_runs_never_crash(monkeypatch, tmp_path, page):
         assert set(table["run"]) == {"good", "partial", "old"}
         assert table.set_index("run").loc["old", "fad_vggish"] == 2.5
         assert any("'old' records no embedders" in w for w in texts(at.warning))
+
+
+@pytest.mark.parametrize("doc, message", [
+    ([1, 2], "top level must be an object"),
+    ({"schema_version": 1, "systems": ["a", "b"]}, "'systems' must be an object"),
+    ({"schema_version": 1, "systems": {"a": "oops", "b": {"metrics": [1]}, "c": {"metrics": {"mcc": 3}}},
+      "metadata": "none", "reference": 7}, "systems.a must be an object"),
+    ({"schema_version": 99, "systems": {"a": {"metrics": {"mcc": {"value": 0.5, "ci95": "wide"}}}}},
+     "schema_version 99 is newer than this reader"),
+])
+def test_structurally_odd_results_json_is_explained(monkeypatch, tmp_path, doc, message):
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    at = app(monkeypatch, tmp_path)
+    for page in PAGES:
+        at.sidebar.radio[0].set_value(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        shown = texts(at.error) + [e.value for e in at.sidebar.get("markdown")]
+        assert any(message in s for s in shown), (page, shown)

@@ -619,9 +619,27 @@ def redact_url(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///…`` URL when it does not exist (None for other URLs)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+    except Exception:
+        return None
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
+        return None
+    path = Path(u.database)
+    return None if path.is_file() else path
+
+
 def load_human_study(url: str) -> HumanStudy:
     """Progress, wins, Bradley–Terry strengths and agreement from ``human_eval.analysis``."""
     study = HumanStudy(url=url)
+    missing = missing_sqlite_file(url)
+    if missing is not None:  # connecting would silently create an empty database file
+        study.problems.append(f"Ratings database not found: {missing} (create a study with `musiclm-eval rate`).")
+        return study
     try:
         from human_eval import analysis  # noqa: F401
     except ImportError as e:

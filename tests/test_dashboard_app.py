@@ -152,7 +152,9 @@ def test_human_study_page_without_db(monkeypatch, runs):
 
 def test_human_study_page_with_absent_db(monkeypatch, runs, tmp_path):
     at = app(monkeypatch, runs[0], db=f"sqlite:///{tmp_path / 'absent.db'}", page="Human study")
-    assert at.warning, "an absent database or missing analysis module must be explained"
+    assert texts(at.warning) == [f"Ratings database not found: {tmp_path / 'absent.db'} "
+                                 "(create a study with `musiclm-eval rate`)."]
+    assert not (tmp_path / "absent.db").exists()  # looking must not create an empty database
 
 
 # ---------------------------------------------------------------------------------------------

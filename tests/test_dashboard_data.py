@@ -196,11 +196,13 @@ def test_results_dirs_from_env():
     assert data.results_dirs_from_env({}) == []
 
 
-def test_human_study_without_analysis_module_says_so(monkeypatch):
+def test_human_study_without_analysis_module_says_so(monkeypatch, tmp_path):
     import sys
 
+    db = tmp_path / "ratings.db"
+    db.write_bytes(b"")
     monkeypatch.setitem(sys.modules, "human_eval.analysis", None)  # import of it now fails
-    study = data.load_human_study("sqlite:///nowhere.db")
+    study = data.load_human_study(f"sqlite:///{db}")
     assert study.wins is None
     assert study.problems[0].startswith("Human-study analysis is unavailable (human_eval.analysis cannot be imported")
 

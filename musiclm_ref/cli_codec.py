@@ -27,16 +27,17 @@ def _command(name: str) -> str:
 @click.option("--steps", type=int, default=2000, show_default=True, help="Total optimizer steps (resuming counts earlier ones).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entry as JSON.")
-def train_codec(data, out, preset, seed, steps, batch_size, lr, device, on_error, as_json):
+def train_codec(data, out, preset, seed, steps, batch_size, lr, threads, device, on_error, as_json):
     """Train the SoundStream-style codec (12-level RVQ, 50 Hz) on a folder of clips."""
     from musiclm_ref.codec import CodecError, CodecTrainConfig
     from musiclm_ref.codec import train_codec as run
 
     try:
-        entry = run(data, out, preset, CodecTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed),
+        entry = run(data, out, preset, CodecTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads),
                     device=device, on_error=on_error, command=_command("codec"))
     except (CodecError, ValueError) as e:
         raise click.ClickException(str(e)) from None

@@ -377,7 +377,7 @@ class CodecTrainConfig:
     seed: int = 0
     checkpoint_every: int = 200
     eval_clips: int = 8
-    threads: int = 2
+    threads: int = 1
     extra: dict = field(default_factory=dict)
 
 

@@ -65,7 +65,7 @@ def page_leaderboard(runs: list[data.Run]) -> None:
     for w in data.comparability_warnings(have):
         st.warning(w, icon="⚠️")
     table = data.leaderboard(have)
-    numeric = [c for c in table.columns if c not in ("run", "system") and not c.endswith("95% CI")]
+    numeric = [c for c in table.columns if c not in ("run", "system", "missing", "skipped") and not c.endswith("95% CI")]
     c1, c2 = st.columns([3, 1])
     sort_by = c1.selectbox("Sort by", ["run", "system", *numeric], index=0)
     descending = c2.toggle("Descending", value=False)
@@ -73,6 +73,10 @@ def page_leaderboard(runs: list[data.Run]) -> None:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="%.4g") for c in numeric})
     st.caption("Lower is better for FAD and KL; higher is better for MCC. Click a column header to sort in place.")
+    skipped = data.skipped_files(have)
+    if len(skipped):
+        with st.expander(f"{len(skipped)} clip(s) left out of the metrics (missing or skipped)"):
+            st.dataframe(skipped, hide_index=True, width="stretch")
     st.subheader("Run metadata")
     meta = data.metadata_table(have)
     if meta.empty:

@@ -344,9 +344,10 @@ def leaderboard(runs: list[Run], sort_by: str | None = None, descending: bool = 
     base = []
     for run in runs:
         for system, sysd in run.data.get("systems", {}).items():
-            n = sysd.get("n_clips") if isinstance(sysd, dict) else None
-            base.append({"run": run.name, "system": str(system), "n_clips": _to_float(n)})
-    table = pd.DataFrame(base, columns=["run", "system", "n_clips"])
+            sysd = sysd if isinstance(sysd, dict) else {}
+            base.append({"run": run.name, "system": str(system), "n_clips": _to_float(sysd.get("n_clips")),
+                         "missing": _count(sysd.get("missing_ids")), "skipped": _count(sysd.get("skipped"))})
+    table = pd.DataFrame(base, columns=["run", "system", "n_clips", "missing", "skipped"])
     metrics = list(dict.fromkeys(long["metric"]))
     for metric in metrics:
         sub = long[long["metric"] == metric].set_index(["run", "system"])
@@ -359,6 +360,26 @@ def leaderboard(runs: list[Run], sort_by: str | None = None, descending: bool = 
     if sort_by and sort_by in table.columns:
         table = table.sort_values(sort_by, ascending=not descending, na_position="last", kind="stable")
     return table.reset_index(drop=True)
+
+
+def _count(v: object) -> float:
+    return float(len(v)) if isinstance(v, list) else np.nan
+
+
+def skipped_files(runs: list[Run]) -> pd.DataFrame:
+    """Every clip a run left out (``missing_ids``, ``skipped``) with the reason the run recorded."""
+    rows = []
+    for run in runs:
+        for system, sysd in run.data.get("systems", {}).items():
+            if not isinstance(sysd, dict):
+                continue
+            for y in sysd.get("missing_ids") or []:
+                rows.append({"run": run.name, "system": str(system), "item": str(y), "reason": "missing id"})
+            for sk in sysd.get("skipped") or []:
+                item = sk.get("path", "") if isinstance(sk, dict) else str(sk)
+                reason = sk.get("reason", "") if isinstance(sk, dict) else ""
+                rows.append({"run": run.name, "system": str(system), "item": str(item), "reason": str(reason)})
+    return pd.DataFrame(rows, columns=["run", "system", "item", "reason"])
 
 
 def flatten(d: object, prefix: str = "") -> dict[str, object]:

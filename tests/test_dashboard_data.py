@@ -300,3 +300,19 @@ def test_broken_memorization_and_degradation_files(tmp_path):
         f"{g}: curves.noise[0] needs numeric 'severity' and 'fad'",
     ]
     assert run.memorization.rows is None and run.memorization.matches is None and run.degradation is None
+
+
+def test_missing_and_skipped_clips_are_listed(tmp_path):
+    d = make_results_dir(tmp_path, "r", extras=False)
+    doc = json.loads((d / "results.json").read_text())
+    doc["systems"]["baseline"]["missing_ids"] = ["ytMISSING01"]
+    doc["systems"]["baseline"]["skipped"] = [{"path": "gen_base/bad.wav", "reason": "NaN samples"}]
+    (d / "results.json").write_text(json.dumps(doc))
+    run = data.load_run(d)
+    table = data.leaderboard([run]).set_index("system")
+    assert table.loc["baseline", "missing"] == 1 and table.loc["baseline", "skipped"] == 1
+    assert table.loc["musiclm-ref", "missing"] == 0
+    assert data.skipped_files([run]).to_dict("records") == [
+        {"run": "r", "system": "baseline", "item": "ytMISSING01", "reason": "missing id"},
+        {"run": "r", "system": "baseline", "item": "gen_base/bad.wav", "reason": "NaN samples"},
+    ]

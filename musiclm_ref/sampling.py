@@ -53,7 +53,7 @@ def default_config(stage: str, **overrides) -> SamplingConfig:
 
 
 def sample_logits(logits: Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None) -> Tensor:
-    """logits [B, V] (already masked to the allowed range) → tokens [B]."""
+    """logits [B, V] (the allowed range only) → tokens [B] in [0, V)."""
     if cfg.greedy or cfg.temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / cfg.temperature
@@ -65,14 +65,11 @@ def sample_logits(logits: Tensor, cfg: SamplingConfig, generator: torch.Generato
         cum = sorted_logits.softmax(-1).cumsum(-1)
         drop = cum - sorted_logits.softmax(-1) >= cfg.top_p  # keep the smallest prefix reaching top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def _mask(logits: Tensor, lo: int, hi: int) -> Tensor:
-    out = torch.full_like(logits, float("-inf"))
-    out[..., lo:hi] = logits[..., lo:hi]
-    return out
+    # inverse-CDF draw: one uniform per row from the seeded generator (much faster than
+    # torch.multinomial on CPU, and the same draws whatever path computed the logits)
+    cdf = logits.softmax(-1).cumsum(-1)
+    u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
 
 
 @torch.no_grad()
@@ -110,7 +107,7 @@ def generate(
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + cfg.cfg_scale * (cond - uncond)
-        token = sample_logits(_mask(logits, lo, hi), cfg, generator)
+        token = sample_logits(logits[:, lo:hi], cfg, generator) + lo
         out.append(token)
         step_input = (torch.cat([token, token]) if guided else token)[:, None]
         if not use_cache:

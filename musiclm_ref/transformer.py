@@ -115,14 +115,14 @@ class Attention(nn.Module):
         self.to_qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
         self.to_out = nn.Linear(cfg.dim, cfg.dim, bias=False)
 
-    def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, bias: Tensor, cache: KVCache | None, layer: int) -> Tensor:
         q, k, v = rearrange(self.to_qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        if cache is not None:
+            k, v = cache.append(layer, k, v)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.dropout if self.training else 0.0
         )
-        return self.to_out(rearrange(out, "b h n d -> b n (h d)")), (k, v)
+        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
 
 
 class FeedForward(nn.Module):
@@ -146,25 +146,42 @@ class Block(nn.Module):
         self.ff_norm, self.ff = RMSNorm(cfg.dim), FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, bias, past):
-        h, kv = self.attn(self.attn_norm(x), bias, past)
-        x = x + self.drop(h)
-        return x + self.drop(self.ff(self.ff_norm(x))), kv
+    def forward(self, x, bias, cache, layer):
+        x = x + self.drop(self.attn(self.attn_norm(x), bias, cache, layer))
+        return x + self.drop(self.ff(self.ff_norm(x)))
 
 
 class KVCache:
-    """Keys and values of every layer for the positions seen so far (``length`` of them)."""
+    """Keys and values of every layer for the positions seen so far (``length`` of them).
+
+    Buffers grow by doubling and are written in place, so a sampling step copies only the new
+    token's keys and values (not the whole history, as a ``torch.cat`` per step would).
+    """
 
     def __init__(self):
-        self.layers: list[tuple[Tensor, Tensor]] = []
-        self.length = 0
+        self.buffers: list[tuple[Tensor, Tensor]] = []
+        self.length = 0  # positions committed by completed forward calls
+        self._pending = 0
 
-    def select(self, index: Tensor) -> KVCache:
-        """Keep only the batch rows in ``index`` (used when a batch is split or reordered)."""
-        out = KVCache()
-        out.layers = [(k[index], v[index]) for k, v in self.layers]
-        out.length = self.length
-        return out
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        start, n = self.length, k.shape[2]
+        if layer == len(self.buffers):
+            cap = max(64, 2 * (start + n))
+            self.buffers.append((k.new_empty(*k.shape[:2], cap, k.shape[3]), v.new_empty(*v.shape[:2], cap, v.shape[3])))
+        kb, vb = self.buffers[layer]
+        if start + n > kb.shape[2]:
+            cap = 2 * (start + n)
+            kb = torch.cat([kb[:, :, :start], k.new_empty(*k.shape[:2], cap - start, k.shape[3])], dim=2)
+            vb = torch.cat([vb[:, :, :start], v.new_empty(*v.shape[:2], cap - start, v.shape[3])], dim=2)
+            self.buffers[layer] = (kb, vb)
+        kb[:, :, start : start + n] = k
+        vb[:, :, start : start + n] = v
+        self._pending = n
+        return kb[:, :, : start + n], vb[:, :, : start + n]
+
+    def commit(self) -> None:
+        self.length += self._pending
+        self._pending = 0
 
 
 # -- model --------------------------------------------------------------------------------------
@@ -202,13 +219,10 @@ class Transformer(nn.Module):
         pos = torch.arange(start + n, device=tokens.device)
         bias = self.rel_pos(pos[start:], pos)
         x = self.drop(self.embed(tokens))
-        new_layers = []
         for i, block in enumerate(self.blocks):
-            past = cache.layers[i] if cache is not None and cache.layers else None
-            x, kv = block(x, bias, past)
-            new_layers.append(kv)
+            x = block(x, bias, cache, i)
         if cache is not None:
-            cache.layers, cache.length = new_layers, start + n
+            cache.commit()
         return self.to_logits(self.norm(x))
 
     # -- checkpoints: plain dicts, loadable with weights_only=True ---------------------------------

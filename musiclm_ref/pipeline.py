@@ -1,0 +1,337 @@
+"""MusicLM end to end: text (and optionally a melody) → MuLan tokens → semantic → coarse → fine → audio.
+
+``MusicLM.from_pretrained()`` loads the shipped tiny checkpoint set (``musiclm_ref/checkpoints/tiny``);
+``generate(texts, seconds, seed)`` returns ``[n, samples]`` float32 at 24 kHz, batched across captions.
+
+Long outputs are generated in windows, as the paper does for its long samples: each stage generates
+at most one crop at a time, and every window after the first keeps the last ``crop - stride`` tokens
+as prefix (paper: 30 s crop, 15 s stride, the previous 15 s as prefix; tiny: half the crop). Story
+mode swaps the conditioning tokens at given times by ending a window exactly at each switch.
+The fine stage works on non-overlapping chunks of its crop length, all in one batch (AudioLM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from musiclm_ref.quantize import ResidualVQ
+from musiclm_ref.sampling import SamplingConfig, default_config, generate
+from musiclm_ref.stages import Stage, StageError, TokenCorpus, TokenSpec, load_stage, melody_window_starts
+
+SHIPPED_DIR = Path(__file__).parent / "checkpoints" / "tiny"
+SHIPPED_MULAN = Path(__file__).parent / "checkpoints" / "mulan-tiny.pt"
+SAMPLE_RATE = 24000
+RVQ_FORMAT = "musiclm-eval/mulan-rvq/1"
+MAX_ROWS = 128  # sequences per sampling call (bounds KV-cache memory)
+
+
+class PipelineError(ValueError):
+    """A checkpoint directory or request that cannot be served; the message names the file or problem."""
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_mulan_rvq(rvq: ResidualVQ, path: Path, metadata: dict | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": RVQ_FORMAT, "rvq": rvq.to_dict(), "metadata": dict(metadata or {})}, path)
+    return path
+
+
+def load_mulan_rvq(path: Path) -> ResidualVQ:
+    if not path.is_file():
+        raise PipelineError(f"{path}: MuLan RVQ checkpoint not found")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise PipelineError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(d, dict) or d.get("format") != RVQ_FORMAT:
+        raise PipelineError(f"{path}: not a MuLan RVQ checkpoint (expected format {RVQ_FORMAT!r})")
+    return ResidualVQ.from_dict(d["rvq"])
+
+
+@dataclass
+class Sampling:
+    """Per-stage sampling settings; the defaults are the paper's (1.0 / 0.95 / 0.4, nothing else)."""
+
+    semantic: SamplingConfig = field(default_factory=lambda: default_config("semantic"))
+    coarse: SamplingConfig = field(default_factory=lambda: default_config("coarse"))
+    fine: SamplingConfig = field(default_factory=lambda: default_config("fine"))
+
+
+class MusicLM:
+    def __init__(self, semantic: Stage, coarse: Stage, fine: Stage, codec, mulan, mulan_rvq: ResidualVQ,
+                 melody=None, tokenizer=None, device: str = "cpu", sampling: Sampling | None = None):
+        self.semantic, self.coarse, self.fine = semantic.to(device).eval(), coarse.to(device).eval(), fine.to(device).eval()
+        self.codec, self.mulan, self.mulan_rvq, self.melody = codec, mulan, mulan_rvq, melody
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.sampling = sampling or Sampling()
+        self.spec: TokenSpec = semantic.config.tokens
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, dir: str | Path | None = None, device: str = "cpu", mulan_path: str | Path | None = None) -> MusicLM:
+        """The checkpoint set in ``dir`` (default: the shipped tiny one). MuLan comes from ``dir/mulan.pt``
+        if present, else ``mulan_path``, else the shipped ``mulan-tiny.pt``."""
+        from musiclm_ref.codec import load_codec
+        from musiclm_ref.melody import load_melody
+        from musiclm_ref.mulan import load_mulan
+
+        d = Path(dir) if dir is not None else SHIPPED_DIR
+        if not d.is_dir():
+            raise PipelineError(f"{d}: checkpoint directory not found")
+        need = ["semantic_stage.pt", "coarse_stage.pt", "fine_stage.pt", "codec.pt", "mulan_rvq.pt"]
+        missing = [n for n in need if not (d / n).is_file()]
+        if missing:
+            raise PipelineError(f"{d}: missing {', '.join(missing)} (train them with `musiclm-eval train stage|codec`)")
+        stages = [load_stage(d / f"{s}_stage.pt", device) for s in ("semantic", "coarse", "fine")]
+        codec = load_codec(d / "codec.pt", device)
+        codec_sha = file_sha256(d / "codec.pt")
+        for s in stages[1:]:
+            trained_on = s.metadata.get("codec_sha256")
+            if trained_on and trained_on != codec_sha:
+                raise PipelineError(
+                    f"{d / (s.config.stage + '_stage.pt')}: trained on acoustic tokens of another codec "
+                    f"(sha256 {trained_on[:12]}…, but {d / 'codec.pt'} is {codec_sha[:12]}…); retrain the stage")
+        mulan_file = d / "mulan.pt" if (d / "mulan.pt").is_file() else Path(mulan_path) if mulan_path else SHIPPED_MULAN
+        mulan = load_mulan(mulan_file, device)
+        melody = load_melody(d / "melody.pt") if (d / "melody.pt").is_file() else None
+        return cls(*stages, codec=codec, mulan=mulan, mulan_rvq=load_mulan_rvq(d / "mulan_rvq.pt"), melody=melody, device=device)
+
+    # -- conditioning -----------------------------------------------------------------------------
+    def text_tokens(self, texts: Sequence[str]) -> Tensor:
+        """M_T: MuLan text embeddings through the conditioning RVQ → [n, 12]."""
+        return self.mulan_rvq.encode(torch.from_numpy(self.mulan.embed_text(list(texts))).float()).to(self.device)
+
+    def audio_tokens(self, waves: Sequence[np.ndarray], sr: int) -> Tensor:
+        """M_A: MuLan audio embeddings through the same RVQ → [n, 12] (what the stages were trained on)."""
+        return self.mulan_rvq.encode(torch.from_numpy(self.mulan.embed_audio(list(waves), sr)).float()).to(self.device)
+
+    def melody_tokens(self, melody: np.ndarray, sr: int, starts: list[int]) -> Tensor:
+        if self.melody is None:
+            raise PipelineError("this checkpoint set has no melody model (melody.pt); melody conditioning is unavailable")
+        return self.melody.tokens(melody, sr, starts).to(self.device)
+
+    # -- windowed stage sampling ------------------------------------------------------------------
+    @staticmethod
+    def _generator(seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(int(seed))
+
+    def _semantic_window(self, cond: Tensor, hist: Tensor, n_new: int, g, cfg: SamplingConfig) -> Tensor:
+        stage = self.semantic
+        prompt = stage.prompt(cond, prefix=hist)
+        return stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(n_new), cfg, g))
+
+    def _sample(self, stage: Stage, prompt: Tensor, ranges, cfg: SamplingConfig, g, uncond: Tensor | None = None) -> Tensor:
+        outs = []
+        for rows in torch.arange(prompt.shape[0]).split(MAX_ROWS):
+            u = uncond[rows] if uncond is not None else None
+            outs.append(generate(stage.net, prompt[rows].to(self.device), ranges, cfg, g, uncond_prompt=u))
+        return torch.cat(outs)
+
+    def semantic_tokens(self, conds: list[tuple[Tensor, int]], seed: int = 0, prefix: Tensor | None = None,
+                        melody: tuple[np.ndarray, int] | None = None, cfg: SamplingConfig | None = None) -> Tensor:
+        """Semantic tokens for a schedule [(cond [B, 12] or None, frames), …] (story mode = several entries)."""
+        stage, cfg = self.semantic, cfg or self.sampling.semantic
+        g = self._generator(seed)
+        crop = stage.config.frames
+        stride = max(1, crop // 2)
+        batch = next((c.shape[0] for c, _ in conds if c is not None), None) or (prefix.shape[0] if prefix is not None else 1)
+        hist = prefix.to(self.device) if prefix is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        end = hist.shape[1]
+        for mulan, frames in conds:
+            end += frames
+            while hist.shape[1] < end:
+                remaining = end - hist.shape[1]
+                n_new = min(crop if hist.shape[1] == 0 else stride, remaining)
+                keep = min(hist.shape[1], crop - n_new)
+                mel = None
+                if melody is not None:
+                    start_s = (hist.shape[1] - keep) // self.spec.semantic_rate
+                    starts = [start_s + k for k in melody_window_starts(stage.config.crop_seconds, stage.config.melody_windows)]
+                    mel = self.melody_tokens(*melody, starts)[None].expand(batch, -1, -1)
+                cond = stage.conditioning(batch, mulan, mel, self.device)
+                new = self._semantic_window(cond, hist[:, hist.shape[1] - keep :], n_new, g, cfg)
+                hist = torch.cat([hist, new], dim=1)
+        return hist
+
+    def coarse_tokens(self, conds: list[tuple[Tensor | None, int]], semantic: Tensor | None, frames: int, seed: int = 0,
+                      batch: int | None = None, cfg: SamplingConfig | None = None) -> Tensor:
+        """Coarse codes [B, frames, 4] for a schedule [(cond, frames), …]; ``semantic=None`` = skip_semantic."""
+        stage, cfg = self.coarse, cfg or self.sampling.coarse
+        g = self._generator(seed + 1)
+        crop = stage.config.frames - stage.config.frames % 2
+        stride = max(2, (crop // 2) - (crop // 2) % 2)
+        batch = batch or (semantic.shape[0] if semantic is not None else 1)
+        lv = self.spec.coarse_levels
+        hist = torch.zeros(batch, 0, lv, dtype=torch.long, device=self.device)
+        end = 0
+        for mulan, n in conds:
+            end = min(frames, end + n)
+            while hist.shape[1] < end:
+                remaining = end - hist.shape[1]
+                n_new = min(crop if hist.shape[1] == 0 else stride, remaining)
+                keep = min(hist.shape[1], crop - n_new)
+                keep -= keep % 2
+                a, b = hist.shape[1] - keep, hist.shape[1] + n_new
+                if semantic is None:
+                    ctx = stage.semantic_context(None, (b - a + 1) // 2, batch).to(self.device)
+                else:
+                    ctx = stage.semantic_context(semantic[:, a // 2 : (b + 1) // 2])
+                cond = stage.conditioning(batch, mulan, None, self.device)
+                prompt = stage.prompt(cond, ctx, prefix=hist[:, a:])
+                new = stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(n_new), cfg, g))
+                hist = torch.cat([hist, new], dim=1)
+        return hist
+
+    def fine_tokens(self, coarse: Tensor, seed: int = 0, cfg: SamplingConfig | None = None) -> Tensor:
+        """Fine codes [B, T, 8] from coarse [B, T, 4]: non-overlapping chunks of the fine crop, batched;
+        the last chunk is end-anchored (it overlaps the previous one and only its new frames are kept)."""
+        stage, cfg = self.fine, cfg or self.sampling.fine
+        g = self._generator(seed + 2)
+        b, t, _ = coarse.shape
+        size = min(stage.config.frames, t)
+        starts = list(range(0, t - size + 1, size))
+        if starts[-1] + size < t:
+            starts.append(t - size)
+        chunks = torch.cat([coarse[:, s : s + size] for s in starts])  # [len(starts) * B, size, 4]
+        cond = stage.conditioning(chunks.shape[0], None, None, self.device)
+        prompt = stage.prompt(cond, chunks)
+        fine = stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(size), cfg, g))
+        out = torch.zeros(b, t, self.spec.fine_levels, dtype=torch.long, device=self.device)
+        for i, s in enumerate(starts):
+            out[:, s : s + size] = fine[i * b : (i + 1) * b]
+        return out
+
+    def decode(self, coarse: Tensor, fine: Tensor | None, samples: int) -> np.ndarray:
+        codes = coarse if fine is None else torch.cat([coarse, fine], dim=-1)
+        with torch.no_grad():
+            wave = self.codec.decode(codes.cpu())[:, :samples]
+        return wave.numpy().astype(np.float32)
+
+    # -- public API -------------------------------------------------------------------------------
+    def _frames(self, seconds: float) -> tuple[int, int, int]:
+        if not seconds > 0:
+            raise PipelineError(f"seconds must be positive, got {seconds}")
+        samples = int(round(seconds * SAMPLE_RATE))
+        ts = math.ceil(seconds * self.spec.semantic_rate)
+        return ts, 2 * ts, samples
+
+    @torch.no_grad()
+    def generate(self, texts: Sequence[str], seconds: float = 10.0, seed: int = 0, melody: np.ndarray | None = None,
+                 melody_sr: int = SAMPLE_RATE, batch: int = 64, drop_conditioning: bool = False,
+                 skip_semantic: bool = False, fine: bool = True) -> np.ndarray:
+        """One clip per caption: float32 [n, seconds × 24000]. Same seed → same audio (for the same batch).
+
+        ``drop_conditioning`` replaces the MuLan tokens by NULL tokens (the unconditional baseline);
+        ``skip_semantic`` feeds the coarse stage NULL semantic tokens (the paper's ablation);
+        ``fine=False`` decodes the coarse levels only.
+        """
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, int(round(seconds * SAMPLE_RATE))), np.float32)
+        if any(not isinstance(t, str) for t in texts):
+            raise PipelineError("texts must be a list of strings")
+        out = []
+        for i in range(0, len(texts), batch):
+            chunk = texts[i : i + batch]
+            cond = None if drop_conditioning else self.text_tokens(chunk)
+            out.append(self._generate_schedule([(cond, seconds)], len(chunk), seed + i, melody, melody_sr, skip_semantic, fine))
+        return np.concatenate(out)
+
+    @torch.no_grad()
+    def generate_story(self, segments: Sequence[tuple[str, float]], seed: int = 0, fine: bool = True) -> np.ndarray:
+        """One clip whose conditioning switches caption at the end of each (caption, seconds) segment."""
+        if not segments:
+            raise PipelineError("generate_story needs at least one (caption, seconds) segment")
+        for cap, sec in segments:
+            if not isinstance(cap, str) or not sec > 0:
+                raise PipelineError(f"each segment must be (caption: str, seconds > 0), got {(cap, sec)!r}")
+        tokens = self.text_tokens([c for c, _ in segments])
+        schedule = [(tokens[i : i + 1], sec) for i, (_, sec) in enumerate(segments)]
+        return self._generate_schedule(schedule, 1, seed, None, SAMPLE_RATE, False, fine)[0]
+
+    def _generate_schedule(self, schedule, batch, seed, melody, melody_sr, skip_semantic, fine) -> np.ndarray:
+        seconds = sum(s for _, s in schedule)
+        _, ta, samples = self._frames(seconds)
+        # switch points on the 25 Hz grid (cumulative rounding so the total is exact)
+        bounds = [math.ceil(x * self.spec.semantic_rate - 1e-9) for x in np.cumsum([s for _, s in schedule])]
+        sem_frames = [b - a for a, b in zip([0, *bounds[:-1]], bounds)]
+        conds = [(c.expand(batch, -1) if c is not None and c.shape[0] == 1 else c) for c, _ in schedule]
+        semantic = None
+        if not skip_semantic:
+            mel = (np.asarray(melody, np.float32), int(melody_sr)) if melody is not None else None
+            semantic = self.semantic_tokens(list(zip(conds, sem_frames)), seed, melody=mel)
+        coarse = self.coarse_tokens(list(zip(conds, [2 * f for f in sem_frames])), semantic, ta, seed, batch)
+        fine_codes = self.fine_tokens(coarse, seed) if fine else None
+        return self.decode(coarse, fine_codes, samples)
+
+    @torch.no_grad()
+    def semantic_continuation(self, cond_tokens: Tensor | None, prompt_semantic_tokens: Tensor, n_new: int,
+                              greedy: bool = True, seed: int = 0) -> Tensor:
+        """Continue semantic prompts [B, T] by ``n_new`` tokens under MuLan tokens ``cond_tokens`` [B, 12]
+        (None = dropped); greedy by default (the memorization audit). Returns the new tokens [B, n_new]."""
+        prompt = torch.as_tensor(prompt_semantic_tokens).long()
+        if prompt.ndim == 1:
+            prompt = prompt[None]
+        cfg = SamplingConfig(greedy=True) if greedy else self.sampling.semantic
+        cond = None if cond_tokens is None else torch.as_tensor(cond_tokens).long().reshape(prompt.shape[0], -1)
+        out = self.semantic_tokens([(cond, n_new)], seed, prefix=prompt, cfg=cfg)
+        return out[:, prompt.shape[1] :]
+
+
+# -- token corpus (what stage training reads) ------------------------------------------------------
+
+
+def prepare_tokens(data_dir: str | Path, codec, tokenizer, mulan, mulan_rvq: ResidualVQ, melody=None,
+                   on_error: str = "raise", progress: bool = True) -> TokenCorpus:
+    """Tokenize every clip of a corpus directory once: semantic, acoustic, M_A and melody tokens.
+
+    Clips are cut to the shortest clip's whole seconds (stage crops need equal lengths)."""
+    from tqdm import tqdm
+
+    from metrics.audio import load_dir
+
+    report = load_dir(data_dir, SAMPLE_RATE, on_error=on_error, min_seconds=4.0)
+    clips = sorted(report.clips, key=lambda c: c.id)
+    if not clips:
+        raise PipelineError(f"{data_dir}: no usable clips")
+    seconds = min(len(c.wave) for c in clips) // SAMPLE_RATE
+    n = seconds * SAMPLE_RATE
+    sem, ac, mul, mel = [], [], [], []
+    for c in tqdm(clips, desc="tokenize", disable=not progress):
+        w = c.wave[:n]
+        sem.append(torch.from_numpy(tokenizer.tokenize(w, SAMPLE_RATE)[: seconds * 25]))
+        ac.append(codec.encode(torch.from_numpy(w)[None])[0, : seconds * 50].cpu())
+        if melody is not None:
+            mel.append(melody.tokens(w, SAMPLE_RATE, list(range(0, seconds - 3))))
+    emb = torch.from_numpy(mulan.embed_audio([c.wave[:n] for c in clips], SAMPLE_RATE)).float()
+    mul = mulan_rvq.encode(emb)
+    spec = TokenSpec(mulan_levels=mulan_rvq.num_quantizers, mulan_codebook=mulan_rvq.codebook_size,
+                     melody_levels=melody.rvq.num_quantizers if melody is not None else 24,
+                     melody_codebook=melody.rvq.codebook_size if melody is not None else 512,
+                     semantic_codebook=tokenizer.vocab_size, acoustic_levels=codec.num_quantizers,
+                     acoustic_codebook=codec.codebook_size)
+    return TokenCorpus(ids=[c.id for c in clips], semantic=torch.stack(sem), acoustic=torch.stack(ac), mulan=mul,
+                       melody=torch.stack(mel) if mel else None, spec=spec,
+                       metadata={"data_dir": str(data_dir), "seconds": seconds, "skipped": [str(s) for s in report.skipped]})
+
+
+def _bytes_sha(obj) -> str:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+__all__ = ["MusicLM", "PipelineError", "Sampling", "prepare_tokens", "save_mulan_rvq", "load_mulan_rvq", "StageError"]

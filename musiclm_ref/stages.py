@@ -1,0 +1,448 @@
+"""MusicLM's three Transformer stages: token layouts, vocabulary offsets, crops and the training step.
+
+- semantic  p(S | M):           [M_A (12 MuLan tokens) · melody tokens] SEP S_1 … S_T          (25 Hz)
+- coarse    p(A_1..4 | S, M):   [M_A] S_1 … S_T' SEP  A_{1,1} A_{1,2} A_{1,3} A_{1,4}  A_{2,1} … (50 Hz)
+- fine      p(A_5..12 | A_1..4): A_{1,1..4} A_{2,1..4} … SEP  A_{1,5..12} A_{2,5..12} …     (AudioLM)
+
+Acoustic tokens are flattened frame by frame, levels in order inside a frame, so each level's
+prediction sees the coarser levels of the same frame (AudioLM's coarse/fine flattening). Each stage
+has its own vocabulary: every token *type* (MuLan level q, melody level r, semantic, acoustic level l)
+owns a contiguous block after three specials (PAD, NULL = a dropped conditioning token, SEP), so the
+same code at two levels is two different embeddings and sampling can mask to the expected type.
+
+Melody tokens (24 RVQ levels per 4 s window) are concatenated to the MuLan tokens of the semantic
+stage only; the coarse stage hears the melody through the semantic tokens. Training drops the MuLan
+tokens (p=``cond_dropout``) and the melody tokens (p=``melody_dropout``) to NULL so that one model
+serves conditioned, melody-conditioned and ``drop_conditioning`` (unconditional) generation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from musiclm_ref.transformer import Transformer, TransformerConfig
+from musiclm_ref.transformer import preset as transformer_preset
+
+PAD, NULL, SEP = 0, 1, 2
+N_SPECIAL = 3
+STAGES = ("semantic", "coarse", "fine")
+MELODY_WINDOW_SECONDS = 4
+
+
+class StageError(ValueError):
+    """A stage checkpoint or token input that cannot be used; the message names the file or problem."""
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """Vocabulary sizes and rates shared by the three stages (the paper's values by default)."""
+
+    mulan_levels: int = 12
+    mulan_codebook: int = 1024
+    melody_levels: int = 24
+    melody_codebook: int = 512
+    semantic_codebook: int = 1024
+    acoustic_levels: int = 12
+    acoustic_codebook: int = 1024
+    coarse_levels: int = 4
+    semantic_rate: int = 25
+    acoustic_rate: int = 50
+
+    @property
+    def fine_levels(self) -> int:
+        return self.acoustic_levels - self.coarse_levels
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    stage: str
+    tokens: TokenSpec = field(default_factory=TokenSpec)
+    crop_seconds: float = 10.0
+    preset: str = "paper"
+    transformer: dict = field(default_factory=dict)  # overrides of the preset
+    cond_dropout: float = 0.1
+    melody_dropout: float = 0.5
+    semantic_dropout: float = 0.15  # coarse stage: S → NULL, which is what ``skip_semantic`` samples with
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise StageError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
+
+    @property
+    def melody_windows(self) -> int:
+        """Melody windows in the semantic stage's conditioning: ceil(crop / 4 s), the last one end-anchored."""
+        return math.ceil(self.crop_seconds / MELODY_WINDOW_SECONDS) if self.stage == "semantic" else 0
+
+    @property
+    def frames(self) -> int:
+        """Frames in one crop at the rate the stage generates (semantic: 25 Hz, acoustic: 50 Hz)."""
+        rate = self.tokens.semantic_rate if self.stage == "semantic" else self.tokens.acoustic_rate
+        return int(round(self.crop_seconds * rate))
+
+
+# The paper's crops (30 s / 10 s / 3 s). The tiny crops are shorter so training and sampling fit 2 CPU cores.
+PAPER_CROPS = {"semantic": 30.0, "coarse": 10.0, "fine": 3.0}
+TINY_CROPS = {"semantic": 10.0, "coarse": 4.0, "fine": 1.0}
+
+
+def stage_config(stage: str, preset: str = "paper", tokens: TokenSpec | None = None, **kw) -> StageConfig:
+    crops = PAPER_CROPS if preset == "paper" else TINY_CROPS
+    return StageConfig(stage=stage, tokens=tokens or TokenSpec(), crop_seconds=crops[stage], preset=preset, **kw)
+
+
+def vocabulary(cfg: StageConfig) -> dict[str, tuple[int, int]]:
+    """Token type → (offset, size) in this stage's vocabulary, in order after the specials."""
+    t = cfg.tokens
+    blocks: list[tuple[str, int]] = []
+    if cfg.stage in ("semantic", "coarse"):
+        blocks += [(f"mulan{q}", t.mulan_codebook) for q in range(t.mulan_levels)]
+    if cfg.stage == "semantic":
+        blocks += [(f"melody{r}", t.melody_codebook) for r in range(t.melody_levels)]
+    if cfg.stage in ("semantic", "coarse"):
+        blocks += [("semantic", t.semantic_codebook)]
+    if cfg.stage in ("coarse", "fine"):
+        levels = t.coarse_levels if cfg.stage == "coarse" else t.acoustic_levels
+        blocks += [(f"acoustic{level}", t.acoustic_codebook) for level in range(levels)]
+    out, offset = {}, N_SPECIAL
+    for name, size in blocks:
+        out[name] = (offset, size)
+        offset += size
+    return out
+
+
+def vocab_size(cfg: StageConfig) -> int:
+    return N_SPECIAL + sum(size for _, size in vocabulary(cfg).values())
+
+
+class Stage(nn.Module):
+    """One stage: its Transformer plus the layout that turns token streams into sequences and back."""
+
+    def __init__(self, cfg: StageConfig):
+        super().__init__()
+        self.config = cfg
+        self.vocab = vocabulary(cfg)
+        tcfg: TransformerConfig = transformer_preset(cfg.preset, vocab_size(cfg), **cfg.transformer)
+        self.net = Transformer(tcfg)
+
+    # -- offsets ----------------------------------------------------------------------------------
+    def _levels(self, codes: Tensor, prefix: str, first: int = 0) -> Tensor:
+        """codes [..., L] (level-local ids) → vocabulary ids of levels first..first+L-1."""
+        t = self.config.tokens
+        size = self.vocab[f"{prefix}{first}"][1] if prefix else t.semantic_codebook
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
+            raise StageError(f"{prefix or 'semantic'} codes must lie in [0, {size}), got [{int(codes.min())}, {int(codes.max())}]")
+        offsets = torch.tensor([self.vocab[f"{prefix}{first + i}"][0] for i in range(codes.shape[-1])], device=codes.device)
+        return codes + offsets
+
+    def _semantic(self, s: Tensor) -> Tensor:
+        off, size = self.vocab["semantic"]
+        if s.numel() and (int(s.min()) < 0 or int(s.max()) >= size):
+            raise StageError(f"semantic tokens must lie in [0, {size}), got [{int(s.min())}, {int(s.max())}]")
+        return s + off
+
+    def range_of(self, name: str) -> tuple[int, int]:
+        off, size = self.vocab[name]
+        return off, off + size
+
+    def target_ranges(self, frames: int) -> list[tuple[int, int]]:
+        """Allowed vocabulary range for each generated position of ``frames`` frames."""
+        if self.config.stage == "semantic":
+            return [self.range_of("semantic")] * frames
+        t = self.config.tokens
+        levels = range(t.coarse_levels) if self.config.stage == "coarse" else range(t.coarse_levels, t.acoustic_levels)
+        return [self.range_of(f"acoustic{level}") for level in levels] * frames
+
+    def decode_targets(self, ids: Tensor) -> Tensor:
+        """Generated vocabulary ids [B, n] → level-local codes ([B, n] semantic, [B, frames, levels] acoustic)."""
+        if self.config.stage == "semantic":
+            return ids - self.vocab["semantic"][0]
+        t = self.config.tokens
+        first = 0 if self.config.stage == "coarse" else t.coarse_levels
+        n_levels = t.coarse_levels if self.config.stage == "coarse" else t.fine_levels
+        codes = rearrange(ids, "b (t l) -> b t l", l=n_levels)
+        offsets = torch.tensor([self.vocab[f"acoustic{first + i}"][0] for i in range(n_levels)], device=ids.device)
+        return codes - offsets
+
+    # -- conditioning -----------------------------------------------------------------------------
+    def conditioning(self, batch: int, mulan: Tensor | None, melody: Tensor | None, device=None) -> Tensor:
+        """[B, Lc] conditioning prefix; ``None`` parts become NULL tokens (dropped conditioning)."""
+        t, cfg = self.config.tokens, self.config
+        if cfg.stage == "fine":
+            return torch.zeros(batch, 0, dtype=torch.long, device=device)
+        parts = []
+        if mulan is None:
+            parts.append(torch.full((batch, t.mulan_levels), NULL, dtype=torch.long, device=device))
+        else:
+            if mulan.shape != (batch, t.mulan_levels):
+                raise StageError(f"MuLan tokens must be [{batch}, {t.mulan_levels}], got {tuple(mulan.shape)}")
+            parts.append(self._levels(mulan.long(), "mulan"))
+        if cfg.stage == "semantic":
+            w = cfg.melody_windows
+            if melody is None:
+                parts.append(torch.full((batch, w * t.melody_levels), NULL, dtype=torch.long, device=device))
+            else:
+                if melody.shape != (batch, w, t.melody_levels):
+                    raise StageError(f"melody tokens must be [{batch}, {w}, {t.melody_levels}], got {tuple(melody.shape)}")
+                parts.append(rearrange(self._levels(melody.long(), "melody"), "b w r -> b (w r)"))
+        return torch.cat(parts, dim=1)
+
+    def semantic_context(self, s: Tensor | None, frames: int | None = None, batch: int | None = None) -> Tensor:
+        """Coarse stage: semantic tokens [B, n] → vocabulary ids; ``None`` → ``frames`` NULL tokens
+        (the paper's ablation that skips the semantic stage)."""
+        if s is None:
+            return torch.full((batch, frames), NULL, dtype=torch.long)
+        return self._semantic(s.long())
+
+    # -- sequences --------------------------------------------------------------------------------
+    def prompt(self, cond: Tensor, context: Tensor | None = None, prefix: Tensor | None = None) -> Tensor:
+        """The tokens before the first generated one.
+
+        semantic: cond SEP S_prefix; coarse: cond S_window SEP A_prefix; fine: A_coarse SEP A_fine_prefix.
+        ``context`` is ``semantic_context(S_window)`` (coarse) or the coarse codes [B, T, 4] (fine); ``prefix`` holds
+        level-local tokens already generated in this window ([B, n] semantic, [B, T, levels] acoustic).
+        """
+        stage, t = self.config.stage, self.config.tokens
+        b = cond.shape[0]
+        parts = [cond]
+        if stage == "coarse":
+            parts.append(context)  # vocabulary ids from semantic_context()
+        elif stage == "fine":
+            parts.append(rearrange(self._levels(context.long(), "acoustic"), "b t l -> b (t l)"))
+        parts.append(torch.full((b, 1), SEP, dtype=torch.long, device=cond.device))
+        if prefix is not None and prefix.shape[1]:
+            if stage == "semantic":
+                parts.append(self._semantic(prefix.long()))
+            else:
+                first = 0 if stage == "coarse" else t.coarse_levels
+                parts.append(rearrange(self._levels(prefix.long(), "acoustic", first), "b t l -> b (t l)"))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, tokens: Tensor, cache=None) -> Tensor:
+        return self.net(tokens, cache)
+
+    # -- training ---------------------------------------------------------------------------------
+    def loss(self, cond: Tensor, targets: Tensor, context: Tensor | None = None) -> Tensor:
+        """Next-token cross-entropy over the target positions of a batch of crops."""
+        prompt = self.prompt(cond, context)
+        full = self.prompt(cond, context, prefix=targets)
+        logits = self.net(full[:, :-1])[:, prompt.shape[1] - 1 :]
+        return F.cross_entropy(rearrange(logits, "b n v -> (b n) v"), full[:, prompt.shape[1] :].reshape(-1))
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def to_checkpoint(self, metadata: dict | None = None) -> dict:
+        cfg = asdict(self.config)
+        return {"format": CHECKPOINT_FORMAT, "config": cfg, "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "metadata": dict(metadata or {})}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, source: str = "<dict>") -> Stage:
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+            raise StageError(f"{source}: not a stage checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+        c = dict(ckpt["config"])
+        stage = cls(StageConfig(**{**c, "tokens": TokenSpec(**c["tokens"])}))
+        try:
+            stage.net.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as e:
+            raise StageError(f"{source}: weights do not match its config ({e})") from None
+        stage.metadata = dict(ckpt.get("metadata", {}))
+        return stage.eval()
+
+
+CHECKPOINT_FORMAT = "musiclm-eval/stage/1"
+
+
+def load_stage(path, device: str = "cpu") -> Stage:
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: stage checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise StageError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    return Stage.from_checkpoint(ckpt, str(path)).to(device)
+
+
+# -- crops from a token corpus --------------------------------------------------------------------
+
+
+@dataclass
+class TokenCorpus:
+    """Precomputed tokens of equal-length clips (what all stage training reads; built once).
+
+    semantic [N, Ts], acoustic [N, Ta, 12], mulan [N, 12], melody [N, starts, 24] with one melody
+    window starting at every whole second (``melody_starts`` = seconds).
+    """
+
+    ids: list[str]
+    semantic: Tensor
+    acoustic: Tensor
+    mulan: Tensor
+    melody: Tensor | None
+    spec: TokenSpec
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("ids", "semantic", "acoustic", "mulan", "melody", "metadata")}
+        return {**d, "spec": asdict(self.spec)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TokenCorpus:
+        return cls(**{**d, "spec": TokenSpec(**d["spec"])})
+
+    def subset(self, index: list[int]) -> TokenCorpus:
+        idx = torch.as_tensor(index)
+        mel = self.melody[idx] if self.melody is not None else None
+        return replace(self, ids=[self.ids[i] for i in index], semantic=self.semantic[idx],
+                       acoustic=self.acoustic[idx], mulan=self.mulan[idx], melody=mel)
+
+
+def melody_window_starts(crop_seconds: float, n_windows: int) -> list[int]:
+    """Whole-second starts of the melody windows of a crop: 0, 4, 8, … with the last one end-anchored."""
+    last = max(0, int(math.ceil(crop_seconds)) - MELODY_WINDOW_SECONDS)
+    return [min(MELODY_WINDOW_SECONDS * i, last) for i in range(n_windows)]
+
+
+def sample_batch(stage: Stage, corpus: TokenCorpus, batch: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Random crops → (cond, targets, context) with conditioning dropout applied."""
+    cfg, t = stage.config, corpus.spec
+    n = len(corpus.ids)
+    rows = torch.randint(0, n, (batch,), generator=g)
+    ta = corpus.acoustic.shape[1]
+    frames_a = min(int(round(cfg.crop_seconds * t.acoustic_rate)), ta)
+    if cfg.stage == "semantic":
+        seconds = corpus.semantic.shape[1] // t.semantic_rate
+        crop_s = min(int(math.ceil(cfg.crop_seconds)), seconds)
+        start_sec = torch.randint(0, seconds - crop_s + 1, (batch,), generator=g)  # whole seconds (melody windows)
+        frames = min(cfg.frames, corpus.semantic.shape[1])
+        targets = torch.stack([corpus.semantic[r, s * t.semantic_rate : s * t.semantic_rate + frames] for r, s in zip(rows, start_sec)])
+        melody = None
+        if corpus.melody is not None:
+            starts = melody_window_starts(crop_s, cfg.melody_windows)
+            melody = torch.stack([corpus.melody[r, [int(s) + k for k in starts]] for r, s in zip(rows, start_sec)])
+            keep = torch.rand(batch, generator=g) >= cfg.melody_dropout
+        mulan = corpus.mulan[rows]
+        drop = torch.rand(batch, generator=g) < cfg.cond_dropout
+        cond = stage.conditioning(batch, mulan, melody)
+        null = stage.conditioning(batch, None, None)
+        lm = t.mulan_levels
+        cond[:, :lm] = torch.where(drop[:, None], null[:, :lm], cond[:, :lm])
+        if melody is not None:
+            cond[:, lm:] = torch.where(keep[:, None], cond[:, lm:], null[:, lm:])
+        return cond, targets, None
+    start = torch.randint(0, (ta - frames_a) // 2 + 1, (batch,), generator=g) * 2  # even: aligned with 25 Hz
+    codes = torch.stack([corpus.acoustic[r, s : s + frames_a] for r, s in zip(rows, start)])
+    if cfg.stage == "coarse":
+        sem = torch.stack([corpus.semantic[r, s // 2 : s // 2 + frames_a // 2] for r, s in zip(rows, start)])
+        drop = torch.rand(batch, generator=g) < cfg.cond_dropout
+        cond = stage.conditioning(batch, corpus.mulan[rows], None)
+        cond = torch.where(drop[:, None], stage.conditioning(batch, None, None), cond)
+        skip = torch.rand(batch, generator=g) < cfg.semantic_dropout
+        sem = torch.where(skip[:, None], torch.full_like(sem, NULL), stage.semantic_context(sem))
+        return cond, codes[..., : t.coarse_levels], sem
+    cond = stage.conditioning(batch, None, None)
+    return cond, codes[..., t.coarse_levels :], codes[..., : t.coarse_levels]
+
+
+# -- training loop ----------------------------------------------------------------------------------
+
+
+@dataclass
+class StageTrainConfig:
+    steps: int = 2000
+    batch: int = 16
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 250
+    eval_batches: int = 4
+
+
+def evaluate_stage(stage: Stage, corpus: TokenCorpus, batches: int = 4, batch: int = 16, seed: int = 123) -> float:
+    """Mean held-out cross-entropy (nats/token) over seeded random crops, conditioning dropout off."""
+    g = torch.Generator().manual_seed(seed)
+    saved = stage.config
+    stage.config = replace(saved, cond_dropout=0.0, melody_dropout=0.0)
+    try:
+        stage.eval()
+        with torch.no_grad():
+            losses = [float(stage.loss(*sample_batch(stage, corpus, batch, g))) for _ in range(batches)]
+    finally:
+        stage.config = saved
+    return sum(losses) / len(losses)
+
+
+def train_stage(stage: Stage, corpus: TokenCorpus, cfg: StageTrainConfig, out_path=None, held_out: TokenCorpus | None = None,
+                progress: bool = True, metadata: dict | None = None) -> dict:
+    """AdamW with linear warm-up and cosine decay on random crops; resumes from ``out_path`` if it holds a
+    checkpoint of the same stage (weights, optimizer, step and RNG state are restored)."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    opt = torch.optim.AdamW(stage.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    g = torch.Generator().manual_seed(cfg.seed)
+    step, history = 0, []
+    out_path = Path(out_path) if out_path is not None else None
+    if out_path is not None and out_path.exists():
+        ckpt = torch.load(out_path, map_location="cpu", weights_only=True)
+        state = ckpt.get("metadata", {}).get("train_state")
+        if state is not None:
+            stage.net.load_state_dict(ckpt["state_dict"])
+            opt.load_state_dict(state["optimizer"])
+            g.set_state(state["rng"])
+            step, history = int(state["step"]), list(state["history"])
+
+    def lr_at(s: int) -> float:
+        if s < cfg.warmup:
+            return cfg.lr * (s + 1) / cfg.warmup
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
+
+    def save(final: bool) -> None:
+        if out_path is None:
+            return
+        meta = {**(metadata or {}), "step": step, "loss_history": history}
+        if not final:
+            meta["train_state"] = {"optimizer": opt.state_dict(), "rng": g.get_state(), "step": step, "history": history}
+        else:
+            meta["train_state"] = None
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_suffix(".tmp")
+        torch.save(stage.to_checkpoint(meta), tmp)
+        tmp.replace(out_path)
+
+    stage.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"{stage.config.stage} stage", disable=not progress)
+    running = None
+    while step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = stage.loss(*sample_batch(stage, corpus, cfg.batch, g))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(stage.net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        running = float(loss) if running is None else 0.95 * running + 0.05 * float(loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}")
+        if step % 50 == 0 or step == cfg.steps:
+            history.append([step, round(running, 4)])
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            save(final=False)
+    bar.close()
+    stage.eval()
+    metrics = {"train_loss": history[-1][1] if history else None, "steps": step}
+    if held_out is not None and len(held_out.ids):
+        metrics["held_out_loss"] = evaluate_stage(stage, held_out, cfg.eval_batches, cfg.batch)
+    save(final=True)
+    return metrics

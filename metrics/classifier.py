@@ -108,7 +108,8 @@ def resolve_label_space(spec: LabelSpace | str | None, audioset_csv: str | Path 
 @dataclass
 class ClassifierConfig:
     n_labels: int
-    leaf: LeafConfig = field(default_factory=LeafConfig)
+    # filter_stride 4: the trained/shipped model evaluates the 16 kHz filterbank every 4 samples (see LeafConfig)
+    leaf: LeafConfig = field(default_factory=lambda: LeafConfig(filter_stride=4))
     channels: tuple[int, ...] = (16, 32, 64, 128)
     embed_dim: int = 128
     dropout: float = 0.1

@@ -235,6 +235,6 @@ def train_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, b
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses

@@ -395,12 +395,16 @@ def train_stage(stage: Stage, corpus: TokenCorpus, cfg: StageTrainConfig, out_pa
     out_path = Path(out_path) if out_path is not None else None
     if out_path is not None and out_path.exists():
         ckpt = torch.load(out_path, map_location="cpu", weights_only=True)
-        state = ckpt.get("metadata", {}).get("train_state")
-        if state is not None:
-            stage.net.load_state_dict(ckpt["state_dict"])
+        meta = ckpt.get("metadata", {})
+        state = meta.get("train_state")
+        stage.net.load_state_dict(ckpt["state_dict"])
+        if state is not None:  # an interrupted run: continue exactly where it stopped
             opt.load_state_dict(state["optimizer"])
             g.set_state(state["rng"])
             step, history = int(state["step"]), list(state["history"])
+        else:  # a finished run: more steps continue from its weights with a fresh optimizer
+            step, history = int(meta.get("step", 0)), list(meta.get("loss_history", []))
+            g.manual_seed(cfg.seed + step)
 
     def lr_at(s: int) -> float:
         if s < cfg.warmup:
@@ -432,7 +436,7 @@ def train_stage(stage: Stage, corpus: TokenCorpus, cfg: StageTrainConfig, out_pa
         torch.nn.utils.clip_grad_norm_(stage.net.parameters(), 1.0)
         opt.step()
         step += 1
-        running = float(loss) if running is None else 0.95 * running + 0.05 * float(loss)
+        running = float(loss.detach()) if running is None else 0.95 * running + 0.05 * float(loss.detach())
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}")
         if step % 50 == 0 or step == cfg.steps:

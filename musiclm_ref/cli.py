@@ -1,0 +1,111 @@
+"""``musiclm-eval generate``, ``musiclm-eval train stage`` and ``musiclm-eval train melody``.
+
+Thin layers over ``musiclm_ref.pipeline`` / ``musiclm_ref.training``; tests call those directly.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+
+def _command(prefix: str) -> str:
+    return prefix + " " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else [])
+
+
+@click.command("generate")
+@click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
+              help="Checkpoint directory (default: the shipped tiny set).")
+@click.option("--captions", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV with `ytid` (or `id`) and `caption` columns; one WAV per row, named <ytid>.wav.")
+@click.option("--text", "texts", multiple=True, help="A caption (repeatable); files are named text-000.wav, …")
+@click.option("--seconds", type=float, default=10.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--melody", type=click.Path(exists=True, dir_okay=False), default=None, help="Audio file whose melody conditions every caption.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first N captions.")
+@click.option("--unconditional", is_flag=True, help="Drop the MuLan conditioning tokens (the unconditional baseline).")
+@click.option("--skip-semantic", is_flag=True, help="The paper's ablation: MuLan tokens → coarse stage directly.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, limit, unconditional, skip_semantic, device,
+             threads, out, as_json):
+    """Generate one WAV per caption with a reference MusicLM."""
+    from musiclm_ref.pipeline import PipelineError
+    from musiclm_ref.training import generate_files
+
+    if (captions is None) == (not texts):
+        raise click.UsageError("give exactly one of --captions CSV or --text \"…\"")
+    try:
+        summary = generate_files(checkpoint, out, captions=captions, texts=list(texts), seconds=seconds, seed=seed,
+                                 melody=melody, batch=batch_size, limit=limit, drop_conditioning=unconditional,
+                                 skip_semantic=skip_semantic, device=device, threads=threads, progress=not as_json)
+    except (PipelineError, ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"wrote {summary['n']} clips × {seconds:g} s to {out} in {summary['wall_seconds']:.1f} s "
+                   f"(real-time factor {summary['real_time_factor']:.2f})")
+
+
+@click.command("stage")
+@click.option("--stage", "stages", required=True, type=click.Choice(["semantic", "coarse", "fine", "all"]), multiple=True)
+@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Corpus directory (clips + captions.csv).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory (<stage>_stage.pt, manifest.json).")
+@click.option("--components", type=click.Path(file_okay=False), default=None,
+              help="Where codec.pt / semantic_tokenizer.pt live (default: --out if it has them, else the shipped set).")
+@click.option("--mulan", type=click.Path(dir_okay=False), default=None, help="MuLan checkpoint (default: the shipped one).")
+@click.option("--steps", type=int, default=None, help="Optimizer steps (default per stage for the preset).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def train_stage(stages, preset, data, out, components, mulan, steps, batch_size, lr, seed, threads, device, on_error, as_json):
+    """Train one (or all) of the three Transformer stages; resumes from --out's checkpoint."""
+    from musiclm_ref.training import train_stages
+
+    names = ["semantic", "coarse", "fine"] if "all" in stages else list(dict.fromkeys(stages))
+    try:
+        entries = train_stages(names, data, out, preset=preset, components=components, mulan_path=mulan, steps=steps,
+                               batch=batch_size, lr=lr, seed=seed, threads=threads, device=device, on_error=on_error,
+                               command=_command("musiclm-eval train stage"))
+    except (ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, sort_keys=True))
+    else:
+        for name, e in entries.items():
+            click.echo(f"{name}: {Path(out) / name} {e['metrics']}")
+
+
+@click.command("melody")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory (melody.pt, manifest.json).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Corpus whose clips fit the melody RVQ (default: the rendered training pairs).")
+@click.option("--pairs", type=int, default=260, show_default=True, help="Melodies rendered in two timbres each.")
+@click.option("--steps", type=int, default=600, show_default=True)
+@click.option("--codebook", type=int, default=64, show_default=True, help="RVQ codebook size (paper: 512).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def train_melody(out, data, pairs, steps, codebook, seed, threads, as_json):
+    """Train the melody embedding (triplet loss on timbre pairs) and fit its 24-level RVQ."""
+    from musiclm_ref.training import train_melody_model
+
+    try:
+        entry = train_melody_model(out, data=data, pairs=pairs, steps=steps, codebook=codebook, seed=seed, threads=threads,
+                                   command=_command("musiclm-eval train melody"))
+    except (ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(entry, indent=2, sort_keys=True) if as_json else f"wrote {out}/melody.pt {entry['metrics']}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,9 +14,14 @@ from benchmarks.cli import main
 from metrics.audio import load_audio
 from metrics.musiccaps import COLUMNS, load_captions
 from musiclm_ref.data.synth import (
+    AUDIOSET_MIDS,
+    MAJOR,
+    MINOR,
     STYLES,
     TAG_VOCAB,
     TIMBRES,
+    _melody,
+    audioset_labels,
     caption_for,
     generate_corpus,
     load_labels,
@@ -83,24 +89,60 @@ def test_styles_and_timbres_render(rng):
         sample_spec(0, 0, "polka")
 
 
-def _pitch_track(wave, sr, hop=0.05):
-    """Dominant frequency per frame (the melody is the loudest voice in these specs)."""
-    n = int(hop * sr)
-    return np.array([np.argmax(np.abs(np.fft.rfft(wave[i : i + 4 * n] * np.hanning(4 * n)))) for i in range(0, len(wave) - 4 * n, n)])
+def chroma(wave, sr, n=2048, hop=1024):
+    """Unit-norm 12-bin pitch-class profile per frame over 180 Hz–2 kHz (where the melody lives)."""
+    frames = np.lib.stride_tricks.sliding_window_view(wave, n)[::hop] * np.hanning(n)
+    mag = np.abs(np.fft.rfft(frames, axis=1))
+    f = np.fft.rfftfreq(n, 1 / sr)
+    band = (f > 180) & (f < 2000)
+    pitch_class = np.round(12 * np.log2(f[band] / 440)).astype(int) % 12
+    c = np.stack([mag[:, band][:, pitch_class == k].sum(1) for k in range(12)], axis=1)
+    return c / (np.linalg.norm(c, axis=1, keepdims=True) + 1e-9)
 
 
-def test_with_timbre_keeps_melody_changes_timbre():
-    base = sample_spec(5, 2, "lullaby")
-    other = with_timbre(base, "piano" if base.melody_instrument != "piano" else "flute")
-    assert other.melody == base.melody and other.melody_id == base.melody_id
-    assert other.melody_instrument != base.melody_instrument
-    a, b = render(base, 4.0, 16000), render(other, 4.0, 16000)
-    assert not np.allclose(a, b)
-    spec_a = np.abs(np.fft.rfft(a))
-    spec_b = np.abs(np.fft.rfft(b))
-    assert np.corrcoef(np.log1p(spec_a), np.log1p(spec_b))[0, 1] < 0.99  # a different timbre
+def chroma_similarity(a, b, sr):
+    return float(np.mean(np.sum(chroma(a, sr) * chroma(b, sr), axis=1)))
+
+
+@pytest.mark.parametrize("index", [0, 2, 3])
+def test_with_timbre_keeps_melody_changes_timbre(index):
+    sr = 16000
+    base = sample_spec(5, index, "lullaby")
+    new_timbre = "piano" if base.melody_instrument != "piano" else "flute"
+    same_melody = with_timbre(base, new_timbre)
+    assert same_melody.melody == base.melody and same_melody.melody_id == base.melody_id
+    assert same_melody.instruments[0] == new_timbre != base.melody_instrument
+    # control: same new timbre, same key and harmony, but another melody in the same key
+    scale = MAJOR if base.mode == "major" else MINOR
+    other = replace(same_melody, melody=_melody(np.random.default_rng(99), scale, base.key, base.meter, 20))
+    a, b, c = (render(s, 6.0, sr) for s in (base, same_melody, other))
+    assert chroma_similarity(a, b, sr) > chroma_similarity(a, c, sr) + 0.05
+    spec_a, spec_b = np.log1p(np.abs(np.fft.rfft(a))), np.log1p(np.abs(np.fft.rfft(b)))
+    assert np.corrcoef(spec_a, spec_b)[0, 1] < 0.99  # a different timbre
+    assert with_timbre(base, ["organ", "pad"]).instruments == ["organ", "pad"]
     with pytest.raises(ValueError, match="unknown timbre 'kazoo'"):
         with_timbre(base, "kazoo")
+
+
+def test_long_clips_loop_the_melody():
+    sr = 8000
+    spec = sample_spec(0, 4, "ambient")  # no drums, no bass: only pad chords and the melody
+    assert max(s + d for s, d, _ in spec.melody) * 60 / spec.tempo < 75  # the spec holds a bit over 60 s
+    tail = slice(-10 * sr, None)
+    wave = render(spec, 90.0, sr)[tail].astype(np.float64)
+    chords = render(replace(spec, melody=()), 90.0, sr)[tail].astype(np.float64)
+    # without looping, the tail would be the chords alone (up to the mix's gain)
+    alpha = wave @ chords / (chords @ chords)
+    assert np.sum((wave - alpha * chords) ** 2) > 0.05 * np.sum(wave**2)
+
+
+def test_audioset_labels_are_real_ids(shared_data):
+    path = shared_data / "class_labels_indices.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    mids = set(pd.read_csv(path, header=None)[1])
+    assert set(AUDIOSET_MIDS.values()) <= mids
+    assert audioset_labels(sample_spec(0, 0, "rock"))[0] == "/m/04rlf"
 
 
 def test_caption_is_seeded():

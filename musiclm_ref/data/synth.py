@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.signal import fftconvolve, lfilter
+from scipy.signal import lfilter, oaconvolve
 
 from metrics.audio import save_audio
 from metrics.musiccaps import write_captions
@@ -169,6 +170,16 @@ STYLES: dict[str, StylePreset] = {
 }
 MOODS = sorted({m for s in STYLES.values() for m in s.moods})
 
+# AudioSet ontology ids for `audioset_positive_labels` (checked against class_labels_indices.csv):
+# Music, plus what is audibly there. Styles without an AudioSet class (waltz, march) get none.
+AUDIOSET_MIDS = {
+    "music": "/m/04rlf",
+    "piano": "/m/05r5c", "guitar": "/m/0342h", "organ": "/m/013y1f", "bass": "/m/018vs",
+    "synth lead": "/m/0l14qv", "pad": "/m/0l14qv", "bell": "/m/0395lw", "flute": "/m/0l14j_",
+    "rock drums": "/m/02hnl", "brushed drums": "/m/02hnl", "electronic drums": "/m/0cfdd",
+    "rock": "/m/06by7", "jazz": "/m/03_d0", "techno": "/m/07gxw", "ambient": "/m/0fd3y", "lullaby": "/m/07pkxdp",
+}  # fmt: skip
+
 
 def tempo_class(bpm: float) -> str:
     return "slow tempo" if bpm < 90 else ("medium tempo" if bpm <= 130 else "fast tempo")
@@ -290,12 +301,20 @@ def sample_spec(seed: int, index: int, style: str | None = None) -> ClipSpec:
     )
 
 
-def with_timbre(spec: ClipSpec, melody_instrument: str, harmony_instrument: str | None = None) -> ClipSpec:
-    """The same melody, harmony and tempo played by other instruments (melody-conditioning pairs)."""
-    for t in (melody_instrument, harmony_instrument):
-        if t is not None and t not in TIMBRES:
+def with_timbre(spec: ClipSpec, instruments: str | Sequence[str]) -> ClipSpec:
+    """The same melody, harmony, key and tempo played by other instruments (melody-conditioning pairs).
+
+    ``instruments`` is the new melody instrument, or ``[melody, harmony]``; the bass line and drums are
+    kept, and ``melody_id`` is unchanged because the notes are.
+    """
+    names = [instruments] if isinstance(instruments, str) else list(instruments)
+    if not 1 <= len(names) <= 2:
+        raise ValueError(f"with_timbre takes a melody instrument or [melody, harmony], got {names!r}")
+    for t in names:
+        if t not in TIMBRES:
             raise ValueError(f"unknown timbre {t!r}; expected one of {', '.join(TIMBRES)}")
-    return replace(spec, melody_instrument=melody_instrument, harmony_instrument=harmony_instrument or spec.harmony_instrument)
+    harmony = names[1] if len(names) == 2 else spec.harmony_instrument
+    return replace(spec, melody_instrument=names[0], harmony_instrument=harmony)
 
 
 # ------------------------------------------------------------------ render ---------------------------
@@ -326,6 +345,7 @@ def render(spec: ClipSpec, seconds: float, sample_rate: int = 24000) -> np.ndarr
     mel, harm, bass, drums = (np.zeros(n) for _ in range(4))
     n_bars = int(np.ceil(seconds / bar)) + 1
     note_cache: dict[tuple, np.ndarray] = {}
+    hits: dict[tuple[str, int], np.ndarray] = {}  # 3 takes per drum sound, cycled: varied yet cheap
 
     def cached(timbre: str, midi: int, dur: float) -> np.ndarray:
         k = (timbre, midi, round(dur, 4))
@@ -357,13 +377,20 @@ def render(spec: ClipSpec, seconds: float, sample_rate: int = 24000) -> np.ndarr
             for k in range(steps):
                 m = chord[0] - 12 + (7 if (spec.style == "jazz" and k % 2) else 0)
                 _add(bass, cached("bass", m, beat * (0.9 if steps > 1 else spec.meter * 0.95)), int((t0 + k * beat) * sr), 0.5)
-        for pos, kind in drum_pattern(spec.drums, spec.meter):
-            _add(drums, _hit(kind, sr, rng), int((t0 + pos * beat) * sr), 0.45 if kind != "hat" else 0.25)
-    for start, dur, pitch in spec.melody:
-        t = start * beat
-        if t >= seconds:
-            break
-        _add(mel, cached(spec.melody_instrument, pitch + 12 * spec.octave_shift, dur * beat), int(t * sr), 0.55)
+        for j, (pos, kind) in enumerate(drum_pattern(spec.drums, spec.meter)):
+            take = (kind, (b + j) % 3)
+            if take not in hits:
+                hits[take] = _hit(kind, sr, rng)
+            _add(drums, hits[take], int((t0 + pos * beat) * sr), 0.45 if kind != "hat" else 0.25)
+    # the spec holds ~60 s of melody (whole phrases); longer clips loop it
+    phrase = 2 * spec.meter
+    span = max(phrase, int(np.ceil(max(s + d for s, d, _ in spec.melody) / phrase)) * phrase) if spec.melody else 0
+    for loop in range(int(np.ceil(seconds / (span * beat))) if span else 0):
+        for start, dur, pitch in spec.melody:
+            t = (start + loop * span) * beat
+            if t >= seconds:
+                break
+            _add(mel, cached(spec.melody_instrument, pitch + 12 * spec.octave_shift, dur * beat), int(t * sr), 0.55)
 
     mix = mel + harm + bass + drums
     if spec.reverb > 0:
@@ -371,7 +398,7 @@ def render(spec: ClipSpec, seconds: float, sample_rate: int = 24000) -> np.ndarr
         t = np.arange(ir_n) / sr
         ir = rng.standard_normal(ir_n) * np.exp(-t * 4.0)
         ir[0] = 0
-        wet = fftconvolve(mix, ir / np.sqrt(np.sum(ir**2)))[:n]
+        wet = oaconvolve(mix, ir / np.sqrt(np.sum(ir**2)))[:n]
         mix = mix + spec.reverb * wet
     peak = np.max(np.abs(mix))
     if peak > 0:
@@ -409,6 +436,11 @@ def caption_for(spec: ClipSpec, rng: np.random.Generator) -> tuple[str, list[str
         f"It sounds {spec.mood} and {'spacious' if spec.reverb > 0.3 else 'close'}.",
         f"The overall atmosphere is {spec.mood}, with {spec.dynamics} dynamics.",
     ]
+    if spec.melody_instrument == spec.harmony_instrument:
+        middles = [
+            f"{_a(spec.melody_instrument).capitalize()} {spec.melody_instrument} plays both the melody and the chords.",
+            f"The {spec.melody_instrument} carries the melody and its own chord accompaniment.",
+        ]
     middle = middles[int(rng.integers(len(middles)))]
     sentences = [openers[int(rng.integers(len(openers)))], middle[:-1] + bass + "."]
     if rng.random() < 0.7:
@@ -451,9 +483,23 @@ def clip_id(index: int) -> str:
     return f"syn{index:05d}"
 
 
-def _render_job(args: tuple) -> np.ndarray:
-    spec, seconds, sr = args
-    return render(spec, seconds, sr)
+def _render_job(args: tuple) -> None:
+    """Render and write one clip in the worker (sending 10 s of float32 back costs more than writing it)."""
+    spec, seconds, sr, path = args
+    save_audio(path, render(spec, seconds, sr), sr)
+
+
+def _pool_context():
+    # fork avoids re-importing scipy/pandas in every worker (seconds on a loaded machine); the
+    # workers only run numpy/scipy code, so forking is safe. spawn where fork does not exist.
+    return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+
+
+def audioset_labels(spec: ClipSpec) -> list[str]:
+    """AudioSet ids of what is audibly in the clip (Music first), for ``audioset_positive_labels``."""
+    drums = f"{spec.drums} drums"
+    names = ["music", *spec.instruments, drums, spec.style]
+    return list(dict.fromkeys(AUDIOSET_MIDS[k] for k in names if k in AUDIOSET_MIDS))
 
 
 def generate_corpus(
@@ -468,6 +514,9 @@ def generate_corpus(
     """Write ``<ytid>.wav``, ``captions.csv`` (MusicCaps columns) and ``labels.csv`` to ``out_dir``.
 
     With ``styles``, clip i gets style ``styles[i % len(styles)]`` (balanced); otherwise its own draw.
+    Clip i is in the eval split when ``i % 5 == 4`` (20 %, independent of seed and n); captions.csv
+    marks those rows ``is_audioset_eval = is_balanced_subset = True``. ``workers`` renders in
+    parallel processes; the bytes do not depend on it.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -479,20 +528,21 @@ def generate_corpus(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     specs = [sample_spec(seed, i, styles[i % len(styles)] if styles else None) for i in range(n)]
-    jobs = [(s, seconds, sample_rate) for s in specs]
-    if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            waves = pool.map(_render_job, jobs, chunksize=4)
+    jobs = [(s, seconds, sample_rate, out / f"{clip_id(s.index)}.wav") for s in specs]
+    if workers > 1 and n > 1:
+        with _pool_context().Pool(min(workers, n)) as pool:
+            for _ in pool.imap_unordered(_render_job, jobs, chunksize=2):
+                pass
     else:
-        waves = [_render_job(j) for j in jobs]
+        for j in jobs:
+            _render_job(j)
     cap_rows, label_rows = [], []
-    for spec, wave in zip(specs, waves):
+    for spec in specs:
         ytid = clip_id(spec.index)
-        save_audio(out / f"{ytid}.wav", wave, sample_rate)
         caption, aspects = caption_for(spec, np.random.default_rng([seed, spec.index, 15485863]))
         split = "eval" if spec.index % EVAL_EVERY == EVAL_EVERY - 1 else "train"
         cap_rows.append({
-            "ytid": ytid, "start_s": 0, "end_s": seconds, "audioset_positive_labels": ["/m/04rlf"],
+            "ytid": ytid, "start_s": 0, "end_s": seconds, "audioset_positive_labels": audioset_labels(spec),
             "aspect_list": aspects, "caption": caption, "author_id": 0,
             "is_balanced_subset": split == "eval", "is_audioset_eval": split == "eval",
         })  # fmt: skip
@@ -513,7 +563,9 @@ def generate_corpus(
         str(out), n, seconds, sample_rate, seed, h.hexdigest(),
         dict(Counter(s.style for s in specs)), dict(Counter(r["split"] for r in label_rows)),
     )  # fmt: skip
-    (out / "corpus.json").write_text(json.dumps(asdict(info), indent=2))
+    # the folder's own record (without out_dir, so that the same seed gives the same bytes anywhere)
+    record = {k: v for k, v in asdict(info).items() if k != "out_dir"}
+    (out / "corpus.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return info
 
 

@@ -74,6 +74,19 @@ def test_mel_embedder_is_deterministic_with_documented_framing():
     np.testing.assert_allclose(louder[:, 64:], a[:, 64:], atol=1e-3)
     with pytest.raises(EmbedderError, match="the mel embedder has no weights"):
         get_embedder("mel", path="/some/dir")
+    # each frame is exactly the embedding of its own 1 s window (0.5 s hop)
+    wave = noise(3.2)
+    for k in range(5):
+        np.testing.assert_allclose(a[k], mel.embed(wave[8000 * k: 8000 * k + 16000])[0], rtol=1e-6, atol=1e-6)
+
+
+def test_mel_filterbank_matches_torchaudio():
+    import torchaudio
+
+    from metrics.embedders.mel import mel_filterbank
+
+    ours = mel_filterbank(257, 0.0, 8000.0, 64, 16000)
+    np.testing.assert_allclose(ours, torchaudio.functional.melscale_fbanks(257, 0.0, 8000.0, 64, 16000).numpy(), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- TF-Hub (tiny SavedModels)

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 SCHEMA_VERSION = 1
+ENV_DB = "MUSICLM_EVAL_RATE_DB"  # the rating app reads its database URL from here
 ANSWERS = (2, 1, 0, -1, -2)  # strong A (left), weak A, no preference, weak B, strong B
 
 

@@ -1,0 +1,152 @@
+"""The rating app: ``streamlit run human_eval/app.py`` with ``MUSICLM_EVAL_RATE_DB`` set (``musiclm-eval rate serve``).
+
+Raters arrive with ``?token=…`` (from ``rate invite``) or Prolific's ``PROLIFIC_PID``/``STUDY_ID``/
+``SESSION_ID``; without either the page shows no trial. Every state change goes through
+``human_eval.assign`` and the database, so a reload or a server restart resumes the rater where
+they were. Nothing a rater's page renders names a system: captions, "Clip A/B", and audio bytes
+that are re-encoded, salted per assignment and served under Streamlit's content-hash URLs.
+``?admin=1`` opens the admin view behind the study's admin secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import streamlit as st
+
+from human_eval import analysis, assign, db
+from human_eval.db import ENV_DB
+
+PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc={code}"
+OPTIONS = {
+    "Clip A fits the description much better": 2,
+    "Clip A fits the description slightly better": 1,
+    "No preference": 0,
+    "Clip B fits the description slightly better": -1,
+    "Clip B fits the description much better": -2,
+}
+INSTRUCTIONS = """
+Each page shows a **text description** of a piece of music and **two music clips**, A and B.
+Listen to both clips completely, then choose which clip the description fits better, and how strongly.
+
+* Judge **only how well the music matches the description** (instruments, genre, mood, tempo, …).
+* **Ignore audio quality**: noise, artifacts or low fidelity should not affect your answer.
+* Use "No preference" only when both clips match the description equally well (or equally badly).
+* Some pages are checks that one clip clearly matches; please answer every page carefully.
+"""
+
+
+def md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>()#+\-.!|~$])", r"\\\1", text)
+
+
+@st.cache_resource(show_spinner=False)
+def _sessions(url: str):
+    return db.sessions(db.open_db(url))
+
+
+def _rater_id(Session_, qp) -> tuple[int | None, bool]:
+    """(rater id, arrived via Prolific) from the URL; (None, False) when the link grants nothing."""
+    with Session_.begin() as s:
+        rater = assign.rater_by_token(s, qp.get("token"))
+        if rater is not None:
+            return rater.id, False
+        rater = assign.rater_for_prolific(s, qp.get("PROLIFIC_PID"), qp.get("STUDY_ID"), qp.get("SESSION_ID"))
+        return (rater.id, True) if rater is not None else (None, False)
+
+
+def rater_page(Session_, url: str) -> None:
+    rater_id, prolific = _rater_id(Session_, st.query_params)
+    if rater_id is None:
+        st.title("Listening study")
+        st.error("This page needs your personal study link. Please open the link you were given "
+                 "(it ends in `?token=…`), or start the study from Prolific.")
+        return
+    view = assign.view_for(Session_, rater_id)
+    if view is None:
+        finished_page(Session_, prolific)
+        return
+    st.title("Which clip fits the description better?")
+    with st.expander("Instructions", expanded=view.done == 0):
+        st.markdown(INSTRUCTIONS)
+    st.progress(view.done / view.total, text=f"Trial {view.done + 1} of {view.total}")
+    st.markdown("**Description**")
+    st.info(md_escape(view.caption))
+    with Session_() as s:
+        store = db.the_study(s).store_dir
+    cols = st.columns(2)
+    for col, side, opaque in ((cols[0], "A", view.left_opaque), (cols[1], "B", view.right_opaque)):
+        with col:
+            st.markdown(f"**Clip {side}**")
+            st.audio(assign.trial_audio(store, opaque, view.salt, side), format="audio/wav")
+    with st.form(key=f"trial-{view.assignment_id}"):
+        choice = st.radio("Which clip does the description fit better?", list(OPTIONS), index=None,
+                          key=f"choice-{view.assignment_id}")
+        submitted = st.form_submit_button("Submit", type="primary")
+    if submitted:
+        if choice is None:
+            st.warning("Please choose one of the five answers before submitting.")
+            return
+        assign.submit_rating(Session_, rater_id, view.assignment_id, OPTIONS[choice])
+        st.rerun()
+
+
+def finished_page(Session_, prolific: bool) -> None:
+    with Session_() as s:
+        code = db.the_study(s).completion_code
+    st.title("Thank you!")
+    st.success("You have completed all trials of this study.")
+    if prolific:
+        st.markdown(f"Your Prolific completion code is **{code}**.")
+        st.link_button("Return to Prolific", PROLIFIC_COMPLETE.format(code=code), type="primary")
+
+
+def admin_page(Session_, url: str) -> None:
+    st.title("Listening study — admin")
+    if not st.session_state.get("admin_ok"):
+        secret = st.text_input("Admin secret", type="password", key="admin_secret")
+        if not secret:
+            st.info("Enter the admin secret printed by `musiclm-eval rate create`.")
+            return
+        with Session_() as s:
+            ok = db.check_secret(secret, db.the_study(s).admin_secret_hash)
+        if not ok:
+            st.error("Wrong admin secret.")
+            return
+        st.session_state["admin_ok"] = True
+    a = analysis.analyze(url, n_boot=200)
+    p = a.progress
+    c = st.columns(3)
+    c[0].metric("Ratings collected", f"{p['ratings_collected']} / {p['ratings_wanted']}")
+    c[1].metric("Raters (completed)", f"{p['raters']} ({p['raters_completed']})")
+    c[2].metric("Excluded raters", len(a.exclusions["excluded_raters"]))
+    st.subheader("Progress per pair")
+    st.dataframe([{"pair": k, **v} for k, v in p["by_pair"].items()], hide_index=True)
+    st.subheader("Raters")
+    st.dataframe(a.raters, hide_index=True)
+    st.caption(a.exclusions["rule"])
+    st.subheader("Wins")
+    st.dataframe(a.wins, hide_index=True)
+    st.download_button("Download ratings CSV", analysis.export_ratings_csv(url), file_name="ratings.csv",
+                       mime="text/csv")
+
+
+def main() -> None:
+    st.set_page_config(page_title="Listening study", layout="centered")
+    url = os.environ.get(ENV_DB)
+    if not url:
+        st.error(f"No study database: start the app with `musiclm-eval rate serve --db URL` (or set {ENV_DB}).")
+        return
+    try:
+        Session_ = _sessions(url)
+    except db.StudyDBError as e:
+        st.error(str(e))
+        return
+    if st.query_params.get("admin") is not None:
+        admin_page(Session_, url)
+    else:
+        rater_page(Session_, url)
+
+
+main()

@@ -1,0 +1,177 @@
+"""``musiclm-eval rate``: create a study, invite raters, serve the rating app, analyze the ratings.
+
+Each command is a thin layer over ``human_eval.design`` / ``assign`` / ``analysis``; tests call those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from human_eval import db
+from human_eval.db import ENV_DB
+
+APP = Path(__file__).resolve().with_name("app.py")
+
+
+def _fail(e: Exception) -> None:
+    raise click.ClickException(str(e)) from None
+
+
+@click.group()
+def rate() -> None:
+    """Blind A-vs-B listening study: create, invite, serve, analyze."""
+
+
+@rate.command()
+@click.option("--system", "systems", multiple=True, required=True, metavar="NAME=DIR",
+              help="A system's clips (<ytid>.wav …). Repeatable; at least two sources with --reference.")
+@click.option("--reference", type=click.Path(path_type=Path), default=None, help="Ground-truth clips (system 'reference').")
+@click.option("--captions", type=click.Path(path_type=Path), required=True, help="MusicCaps-format CSV (ytid, caption).")
+@click.option("--db", "url", required=True, help="Database URL (sqlite:///study.db, postgresql+psycopg://…) or a path.")
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="Opaque audio store directory [default: <db stem>_audio beside a SQLite file].")
+@click.option("--ratings-per-pair", type=int, default=200, show_default=True)
+@click.option("--ratings-per-trial", type=int, default=1, show_default=True, help="Raters per trial (>1 gives agreement).")
+@click.option("--raters", type=int, default=0, show_default=True, help="Invite tokens to create now.")
+@click.option("--trials-per-rater", type=int, default=None, help="[default: ratings needed / --raters, or 20]")
+@click.option("--attention-checks", type=int, default=2, show_default=True, help="Gold trials per rater.")
+@click.option("--sample-rate", type=int, default=24000, show_default=True, help="Common rate of the re-encoded clips.")
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Clips are cropped to this length.")
+@click.option("--prolific-study-id", default=None, help="Accept Prolific participants of this study id.")
+@click.option("--completion-code", default=None, help="Prolific completion code [default: random].")
+@click.option("--name", default="", help="Study name shown to admins.")
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--base-url", default="http://127.0.0.1:8501", show_default=True, help="Prefix of the printed invite links.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def create(systems, reference, captions, url, store, ratings_per_pair, ratings_per_trial, raters, trials_per_rater,
+           attention_checks, sample_rate, seconds, prolific_study_id, completion_code, name, on_error, seed, base_url,
+           as_json) -> None:
+    """Build a balanced study and its opaque audio store in a new database."""
+    from human_eval.design import create_study, invite_link
+
+    parsed = {}
+    for spec in systems:
+        if "=" not in spec:
+            raise click.BadParameter(f"{spec!r}: expected NAME=DIR", param_hint="--system")
+        n, d = spec.split("=", 1)
+        if n in parsed:
+            raise click.BadParameter(f"system {n!r} given twice", param_hint="--system")
+        parsed[n] = Path(d)
+    try:
+        c = create_study(url, parsed, captions, reference=reference, store=store, ratings_per_pair=ratings_per_pair,
+                         ratings_per_trial=ratings_per_trial, raters=raters, trials_per_rater=trials_per_rater,
+                         attention_checks=attention_checks, seed=seed, sample_rate=sample_rate, seconds=seconds,
+                         name=name, prolific_study_id=prolific_study_id, completion_code=completion_code,
+                         on_error=on_error)
+    except (ValueError, db.StudyDBError) as e:
+        _fail(e)
+    links = [invite_link(base_url, t) for t in c.tokens]
+    out = {"db": db.redact(url), "store": str(c.store), "pairs": [list(p) for p in c.pairs], "trials": c.n_trials,
+           "attention_trials": c.n_attention, "admin_secret": c.admin_secret, "invites": links, "skipped": c.skipped}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"study created: {c.n_trials} trials over {len(c.pairs)} pairs, {c.n_attention} attention checks; store {c.store}")
+    for s in c.skipped:
+        click.echo(f"  skipped {s}")
+    click.echo(f"admin secret (shown once): {c.admin_secret}")
+    for link in links:
+        click.echo(link)
+
+
+@rate.command()
+@click.option("--db", "url", required=True)
+@click.option("-n", "--n", "n", type=int, default=1, show_default=True, help="How many invite links.")
+@click.option("--base-url", default="http://127.0.0.1:8501", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def invite(url, n, base_url, as_json) -> None:
+    """Create per-rater token links (each token is shown once; the database keeps only its hash)."""
+    from human_eval.design import invite as make_invites
+    from human_eval.design import invite_link
+
+    try:
+        links = [invite_link(base_url, t) for t in make_invites(url, n)]
+    except (ValueError, db.StudyDBError) as e:
+        _fail(e)
+    click.echo(json.dumps(links, indent=2) if as_json else "\n".join(links))
+
+
+def serve_invocation(url: str, port: int = 8501, address: str = "127.0.0.1",
+                     base_env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The ``streamlit run`` argv and environment for the rating app (checked: the database must open)."""
+    db.open_db(url).dispose()
+    env = dict(os.environ if base_env is None else base_env)
+    env[ENV_DB] = db.normalize_url(url)
+    root = str(APP.parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    argv = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address", address,
+            "--server.headless", "true", "--server.runOnSave", "false", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal", "--server.enableXsrfProtection", "true"]
+    return argv, env
+
+
+@rate.command()
+@click.option("--db", "url", required=True)
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 behind a proxy).")
+def serve(url, port, address) -> None:
+    """Start the rating app (raters: ?token=… or Prolific parameters; admin: ?admin=1)."""
+    try:
+        argv, env = serve_invocation(url, port, address)
+    except db.StudyDBError as e:
+        _fail(e)
+    click.echo(f"rating app: http://{address}:{port}  (admin: /?admin=1)", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)  # exec: Ctrl-C and a supervisor's SIGTERM reach Streamlit itself
+
+
+@rate.command()
+@click.option("--db", "url", required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--max-failures", type=int, default=0, show_default=True,
+              help="Exclude raters with more failed attention checks than this.")
+@click.option("--bootstrap", "n_boot", type=int, default=1000, show_default=True, help="Rater-bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print analysis.json to stdout.")
+def analyze(url, out_dir, max_failures, n_boot, seed, as_json) -> None:
+    """Wins table, sign and Wilcoxon tests (Bonferroni/Holm), Bradley–Terry CIs, agreement: JSON + CSV + PNG."""
+    from human_eval.analysis import analyze as run_analysis
+    from human_eval.analysis import write_outputs
+
+    try:
+        a = run_analysis(url, max_failures=max_failures, n_boot=n_boot, seed=seed)
+    except db.StudyDBError as e:
+        _fail(e)
+    paths = write_outputs(a, out_dir)
+    if as_json:
+        click.echo(paths["json"].read_text())
+        return
+    click.echo(a.wins.to_string(index=False))
+    if len(a.pairs):
+        click.echo(a.pairs[["system_a", "system_b", "wins_a", "ties", "wins_b", "sign_p", "wilcoxon_p",
+                            "wilcoxon_p_bonferroni"]].to_string(index=False))
+    click.echo(f"excluded raters: {len(a.exclusions['excluded_raters'])}; outputs in {out_dir}")
+
+
+@rate.command()
+@click.option("--db", "url", required=True)
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="CSV file [default: stdout].")
+def export(url, out_file) -> None:
+    """Every rating with systems, rater, orientation and timing as CSV."""
+    from human_eval.analysis import export_ratings_csv
+
+    try:
+        text = export_ratings_csv(url)
+    except db.StudyDBError as e:
+        _fail(e)
+    if out_file is None:
+        click.echo(text, nl=False)
+    else:
+        Path(out_file).write_text(text)

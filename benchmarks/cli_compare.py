@@ -74,3 +74,17 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
     for name, reason in data["metadata"].get("unavailable_embedders", {}).items():
         click.echo(f"skipped embedder {name}: {reason}")
     click.echo(f"results written to {out_dir}")
+
+
+@click.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/demo"), show_default=True)
+@click.option("--n", type=click.IntRange(min=10), default=100, show_default=True, help="Corpus size (20% becomes the eval set).")
+@click.option("--seconds", type=float, default=10.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--memorization-n", type=int, default=16, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def demo(out_dir: Path, n: int, seconds: float, seed: int, memorization_n: int, device: str) -> None:
+    """The whole pipeline on the embedded default: corpus → systems → compare → memorization → study."""
+    from benchmarks.demo import run_demo
+
+    run_demo(out_dir, n=n, seconds=seconds, seed=seed, device=device, memorization_n=memorization_n, log=click.echo)

@@ -1,0 +1,146 @@
+"""``musiclm-eval demo`` (= ``make run``): the whole pipeline on the embedded default, offline.
+
+corpus (train / eval split) → audio for the eval captions from each built-in system → ``compare``
+(FAD with the embedders available offline, KLD, MCC) → a small memorization sweep → a human-study
+database with the generated pairs → the table and the commands that open the dashboard and the app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from metrics.audio import save_audio
+from metrics.musiccaps import load_captions, write_captions
+
+SYSTEMS = ("musiclm-ref", "musiclm-ref-no-semantic", "unconditional", "retrieval")
+EMBEDDERS = ("trill", "vggish", "mel")
+
+
+def _split(corpus: Path, out: Path, split: str) -> Path:
+    """Hard-link (or copy) one split of a corpus into its own folder with its captions/labels."""
+    from musiclm_ref.data.synth import load_labels
+
+    labels = load_labels(corpus)
+    ids = list(labels.index[labels["split"] == split])
+    out.mkdir(parents=True, exist_ok=True)
+    for i in ids:
+        dst = out / f"{i}.wav"
+        if not dst.exists():
+            try:
+                os.link(corpus / f"{i}.wav", dst)
+            except OSError:
+                shutil.copy(corpus / f"{i}.wav", dst)
+    write_captions(load_captions(corpus / "captions.csv").loc[ids], out / "captions.csv")
+    labels.loc[ids].assign(tags=lambda d: d["tags"].map(";".join), instruments=lambda d: d["instruments"].map(";".join)).to_csv(
+        out / "labels.csv", index=False, lineterminator="\n"
+    )
+    return out
+
+
+def generate_systems(eval_dir: Path, train_dir: Path, out: Path, seconds: float, seed: int, device: str,
+                     log: Callable[[str], None]) -> dict[str, Path]:  # fmt: skip
+    """Audio for every eval caption from each built-in system: ``out/<system>/<ytid>.wav``."""
+    from benchmarks.baselines import retrieval_generate
+    from musiclm_ref.pipeline import SAMPLE_RATE, MusicLM
+
+    caps = load_captions(eval_dir / "captions.csv")["caption"].to_dict()
+    ids = sorted(caps)
+    dirs = {name: out / name for name in SYSTEMS}
+    model = MusicLM.from_pretrained(device=device)
+    options = {
+        "musiclm-ref": {},
+        "musiclm-ref-no-semantic": {"skip_semantic": True},
+        "unconditional": {"drop_conditioning": True},
+    }
+    for name, kw in options.items():
+        t0 = time.time()
+        waves = model.generate([caps[i] for i in ids], seconds=seconds, seed=seed, **kw)
+        for i, w in zip(ids, waves):
+            save_audio(dirs[name] / f"{i}.wav", w, SAMPLE_RATE)
+        log(f"  {name}: {len(ids)} clips × {seconds:g} s in {time.time() - t0:.1f} s")
+    t0 = time.time()
+    retrieval_generate(train_dir, caps, dirs["retrieval"], seconds=seconds, sample_rate=SAMPLE_RATE)
+    log(f"  retrieval: {len(ids)} clips in {time.time() - t0:.1f} s")
+    return dirs
+
+
+def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0, device: str = "cpu",
+             memorization_n: int = 16, log: Callable[[str], None] = print) -> dict:  # fmt: skip
+    """Run every stage into ``out``; return the compare results document."""
+    from benchmarks.harness import compare, summarize
+    from metrics.cache import EmbeddingCache
+    from musiclm_ref.data.synth import generate_corpus
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    log(f"[1/5] corpus: {n} clips × {seconds:g} s (seed {seed})")
+    info = generate_corpus(out / "corpus", n=n, seconds=seconds, seed=seed, workers=min(2, os.cpu_count() or 1))
+    log(info.summary())
+    train_dir = _split(out / "corpus", out / "train", "train")
+    eval_dir = _split(out / "corpus", out / "reference", "eval")
+
+    log("[2/5] generating audio for the eval captions with each built-in system")
+    dirs = generate_systems(eval_dir, train_dir, out / "systems", seconds, seed, device, log)
+
+    log("[3/5] compare: FAD (embedders available offline), KLD, MCC")
+    data = compare(
+        {name: dirs[name] for name in SYSTEMS}, eval_dir, eval_dir / "captions.csv", out / "results",
+        embedders=EMBEDDERS, device=device, seed=seed, cache=EmbeddingCache(out / "cache"),
+        skip_unavailable_embedders=True, progress=True,
+        extra_metadata={"demo": {"corpus_seed": seed, "n": n, "seconds": seconds, "corpus_sha256": info.data_sha256}},
+    )  # fmt: skip
+    unavailable = data["metadata"]["unavailable_embedders"]
+    for name, reason in unavailable.items():
+        log(f"  FAD_{name} skipped: {reason}")
+    if unavailable:
+        log("  (VGGish/TRILL are TF-Hub models and nothing is downloaded here; pass --embedder-path or set "
+            "TFHUB_CACHE_DIR to a populated cache to include them. FAD_mel is not comparable to published FAD.)")
+
+    log(f"[4/5] memorization sweep on {memorization_n} training examples")
+    memo = _memorization(train_dir, out / "results" / "memorization", memorization_n, seed, device, log)
+
+    log("[5/5] human-study database with the generated pairs")
+    study_url = _study(dirs, eval_dir, out, seed, log)
+
+    log("")
+    log(summarize(data))
+    log("")
+    if memo:
+        log(f"memorization: exact {memo['exact_rate']:.3f}, approximate {memo['approx_rate']:.3f} (τ = {memo['tau']:.3f})")
+    log(f"done in {time.time() - t_start:.0f} s; everything is in {out}/")
+    log(f"  dashboard:   musiclm-eval dashboard --results {out / 'results'} --db {study_url}")
+    log(f"  rating app:  musiclm-eval rate serve --db {study_url}   (invite raters: musiclm-eval rate invite --db {study_url} --n 5)")
+    log(f"  analysis:    musiclm-eval rate analyze --db {study_url} --out {out / 'study'}")
+    summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": round(time.time() - t_start, 1)}
+    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    return data
+
+
+def _memorization(train_dir: Path, out: Path, n: int, seed: int, device: str, log: Callable[[str], None]) -> dict | None:
+    from benchmarks.cli_memorization import run_sweep
+
+    result = run_sweep(checkpoint=None, train=train_dir, out=out, n=n, prompt_lengths=(0, 50, 100, 150, 200, 250), seed=seed, device=device)
+    return result
+
+
+def _study(dirs: dict[str, Path], eval_dir: Path, out: Path, seed: int, log: Callable[[str], None]) -> str:
+    from human_eval.design import create_study
+
+    db = out / "study.db"
+    if db.exists():
+        db.unlink()
+    url = f"sqlite:///{db.resolve()}"
+    created = create_study(url, {k: dirs[k] for k in ("musiclm-ref", "unconditional", "retrieval")}, eval_dir / "captions.csv",
+                           reference=eval_dir, ratings_per_pair=10, raters=3, seed=seed, name="demo")  # fmt: skip
+    secret = getattr(created, "admin_secret", None)
+    (out / "study_admin.txt").write_text(f"admin secret: {secret}\ntokens: {getattr(created, 'tokens', [])}\n")
+    log(f"  study database {url} (admin secret and rater tokens in {out / 'study_admin.txt'})")
+    return url
+

@@ -58,6 +58,16 @@ def test_bad_arguments(music):
         degrade(music, SR, "fuzz", 0.5)
     with pytest.raises(ValueError, match=r"severity must be in \[0, 1\]"):
         degrade(music, SR, "noise", 1.5)
+    with pytest.raises(ValueError, match=r"non-empty mono wave \(1-D\), got shape \(2, 10\)"):
+        degrade(np.zeros((2, 10), np.float32), SR, "noise", 0.5)
+    with pytest.raises(ValueError, match="contains NaN or inf"):
+        degrade(np.array([0.1, np.nan], np.float32), SR, "clip", 0.5)
+
+
+@pytest.mark.parametrize("kind", sorted(DEGRADATIONS))
+def test_very_short_clips(kind):
+    y = degrade(np.linspace(-0.5, 0.5, 20, dtype=np.float32), SR, kind, 0.9)
+    assert y.shape == (20,) and y.dtype == np.float32 and np.isfinite(y).all()
 
 
 def test_degrade_cli(small_corpus, tmp_path):
@@ -67,3 +77,7 @@ def test_degrade_cli(small_corpus, tmp_path):
     assert (tmp_path / "d" / "captions.csv").is_file()
     a, b = load_audio(small_corpus / "syn00000.wav"), load_audio(tmp_path / "d" / "syn00000.wav")
     assert a.wave.shape == b.wave.shape and not np.allclose(a.wave, b.wave)
+    bad = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--out", str(tmp_path / "e"), "--kind", "fuzz", "--severity", "0.5"])
+    assert bad.exit_code != 0 and "unknown degradation 'fuzz'; expected one of noise, lowpass, clip" in bad.output
+    same = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--out", str(small_corpus), "--kind", "clip", "--severity", "0.5"])
+    assert same.exit_code != 0 and "must not overwrite the originals" in same.output

@@ -43,6 +43,8 @@ def degrade(in_dir: Path, out_dir: Path, kind: str, severity: float, seed: int, 
 
     if kind not in DEGRADATIONS:
         raise click.ClickException(f"unknown degradation {kind!r}; expected one of {', '.join(DEGRADATIONS)}")
+    if out_dir.resolve() == in_dir.resolve():
+        raise click.ClickException(f"--out {out_dir} is the input folder; degraded clips must not overwrite the originals")
     try:
         report = load_dir(in_dir, on_error=on_error)
     except AudioError as e:

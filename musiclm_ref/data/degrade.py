@@ -26,7 +26,8 @@ def lowpass(wave: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
     if cutoff_hz >= sr / 2:
         return wave.astype(np.float32)
     sos = butter(8, cutoff_hz, btype="low", fs=sr, output="sos")
-    return sosfiltfilt(sos, wave.astype(np.float64)).astype(np.float32)
+    padlen = min(3 * (2 * len(sos) + 1), len(wave) - 1)  # scipy's default, shortened for very short clips
+    return sosfiltfilt(sos, wave.astype(np.float64), padlen=max(padlen, 0)).astype(np.float32)
 
 
 def clip(wave: np.ndarray, threshold: float) -> np.ndarray:
@@ -114,6 +115,11 @@ def degrade(wave: np.ndarray, sr: int, kind: str, severity: float, seed: int = 0
         raise ValueError(f"unknown degradation {kind!r}; expected one of {', '.join(DEGRADATIONS)}")
     if not 0.0 <= severity <= 1.0:
         raise ValueError(f"severity must be in [0, 1], got {severity}")
+    wave = np.asarray(wave)
+    if wave.ndim != 1 or len(wave) == 0:
+        raise ValueError(f"degrade expects a non-empty mono wave (1-D), got shape {wave.shape}")
+    if not np.isfinite(wave).all():
+        raise ValueError("degrade expects a finite wave; it contains NaN or inf")
     if severity == 0:
         return wave.astype(np.float32, copy=True)
     d = DEGRADATIONS[kind]

@@ -37,9 +37,10 @@ def load_runs(paths: list[Path]) -> list[data.Run]:
     return [_load_run(str(p), n, data.cache_key(p)) for p, n in zip(paths, names)]
 
 
-@st.cache_data(show_spinner="Reading the ratings database…", ttl=30)
-def _load_study(url: str) -> data.HumanStudy:
-    return data.load_human_study(url)
+@st.cache_data(show_spinner="Reading the ratings database…", ttl=60)
+def _load_study(url: str, max_failures: int, n_boot: int) -> data.HumanStudy:
+    """Cached for a minute: a running study keeps collecting ratings, so the page refreshes itself."""
+    return data.load_human_study(url, max_failures=max_failures, n_boot=n_boot)
 
 
 def audio(path: Path | None, raw: str | None, label: str) -> None:
@@ -229,18 +230,53 @@ def page_human_study(db_url: str | None) -> None:
     if not db_url:
         st.info(f"No ratings database given. Start with `musiclm-eval dashboard --db URL` (or set {data.ENV_DB}).")
         return
-    study = _load_study(db_url)
+    max_failures = st.number_input("Attention-check failures allowed per rater", min_value=0, max_value=100,
+                                   value=0, key="max_failures")
+    study = _load_study(db_url, int(max_failures), data.human_n_boot())
+    st.caption(f"Database: {study.url}")
     for p in study.problems:
         st.warning(p)
-    if study.progress:
-        c = st.columns(len(study.progress))
-        for col, (k, v) in zip(c, study.progress.items()):
-            col.metric(k, data.fmt(v) if isinstance(v, float) else str(v))
-    for title, df in (("Wins", study.wins), ("Bradley–Terry strengths (95% CI)", study.strengths),
-                      ("Per-rater agreement", study.agreement), ("Significance", study.tests)):
-        if df is not None:
-            st.subheader(title)
-            st.dataframe(df, hide_index=True, width="stretch")
+    if study.wins is None:
+        return
+    p = study.progress
+    if p:
+        st.subheader("Progress")
+        wanted, got = p.get("ratings_wanted") or 0, p.get("ratings_collected") or 0
+        c = st.columns(3)
+        c[0].metric("Ratings collected", f"{got} / {wanted}")
+        c[1].metric("Raters completed", f"{p.get('raters_completed', 0)} / {p.get('raters', 0)}")
+        c[2].metric("Excluded raters", str(len(study.exclusions.get("excluded_raters", []))))
+        if wanted:
+            st.progress(min(1.0, got / wanted))
+        if study.progress_by_pair is not None:
+            st.dataframe(study.progress_by_pair, hide_index=True, width="stretch")
+    st.subheader("Wins")
+    st.dataframe(study.wins, hide_index=True, width="stretch")
+    if study.wins_matrix is not None and len(study.wins_matrix):
+        st.caption("Wins matrix (row beat column)")
+        st.dataframe(study.wins_matrix, width="stretch")
+    if study.pairs is not None and len(study.pairs):
+        st.caption("Per-pair tests (Wilcoxon signed-rank and sign test, Bonferroni/Holm-corrected)")
+        st.dataframe(study.pairs, hide_index=True, width="stretch")
+    st.subheader("Bradley–Terry strengths (95% CI, raters resampled)")
+    bt = study.strengths
+    if bt is None or not len(bt):
+        st.info("No decided comparisons yet: Bradley–Terry strengths need at least one preference.")
+    else:
+        st.dataframe(bt, hide_index=True, width="stretch")
+        points = alt.Chart(bt).mark_point(filled=True, size=80).encode(
+            x=alt.X("log_strength:Q", title="log-strength"), y=alt.Y("system:N", sort=None, title=None))
+        bars = alt.Chart(bt).mark_rule().encode(x="ci_low:Q", x2="ci_high:Q", y=alt.Y("system:N", sort=None))
+        st.altair_chart(bars + points, width="stretch")
+    st.subheader("Agreement")
+    ag = study.agreement
+    c = st.columns(2)
+    c[0].metric("Krippendorff's α (interval)", data.fmt(ag.get("krippendorff_alpha_interval")))
+    c[1].metric("Pairwise direction agreement", data.fmt(ag.get("pairwise_direction_agreement")))
+    st.caption(f"{ag.get('trials_rated_more_than_once', 0)} trial(s) rated more than once. "
+               + str(study.exclusions.get("rule", "")))
+    if study.raters is not None and len(study.raters):
+        st.dataframe(study.raters, hide_index=True, width="stretch")
 
 
 def _pick_run(runs: list[data.Run], key: str) -> data.Run:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import click
 
-from dashboards.data import ENV_DB, ENV_RESULTS
+from dashboards.data import ENV_DB, ENV_HUMAN_N_BOOT, ENV_RESULTS, HUMAN_N_BOOT
 
 APP = Path(__file__).resolve().with_name("app.py")
 
 
 def dashboard_invocation(
     results: list[Path], db: str | None = None, port: int = 8501, address: str = "127.0.0.1",
-    base_env: dict[str, str] | None = None,
+    base_env: dict[str, str] | None = None, n_boot: int = HUMAN_N_BOOT,
 ) -> tuple[list[str], dict[str, str]]:
     """The ``streamlit run`` argv and environment for a dashboard over ``results`` and ``db``.
 
@@ -36,6 +36,7 @@ def dashboard_invocation(
         env[ENV_DB] = db
     else:
         env.pop(ENV_DB, None)
+    env[ENV_HUMAN_N_BOOT] = str(n_boot)
     # The package root on PYTHONPATH lets `streamlit run` import `dashboards` from a plain checkout.
     root = str(APP.parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
@@ -54,9 +55,11 @@ def dashboard_invocation(
 @click.option("--db", default=None, help="Ratings database URL (SQLAlchemy), e.g. sqlite:///study.db.")
 @click.option("--port", type=int, default=8501, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-def dashboard(results: tuple[Path, ...], db: str | None, port: int, address: str) -> None:
+@click.option("--n-boot", type=click.IntRange(min=0), default=HUMAN_N_BOOT, show_default=True,
+              help="Bootstrap resamples (raters) for the Bradley–Terry CIs on the human-study page.")
+def dashboard(results: tuple[Path, ...], db: str | None, port: int, address: str, n_boot: int) -> None:
     """Open the results dashboard (leaderboard, plots, clips, memorization, human study)."""
-    argv, env = dashboard_invocation(list(results), db=db, port=port, address=address)
+    argv, env = dashboard_invocation(list(results), db=db, port=port, address=address, n_boot=n_boot)
     click.echo(f"dashboard: http://{address}:{port}  ({len(results)} results dir(s){', DB' if db else ''})", err=True)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -108,3 +108,32 @@ def make_results_dir(root: Path, name: str = "run_a", protocol: dict | None = No
              "cost": 0.011, "exact": False},
         ]).to_csv(memo / "matches.csv", index=False)
     return out
+
+
+def make_study_db(root: Path, answers: tuple[int, ...] = (2, 1, -1, 2, 0, 1)) -> str:
+    """A finished 2-rater study (built and rated through human_eval's API); returns its SQLite URL.
+
+    Each rater answers their trials by cycling through ``answers`` (+2 strong left … −2 strong right).
+    """
+    from human_eval import db
+    from human_eval.assign import rater_by_token, submit_rating, view_for
+    from human_eval.design import create_study
+    from human_fixtures import make_sources
+
+    dirs, ref, captions = make_sources(root / "sources", n_items=4, seconds=0.5, sr=8000)
+    url = f"sqlite:///{root / 'study.db'}"
+    created = create_study(url, dirs, captions, reference=ref, ratings_per_pair=4, ratings_per_trial=2, raters=2,
+                           attention_checks=0, seed=0, sample_rate=8000, seconds=0.5)
+    engine = db.open_db(url)
+    try:
+        sessions = db.sessions(engine)
+        for token in created.tokens:
+            with sessions() as s:
+                rater_id = rater_by_token(s, token).id
+            k = 0
+            while (view := view_for(sessions, rater_id)) is not None:
+                submit_rating(sessions, rater_id, view.assignment_id, answers[k % len(answers)])
+                k += 1
+    finally:
+        engine.dispose()
+    return url

@@ -6,8 +6,9 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from dashboard_fixtures import CAPTIONS, MEMO, METRICS, SCORES, SYSTEMS, YTIDS, make_results_dir
+from dashboard_fixtures import CAPTIONS, MEMO, METRICS, SCORES, SYSTEMS, YTIDS, make_results_dir, make_study_db
 
 from dashboards import data
 
@@ -148,6 +149,49 @@ def test_human_study_page_without_db(monkeypatch, runs):
     at = app(monkeypatch, runs[0], page="Human study")
     assert texts(at.info) == ["No ratings database given. Start with `musiclm-eval dashboard --db URL` "
                               "(or set MUSICLM_EVAL_DB)."]
+
+
+@pytest.fixture(scope="module")
+def study_url(tmp_path_factory) -> str:
+    pytest.importorskip("human_eval.analysis")
+    return make_study_db(tmp_path_factory.mktemp("study"))
+
+
+def test_human_study_page_matches_the_analysis(monkeypatch, runs, study_url):
+    from human_eval.analysis import analyze
+
+    monkeypatch.setenv(data.ENV_HUMAN_N_BOOT, "50")
+    at = app(monkeypatch, runs[0], db=study_url, page="Human study")
+    expected = analyze(study_url, n_boot=50)
+    assert not at.warning
+    p = expected.progress
+    assert texts(at.metric)[:3] == [f"{p['ratings_collected']} / {p['ratings_wanted']}",
+                                    f"{p['raters_completed']} / {p['raters']}", "0"]
+    assert p["ratings_collected"] == p["ratings_wanted"] == 12  # 3 pairs × 4 ratings, all collected
+    frames = [d.value for d in at.dataframe]
+    by_pair = frames[0]
+    assert dict(zip(by_pair["pair"], by_pair["collected"])) == {k: v["collected"] for k, v in p["by_pair"].items()}
+    pd.testing.assert_frame_equal(frames[1].reset_index(drop=True), expected.wins.reset_index(drop=True),
+                                  check_dtype=False)
+    bt = next(f for f in frames if "log_strength" in f.columns)
+    pd.testing.assert_frame_equal(bt.reset_index(drop=True), expected.strengths, check_dtype=False)
+    assert (bt["ci_low"] <= bt["log_strength"] + 1e-12).all() and (bt["log_strength"] <= bt["ci_high"] + 1e-12).all()
+    ag = expected.agreement
+    assert texts(at.metric)[3:] == [data.fmt(ag["krippendorff_alpha_interval"]),
+                                    data.fmt(ag["pairwise_direction_agreement"])]
+    raters = next(f for f in frames if "agreement_with_others" in f.columns)
+    assert list(raters["n_ratings"]) == list(expected.raters["n_ratings"])
+
+
+def test_human_study_page_on_a_database_that_is_not_a_study(monkeypatch, runs, tmp_path):
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "other.db").close()
+    (tmp_path / "other.db").touch()
+    at = app(monkeypatch, runs[0], db=f"sqlite:///{tmp_path / 'other.db'}", page="Human study")
+    (warning,) = texts(at.warning)
+    assert warning.startswith(f"Cannot read the ratings database sqlite:///{tmp_path / 'other.db'}: StudyDBError:")
+    assert "not a musiclm-eval study database" in warning
 
 
 def test_human_study_page_with_absent_db(monkeypatch, runs, tmp_path):

@@ -223,6 +223,8 @@ def test_invocation_passes_dirs_and_db_through_the_environment(run_dir):
     assert argv[argv.index("--server.headless") + 1] == "true"
     assert env[data.ENV_RESULTS] == str(run_dir.resolve()) and env[data.ENV_DB] == "sqlite:///r.db"
     assert env["PYTHONPATH"].split(os.pathsep) == [str(APP.parents[1]), "/x"]
+    assert env[data.ENV_HUMAN_N_BOOT] == str(data.HUMAN_N_BOOT)
+    assert data.human_n_boot(env) == data.HUMAN_N_BOOT == 1000
     _, env = dashboard_invocation([], base_env={data.ENV_DB: "stale"})
     assert data.ENV_DB not in env and env[data.ENV_RESULTS] == ""
 
@@ -316,3 +318,8 @@ def test_missing_and_skipped_clips_are_listed(tmp_path):
         {"run": "r", "system": "baseline", "item": "ytMISSING01", "reason": "missing id"},
         {"run": "r", "system": "baseline", "item": "gen_base/bad.wav", "reason": "NaN samples"},
     ]
+
+
+@pytest.mark.parametrize("raw, expected", [("50", 50), ("0", 0), ("-3", 0), ("many", 1000), ("", 1000)])
+def test_human_n_boot_from_env(raw, expected):
+    assert data.human_n_boot({data.ENV_HUMAN_N_BOOT: raw}) == expected

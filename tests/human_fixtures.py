@@ -35,3 +35,25 @@ def make_sources(root: Path, systems: tuple[str, ...] = SYSTEMS, n_items: int = 
         captions, index=False)
     ref = dirs.pop("ground_truth") if reference else None
     return dirs, ref, captions
+
+
+def make_study(root: Path, n_items: int = 6, ratings_per_pair: int = 6, **kw):
+    """A small study in ``root/study.db`` (16 kHz sources and store, so no resampling): (url, CreatedStudy)."""
+    from human_eval.design import create_study
+
+    dirs, ref, captions = make_sources(root, n_items=n_items)
+    url = f"sqlite:///{root / 'study.db'}"
+    kw.setdefault("sample_rate", 16000)
+    kw.setdefault("seed", 3)
+    return url, create_study(url, dirs, captions, reference=ref, ratings_per_pair=ratings_per_pair, **kw)
+
+
+def rate_everything(Session_, rater_id: int, answer_for=lambda view: 1) -> int:
+    """Drive one rater through the Python API to the end of their sequence; returns how many they rated."""
+    from human_eval import assign
+
+    n = 0
+    while (view := assign.view_for(Session_, rater_id)) is not None:
+        assign.submit_rating(Session_, rater_id, view.assignment_id, answer_for(view))
+        n += 1
+    return n

@@ -52,6 +52,7 @@ class CodecConfig:
     causal: bool = True  # SoundStream is causal (streamable)
     commitment_weight: float = 1.0
     rvq_decay: float = 0.99
+    rvq_dead_threshold: float = 2.0  # EMA vectors/step; SoundStream's 2 assumes large batches
     quantizer_dropout: bool = True
     stft_scales: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
     n_mels: int = 64
@@ -75,8 +76,11 @@ PRESETS: dict[str, CodecConfig] = {
     "paper": CodecConfig(),
     # Trainable on 2 CPU cores in ~20 min and ships in ~2 MB: narrow convs, codebook 256. The
     # structure (480 hop, 50 Hz, 12 levels, coarse/fine split) is the paper's. Non-causal: MusicLM
-    # decodes whole windows, and seeing both sides helps a model this small.
-    "tiny": CodecConfig(channels=8, latent_dim=64, codebook_size=256, causal=False),
+    # decodes whole windows, and seeing both sides helps a model this small. A batch holds ~200
+    # latents for 256 codes (< 1 per code), so the dead-code threshold scales down with it, and the
+    # commitment weight is VQ-VAE's 0.25: at 1.0 the small encoder collapsed to near-constant latents.
+    "tiny": CodecConfig(channels=8, latent_dim=64, codebook_size=256, causal=False, commitment_weight=0.25,
+                        rvq_dead_threshold=0.05),
 }
 
 
@@ -227,7 +231,7 @@ class Codec(nn.Module):
         self.decoder = Decoder(cfg)
         self.rvq = ResidualVQ(config=RVQConfig(
             dim=cfg.latent_dim, num_quantizers=cfg.num_quantizers, codebook_size=cfg.codebook_size,
-            decay=cfg.rvq_decay, commitment_weight=cfg.commitment_weight,
+            decay=cfg.rvq_decay, commitment_weight=cfg.commitment_weight, dead_threshold=cfg.rvq_dead_threshold,
         ))
         self.metadata: dict = {}
 
@@ -370,12 +374,13 @@ def count_parameters(cfg: CodecConfig) -> int:
 @dataclass
 class CodecTrainConfig:
     steps: int = 2000
-    batch_size: int = 8
-    crop_seconds: float = 0.48  # 24 frames
+    batch_size: int = 6
+    crop_seconds: float = 0.32  # 16 frames
+    warmup_steps: int = 300  # steps without quantization before the k-means init (0 = init at step 0)
     init_crops: int = 64  # crops whose latents initialise the codebooks (k-means)
     lr: float = 1e-3
     seed: int = 0
-    checkpoint_every: int = 200
+    checkpoint_every: int = 50
     eval_clips: int = 8
     threads: int = 1
     extra: dict = field(default_factory=dict)
@@ -476,7 +481,8 @@ def train_codec(
         state, step = None, 0
     codec.to(device)
     length = int(round(tc.crop_seconds * codec.sample_rate / codec.hop_length)) * codec.hop_length
-    if state is None:  # SoundStream's k-means init, on more latents than one batch holds
+
+    def kmeans_init():  # SoundStream's k-means init, on more latents than one batch holds
         with torch.no_grad():
             z = codec.encoder(random_crops(train_waves, tc.init_crops, length, g).to(device))
         codec.rvq.fit(z.reshape(-1, z.shape[-1]), iters=10, seed=tc.seed)
@@ -496,8 +502,13 @@ def train_codec(
     while step < tc.steps:
         codec.train()
         x = random_crops(train_waves, tc.batch_size, length, g).to(device)
-        n_q = int(torch.randint(1, codec.num_quantizers + 1, (1,), generator=g)) if codec.cfg.quantizer_dropout else None
-        recon, _, commit = codec(x, n_q=n_q)
+        if step < tc.warmup_steps:  # plain autoencoder first: the RVQ is initialised on informative latents
+            recon, commit, n_q = codec.decoder(codec.encoder(x)), x.new_zeros(()), 0
+        else:
+            if not bool(codec.rvq.layers[0].initted):
+                kmeans_init()
+            n_q = int(torch.randint(1, codec.num_quantizers + 1, (1,), generator=g)) if codec.cfg.quantizer_dropout else None
+            recon, _, commit = codec(x, n_q=n_q)
         rec = loss_fn(recon, x)
         loss = rec + commit
         opt.zero_grad(set_to_none=True)
@@ -512,6 +523,8 @@ def train_codec(
         if step % tc.checkpoint_every == 0 or step == tc.steps:
             save_last()
     bar.close()
+    if not bool(codec.rvq.layers[0].initted):  # stopped inside the warm-up
+        kmeans_init()
 
     codec.eval()
     metrics = {}

@@ -164,3 +164,15 @@ def test_synth_cli(tmp_path):
     assert len(list((tmp_path / "c").glob("*.wav"))) == 3
     bad = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "d"), "--n", "2", "--styles", "polka"])
     assert bad.exit_code != 0 and "unknown style 'polka'" in bad.output
+
+
+def test_mood_is_audible_in_tempo_and_dynamics():
+    level = {"soft": 0, "medium": 1, "loud": 2}
+    for name, preset in STYLES.items():
+        specs = [sample_spec(11, i, name) for i in range(60)]
+        gentle = [s for s in specs if s.mood == preset.moods[0]]
+        intense = [s for s in specs if s.mood == preset.moods[1]]
+        assert gentle and intense, name
+        assert max(s.tempo for s in gentle) < min(s.tempo for s in intense), name
+        assert np.mean([level[s.dynamics] for s in gentle]) < np.mean([level[s.dynamics] for s in intense]), name
+        assert all(preset.tempo[0] <= s.tempo <= preset.tempo[1] for s in specs), name

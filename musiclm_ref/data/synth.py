@@ -160,7 +160,7 @@ class StylePreset:
     drums: tuple[str, ...]
     tempo: tuple[int, int]
     meters: tuple[int, ...]
-    moods: tuple[str, ...]
+    moods: tuple[str, str]  # (gentler, more intense): the mood picks the tempo half and the dynamics
     reverb: tuple[float, float]  # wet range
     chord_rhythm: str  # "sustain" | "beats" | "arpeggio" | "waltz"
     bass: bool = True
@@ -170,8 +170,8 @@ class StylePreset:
 STYLES: dict[str, StylePreset] = {
     "ambient": StylePreset(("bell", "flute"), ("pad",), ("none",), (60, 80), (4,), ("calm", "dreamy"), (0.35, 0.5), "sustain", False, 0.5),
     "rock": StylePreset(("synth lead", "guitar"), ("guitar",), ("rock",), (110, 150), (4,), ("energetic", "aggressive"), (0.05, 0.12), "beats", True, 0.5),
-    "techno": StylePreset(("synth lead",), ("pad", "organ"), ("electronic",), (122, 140), (4,), ("driving", "hypnotic"), (0.1, 0.2), "beats", True, 0.7),
-    "waltz": StylePreset(("flute", "piano"), ("piano", "organ"), ("none", "brushed"), (84, 110), (3,), ("elegant", "romantic"), (0.15, 0.3), "waltz", True, 0.4),
+    "techno": StylePreset(("synth lead",), ("pad", "organ"), ("electronic",), (122, 140), (4,), ("hypnotic", "driving"), (0.1, 0.2), "beats", True, 0.7),
+    "waltz": StylePreset(("flute", "piano"), ("piano", "organ"), ("none", "brushed"), (84, 110), (3,), ("romantic", "elegant"), (0.15, 0.3), "waltz", True, 0.4),
     "lullaby": StylePreset(("bell", "flute"), ("piano",), ("none",), (60, 76), (3, 4), ("gentle", "tender"), (0.2, 0.35), "arpeggio", False, 0.3),
     "march": StylePreset(("synth lead", "organ"), ("organ",), ("rock",), (100, 124), (4,), ("proud", "triumphant"), (0.08, 0.15), "beats", True, 0.2),
     "jazz": StylePreset(("piano", "flute"), ("piano", "organ"), ("brushed",), (90, 180), (4,), ("relaxed", "playful"), (0.1, 0.2), "beats", True, 0.5),
@@ -282,7 +282,11 @@ def sample_spec(seed: int, index: int, style: str | None = None) -> ClipSpec:
     p = STYLES[style]
     mode = "minor" if rng.random() < p.minor_prob else "major"
     key = int(rng.integers(12))
-    tempo = float(rng.integers(p.tempo[0], p.tempo[1] + 1))
+    # mood is audible, not just a word: the gentler mood takes the slower half of the style's tempo
+    # range and softer dynamics, the more intense one the faster half and louder dynamics
+    intense = int(rng.integers(2))
+    mid = (p.tempo[0] + p.tempo[1]) // 2
+    tempo = float(rng.integers(mid + 1, p.tempo[1] + 1) if intense else rng.integers(p.tempo[0], mid + 1))
     meter = int(rng.choice(p.meters))
     progression = tuple(int(x) for x in PROGRESSIONS[mode][int(rng.integers(4))])
     scale = MAJOR if mode == "major" else MINOR
@@ -300,8 +304,8 @@ def sample_spec(seed: int, index: int, style: str | None = None) -> ClipSpec:
         harmony_instrument=str(rng.choice(p.harmony)),
         bass=p.bass,
         drums=str(rng.choice(p.drums)),
-        mood=str(rng.choice(p.moods)),
-        dynamics=str(rng.choice(["soft", "medium", "loud"], p=[0.25, 0.5, 0.25])),
+        mood=p.moods[intense],
+        dynamics=str(rng.choice(["soft", "medium", "loud"], p=[0.1, 0.45, 0.45] if intense else [0.45, 0.45, 0.1])),
         reverb=float(rng.uniform(*p.reverb)),
         progression=progression,
         melody=_melody(melody_rng, scale, key, meter, n_bars),

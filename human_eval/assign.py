@@ -140,6 +140,9 @@ def current_assignment(s: Session, rater: db.Rater) -> db.Assignment | None:
 
 
 def _next_assignment(s: Session, study: db.Study, rater: db.Rater) -> db.Assignment | None:
+    # PostgreSQL: serialize assignment creation on the study row so two raters never both take a trial's
+    # last open slot (SQLite already serializes writers with BEGIN IMMEDIATE; it ignores FOR UPDATE).
+    s.execute(select(db.Study.id).where(db.Study.id == study.id).with_for_update())
     pool = s.scalar(select(func.count()).select_from(db.Trial).where(db.Trial.kind == "attention")) or 0
     total = sequence_length(study, pool)
     position = s.scalar(select(func.count()).select_from(db.Assignment).where(db.Assignment.rater_id == rater.id)) or 0
@@ -219,17 +222,18 @@ def submit_rating(Session_: sessionmaker, rater_id: int, assignment_id: int, ans
 
 
 def trial_audio(store_dir: str, opaque_id: str, salt: int, side: str) -> bytes:
-    """The clip's WAV bytes for one assignment and side, with 1–64 leading zero samples chosen by (salt, side).
+    """The clip's WAV bytes for one assignment and side, with 0–63 zero samples before and 0–63 after, by (salt, side).
 
     Streamlit names media by a hash of the bytes, so without this the same clip would have the same URL
-    in every trial it appears in, and a rater could recognize it. The padding is at most 2.7 ms at
-    24 kHz: inaudible, and the same on every reload of the same assignment.
+    in every trial it appears in, and a rater could recognize it. 4,096 variants of at most 2.7 ms of
+    silence at each end (24 kHz): inaudible, and the same on every reload of the same assignment.
     """
     import soundfile as sf
 
-    h = hashlib.sha256(f"{salt}:{side}:{opaque_id}".encode()).digest()
-    pad = 1 + int.from_bytes(h[:4], "little") % MAX_PAD_SAMPLES
+    h = int.from_bytes(hashlib.sha256(f"{salt}:{side}:{opaque_id}".encode()).digest()[:4], "little")
+    lead, trail = h % MAX_PAD_SAMPLES, (h // MAX_PAD_SAMPLES) % MAX_PAD_SAMPLES
     data, sr = sf.read(f"{store_dir}/{opaque_id}.wav", dtype="int16", always_2d=False)
     out = io.BytesIO()
-    sf.write(out, np.concatenate([np.zeros(pad, dtype=np.int16), data]), sr, subtype="PCM_16", format="WAV")
+    padded = np.concatenate([np.zeros(lead, dtype=np.int16), data, np.zeros(trail, dtype=np.int16)])
+    sf.write(out, padded, sr, subtype="PCM_16", format="WAV")
     return out.getvalue()

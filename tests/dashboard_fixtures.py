@@ -115,10 +115,11 @@ def make_study_db(root: Path, answers: tuple[int, ...] = (2, 1, -1, 2, 0, 1)) ->
 
     Each rater answers their trials by cycling through ``answers`` (+2 strong left … −2 strong right).
     """
+    from human_fixtures import make_sources
+
     from human_eval import db
     from human_eval.assign import rater_by_token, submit_rating, view_for
     from human_eval.design import create_study
-    from human_fixtures import make_sources
 
     dirs, ref, captions = make_sources(root / "sources", n_items=4, seconds=0.5, sr=8000)
     url = f"sqlite:///{root / 'study.db'}"

@@ -1,0 +1,123 @@
+"""Real browser: ``musiclm-eval rate serve`` on 127.0.0.1, a rater rates two trials in Debian chromium.
+
+Asserts the database rows (orientation undone), that no system name is in the served HTML or in a media
+URL, and leaves ``artifacts/human_rating.png`` (gitignored) as a screenshot of a trial page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from human_fixtures import SYSTEMS, make_study
+from sqlalchemy import select
+
+from human_eval import db
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian chromium not installed at {CHROMIUM}"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, deadline_s: float = 60.0) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"rate serve exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"rate serve did not answer at {url} within {deadline_s} s")
+
+
+@pytest.fixture
+def served_study(tmp_path):
+    url, c = make_study(tmp_path, ratings_per_pair=4, raters=1, trials_per_rater=3, attention_checks=0)
+    port = free_port()
+    cli = shutil.which("musiclm-eval", path=str(Path(sys.executable).parent))
+    cmd = [cli] if cli else [sys.executable, "-m", "benchmarks.cli"]
+    proc = subprocess.Popen([*cmd, "rate", "serve", "--db", url, "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "HOME": str(tmp_path)},
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, proc)
+        yield base, url, c
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_rate_two_trials_in_chromium(served_study):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    base, url, c = served_study
+    answers = ["Clip A fits the description much better", "Clip B fits the description slightly better"]
+    seen_html, media = [], []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1100})
+            page.on("request", lambda r: media.append(r.url) if "/media/" in r.url else None)
+            page.goto(f"{base}/?token={c.tokens[0]}")
+            for i, answer in enumerate(answers):
+                page.get_by_text(f"Trial {i + 1} of 3").wait_for(timeout=45_000)
+                page.wait_for_function("document.querySelectorAll('audio').length == 2", timeout=30_000)
+                seen_html.append(page.content())
+                if i == 0:
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    shot = ARTIFACTS / "human_rating.png"
+                    page.screenshot(path=str(shot), full_page=True)
+                    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+                page.get_by_text(answer, exact=True).click()
+                page.get_by_role("button", name="Submit").click()
+            page.get_by_text("Trial 3 of 3").wait_for(timeout=45_000)
+            no_token = browser.new_page()
+            no_token.goto(base)
+            no_token.get_by_text("needs your personal study link").wait_for(timeout=45_000)
+            assert no_token.locator("audio").count() == 0
+        finally:
+            browser.close()
+
+    srcs = [s for html in seen_html for s in re.findall(r'<audio[^>]*src="([^"]+)"', html)]
+    assert len(srcs) == 4 and len(set(srcs)) == 4
+    for text in [*seen_html, *srcs, *media]:
+        for name in (*SYSTEMS, "ground_truth"):
+            assert name not in text
+        assert not re.search(r"\breference\b", text)
+    engine = db.open_db(url)
+    with db.sessions(engine)() as s:
+        ratings = s.scalars(select(db.Rating).order_by(db.Rating.id)).all()
+        assert [r.answer for r in ratings] == [2, -1]
+        for r in ratings:
+            a = s.get(db.Assignment, r.assignment_id)
+            assert r.score == (r.answer if a.a_on_left else -r.answer)
+            assert r.seconds_spent is not None and r.seconds_spent > 0
+    engine.dispose()

@@ -180,12 +180,11 @@ def _strengths(systems: list[str], kept: pd.DataFrame, n_boot: int, seed: int) -
 
 def _agreement(kept: pd.DataFrame, raters: pd.DataFrame) -> dict:
     """Krippendorff's α (interval, on scores) and pairwise direction agreement on trials rated more than once."""
-    units = [g.score.to_numpy() for _, g in kept.groupby("trial_id") if len(g) >= 2]
+    multi = kept[kept.groupby("trial_id").trial_id.transform("size") >= 2]  # skip the (many) singly rated trials
+    units = [g.score.to_numpy() for _, g in multi.groupby("trial_id")]
     per_rater: dict[int, list[float]] = {}
     same = total = 0
-    for _, g in kept.groupby("trial_id"):
-        if len(g) < 2:
-            continue
+    for _, g in multi.groupby("trial_id"):
         signs = np.sign(g.score.to_numpy())
         ids = g.rater_id.to_numpy()
         for x in range(len(g)):

@@ -5,7 +5,12 @@
 # Uses the Debian PostgreSQL binaries (installed with apt when missing). Runs as root in CI,
 # so the data directory belongs to the `postgres` user.
 _pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
-_pg_dir=${MUSICLM_EVAL_PG_DIR:-/tmp/musiclm-eval-pg}
+# A fresh temp dir and a free port unless given; both are exported so `stop` (a child shell) finds them.
+_pg_dir=${MUSICLM_EVAL_PG_DIR:-}
+_free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null \
+    || echo 55432
+}
 
 _pg_start() {
   local bin port
@@ -14,7 +19,9 @@ _pg_start() {
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || return 1
     bin=$(_pg_bin)
   fi
-  port=${MUSICLM_EVAL_PG_PORT:-55432}
+  port=${MUSICLM_EVAL_PG_PORT:-$(_free_port)}
+  [ -n "$_pg_dir" ] || _pg_dir=$(mktemp -d /tmp/musiclm-eval-pg.XXXXXX)
+  export MUSICLM_EVAL_PG_DIR="$_pg_dir" MUSICLM_EVAL_PG_PORT="$port"
   if [ -f "$_pg_dir/data/postmaster.pid" ]; then
     su postgres -c "$bin/pg_ctl -D $_pg_dir/data stop -m fast" >/dev/null 2>&1 || true
   fi
@@ -28,7 +35,7 @@ _pg_start() {
 _pg_stop() {
   local bin
   bin=$(_pg_bin)
-  [ -n "$bin" ] && [ -d "$_pg_dir/data" ] && su postgres -c "$bin/pg_ctl -D $_pg_dir/data stop -m fast" >/dev/null 2>&1
+  [ -n "$bin" ] && [ -n "$_pg_dir" ] && [ -d "$_pg_dir/data" ] && su postgres -c "$bin/pg_ctl -D $_pg_dir/data stop -m fast" >/dev/null 2>&1
   return 0
 }
 

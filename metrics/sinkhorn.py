@@ -184,23 +184,30 @@ def _solve_scaling(wa, wb, c, live, eps, tol, max_iter) -> torch.Tensor:
     beta = (cm - alpha).amin(1, keepdim=True)
     beta = torch.where(torch.isfinite(beta), beta, torch.zeros_like(beta))
     k = torch.where(live, torch.exp(-(c - alpha - beta) / eps), torch.zeros_like(c))
-    kt = k.transpose(1, 2)
-    v = (wb > 0).to(c.dtype)
     tiny = torch.finfo(c.dtype).tiny
+    out = torch.full((len(c),), float("nan"), dtype=c.dtype, device=c.device)
+    act = torch.arange(len(c), device=c.device)  # pairs still iterating; converged ones leave the batch
+    v = (wb > 0).to(c.dtype)
     for it in range(max_iter):
         kv = torch.bmm(k, v[:, :, None])[:, :, 0]
         u = wa / kv.clamp_min(tiny)
-        ktu = torch.bmm(kt, u[:, :, None])[:, :, 0]
+        ktu = torch.bmm(u[:, None, :], k)[:, 0, :]
         v = wb / ktu.clamp_min(tiny)
-        if it % 10 == 9 or it == max_iter - 1:
+        last = it == max_iter - 1
+        if it % 10 == 9 or last:
             row = u * torch.bmm(k, v[:, :, None])[:, :, 0]
             err = (row - wa).abs().sum(1)
-            if not torch.isfinite(err).all() or float(err.max()) < tol:
-                break
-    p = u[:, :, None] * k * v[:, None, :]
-    cost = (p * c).sum((1, 2))
-    ok = torch.isfinite(cost) & ((kv > 0) | (wa == 0)).all(1) & ((ktu > 0) | (wb == 0)).all(1)
-    return torch.where(ok, cost, torch.full_like(cost, float("nan")))
+            underflow = ~(((kv > 0) | (wa == 0)).all(1) & ((ktu > 0) | (wb == 0)).all(1))
+            done = (err < tol) | last | ~torch.isfinite(err) | underflow
+            if done.any():
+                cost = ((u[:, :, None] * k * v[:, None, :]) * c).sum((1, 2))[done]
+                ok = torch.isfinite(cost) & ~underflow[done]
+                out[act[done]] = torch.where(ok, cost, torch.full_like(cost, float("nan")))
+                keep = ~done
+                if not keep.any():
+                    break
+                act, k, c, wa, wb, v = act[keep], k[keep], c[keep], wa[keep], wb[keep], v[keep]
+    return out
 
 
 def _solve_log(wa, wb, c, eps, tol, max_iter) -> torch.Tensor:

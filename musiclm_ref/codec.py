@@ -234,6 +234,9 @@ class Codec(nn.Module):
             decay=cfg.rvq_decay, commitment_weight=cfg.commitment_weight, dead_threshold=cfg.rvq_dead_threshold,
         ))
         self.metadata: dict = {}
+        for m in self.modules():  # zero biases: at default init they swamp the signal in the latents
+            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)) and m.bias is not None and not m.bias.is_meta:
+                nn.init.zeros_(m.bias)
 
     @property
     def sample_rate(self) -> int:
@@ -378,7 +381,7 @@ class CodecTrainConfig:
     crop_seconds: float = 0.32  # 16 frames
     warmup_steps: int = 300  # steps without quantization before the k-means init (0 = init at step 0)
     init_crops: int = 64  # crops whose latents initialise the codebooks (k-means)
-    lr: float = 1e-3
+    lr: float = 2e-3
     seed: int = 0
     checkpoint_every: int = 50
     eval_clips: int = 8
@@ -486,7 +489,7 @@ def train_codec(
         with torch.no_grad():
             z = codec.encoder(random_crops(train_waves, tc.init_crops, length, g).to(device))
         codec.rvq.fit(z.reshape(-1, z.shape[-1]), iters=10, seed=tc.seed)
-    opt = torch.optim.Adam([p for p in codec.parameters()], lr=tc.lr, betas=(0.5, 0.9))
+    opt = torch.optim.Adam([p for p in codec.parameters()], lr=tc.lr, betas=(0.9, 0.99))
     if state is not None:
         opt.load_state_dict(state["optimizer"])
     loss_fn = MelLoss(codec.cfg).to(device)

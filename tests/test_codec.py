@@ -27,6 +27,15 @@ from musiclm_ref.codec import (
 SHIPPED_FLOOR = 1.0
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads run ~15x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def micro(causal=False, **kw) -> CodecConfig:
     return CodecConfig(channels=2, latent_dim=8, codebook_size=16, causal=causal, **kw)
 
@@ -183,7 +192,6 @@ def test_shipped_codec_structure(shipped):
 
 @pytest.mark.slow
 def test_shipped_codec_quality_floor_and_monotone_in_levels(shipped, held_out):
-    torch.set_num_threads(2)
     codes = [shipped.encode(w) for w in held_out]
     dist = []
     for n in range(1, 13):

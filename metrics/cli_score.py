@@ -55,6 +55,7 @@ def compute_score(
     label_space: str | None = None,
     audioset_csv: str | None = None,
     n_boot: int = 1000,
+    fad_n_boot: int = 200,
 ) -> dict:
     """FAD per embedder, KLD (all directions) and MCC over generated/reference pairs matched by id.
 
@@ -147,10 +148,12 @@ def summary_line(doc: dict) -> str:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
+@click.option("--bootstrap", default=1000, show_default=True, help="Bootstrap resamples for the KLD/MCC 95% CIs.")
+@click.option("--fad-bootstrap", default=200, show_default=True, help="Bootstrap resamples for the FAD 95% CI (each is a full FAD).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
 @click.option("--per-clip", type=click.Path(dir_okay=False), default=None, help="Per-clip CSV (default: beside --json).")
 def score(generated, reference, captions, embedders, classifier, label_space, audioset_labels, joint, kld_direction, kld_mode,
-          device, seed, on_error, no_cache, json_out, per_clip):
+          device, seed, on_error, no_cache, bootstrap, fad_bootstrap, json_out, per_clip):
     """FAD, KLD and MCC in one pass over paired audio."""
     from metrics.classifier import ClassifierError
     from metrics.embedders import EmbedderError
@@ -168,7 +171,7 @@ def score(generated, reference, captions, embedders, classifier, label_space, au
             joint=None if joint == "none" else joint,
             device=device, seed=seed, on_error=on_error, cache=None if no_cache else EmbeddingCache(),
             per_clip=per_clip, kld_direction=kld_direction, kld_mode=kld_mode, label_space=label_space,
-            audioset_csv=audioset_labels,
+            audioset_csv=audioset_labels, n_boot=bootstrap, fad_n_boot=fad_bootstrap,
         )
     except (AudioError, PairingError, ClassifierError, EmbedderError, FADError, JointModelError, CaptionsError) as e:
         raise click.ClickException(str(e)) from e

@@ -446,7 +446,8 @@ class AuditResult:
                 "calibration": self.calibration.to_dict(), "n_pairs": self.n_pairs, "n_solved": self.n_solved,
                 "n_matched_pairs": self.n_matched_pairs,
                 "matched_pair_rate": self.n_matched_pairs / self.n_pairs if self.n_pairs else 0.0,
-                "n_matches": len(self.matches), **self.extra}
+                "n_matches": len(self.matches), "pairs_by_clip": {k: list(v) for k, v in self.pairs_by_clip.items()},
+                "best_cost": self.best_cost, **self.extra}
 
 
 def audit(generated: Mapping[str, np.ndarray], train: Mapping[str, np.ndarray], centroids: np.ndarray,

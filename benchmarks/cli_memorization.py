@@ -1,0 +1,162 @@
+"""``musiclm-eval memorization sweep|audit``: thin click layer over ``metrics.memorization``.
+
+It lives in ``benchmarks/`` because ``sweep`` drives the reference model (``musiclm_ref``), which
+``metrics/`` must not import. ``audit`` works for any model's audio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import click
+import numpy as np
+
+os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
+
+from metrics.memorization import (  # noqa: E402
+    DEFAULT_FPR,
+    PROMPT_LENGTHS,
+    WINDOW_TOKENS,
+    Example,
+    MemorizationError,
+    audit,
+    get_tokenizer,
+    plot_audit,
+    plot_match_rate,
+    prompt_sweep,
+    select_examples,
+    tokenize_dir,
+    write_outputs,
+)
+
+
+def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokenizer: str = "semantic-ref",
+              fpr: float = DEFAULT_FPR, window_s: float = WINDOW_TOKENS / 25, gen_hop_s: float = 1.0,
+              train_hop_s: float = 0.04, eps: float | None = None, seed: int = 0, on_error: str = "raise",
+              device: str = "cpu", max_negatives: int = 100_000) -> dict:
+    """Tokenize both folders, run :func:`audit`, write memorization.json / matches.csv / match_rate.png."""
+    tok = get_tokenizer(tokenizer)
+    fr = int(tok.frame_rate)
+    gen, skipped_g = tokenize_dir(generated, tok, on_error)
+    trn, skipped_t = tokenize_dir(train, tok, on_error)
+    kw = {} if eps is None else {"eps": eps}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = audit(gen, trn, tok.centroids, fpr=fpr, window=round(window_s * fr), gen_hop=max(1, round(gen_hop_s * fr)),
+                    train_hop=max(1, round(train_hop_s * fr)), seed=seed, device=device, max_negatives=max_negatives, **kw)
+    summary = {**res.to_dict(), "tokenizer": tok.id, "generated_dir": str(generated), "train_dir": str(train),
+               "skipped": skipped_g + skipped_t, "warnings": [str(w.message) for w in caught], "seed": seed}
+    paths = write_outputs(out, summary, res.matches, lambda d: plot_audit(res, d))
+    return {**summary, "files": {k: str(v) for k, v in paths.items()}}
+
+
+def load_examples(train: str | Path, model, tokenizer, on_error: str = "raise") -> list[Example]:
+    """Training clips → (M_A audio tokens, semantic tokens) with the model's own conditioning."""
+    from metrics.audio import load_dir
+
+    report = load_dir(train, on_error=on_error)
+    if not report.clips:
+        raise MemorizationError(f"{train}: no usable audio clips")
+    out = []
+    for c in report.clips:
+        cond = model.audio_tokens([c.wave], c.sr)[0].cpu().numpy()
+        out.append(Example(c.id, cond, np.asarray(tokenizer.tokenize(c.wave, c.sr), dtype=np.int64)))
+    return out
+
+
+def run_sweep(checkpoint: str | Path | None, train: str | Path, out: str | Path, n: int | None = None,
+              prompt_lengths=PROMPT_LENGTHS, fpr: float = DEFAULT_FPR, n_new: int = WINDOW_TOKENS,
+              tokenizer: str | None = None, seed: int = 0, on_error: str = "raise", device: str = "cpu") -> dict:
+    """The paper's sweep with the reference MusicLM's greedy ``semantic_continuation``."""
+    import torch
+
+    from musiclm_ref.pipeline import MusicLM
+
+    model = MusicLM.from_pretrained(checkpoint, device=device)
+    tok = get_tokenizer(tokenizer) if tokenizer else (getattr(model, "tokenizer", None) or get_tokenizer("semantic-ref"))
+    examples = select_examples(load_examples(train, model, tok, on_error), n, seed)
+
+    def continue_fn(cond, prompt, n_new_):
+        new = model.semantic_continuation(torch.as_tensor(cond)[None], torch.as_tensor(prompt)[None], n_new_, greedy=True)
+        return new[0].cpu().numpy()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = prompt_sweep(examples, continue_fn, tok.centroids, prompt_lengths, n_new=n_new, fpr=fpr, seed=seed, device=device)
+    summary = {**res.to_dict(), "tokenizer": tok.id, "checkpoint": str(checkpoint), "train_dir": str(train),
+               "warnings": [str(w.message) for w in caught], "seed": seed}
+    paths = write_outputs(out, summary, res.matches, lambda d: plot_match_rate(res, d))
+    return {**summary, "files": {k: str(v) for k, v in paths.items()}}
+
+
+def _lengths(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated token counts, got {value!r}") from None
+
+
+def _echo(result: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2, default=str))
+        return
+    click.echo(f"tau={result['tau']:.4g}  fpr(held-out)={result['fpr']}  exact_rate={result['exact_rate']:.3f}  "
+               f"approx_rate={result['approx_rate']:.3f}")
+    for w in result.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"wrote {', '.join(result['files'].values())}")
+
+
+@click.group()
+def memorization() -> None:
+    """Memorization: the paper's prompt-length sweep and a model-agnostic copy audit."""
+
+
+@memorization.command()
+@click.option("--checkpoint", type=click.Path(file_okay=False), default=None, help="MusicLM checkpoint dir (default: shipped tiny).")
+@click.option("--train", "train", required=True, type=click.Path(exists=True, file_okay=False), help="Training clips folder.")
+@click.option("--n", type=int, default=None, help="Number of training examples (seeded draw; default all).")
+@click.option("--prompt-lengths", default=",".join(map(str, PROMPT_LENGTHS)), show_default=True, help="T values in tokens.")
+@click.option("--n-new", type=int, default=WINDOW_TOKENS, show_default=True, help="Greedy continuation length in tokens.")
+@click.option("--fpr", type=float, default=DEFAULT_FPR, show_default=True, help="False-positive rate τ is calibrated to.")
+@click.option("--tokenizer", default=None, help="Tokenizer name or checkpoint (default: the model's, else semantic-ref).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_error, device, as_json, out) -> None:
+    """Prompt the semantic stage with T training tokens; match rate of its greedy continuation vs T."""
+    try:
+        res = run_sweep(checkpoint, train, out, n, _lengths(prompt_lengths), fpr, n_new, tokenizer, seed, on_error, device)
+    except (MemorizationError, ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    _echo(res, as_json)
+
+
+@memorization.command(name="audit")
+@click.option("--generated", required=True, type=click.Path(exists=True, file_okay=False), help="Generated clips folder.")
+@click.option("--train", "train", required=True, type=click.Path(exists=True, file_okay=False), help="Training clips folder.")
+@click.option("--tokenizer", default="semantic-ref", show_default=True, help="Tokenizer name or checkpoint path.")
+@click.option("--fpr", type=float, default=DEFAULT_FPR, show_default=True, help="False-positive rate per window pair.")
+@click.option("--window-s", type=float, default=5.0, show_default=True)
+@click.option("--gen-hop-s", type=float, default=1.0, show_default=True)
+@click.option("--train-hop-s", type=float, default=0.04, show_default=True)
+@click.option("--max-negatives", type=int, default=100_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def audit_cmd(generated, train, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, max_negatives, seed, on_error, device,
+              as_json, out) -> None:
+    """Does any generated clip copy a training clip? Matches with ids, offsets and costs."""
+    try:
+        res = run_audit(generated, train, out, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
+                        device, max_negatives)
+    except (MemorizationError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    _echo(res, as_json)

@@ -1,0 +1,174 @@
+"""The audit end to end on audio through the shipped semantic tokenizer and the CLI.
+
+Planted copies of procedural training clips: exact, shifted by whole 40 ms frames, shifted by a
+non-integer number of frames, gain-changed (−3 dB) and lightly noised (40 dB SNR); novel clips are
+other procedural clips (another seed). ``metrics.audio`` decodes everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
+
+from metrics.audio import load_dir, save_audio  # noqa: E402
+from metrics.memorization import MemorizationError, get_tokenizer  # noqa: E402
+from metrics.result import wilson_ci  # noqa: E402
+
+SR = 16000
+FRAME = SR // 25
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    try:
+        return get_tokenizer("semantic-ref")
+    except MemorizationError as e:
+        pytest.skip(f"reference semantic tokenizer unavailable: {e}")
+
+
+@pytest.fixture(scope="module")
+def planted_dirs(tmp_path_factory, tokenizer):
+    synth = pytest.importorskip("musiclm_ref.data.synth")
+    root = tmp_path_factory.mktemp("memo")
+    train, novel, gen = root / "train", root / "novel", root / "gen"
+    synth.generate_corpus(train, n=6, seconds=10.0, seed=21, sample_rate=SR)
+    synth.generate_corpus(novel, n=3, seconds=7.0, seed=99, sample_rate=SR)
+    clips = {c.id: c.wave for c in load_dir(train).clips}
+    ids = sorted(clips)
+    rng = np.random.default_rng(0)
+    gen.mkdir()
+    truth = {}
+
+    def plant(name, src, start, wave):
+        save_audio(gen / f"{name}.wav", wave, SR)
+        truth[name] = (src, start)
+
+    seg = 7 * SR  # windows at 1 s hop: the one at 1 s lies inside the copy, away from both edges
+    plant("exact", ids[0], 1.0, clips[ids[0]][SR : SR + seg])
+    plant("shift_frames", ids[1], 37 * FRAME / SR, clips[ids[1]][37 * FRAME : 37 * FRAME + seg])
+    off = int(1.513 * SR)  # 37.8 frames: not on the token grid
+    plant("shift_fraction", ids[2], off / SR, clips[ids[2]][off : off + seg])
+    plant("gain", ids[3], 0.5, 0.7 * clips[ids[3]][SR // 2 : SR // 2 + seg])
+    w = clips[ids[4]][SR : SR + seg]
+    noise = rng.normal(0, np.sqrt(np.mean(w**2)) * 10 ** (-40 / 20), len(w))
+    plant("noise", ids[4], 1.0, (w + noise).astype(np.float32))
+    for c in load_dir(novel).clips:
+        save_audio(gen / f"novel_{c.id}.wav", c.wave, SR)
+    return train, gen, truth
+
+
+@pytest.fixture(scope="module")
+def cli_audit(planted_dirs, tmp_path_factory):
+    from click.testing import CliRunner
+
+    from benchmarks.cli import main
+
+    train, gen, _ = planted_dirs
+    out = tmp_path_factory.mktemp("audit_out")
+    r = CliRunner().invoke(main, ["memorization", "audit", "--generated", str(gen), "--train", str(train),
+                                  "--fpr", "1e-3", "--max-negatives", "4000", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    return out, json.loads((out / "memorization.json").read_text())
+
+
+def _missed(out, truth, names):
+    import csv
+
+    rows = list(csv.DictReader((out / "matches.csv").open()))
+    missed = []
+    for name in names:
+        src, start = truth[name]
+        best = [r for r in rows if r["generated_id"] == name and r["train_id"] == src]
+        lag = float(best[0]["train_offset_s"]) - float(best[0]["gen_offset_s"]) if best else None
+        if lag is None or abs(lag - start) > 0.08 + 1e-6:  # right clip, lag within two token frames
+            missed.append((name, src, start, best[:1]))
+    return rows, missed
+
+
+def test_audit_finds_planted_audio_copies(planted_dirs, cli_audit):
+    """Exact copies and copies shifted by whole or fractional token frames: right clip, lag within 2 frames."""
+    _, _, truth = planted_dirs
+    out, _ = cli_audit
+    rows, missed = _missed(out, truth, ["exact", "shift_frames", "shift_fraction"])
+    assert not missed, missed
+    assert any(r["exact"] == "True" for r in rows if r["generated_id"] == "exact")
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the log-mel reference tokenizer is level-dependent (−3 dB moves "
+                   "~80% of tokens) and the procedural music repeats, so gain/noise copies are missed or matched at "
+                   "another repeat of the pattern; see docs/protocol.md 'Memorization'")
+def test_audit_finds_gain_changed_and_noised_audio_copies(planted_dirs, cli_audit):
+    _, _, truth = planted_dirs
+    out, _ = cli_audit
+    _, missed = _missed(out, truth, ["gain", "noise"])
+    assert not missed, missed
+
+
+def test_audit_outputs(cli_audit):
+    out, summary = cli_audit
+    for key in ("tau", "fpr", "exact_rate", "approx_rate"):
+        assert key in summary
+    assert (out / "match_rate.png").read_bytes()[:4] == b"\x89PNG"
+    header = (out / "matches.csv").read_text().splitlines()[0]
+    assert header.startswith("generated_id,train_id,gen_offset_s,train_offset_s,cost,exact")
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (measured): novel procedural clips of another seed match training "
+                   "windows at a per-pair rate ≥ 0.5% while τ was calibrated to 0.1% on train-vs-train negatives; "
+                   "the procedural styles repeat across seeds, so these 'novel' clips are not clearly novel")
+def test_audit_flags_novel_audio_clips_within_fpr(cli_audit):
+    out, summary = cli_audit
+    novel = [v for k, v in summary_pairs(summary).items() if k.startswith("novel_")]
+    n, k = map(sum, zip(*novel))
+    assert wilson_ci(k, n)[0] <= summary["calibration"]["fpr_target"]
+
+
+def summary_pairs(summary):
+    return {k: tuple(v) for k, v in summary["pairs_by_clip"].items()}
+
+
+def test_audit_bad_input_errors(planted_dirs, tmp_path):
+    from click.testing import CliRunner
+
+    from benchmarks.cli import main
+
+    train, _, _ = planted_dirs
+    short = tmp_path / "short"
+    short.mkdir()
+    save_audio(short / "tiny.wav", np.sin(np.arange(3 * SR) / 10).astype(np.float32) * 0.3, SR)
+    r = CliRunner().invoke(main, ["memorization", "audit", "--generated", str(short), "--train", str(train),
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0
+    assert "generated/tiny: 75 tokens is shorter than a window of 125 tokens" in r.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(main, ["memorization", "audit", "--generated", str(empty), "--train", str(train),
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0
+    assert f"{empty}: no audio files" in r.output
+
+
+def test_sweep_cli_on_the_reference_model(planted_dirs, tmp_path):
+    pipeline = pytest.importorskip("musiclm_ref.pipeline")
+    try:
+        pipeline.MusicLM.from_pretrained()
+    except Exception as e:  # the shipped checkpoint set is produced by another issue
+        pytest.skip(f"no shipped MusicLM checkpoint set: {e}")
+    from click.testing import CliRunner
+
+    from benchmarks.cli import main
+
+    train, _, _ = planted_dirs
+    r = CliRunner().invoke(main, ["memorization", "sweep", "--train", str(train), "--n", "4", "--prompt-lengths",
+                                  "0,25,50", "--fpr", "0.01", "--out", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "s" / "memorization.json").read_text())
+    assert [row["prompt_tokens"] for row in summary["rows"]] == [0, 25, 50]
+    assert (tmp_path / "s" / "match_rate.png").exists() and (tmp_path / "s" / "matches.csv").exists()

@@ -31,7 +31,7 @@ def _command(prefix: str) -> str:
 @click.option("--unconditional", is_flag=True, help="Drop the MuLan conditioning tokens (the unconditional baseline).")
 @click.option("--skip-semantic", is_flag=True, help="The paper's ablation: MuLan tokens → coarse stage directly.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads (1 is fastest for the tiny model on a shared CPU).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, limit, unconditional, skip_semantic, device,
@@ -67,7 +67,7 @@ def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, lim
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -97,7 +97,7 @@ def train_stage(stages, preset, data, out, components, mulan, steps, batch_size,
 @click.option("--steps", type=int, default=600, show_default=True)
 @click.option("--codebook", type=int, default=64, show_default=True, help="RVQ codebook size (paper: 512).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def train_melody(out, data, pairs, steps, codebook, seed, threads, as_json):
     """Train the melody embedding (triplet loss on timbre pairs) and fit its 24-level RVQ."""

@@ -7,7 +7,7 @@ same ``ClipSpec`` rendered with two timbres (``musiclm_ref.data.synth.with_timbr
 pair; another spec's melody in the anchor's own timbre is the (hard) negative — so the only way to
 win the triplet is to encode the melody, not the instrument.
 
-Input: log-mel frames at 16 kHz (96 bands 60–4000 Hz, 25 ms window, 20 ms hop), each frame
+Input: log-mel frames at 16 kHz (96 bands 60–4000 Hz, 40 ms window and hop), each frame
 normalized by its own maximum (removes loudness); a 2-D conv stack over (time, frequency) keeps pitch
 *position* (no frequency pooling until the end), then attention pooling over time → 192-d, L2-normalized.
 """
@@ -44,9 +44,9 @@ class MelodyConfig:
     f_min: float = 60.0
     f_max: float = 4000.0
     n_fft: int = 1024
-    win: int = 400
-    hop: int = 320
-    channels: int = 24
+    win: int = 640
+    hop: int = 640
+    channels: int = 16
     rvq_levels: int = 24
     rvq_codebook: int = 512  # the paper's 24 × 512; the tiny shipped model uses a smaller codebook
 
@@ -62,9 +62,9 @@ class MelodyEmbedder(nn.Module):
             f_max=cfg.f_max, n_mels=cfg.n_mels, power=2.0, norm="slaney", mel_scale="slaney")
         c = cfg.channels
         self.convs = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 1)),
+            nn.Conv2d(1, c, 3, padding=1, stride=(2, 1)), nn.GELU(),
             nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 2)),
-            nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 2)),
+            nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.MaxPool2d((1, 2)),
         )
         self.frame = nn.Linear(c * (cfg.n_mels // 4), 128)
         self.temporal = nn.Conv1d(128, 128, 5, padding=2)
@@ -80,7 +80,7 @@ class MelodyEmbedder(nn.Module):
 
     def forward(self, wave16: Tensor) -> Tensor:
         """4 s windows [B, N] at 16 kHz → [B, dim] L2-normalized."""
-        h = self.convs(self.features(wave16))  # [B, C, T/8, F/4]
+        h = self.convs(self.features(wave16))  # [B, C, T/4, F/4]
         h = F.gelu(self.frame(rearrange(h, "b c t f -> b t (c f)")))
         h = h + F.gelu(self.temporal(h.transpose(1, 2)).transpose(1, 2))
         w = self.attn(h).softmax(dim=1)

@@ -24,6 +24,17 @@ from metrics.classifier import (
 )
 from metrics.leaf import SPCEN, GaborFilterbank, Leaf, LeafConfig, ema, mel_gabor_init
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY_LABELS = LabelSpace("tiny", ("a", "b", "c"))
 
 

@@ -11,6 +11,17 @@ from metrics.audio import PairingError
 from metrics.kld import clip_distribution, kl_divergence, kld
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_zero_for_identical_distributions(rng):
     p = rng.dirichlet(np.ones(12), size=5)
     p[0, :3] = 0.0  # zeros in both: still exactly zero

@@ -11,6 +11,17 @@ from metrics.audio import PairingError
 from metrics.mcc import JointModelError, cycle_consistency, load_joint, mcc_for_clips
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_known_value_on_constructed_embeddings():
     text = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
     audio = np.array([[2.0, 0.0], [1.0, 1.0], [-3.0, -4.0]])

@@ -19,6 +19,17 @@ from musiclm_ref.mulan import (
     save_mulan,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY = MulanConfig(audio_channels=(4, 8), buckets=512, text_dim=16, text_heads=2)
 
 

@@ -14,6 +14,17 @@ from metrics.classifier import SHIPPED_CHECKPOINT as CLASSIFIER_CKPT
 from metrics.cli_score import compute_score, score
 from musiclm_ref.mulan import SHIPPED_CHECKPOINT as MULAN_CKPT
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 pytestmark = pytest.mark.skipif(not (CLASSIFIER_CKPT.exists() and MULAN_CKPT.exists()), reason="shipped checkpoints not built yet")
 
 METRIC_KEYS = ["fad_mel", "kld", "kld_ref_gen", "kld_gen_ref", "kld_sym", "mcc"]

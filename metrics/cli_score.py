@@ -186,7 +186,7 @@ def score(generated, reference, captions, embedders, classifier, label_space, au
 @click.option("--epochs", default=12, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+@click.option("--threads", default=1, show_default=True, help="torch CPU threads (1 is fastest on a shared CPU).")
 def train_classifier(data, out, epochs, seed, device, threads):
     """Train the LEAF multi-label classifier on the corpus tags; report held-out mAP."""
     import torch

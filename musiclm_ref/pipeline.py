@@ -141,13 +141,14 @@ class MusicLM:
         return torch.cat(outs)
 
     def semantic_tokens(self, conds: list[tuple[Tensor, int]], seed: int = 0, prefix: Tensor | None = None,
-                        melody: tuple[np.ndarray, int] | None = None, cfg: SamplingConfig | None = None) -> Tensor:
+                        melody: tuple[np.ndarray, int] | None = None, cfg: SamplingConfig | None = None,
+                        batch: int | None = None) -> Tensor:
         """Semantic tokens for a schedule [(cond [B, 12] or None, frames), …] (story mode = several entries)."""
         stage, cfg = self.semantic, cfg or self.sampling.semantic
         g = self._generator(seed)
         crop = stage.config.frames
         stride = max(1, crop // 2)
-        batch = next((c.shape[0] for c, _ in conds if c is not None), None) or (prefix.shape[0] if prefix is not None else 1)
+        batch = batch or next((c.shape[0] for c, _ in conds if c is not None), None) or (prefix.shape[0] if prefix is not None else 1)
         hist = prefix.to(self.device) if prefix is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
         end = hist.shape[1]
         for mulan, frames in conds:
@@ -272,7 +273,7 @@ class MusicLM:
         semantic = None
         if not skip_semantic:
             mel = (np.asarray(melody, np.float32), int(melody_sr)) if melody is not None else None
-            semantic = self.semantic_tokens(list(zip(conds, sem_frames)), seed, melody=mel)
+            semantic = self.semantic_tokens(list(zip(conds, sem_frames)), seed, melody=mel, batch=batch)
         coarse = self.coarse_tokens(list(zip(conds, [2 * f for f in sem_frames])), semantic, ta, seed, batch)
         fine_codes = self.fine_tokens(coarse, seed) if fine else None
         return self.decode(coarse, fine_codes, samples)

@@ -11,6 +11,14 @@ import pytest
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def pytest_configure(config):
+    # One intra-op thread: the suite runs beside browser/server subprocesses on 2 cores, where torch's
+    # spinning worker threads were measured 16–40× slower than a single thread.
+    import torch
+
+    torch.set_num_threads(1)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

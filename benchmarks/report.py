@@ -88,7 +88,7 @@ def write_plots(data: dict, per_clip: pd.DataFrame | None, out_dir: str | Path) 
         fig, ax = plt.subplots(figsize=(6, 3.2))
         groups = [(n, g["mcc"].dropna().to_numpy()) for n, g in per_clip.groupby("system", sort=False)]
         groups = [(n, v) for n, v in groups if len(v)]
-        ax.boxplot([v for _, v in groups], labels=[n for n, _ in groups])
+        ax.boxplot([v for _, v in groups], tick_labels=[n for n, _ in groups])
         ax.set_title("Per-clip MCC")
         ax.tick_params(axis="x", rotation=20)
         fig.tight_layout()

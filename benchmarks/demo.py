@@ -111,7 +111,7 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
             "TFHUB_CACHE_DIR to a populated cache to include them. FAD_mel is not comparable to published FAD.)")
 
     log(f"[4/5] memorization sweep on {memorization_n} training examples")
-    memo = _memorization(train_dir, out / "results" / "memorization", memorization_n, seed, device, log)
+    memo = _memorization(train_dir, out / "results" / "memorization", memorization_n, seed, device, log, seconds)
 
     log("[5/5] human-study database with the generated pairs")
     study_url = _study(dirs, eval_dir, out, seed, log)
@@ -130,7 +130,10 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     return data
 
 
-def _memorization(train_dir: Path, out: Path, n: int, seed: int, device: str, log: Callable[[str], None]) -> dict | None:
+def _memorization(train_dir: Path, out: Path, n: int, seed: int, device: str, log: Callable[[str], None],
+                  seconds: float = 10.0) -> dict | None:  # fmt: skip
+    """The paper's sweep on the demo's training clips. Its T goes to 250 tokens (10 s) before a 125-token
+    continuation, which needs 15 s clips; on shorter clips T stops where the continuation still fits."""
     try:
         from benchmarks.cli_memorization import run_sweep
         from musiclm_ref.pipeline import PipelineError
@@ -138,7 +141,13 @@ def _memorization(train_dir: Path, out: Path, n: int, seed: int, device: str, lo
         log(f"  memorization sweep unavailable ({e})")
         return None
     try:
-        return run_sweep(checkpoint=None, train=train_dir, out=out, n=n, prompt_lengths=(0, 50, 100, 150, 200, 250),
+        max_t = min(250, int(seconds * 25) - 125)
+        if max_t < 0:
+            log(f"  memorization sweep skipped: {seconds:g} s clips are shorter than a 5 s continuation")
+            return None
+        prompts = tuple(range(0, max_t + 1, 25))
+        log(f"  prompt lengths {prompts} tokens (clips of {seconds:g} s)")
+        return run_sweep(checkpoint=None, train=train_dir, out=out, n=n, prompt_lengths=prompts,
                          seed=seed, device=device)  # fmt: skip
     except PipelineError as e:
         log(f"  memorization sweep skipped: the reference model cannot be loaded ({e})")

@@ -230,8 +230,13 @@ def trial_audio(store_dir: str, opaque_id: str, salt: int, side: str) -> bytes:
     """
     import soundfile as sf
 
-    h = int.from_bytes(hashlib.sha256(f"{salt}:{side}:{opaque_id}".encode()).digest()[:4], "little")
-    lead, trail = h % MAX_PAD_SAMPLES, (h // MAX_PAD_SAMPLES) % MAX_PAD_SAMPLES
+    # A per-(clip, side) offset plus an odd multiple of the salt, modulo 4,096 (a power of two): distinct
+    # salts below 4,096 always give distinct paddings, so a clip's URL never repeats across assignments
+    # (a plain hash of the salt collided — birthday odds — about once in 20 studies of 20 trials).
+    n = MAX_PAD_SAMPLES * MAX_PAD_SAMPLES
+    base = int.from_bytes(hashlib.sha256(f"{side}:{opaque_id}".encode()).digest()[:4], "little")
+    h = (base + int(salt) * 2654435761) % n
+    lead, trail = h % MAX_PAD_SAMPLES, h // MAX_PAD_SAMPLES
     data, sr = sf.read(f"{store_dir}/{opaque_id}.wav", dtype="int16", always_2d=False)
     out = io.BytesIO()
     padded = np.concatenate([np.zeros(lead, dtype=np.int16), data, np.zeros(trail, dtype=np.int16)])

@@ -287,10 +287,12 @@ def _memo_rows(rows: object, src: Path, problems: list[str]) -> pd.DataFrame | N
         return None
     out = []
     for i, r in enumerate(rows):
-        if not isinstance(r, dict) or _to_float(r.get("prompt_length")) is None:
-            problems.append(f"{src}: rows[{i}] has no numeric prompt_length")
+        # `memorization sweep` writes `prompt_tokens` (T in semantic tokens); `prompt_length` is the older name
+        length = _to_float(r.get("prompt_tokens", r.get("prompt_length"))) if isinstance(r, dict) else None
+        if length is None:
+            problems.append(f"{src}: rows[{i}] has no numeric prompt_tokens")
             continue
-        rec = {"prompt_length": _to_float(r["prompt_length"])}
+        rec = {"prompt_length": length}
         for kind in ("exact", "approx"):
             rec[f"{kind}_rate"] = _to_float(r.get(f"{kind}_rate"))
             ci = r.get(f"{kind}_ci95")

@@ -43,7 +43,7 @@ METRICS = {
 }
 MEMO = {
     "tau": 0.0123, "fpr": 8.0e-5, "exact_rate": 0.0021, "approx_rate": 0.0315,
-    "rows": [{"prompt_length": t, "exact_rate": r / 10, "approx_rate": r, "exact_ci95": [0.0, r / 5],
+    "rows": [{"prompt_tokens": t, "exact_rate": r / 10, "approx_rate": r, "exact_ci95": [0.0, r / 5],
               "approx_ci95": [r / 2, r * 1.5]} for t, r in [(0, 0.01), (50, 0.02), (100, 0.04), (250, 0.08)]],
 }
 DEGRADATION = {"embedder": "mel", "curves": {"noise": [{"severity": s, "fad": 10 * s} for s in (0.0, 0.25, 0.5, 1.0)],

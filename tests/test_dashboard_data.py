@@ -158,7 +158,7 @@ def test_clip_view_resolves_relative_and_absolute_paths(run, run_dir):
 def test_memorization_outputs(run, run_dir):
     memo = run.memorization
     assert memo.data["tau"] == MEMO["tau"]
-    assert list(memo.rows["prompt_length"]) == [r["prompt_length"] for r in MEMO["rows"]]
+    assert list(memo.rows["prompt_length"]) == [r["prompt_tokens"] for r in MEMO["rows"]]
     assert list(memo.rows["approx_hi"]) == [r["approx_ci95"][1] for r in MEMO["rows"]]
     gen, train = data.match_audio(memo, memo.matches.iloc[0])
     assert gen.resolve() == (run_dir / "gen_ref" / f"{YTIDS[0]}.wav").resolve()
@@ -297,7 +297,7 @@ def test_broken_memorization_and_degradation_files(tmp_path):
     m, g = d / "memorization" / "memorization.json", d / "degradation.json"
     assert run.problems == [
         f"{m}: no 'fpr'", f"{m}: no 'exact_rate'", f"{m}: no 'approx_rate'",
-        f"{m}: rows[0] has no numeric prompt_length",
+        f"{m}: rows[0] has no numeric prompt_tokens",
         f"{d / 'memorization' / 'matches.csv'}: no 'generated_id', 'train_id' column",
         f"{g}: curves.noise[0] needs numeric 'severity' and 'fad'",
     ]

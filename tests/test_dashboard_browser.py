@@ -6,62 +6,29 @@ Leaves ``artifacts/dashboard.png`` (gitignored) behind as a screenshot of the Cl
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, cli_command, free_port, wait_until_up
 from dashboard_fixtures import CAPTIONS, make_results_dir
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+CHROMIUM_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian chromium not installed at {CHROMIUM}"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, deadline_s: float = 45.0) -> None:
-    """Poll Streamlit's health endpoint; a crashed server fails at once with its output."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"dashboard exited with {proc.returncode}: {proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"dashboard did not answer at {url} within {deadline_s} s")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
 def server(tmp_path):
     results = make_results_dir(tmp_path, "run_a")
     port = free_port()
-    cli = shutil.which("musiclm-eval", path=str(Path(sys.executable).parent))
-    cmd = [cli] if cli else [sys.executable, "-m", "benchmarks.cli"]
+    cmd = cli_command()
     proc = subprocess.Popen([*cmd, "dashboard", "--results", str(results), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "HOME": str(tmp_path)}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, proc)
+        wait_until_up(url, proc, "dashboard")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

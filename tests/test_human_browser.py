@@ -8,64 +8,30 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, cli_command, free_port, wait_until_up
 from human_fixtures import SYSTEMS, make_study
 from sqlalchemy import select
 
 from human_eval import db
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian chromium not installed at {CHROMIUM}"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, deadline_s: float = 60.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"rate serve exited with {proc.returncode}: {proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"rate serve did not answer at {url} within {deadline_s} s")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
 def served_study(tmp_path):
     url, c = make_study(tmp_path, ratings_per_pair=4, raters=1, trials_per_rater=3, attention_checks=0)
     port = free_port()
-    cli = shutil.which("musiclm-eval", path=str(Path(sys.executable).parent))
-    cmd = [cli] if cli else [sys.executable, "-m", "benchmarks.cli"]
+    cmd = cli_command()
     proc = subprocess.Popen([*cmd, "rate", "serve", "--db", url, "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "HOME": str(tmp_path)},
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(base, proc)
+        wait_until_up(base, proc, "rate serve")
         yield base, url, c
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from metrics.checkpoint import read_checkpoint
 from metrics.embedders import Embedder
 from metrics.leaf import Leaf, LeafConfig
 
@@ -208,18 +209,8 @@ def load_classifier(
     checkpoint declares. A mismatch is a ``LabelSpaceError`` naming the file and both spaces.
     """
     path = Path(path) if path is not None else SHIPPED_CHECKPOINT
-    if not path.is_file():
-        raise ClassifierError(f"{path}: classifier checkpoint not found")
-    raw = path.read_bytes()
-    try:
-        import io
-
-        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ClassifierError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ClassifierError(f"{path}: not a LEAF classifier checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+    ckpt, sha = read_checkpoint(path, CHECKPOINT_FORMAT, "a LEAF classifier checkpoint", ClassifierError,
+                                missing="classifier checkpoint not found")
     ls = ckpt["label_space"]
     stored = LabelSpace(ls["name"], tuple(ls["labels"]))
     want = resolve_label_space(expected, audioset_csv)
@@ -237,7 +228,7 @@ def load_classifier(
     except RuntimeError as e:
         raise ClassifierError(f"{path}: weights do not fit the stored config ({e})") from None
     model.eval().to(device)
-    return LoadedClassifier(model, stored, ckpt.get("meta", {}), str(path), hashlib.sha256(raw).hexdigest())
+    return LoadedClassifier(model, stored, ckpt.get("meta", {}), str(path), sha)
 
 
 # ---------------------------------------------------------------- inference

@@ -14,8 +14,6 @@ normalized by its own maximum (removes loudness); a 2-D conv stack over (time, f
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from metrics.checkpoint import read_checkpoint
 from musiclm_ref.quantize import ResidualVQ
 
 CHECKPOINT_FORMAT = "musiclm-eval/melody/1"
@@ -147,16 +146,8 @@ def load_melody(path: str | Path, device: str = "cpu") -> MelodyEmbedder:
     path = Path(path)
     if path.is_dir():
         path = path / "melody.pt"
-    if not path.is_file():
-        raise MelodyError(f"{path}: melody checkpoint not found (train one with `musiclm-eval train melody`)")
-    raw = path.read_bytes()
-    try:
-        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise MelodyError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise MelodyError(f"{path}: not a melody checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+    ckpt, sha = read_checkpoint(path, CHECKPOINT_FORMAT, "a melody checkpoint", MelodyError,
+                           missing="melody checkpoint not found (train one with `musiclm-eval train melody`)", unreadable="unreadable checkpoint")
     model = MelodyEmbedder(MelodyConfig(**ckpt["config"]))
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     missing = [k for k in missing if not k.startswith("melspec.")]
@@ -165,7 +156,7 @@ def load_melody(path: str | Path, device: str = "cpu") -> MelodyEmbedder:
     if ckpt.get("rvq") is not None:
         model.rvq = ResidualVQ.from_dict(ckpt["rvq"])
     model.metadata = dict(ckpt.get("metadata", {}))
-    model.weights_sha256 = hashlib.sha256(raw).hexdigest()
+    model.weights_sha256 = sha
     return model.eval().to(device)
 
 

@@ -15,8 +15,6 @@ registry name ``mulan-ref`` (``audio_embedder``) or ``load_mulan``.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import math
 import re
@@ -31,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metrics.checkpoint import read_checkpoint
 from metrics.embedders import Embedder
 
 log = logging.getLogger(__name__)
@@ -238,16 +237,7 @@ def save_mulan(model: MuLan, path: str | Path, meta: dict | None = None) -> Path
 def load_mulan(path: str | Path | None = None, device: str = "cpu") -> MuLan:
     """Load a MuLan checkpoint (None = the shipped one); errors name the file and the problem."""
     path = Path(path) if path is not None else SHIPPED_CHECKPOINT
-    if not path.is_file():
-        raise MulanError(f"{path}: MuLan checkpoint not found")
-    raw = path.read_bytes()
-    try:
-        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise MulanError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise MulanError(f"{path}: not a MuLan checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+    ckpt, sha = read_checkpoint(path, CHECKPOINT_FORMAT, "a MuLan checkpoint", MulanError)
     cfg = dict(ckpt["config"])
     cfg["audio_channels"] = tuple(cfg["audio_channels"])
     model = MuLan(MulanConfig(**cfg))
@@ -256,7 +246,7 @@ def load_mulan(path: str | Path | None = None, device: str = "cpu") -> MuLan:
     if missing or unexpected:
         raise MulanError(f"{path}: weights do not fit the stored config (missing {missing[:5]}, unexpected {unexpected[:5]})")
     model.meta = ckpt.get("meta", {})
-    model.weights_sha256 = hashlib.sha256(raw).hexdigest()
+    model.weights_sha256 = sha
     model.checkpoint_path = str(path)
     return model.eval().to(device)
 

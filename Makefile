@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,tfhub,postgres,hf
+EXTRAS ?= dev,tfhub,postgres,hf,ray
 STAMP  := $(VENV)/.installed
 OUT    ?= results/demo
 

@@ -27,17 +27,25 @@ def _command(name: str) -> str:
 @click.option("--steps", type=int, default=2000, show_default=True, help="Total optimizer steps (resuming counts earlier ones).")
 @click.option("--batch-size", type=int, default=6, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--crop-seconds", type=float, default=0.32, show_default=True, help="Length of each training crop.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from this codec.pt's weights (fine-tuning; no warm-up, no k-means init).")
+@click.option("--decoder-only", is_flag=True, help="Freeze the encoder and the codebooks; train the decoder only.")
+@click.option("--cosine", is_flag=True, help="Cosine learning-rate decay to 0 over --steps.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entry as JSON.")
-def train_codec(data, out, preset, seed, steps, batch_size, lr, threads, device, on_error, as_json):
+def train_codec(data, out, preset, seed, steps, batch_size, lr, crop_seconds, init, decoder_only, cosine, threads, device,
+                on_error, as_json):
     """Train the SoundStream-style codec (12-level RVQ, 50 Hz) on a folder of clips."""
     from musiclm_ref.codec import CodecError, CodecTrainConfig
     from musiclm_ref.codec import train_codec as run
 
     try:
-        entry = run(data, out, preset, CodecTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads),
+        entry = run(data, out, preset, CodecTrainConfig(
+            steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, crop_seconds=crop_seconds, init=init,
+            decoder_only=decoder_only, cosine=cosine),
                     device=device, on_error=on_error, command=_command("codec"))
     except (CodecError, ValueError) as e:
         raise click.ClickException(str(e)) from None

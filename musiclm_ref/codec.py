@@ -386,6 +386,15 @@ class CodecTrainConfig:
     checkpoint_every: int = 50
     eval_clips: int = 8
     threads: int = 1
+    # Second phase (fine-tuning): start from an existing codec's weights (``init``); with
+    # ``decoder_only`` the encoder and the codebooks are frozen and only the decoder learns, on the
+    # quantized latents with quantizer dropout. A frozen token interface is what lets the decoder
+    # learn to use every level: with 96 latents per step the EMA codebooks of the fine levels keep
+    # moving, and a decoder chasing moving codes learns to ignore them. ``cosine`` decays the
+    # learning rate to 0 over the remaining steps.
+    init: str | None = None
+    decoder_only: bool = False
+    cosine: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -477,19 +486,31 @@ def train_codec(
         for layer, st in zip(codec.rvq.layers, state["rvq_rng"]):
             layer.generator.set_state(st)
         log.info("resuming from %s at step %d", last, step)
+    elif tc.init:
+        codec = load_codec(tc.init).train()
+        if asdict(codec.cfg) != asdict(cfg):
+            raise CodecError(f"{tc.init}: its config differs from preset {preset_name!r}; fine-tune with the same --preset")
+        if not bool(codec.rvq.layers[0].initted):
+            raise CodecError(f"{tc.init}: its codebooks were never initialised; train it further instead of fine-tuning")
+        torch.manual_seed(tc.seed)
+        codec.rvq.seed(tc.seed)
+        state, step = None, 0
     else:
         torch.manual_seed(tc.seed)
         codec = Codec(cfg).train()
         codec.rvq.seed(tc.seed)
         state, step = None, 0
+    warmup = 0 if tc.init else tc.warmup_steps  # an initialised codec needs no autoencoder warm-up
     codec.to(device)
+    if tc.decoder_only:
+        codec.encoder.requires_grad_(False)
     length = int(round(tc.crop_seconds * codec.sample_rate / codec.hop_length)) * codec.hop_length
 
     def kmeans_init():  # SoundStream's k-means init, on more latents than one batch holds
         with torch.no_grad():
             z = codec.encoder(random_crops(train_waves, tc.init_crops, length, g).to(device))
         codec.rvq.fit(z.reshape(-1, z.shape[-1]), iters=10, seed=tc.seed)
-    opt = torch.optim.Adam([p for p in codec.parameters()], lr=tc.lr, betas=(0.9, 0.99))
+    opt = torch.optim.Adam([p for p in codec.parameters() if p.requires_grad], lr=tc.lr, betas=(0.9, 0.99))
     if state is not None:
         opt.load_state_dict(state["optimizer"])
     loss_fn = MelLoss(codec.cfg).to(device)
@@ -504,8 +525,16 @@ def train_codec(
     bar = tqdm(total=tc.steps, initial=step, desc="codec", disable=not progress)
     while step < tc.steps:
         codec.train()
+        if tc.cosine:
+            for group in opt.param_groups:
+                group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / tc.steps))
         x = random_crops(train_waves, tc.batch_size, length, g).to(device)
-        if step < tc.warmup_steps:  # plain autoencoder first: the RVQ is initialised on informative latents
+        if tc.decoder_only:
+            n_q = int(torch.randint(1, codec.num_quantizers + 1, (1,), generator=g))
+            with torch.no_grad():
+                q = codec.rvq.decode(codec.rvq.encode(codec.encoder(x), n_q=n_q))
+            recon, commit = codec.decoder(q), x.new_zeros(())
+        elif step < warmup:  # plain autoencoder first: the RVQ is initialised on informative latents
             recon, commit, n_q = codec.decoder(codec.encoder(x)), x.new_zeros(()), 0
         else:
             if not bool(codec.rvq.layers[0].initted):

@@ -169,6 +169,24 @@ def test_training_reduces_loss_and_resumes_identically(small_corpus, tmp_path):
     assert set(straight["metrics"]["log_mel_distance_by_levels"]) == {str(i) for i in range(1, 13)}
 
 
+
+def test_decoder_only_fine_tuning_freezes_the_token_interface(small_corpus, tmp_path):
+    """--init --decoder-only: encoder and codebooks stay bit-identical (same tokens), the decoder learns."""
+    cfg = micro()
+    tc = dict(batch_size=2, crop_seconds=0.16, checkpoint_every=2, eval_clips=2, init_crops=8, threads=1, warmup_steps=1)
+    train_codec(small_corpus, tmp_path / "base", config=cfg, train=CodecTrainConfig(steps=2, **tc), progress=False)
+    init = tmp_path / "base" / "codec.pt"
+    train_codec(small_corpus, tmp_path / "ft", config=cfg, progress=False,
+                train=CodecTrainConfig(steps=3, init=str(init), decoder_only=True, cosine=True, lr=1e-2, **tc))
+    before, after = load_codec(init).state_dict(), load_codec(tmp_path / "ft").state_dict()
+    frozen = [k for k in before if not k.startswith("decoder.")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    with pytest.raises(CodecError, match="config differs"):
+        train_codec(small_corpus, tmp_path / "bad", config=micro(causal=True), progress=False,
+                    train=CodecTrainConfig(steps=1, init=str(init), **tc))
+
+
 # -- the shipped tiny codec ---------------------------------------------------------------------
 
 

@@ -200,3 +200,16 @@ def test_bootstrap_ci_is_seeded_and_narrows_with_more_clips():
     lo2, hi2 = bootstrap_fad_ci(ref, large, n_boot=100, seed=0)
     assert hi2 - lo2 < (hi - lo) / 2
     assert lo2 <= fad(ref, large).value <= hi2
+
+
+def test_cholesky_fast_path_and_eigh_route_agree_on_a_singular_side():
+    # Σ1 of rank 20 in 48 dims has no Cholesky factor (eigh route); swapped, Σ2 = Σ1' is PD (fast path).
+    rng = np.random.default_rng(11)
+    low = rng.standard_normal((21, 48))
+    s_singular, s_full = np.cov(low, rowvar=False), random_spd(rng, 48)
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(s_singular)
+    mu1, mu2 = rng.standard_normal(48), rng.standard_normal(48)
+    ab, ba = frechet_distance(mu1, s_singular, mu2, s_full), frechet_distance(mu2, s_full, mu1, s_singular)
+    assert ab == pytest.approx(ba, rel=1e-10)
+    assert ab == pytest.approx(sqrtm_frechet(mu1, s_singular, mu2, s_full), rel=1e-8)

@@ -323,6 +323,16 @@ class Codec(nn.Module):
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()
 
+    def tokens_hash(self) -> str:
+        """sha256 of what decides the tokens and their codewords: config, encoder and codebooks, not
+        the decoder. Stages trained on this codec's tokens stay valid after a decoder-only fine-tune."""
+        h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True).encode())
+        for k, v in sorted(self.state_dict().items()):
+            if not k.startswith("decoder."):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
     @property
     def id(self) -> str:
         return f"codec-{self.weights_hash()[:12]}"

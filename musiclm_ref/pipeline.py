@@ -97,13 +97,16 @@ class MusicLM:
             raise PipelineError(f"{d}: missing {', '.join(missing)} (train them with `musiclm-eval train stage|codec`)")
         stages = [load_stage(d / f"{s}_stage.pt", device) for s in ("semantic", "coarse", "fine")]
         codec = load_codec(d / "codec.pt", device)
-        codec_sha = file_sha256(d / "codec.pt")
+        codec_sha, tokens_sha = file_sha256(d / "codec.pt"), codec.tokens_hash()
         for s in stages[1:]:
-            trained_on = s.metadata.get("codec_sha256")
-            if trained_on and trained_on != codec_sha:
+            # the token interface (encoder + codebooks) decides compatibility; older stages recorded the file
+            trained_on, current = s.metadata.get("codec_tokens_sha256"), tokens_sha
+            if not trained_on:
+                trained_on, current = s.metadata.get("codec_sha256"), codec_sha
+            if trained_on and trained_on != current:
                 raise PipelineError(
                     f"{d / (s.config.stage + '_stage.pt')}: trained on acoustic tokens of another codec "
-                    f"(sha256 {trained_on[:12]}…, but {d / 'codec.pt'} is {codec_sha[:12]}…); retrain the stage")
+                    f"(sha256 {trained_on[:12]}…, but {d / 'codec.pt'} is {current[:12]}…); retrain the stage")
         mulan_file = d / "mulan.pt" if (d / "mulan.pt").is_file() else Path(mulan_path) if mulan_path else SHIPPED_MULAN
         mulan = load_mulan(mulan_file, device)
         melody = load_melody(d / "melody.pt") if (d / "melody.pt").is_file() else None

@@ -127,8 +127,27 @@ class Stage(nn.Module):
         super().__init__()
         self.config = cfg
         self.vocab = vocabulary(cfg)
-        tcfg: TransformerConfig = transformer_preset(cfg.preset, vocab_size(cfg), **cfg.transformer)
+        overrides = dict(cfg.transformer)
+        if cfg.preset == "tiny" and cfg.stage != "semantic":  # the tiny acoustic stages align S and A by a clock
+            overrides.setdefault("clock", True)
+        tcfg: TransformerConfig = transformer_preset(cfg.preset, vocab_size(cfg), **overrides)
         self.net = Transformer(tcfg)
+        if tcfg.clock:
+            self.net.set_clock(self.clock_ticks(), [SEP])
+
+    def clock_ticks(self) -> dict[int, int]:
+        """Clock advance per token id, in 10 ms units: a semantic token (25 Hz) 4; the last level of an
+        acoustic frame (50 Hz) 2 — the last coarse level in a coarse section, the last level in a fine one."""
+        t = self.config.tokens
+        ticks = {}
+        if "semantic" in self.vocab:
+            off, size = self.vocab["semantic"]
+            ticks.update({i: 4 for i in range(off, off + size)})
+        for level in {t.coarse_levels - 1, t.acoustic_levels - 1}:
+            if f"acoustic{level}" in self.vocab:
+                off, size = self.vocab[f"acoustic{level}"]
+                ticks.update({i: 2 for i in range(off, off + size)})
+        return ticks
 
     # -- offsets ----------------------------------------------------------------------------------
     def _levels(self, codes: Tensor, prefix: str, first: int = 0) -> Tensor:

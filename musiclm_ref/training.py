@@ -3,8 +3,9 @@
 Stage training reads a *token corpus*: every clip tokenized once (semantic, acoustic, MuLan M_A and
 melody tokens) and cached under ``~/.cache/musiclm-eval/tokens`` by a key made of the data hash and
 the hashes of every model that produced the tokens, so retraining a stage never re-tokenizes and a
-changed codec never reuses stale tokens. Each stage checkpoint records the codec's sha256;
-``MusicLM.from_pretrained`` refuses a stage trained on another codec's tokens.
+changed codec never reuses stale tokens. Each stage checkpoint records the codec's token-interface
+hash (config, encoder, codebooks: ``Codec.tokens_hash``) and file sha256; ``MusicLM.from_pretrained``
+refuses a stage trained on another codec's tokens (a decoder-only fine-tune keeps the tokens).
 """
 
 from __future__ import annotations
@@ -103,10 +104,11 @@ def token_corpus(data: str | Path, out: Path, components: Path, mulan_path: Path
             "metrics": {"levels": levels, "codebook": k, "fit_mse_by_level": [round(x, 5) for x in rvq.fit_mse]},
             "mulan_sha256": mulan.weights_sha256})
     rvq = load_mulan_rvq(rvq_path)
-    hashes = {"data_hash": data_hash, "codec_sha256": file_sha256(components / "codec.pt"),
+    hashes = {"data_hash": data_hash, "codec_tokens_sha256": codec.tokens_hash(),
               "tokenizer_id": tokenizer.id, "mulan_sha256": mulan.weights_sha256, "mulan_rvq_sha256": file_sha256(rvq_path),
               "melody_sha256": file_sha256(melody_file) if melody is not None else None}
     key = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:20]
+    hashes["codec_sha256"] = file_sha256(components / "codec.pt")  # recorded, not part of the key (decoder-only)
     cache = CACHE_DIR / f"{key}.pt"
     if cache.is_file():
         corpus = TokenCorpus.from_dict(torch.load(cache, weights_only=True))

@@ -11,6 +11,14 @@ MusicLM (like AudioLM) uses decoder-only Transformers for all three stages. What
   paper reports, which a plain two-matrix FFN (≈300M) would not.
 - A KV cache (``KVCache``) so sampling costs O(n) per new token instead of O(n²); the cached path
   computes the same function as the full forward (tested: same logits, same sampled tokens).
+- An optional *clock* (``clock=True``; our addition, used by the tiny acoustic stages): a sinusoidal
+  embedding of each token's time within its section, added to the token embedding. Token types
+  advance the clock (``ticks``: a semantic token 4, the last level of an acoustic frame 2, in units of
+  10 ms) and SEP restarts it, so S_k and A_{2k} get the same time. A relative bias cannot align the
+  two streams (their distance grows with t, 3.5 positions per frame in the coarse layout), and a
+  model the size of ours does not learn content-based alignment in CPU-scale training; with the
+  clock, matching times is a dot product of sinusoids. The clock is computed causally from the
+  tokens alone, so it needs no extra input and the KV cache carries it (``KVCache.clock``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class TransformerConfig:
     dropout: float = 0.1
     rel_buckets: int = 32
     rel_max_distance: int = 128
+    clock: bool = False
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -162,6 +171,7 @@ class KVCache:
         self.buffers: list[tuple[Tensor, Tensor]] = []
         self.length = 0  # positions committed by completed forward calls
         self._pending = 0
+        self.clock: Tensor | None = None  # [B] the time of the next token (Transformer with clock=True)
 
     def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         start, n = self.length, k.shape[2]
@@ -184,6 +194,29 @@ class KVCache:
         self._pending = 0
 
 
+# -- clock ----------------------------------------------------------------------------------------
+
+
+def clock_times(ticks: Tensor, resets: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
+    """Time of each token: ``start`` plus the ticks of the earlier tokens since the last reset token.
+
+    ticks [B, n] (≥ 0), resets [B, n] bool, start [B] → (times [B, n], time of the next token [B]).
+    The raw running sum is non-decreasing, so "its value just after the last reset" is a cummax.
+    """
+    after = start[:, None] + ticks.cumsum(1)  # raw clock just after each token
+    before = after - ticks
+    marks = torch.where(resets, after, torch.zeros_like(after)).cummax(1).values  # raw clock after the last reset ≤ i
+    prev = F.pad(marks[:, :-1], (1, 0))
+    return before - prev, after[:, -1] - marks[:, -1]
+
+
+def sinusoid(times: Tensor, dim: int) -> Tensor:
+    """[..., ] integer times → [..., dim] sin/cos features (Vaswani et al.), periods 2π … 2π·10⁴ units."""
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, device=times.device, dtype=torch.float32) / dim)
+    angles = times.float()[..., None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
 # -- model --------------------------------------------------------------------------------------
 
 
@@ -197,6 +230,10 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(cfg.dim)
         self.to_logits = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
+        if cfg.clock:  # which token types advance / restart the clock: set by the owner (``set_clock``)
+            self.register_buffer("ticks", torch.zeros(cfg.vocab_size, dtype=torch.long))
+            self.register_buffer("resets", torch.zeros(cfg.vocab_size, dtype=torch.bool))
+            self.clock_proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
         if self.embed.weight.device.type != "meta":
             self.apply(self._init)
 
@@ -204,6 +241,17 @@ class Transformer(nn.Module):
     def _init(m: nn.Module) -> None:
         if isinstance(m, nn.Linear | nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
+
+    @torch.no_grad()
+    def set_clock(self, ticks: dict[int, int], resets: list[int]) -> None:
+        """Token id → clock advance; ids that restart the clock. Only for ``clock=True`` models."""
+        if not self.config.clock:
+            raise ValueError("this Transformer has no clock (config.clock=False)")
+        self.ticks.zero_()
+        self.resets.zero_()
+        if ticks:
+            self.ticks[torch.tensor(list(ticks))] = torch.tensor(list(ticks.values()))
+        self.resets[torch.tensor(list(resets), dtype=torch.long)] = True
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
         """tokens [B, n] → logits [B, n, vocab]. With ``cache``, ``tokens`` continue the cached positions
@@ -218,7 +266,14 @@ class Transformer(nn.Module):
         n = tokens.shape[1]
         pos = torch.arange(start + n, device=tokens.device)
         bias = self.rel_pos(pos[start:], pos)
-        x = self.drop(self.embed(tokens))
+        x = self.embed(tokens)
+        if self.config.clock:
+            start_t = cache.clock if cache is not None and cache.clock is not None else tokens.new_zeros(tokens.shape[0])
+            times, next_t = clock_times(self.ticks[tokens], self.resets[tokens], start_t)
+            x = x + self.clock_proj(sinusoid(times, self.config.dim).to(x.dtype))
+            if cache is not None:
+                cache.clock = next_t
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, bias, cache, i)
         if cache is not None:

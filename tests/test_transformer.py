@@ -9,6 +9,7 @@ from musiclm_ref.transformer import (
     KVCache,
     Transformer,
     TransformerConfig,
+    clock_times,
     count_parameters,
     preset,
     relative_bucket,
@@ -59,6 +60,42 @@ def test_kv_cache_gives_the_same_logits_as_the_full_forward():
     parts = [m(x[:, :10], cache)] + [m(x[:, i : i + 1], cache) for i in range(10, 20)] + [m(x[:, 20:], cache)]
     assert cache.length == 33
     torch.testing.assert_close(torch.cat(parts, 1), full, rtol=0, atol=1e-10)
+
+
+def clocked(vocab: int = 64) -> Transformer:
+    """Ids 10–19 tick 4 (a 25 Hz stream), 20–29 tick 2 (50 Hz), 2 resets the clock."""
+    m = tiny(vocab, clock=True)
+    m.set_clock({**{i: 4 for i in range(10, 20)}, **{i: 2 for i in range(20, 30)}}, [2])
+    return m
+
+
+def test_clock_times_follow_ticks_and_restart_at_resets():
+    # cond cond | S S S | SEP | A A A A   (S ticks 4, A ticks 2; SEP resets)
+    ticks = torch.tensor([[0, 0, 4, 4, 4, 0, 2, 2, 2, 2]])
+    resets = torch.tensor([[0, 0, 0, 0, 0, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    times, nxt = clock_times(ticks, resets, torch.tensor([0]))
+    assert times.tolist() == [[0, 0, 0, 4, 8, 12, 0, 2, 4, 6]] and nxt.tolist() == [8]
+    # the same sequence fed in two pieces, carrying the clock, gives the same times
+    a, carry = clock_times(ticks[:, :7], resets[:, :7], torch.tensor([0]))
+    b, nxt2 = clock_times(ticks[:, 7:], resets[:, 7:], carry)
+    assert torch.cat([a, b], 1).tolist() == times.tolist() and nxt2.tolist() == [8]
+
+
+def test_clock_model_kv_cache_matches_full_forward_and_stays_causal():
+    m = clocked().double()
+    x = torch.randint(0, 64, (2, 40), generator=torch.Generator().manual_seed(3))
+    x[:, 15] = 2  # a reset inside the sequence
+    full = m(x)
+    cache = KVCache()
+    parts = [m(x[:, :12], cache)] + [m(x[:, i : i + 1], cache) for i in range(12, 30)] + [m(x[:, 30:], cache)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, rtol=0, atol=1e-10)
+    y = x.clone()
+    y[:, 25:] = (y[:, 25:] + 7) % 64
+    torch.testing.assert_close(m(y)[:, :25], full[:, :25], rtol=0, atol=1e-10)
+    # the model sees the clock: without it (ticks zeroed) the outputs after the first tick differ
+    ticked = int((m.ticks[x[0]] > 0).nonzero()[0])
+    m.set_clock({}, [2])
+    assert not torch.allclose(m(x)[0, ticked + 1 :], full[0, ticked + 1 :])
 
 
 def test_relative_buckets_are_exact_near_and_log_spaced_far():

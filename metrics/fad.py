@@ -169,7 +169,7 @@ class EmbeddingStats:
         self._n_folded = n
         self._mean_folded: np.ndarray | None = None
         self._m2_folded: np.ndarray | None = None
-        self._pending: list[np.ndarray] = []
+        self._buffer: np.ndarray | None = None  # [block, d] float64; rows [0, _pending_rows) wait to be folded
         self._pending_rows = 0
 
     def __repr__(self) -> str:
@@ -235,12 +235,8 @@ class EmbeddingStats:
 
     def _flush(self) -> None:
         if self._pending_rows:
-            block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-            self._pending, self._pending_rows = [], 0
-            self._fold_block(block)
-
-    def _block_rows(self) -> int:
-        return max(BLOCK_ROWS, self.dim or 0)
+            rows, self._pending_rows = self._pending_rows, 0
+            self._fold_block(self._buffer[:rows])
 
     def update(self, x: np.ndarray, clips: int = 1) -> EmbeddingStats:
         """Add frames ``x`` [n, d] (from ``clips`` clips). Returns self for chaining."""
@@ -250,18 +246,20 @@ class EmbeddingStats:
         if not np.isfinite(x).all():
             raise FADError("embeddings contain NaN or Inf")
         self._ensure(x.shape[1])
-        block, start = self._block_rows(), 0
-        if self._pending_rows and self._pending_rows + len(x) >= block:  # complete the open block
-            start = block - self._pending_rows
-            self._pending.append(x[:start])
-            self._pending_rows = block
-            self._flush()
-        while len(x) - start >= block:  # whole blocks straight from the input
-            self._fold_block(x[start : start + block])
-            start += block
-        if start < len(x):  # the rest waits (copied: the caller may reuse its array)
-            self._pending.append(np.array(x[start:], dtype=np.float64))
-            self._pending_rows += len(x) - start
+        block, start, k = max(BLOCK_ROWS, self.dim), 0, len(x)
+        while start < k:
+            rows = self._pending_rows
+            if rows == 0 and k - start >= block:  # a whole block straight from the input
+                self._fold_block(x[start : start + block])
+                start += block
+                continue
+            if self._buffer is None or self._buffer.shape != (block, self.dim):
+                self._buffer = np.empty((block, self.dim))
+            take = min(block - rows, k - start)
+            self._buffer[rows : rows + take] = x[start : start + take]  # a copy: callers may reuse x
+            self._pending_rows, start = rows + take, start + take
+            if self._pending_rows == block:
+                self._flush()
         self.n_clips += clips
         return self
 

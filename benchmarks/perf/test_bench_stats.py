@@ -1,0 +1,120 @@
+"""FAD statistics throughput (one pass, O(d²) memory) against the machine's matmul rate, and FAD cost growth.
+
+Workload: float32 embedding frames, standard normal, fed **a clip at a time (10 frames, VGGish's count
+for a 10 s clip)** — how ``metrics.engine`` and ``fad`` feed ``EmbeddingStats`` — then ``cov`` is read.
+d = 128 (VGGish) with 100,000 frames, d = 2048 with 8,192 frames.
+
+Rates are "Gram GFLOP/s": 2·n·d² / seconds, the flops a gemm would spend on Xᵀ X (a syrk does half,
+so a BLAS syrk can show more than the machine's gemm peak). The peer is a plain ``X.T @ X`` in float64
+(the precision the statistics keep) and float32 on the same data, with no centring and no
+streaming — an upper bound, not an alternative. ``previous`` is the per-update Chan fold this project
+used before blocking (measured on a prefix: it is ~30× slower at d = 2048).
+
+``bulk_*`` figures: the same frames in one ``update`` call (no per-call Python cost).
+
+``test_fad_cost_growth``: whole FAD (both sides' statistics + Fréchet) at 1k/10k/100k frames per side,
+d = 128, and the log-log slope of time against frames.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from metrics.fad import EmbeddingStats, fad, frechet_distance
+
+FRAMES = {128: 100_000, 2048: 8_192}
+PREVIOUS_FRAMES = {128: 20_000, 2048: 1_024}
+CLIP_FRAMES = 10
+
+
+def gram_gflop(n: int, d: int) -> float:
+    return 2.0 * n * d * d / 1e9
+
+
+def best_time(fn, rounds: int = 2) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def stats_per_clip(x: np.ndarray) -> EmbeddingStats:
+    s = EmbeddingStats()
+    for i in range(0, len(x), CLIP_FRAMES):
+        s.update(x[i : i + CLIP_FRAMES])
+    s.cov  # noqa: B018 - reading folds the last partial block, part of the cost
+    return s
+
+
+def previous_per_clip(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unblocked update (per call: centre, Gram, Chan merge into d×d), for the before/after record."""
+    d = x.shape[1]
+    n, mean, m2 = 0, np.zeros(d), np.zeros((d, d))
+    for i in range(0, len(x), CLIP_FRAMES):
+        c = np.asarray(x[i : i + CLIP_FRAMES], dtype=np.float64)
+        mb = c.mean(0)
+        xc = c - mb
+        nb = len(c)
+        delta = mb - mean
+        mean = mean + delta * (nb / (n + nb))
+        m2 = m2 + xc.T @ xc + np.outer(delta, delta) * (n * nb / (n + nb))
+        n += nb
+    return mean, m2 / (n - 1)
+
+
+@pytest.mark.parametrize("d", [128, 2048])
+def test_stats_throughput(benchmark, d):
+    n = FRAMES[d]
+    x = np.random.default_rng(d).standard_normal((n, d)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    t_gemm64 = best_time(lambda: x64.T @ x64)
+    t_gemm32 = best_time(lambda: x.T @ x)
+    prefix = x[: PREVIOUS_FRAMES[d]]
+    t_prev = best_time(lambda: previous_per_clip(prefix), rounds=1)
+    t_bulk = best_time(lambda: EmbeddingStats().update(x).cov)  # one update with every frame
+    benchmark.group = f"stats d={d}"
+    s = benchmark.pedantic(stats_per_clip, args=(x,), rounds=3, iterations=1)
+    # correctness gate: the streamed statistics are numpy's mean/cov (ddof=1) of the same frames
+    np.testing.assert_allclose(s.mean, x64.mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(s.cov, np.cov(x64, rowvar=False), rtol=0, atol=1e-12)
+    ours = benchmark.stats.stats.min
+    gf = gram_gflop(n, d)
+    benchmark.extra_info.update({
+        "d": d, "frames": n, "frames_per_update": CLIP_FRAMES,
+        "frames_per_s": n / ours, "gram_gflops": gf / ours,
+        "xtx_float64_gflops": gf / t_gemm64, "xtx_float32_gflops": gf / t_gemm32,
+        "fraction_of_xtx_float64": t_gemm64 / ours,
+        "bulk_update_frames_per_s": n / t_bulk, "bulk_fraction_of_xtx_float64": t_gemm64 / t_bulk,
+        "previous_frames_per_s": len(prefix) / t_prev, "speedup_vs_previous": (n / ours) / (len(prefix) / t_prev),
+    })
+
+
+def test_fad_cost_growth(benchmark):
+    """Whole FAD at 1k/10k/100k frames per side (d = 128, clip-sized updates); fitted exponent."""
+    d, sizes, times, values = 128, [1_000, 10_000, 100_000], [], []
+    rng = np.random.default_rng(0)
+    data = {n: (rng.standard_normal((n, d)).astype(np.float32), rng.standard_normal((n, d)).astype(np.float32) + 0.1)
+            for n in sizes}
+
+    def one(n: int) -> float:
+        ref, gen = data[n]
+        return fad(stats_per_clip(ref), stats_per_clip(gen)).value
+
+    for n in sizes:
+        one(n)  # warm
+        t0 = time.perf_counter()
+        values.append(one(n))
+        times.append(time.perf_counter() - t0)
+    slope = float(np.polyfit(np.log(sizes), np.log(times), 1)[0])
+    benchmark.pedantic(one, args=(sizes[-1],), rounds=1, iterations=1)
+    # correctness gate: the streamed FAD equals the Fréchet distance of numpy's mean/cov of the same frames
+    ref, gen = (a.astype(np.float64) for a in data[sizes[-1]])
+    direct = frechet_distance(ref.mean(0), np.cov(ref, rowvar=False), gen.mean(0), np.cov(gen, rowvar=False))
+    assert abs(values[-1] - direct) <= 1e-9 * direct, (values[-1], direct)
+    benchmark.extra_info.update({"d": d, "frames_per_side": sizes, "seconds": times, "fitted_exponent": slope,
+                                 "fad_values": values})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -65,13 +66,20 @@ def _load(path: str, sr: int) -> tuple:
     return ("ok", clip.wave, clip.sr, [(w.category, str(w.message)) for w in caught])
 
 
+def _one_thread_worker() -> None:
+    """Pool initializer: each decode worker resamples on one thread. Left to the default, every worker's
+    torch would start one thread per core, so N workers plus the embedder oversubscribe the machine."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
 def _decode_all(paths: list[str], sr: int, workers: int) -> Iterator[tuple]:
     if workers <= 0 or len(paths) < 2:
         for p in paths:
             yield _load(p, sr)
         return
     ctx = multiprocessing.get_context("spawn")  # fork after torch/TF threads can deadlock
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_thread_worker) as pool:
         yield from pool.map(_load, paths, [sr] * len(paths), chunksize=max(1, len(paths) // (4 * workers)))
 
 

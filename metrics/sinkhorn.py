@@ -125,19 +125,23 @@ def sinkhorn_pairs(
     device: str = "cpu",
     chunk: int = 512,
     log_domain: bool = False,
+    dtype: torch.dtype = torch.float64,
+    eps_scaling: bool = True,
 ) -> np.ndarray:
     """Entropic OT cost ``<P_ε, C>`` for each aligned pair ``(a[i], b[i])``; ``a`` may have one row (broadcast).
 
     ``cost`` is the full ``[K, K]`` ground cost; only the entries between the supports are gathered.
-    The solver iterates on a stabilized kernel (fast batched matrix products) and redoes any pair
+    The solver iterates on a kernel stabilized by the current dual potentials (fast batched matrix
+    products), reaching ε through a short ε-scaling schedule (``eps_scaling``), and redoes any pair
     whose kernel underflows in the log domain; ``log_domain=True`` forces the log-domain solver.
+    ``dtype=torch.float32`` roughly halves the time; its costs agree with float64 to ~1e-5 (tested).
     """
     if eps <= 0:
         raise SinkhornError(f"eps must be > 0, got {eps}")
     n = max(len(a), len(b))
     if len(a) not in (1, n) or len(b) not in (1, n):
         raise SinkhornError(f"cannot pair {len(a)} source histograms with {len(b)} targets")
-    m = torch.as_tensor(cost, dtype=torch.float64, device=device)
+    m = torch.as_tensor(cost, device=device).to(dtype)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise SinkhornError(f"ground cost must be a square [K, K] matrix, got {tuple(m.shape)}")
     k = m.shape[0]
@@ -149,64 +153,97 @@ def sinkhorn_pairs(
         sl = slice(s, min(n, s + chunk))
         aa = a if len(a) == 1 else a[sl]
         bb = b if len(b) == 1 else b[sl]
-        out[sl] = _solve(aa, bb, m, eps, tol, max_iter, device, sl.stop - sl.start, log_domain)
+        out[sl] = _solve(aa, bb, m, eps, tol, max_iter, device, sl.stop - sl.start, log_domain, eps_scaling)
     return out
 
 
 def _solve(a: SparseHist, b: SparseHist, m: torch.Tensor, eps: float, tol: float, max_iter: int, device: str, n: int,
-           log_domain: bool) -> np.ndarray:
+           log_domain: bool, eps_scaling: bool) -> np.ndarray:
+    dt = m.dtype
     ia = torch.as_tensor(a.ids, device=device).expand(n, -1)
     ib = torch.as_tensor(b.ids, device=device).expand(n, -1)
-    wa = torch.as_tensor(a.w, dtype=torch.float64, device=device).expand(n, -1)
-    wb = torch.as_tensor(b.w, dtype=torch.float64, device=device).expand(n, -1)
+    wa = torch.as_tensor(a.w, device=device).to(dt).expand(n, -1)
+    wb = torch.as_tensor(b.w, device=device).to(dt).expand(n, -1)
     c = m[ia[:, :, None], ib[:, None, :]]  # [n, Sa, Sb], only the supports
-    live = (wa > 0)[:, :, None] & (wb > 0)[:, None, :]
     if log_domain:
-        return _solve_log(wa, wb, c, eps, tol, max_iter).cpu().numpy()
-    out = _solve_scaling(wa, wb, c, live, eps, tol, max_iter)
+        return _solve_log(wa, wb, c, eps, tol, max_iter).double().cpu().numpy()
+    out = _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling)
     bad = ~torch.isfinite(out)
-    if bad.any():  # a kernel row underflowed: redo those pairs in the log domain
-        out[bad] = _solve_log(wa[bad], wb[bad], c[bad], eps, tol, max_iter)
-    return out.cpu().numpy()
+    if bad.any():  # a kernel row underflowed: redo those pairs in the log domain, in float64
+        out[bad] = _solve_log(wa[bad].double(), wb[bad].double(), c[bad].double(), eps, tol, max_iter).to(dt)
+    return out.double().cpu().numpy()
 
 
-def _solve_scaling(wa, wb, c, live, eps, tol, max_iter) -> torch.Tensor:
-    """Matrix-scaling Sinkhorn on a stabilized kernel; returns NaN for pairs that underflow.
+def eps_schedule(c_max: float, eps: float, factor: float = 4.0) -> list[float]:
+    """ε-scaling: ε_0 ≈ the largest cost, divided by ``factor`` per stage down to ``eps`` (always ending at it).
+
+    Why: at a large ε Sinkhorn converges in a few iterations; each stage warm-starts the next from its
+    dual potentials, so the final (small-ε) stage starts near its fixed point instead of from zero.
+    """
+    out = []
+    e = max(float(c_max), eps)
+    while e > eps * factor:
+        out.append(e)
+        e /= factor
+    return [*out, eps]
+
+
+STAGE_ITERS = 8  # scaling iterations per intermediate ε stage (the last stage runs to ``tol``)
+
+
+def _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling) -> torch.Tensor:
+    """Matrix-scaling Sinkhorn on a kernel stabilized by the dual potentials; NaN for pairs that underflow.
 
     Why it is safe: any row/column rescaling of the kernel is absorbed by the scalings u, v, so
-    ``K_ij = exp(-(C_ij - α_i - β_j)/ε)`` with α, β the row/column minima of ``C`` over the support
-    gives the same plan while every row and column keeps an entry equal to 1. Pads have K = 0.
+    ``K_ij = exp((f_i + g_j − C_ij)/ε)`` gives the same plan for any potentials f, g. Starting from the
+    row/column minima of ``C`` (every row and column keeps an entry equal to 1) and, between ε stages,
+    absorbing ``ε·log u``, ``ε·log v`` into f, g keeps the entries near the plan O(1). Pads have K = 0.
     """
+    live = (wa > 0)[:, :, None] & (wb > 0)[:, None, :]
     inf = torch.tensor(float("inf"), dtype=c.dtype, device=c.device)
     cm = torch.where(live, c, inf)
-    alpha = cm.amin(2, keepdim=True)
-    alpha = torch.where(torch.isfinite(alpha), alpha, torch.zeros_like(alpha))
-    beta = (cm - alpha).amin(1, keepdim=True)
-    beta = torch.where(torch.isfinite(beta), beta, torch.zeros_like(beta))
-    k = torch.where(live, torch.exp(-(c - alpha - beta) / eps), torch.zeros_like(c))
+    f = cm.amin(2)
+    f = torch.where(torch.isfinite(f), f, torch.zeros_like(f))
+    g = (cm - f[:, :, None]).amin(1)
+    g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
+    c_max = float(torch.where(live, c, torch.zeros_like(c)).amax()) if c.numel() else 0.0
+    stages = eps_schedule(c_max, eps) if eps_scaling else [eps]
     tiny = torch.finfo(c.dtype).tiny
     out = torch.full((len(c),), float("nan"), dtype=c.dtype, device=c.device)
     act = torch.arange(len(c), device=c.device)  # pairs still iterating; converged ones leave the batch
-    v = (wb > 0).to(c.dtype)
-    for it in range(max_iter):
-        kv = torch.bmm(k, v[:, :, None])[:, :, 0]
-        u = wa / kv.clamp_min(tiny)
-        ktu = torch.bmm(u[:, None, :], k)[:, 0, :]
-        v = wb / ktu.clamp_min(tiny)
-        last = it == max_iter - 1
-        if it % 10 == 9 or last:
-            row = u * torch.bmm(k, v[:, :, None])[:, :, 0]
-            err = (row - wa).abs().sum(1)
-            underflow = ~(((kv > 0) | (wa == 0)).all(1) & ((ktu > 0) | (wb == 0)).all(1))
-            done = (err < tol) | last | ~torch.isfinite(err) | underflow
-            if done.any():
-                cost = ((u[:, :, None] * k * v[:, None, :]) * c).sum((1, 2))[done]
-                ok = torch.isfinite(cost) & ~underflow[done]
-                out[act[done]] = torch.where(ok, cost, torch.full_like(cost, float("nan")))
-                keep = ~done
-                if not keep.any():
-                    break
-                act, k, c, wa, wb, v = act[keep], k[keep], c[keep], wa[keep], wb[keep], v[keep]
+    budget = max_iter
+    for si, e in enumerate(stages):
+        final = si == len(stages) - 1
+        k = torch.where(live, torch.exp((f[:, :, None] + g[:, None, :] - c) / e), torch.zeros_like(c))
+        kt = k.transpose(1, 2).contiguous()  # row-vector × matrix products are several times faster on CPU
+        u = (wa > 0).to(c.dtype)
+        v = (wb > 0).to(c.dtype)
+        n_it = budget if final else min(STAGE_ITERS, budget)
+        for it in range(n_it):
+            kv = torch.bmm(v[:, None, :], kt)[:, 0, :]
+            u = wa / kv.clamp_min(tiny)
+            ktu = torch.bmm(u[:, None, :], k)[:, 0, :]
+            v = wb / ktu.clamp_min(tiny)
+            budget -= 1
+            if not final:
+                continue
+            last = it == n_it - 1
+            if it % 10 == 9 or last:
+                row = u * torch.bmm(v[:, None, :], kt)[:, 0, :]
+                err = (row - wa).abs().sum(1)
+                underflow = ~(((kv > 0) | (wa == 0)).all(1) & ((ktu > 0) | (wb == 0)).all(1))
+                done = (err < tol) | last | ~torch.isfinite(err) | underflow
+                if done.any():
+                    cost = ((u[:, :, None] * k * v[:, None, :]) * c).sum((1, 2))[done]
+                    ok = torch.isfinite(cost) & ~underflow[done]
+                    out[act[done]] = torch.where(ok, cost, torch.full_like(cost, float("nan")))
+                    keep = ~done
+                    if not keep.any():
+                        return out
+                    act, k, kt, c, wa, wb, u, v, live = (x[keep] for x in (act, k, kt, c, wa, wb, u, v, live))
+        if not final:  # absorb the scalings into the potentials (pads keep potential 0: their K is 0 anyway)
+            f = f + e * torch.where(wa > 0, torch.log(u.clamp_min(tiny)), torch.zeros_like(u))
+            g = g + e * torch.where(wb > 0, torch.log(v.clamp_min(tiny)), torch.zeros_like(v))
     return out
 
 

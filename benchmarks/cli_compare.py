@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from metrics.engine import engine_options
+
 
 @click.group()
 def musiccaps() -> None:
@@ -52,12 +54,15 @@ def musiccaps_prepare(csv_path: Path, audio_dir: Path, out_dir: Path, subset: st
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
-def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, on_error, skip_unavailable, device, seed, no_cache) -> None:
+@engine_options
+def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, on_error, skip_unavailable, device, seed, no_cache,
+            engine, ray_address) -> None:
     """Score systems against a reference set: the paper's Table 1 with bootstrap 95% CIs."""
     from benchmarks.harness import compare as run_compare
     from benchmarks.harness import parse_systems, summarize
     from metrics.audio import AudioError, PairingError
     from metrics.cache import EmbeddingCache
+    from metrics.engine import make_engine
     from metrics.musiccaps import CaptionsError
 
     try:
@@ -67,6 +72,7 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
             classifier=None if classifier == "none" else classifier, joint=None if joint == "none" else joint,
             ratings=ratings, on_error=on_error, device=device, seed=seed,
             cache=None if no_cache else EmbeddingCache(), skip_unavailable_embedders=skip_unavailable, progress=True,
+            engine=make_engine(engine, ray_address),
         )  # fmt: skip
     except (ValueError, AudioError, PairingError, CaptionsError, RuntimeError, ImportError) as e:
         raise click.ClickException(str(e)) from None

@@ -105,8 +105,11 @@ def compare(
     skip_unavailable_embedders: bool = False,
     progress: bool = False,
     extra_metadata: dict | None = None,
+    engine=None,
 ) -> dict:
-    """Score every system against the reference; write the results store to ``out``; return results.json."""
+    """Score every system against the reference; write the results store to ``out``; return results.json.
+
+    ``engine`` (``metrics.engine``; default local) runs the FAD embedding extraction."""
     from metrics.fad import EmbeddingStats, bootstrap_fad_ci, fad, per_clip_fad
     from metrics.musiccaps import load_captions
 
@@ -155,8 +158,9 @@ def compare(
 
     # FAD: reference statistics once per embedder, then each system against them
     for name, emb in emb_models.items():
-        from metrics.extract import embed_clips
+        from metrics.engine import LOCAL
 
+        embed_clips = (engine or LOCAL).embed
         ref_embs = embed_clips(ref_clips, emb, cache, on_error=on_error, progress=progress)
         ref_stats = EmbeddingStats.from_embeddings(dict(ref_embs), embedder=emb.id)
         for s in inputs:

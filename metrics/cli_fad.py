@@ -19,32 +19,40 @@ import click
 from metrics.audio import AudioError, scan_dir
 from metrics.cache import EmbeddingCache, atomic_write_bytes
 from metrics.embedders import Embedder, EmbedderError, available_embedders, get_embedder
-from metrics.extract import EmbeddingSet, embed_clips, preprocessing_key
+from metrics.engine import LOCAL, EmbedderSpec, Engine, EngineUnavailableError, engine_options, make_engine
+from metrics.engine import stats_of as stats_of
+from metrics.extract import EmbeddingSet, preprocessing_key
 from metrics.fad import EmbeddingStats, FADError, SingularCovarianceWarning, bootstrap_fad_ci, fad_inf, per_clip_fad
 from metrics.fad import fad as fad_metric
 
 
 def embed_dir(directory: str | Path, embedder: Embedder, cache: EmbeddingCache | None = None, on_error: str = "raise",
-              workers: int = 0, batch_size: int = 8, progress: bool = False) -> EmbeddingSet:
+              workers: int = 0, batch_size: int = 8, progress: bool = False, engine: Engine | None = None,
+              spec: EmbedderSpec | None = None) -> EmbeddingSet:
     """Embed every audio file of a directory; empty or all-unusable directories are errors."""
     paths = list(scan_dir(directory).values())
-    embs = embed_clips(paths, embedder, cache, batch_size=batch_size, workers=workers, progress=progress,
-                       on_error=on_error)
+    embs = (engine or LOCAL).embed(paths, embedder, cache, batch_size=batch_size, workers=workers, progress=progress,
+                                   on_error=on_error, spec=spec)
     if not embs:
         raise AudioError(directory, f"no usable clips ({len(embs.skipped)} skipped)")
     return embs
 
 
-def stats_of(embs: EmbeddingSet, embedder: Embedder) -> EmbeddingStats:
-    s = EmbeddingStats(embedder=embedder.id, config={**embedder.config, "preprocessing": preprocessing_key(embedder)})
-    for arr in embs.values():
-        s.update(arr)
-    return s
+def dir_stats(directory: str | Path, embedder: Embedder, cache: EmbeddingCache | None = None, on_error: str = "raise",
+              workers: int = 0, batch_size: int = 8, progress: bool = False, engine: Engine | None = None,
+              spec: EmbedderSpec | None = None) -> tuple[EmbeddingStats, list]:
+    """Statistics of a directory without keeping its embeddings (the Ray engine merges per-batch partials)."""
+    paths = list(scan_dir(directory).values())
+    s, skipped = (engine or LOCAL).stats(paths, embedder, cache, batch_size=batch_size, workers=workers,
+                                         progress=progress, on_error=on_error, spec=spec)
+    if not s.n_clips:
+        raise AudioError(directory, f"no usable clips ({len(skipped)} skipped)")
+    return s, skipped
 
 
 def compute_stats(audio: str | Path, embedder: Embedder, out: str | Path | None = None, **kw) -> EmbeddingStats:
     """Statistics (mu, sigma, n) of a directory's embeddings, optionally saved as ``.npz``."""
-    s = stats_of(embed_dir(audio, embedder, **kw), embedder)
+    s, _ = dir_stats(audio, embedder, **kw)
     if out is not None:
         s.save(out)
     return s
@@ -61,8 +69,7 @@ def _reference_stats(reference: str | Path, embedder: Embedder, **kw) -> tuple[E
         if pre is not None and pre != preprocessing_key(embedder):
             raise FADError(f"{path}: statistics used pre-processing {pre!r}, this run uses {preprocessing_key(embedder)!r}")
         return s, []
-    embs = embed_dir(path, embedder, **kw)
-    return stats_of(embs, embedder), embs.skipped
+    return dir_stats(path, embedder, **kw)
 
 
 def compute_fad(reference: str | Path, generated: str | Path, embedder: Embedder, *, inf: bool = False,
@@ -72,16 +79,20 @@ def compute_fad(reference: str | Path, generated: str | Path, embedder: Embedder
     Returns the JSON document of ``musiclm-eval fad``; ``kw`` go to ``embed_dir`` (cache, on_error, …).
     """
     ref, ref_skipped = _reference_stats(reference, embedder, **kw)
-    gen = embed_dir(generated, embedder, **kw)
+    if inf or bootstrap or per_clip is not None:  # these need every generated clip's frames
+        gen = embed_dir(generated, embedder, **kw)
+        gen_stats, gen_skipped = stats_of(gen, embedder), gen.skipped
+    else:
+        gen_stats, gen_skipped = dir_stats(generated, embedder, **kw)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SingularCovarianceWarning)
-        result = fad_metric(ref, stats_of(gen, embedder))
+        result = fad_metric(ref, gen_stats)
     for w in caught:  # re-emit, and keep them in the result so a JSON reader sees them too
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     doc = {"fad": result.value, **result.extra, "embedder_name": embedder.name,
            "preprocessing": preprocessing_key(embedder), "seed": seed,
            "warnings": [str(w.message) for w in caught],
-           "skipped": {"reference": [vars(s) for s in ref_skipped], "generated": [vars(s) for s in gen.skipped]}}
+           "skipped": {"reference": [vars(s) for s in ref_skipped], "generated": [vars(s) for s in gen_skipped]}}
     if inf:
         doc["fad_inf"], doc["fad_inf_r2"] = fad_inf(ref, gen, seed=seed)
     if bootstrap:
@@ -132,10 +143,13 @@ def _common(f):
     return f
 
 
-def _setup(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size, workers, progress):
+def _setup(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size, workers, progress,
+           engine="local", ray_address=None):
     embedder = get_embedder(embedder_name, embedder_path, device)
     cache = None if no_cache else EmbeddingCache(cache_dir)
     kw = {"cache": cache, "on_error": on_error, "batch_size": batch_size, "workers": workers, "progress": progress}
+    if engine != "local" or ray_address:
+        kw.update(engine=make_engine(engine, ray_address), spec=EmbedderSpec(embedder_name, embedder_path, device))
     return embedder, kw
 
 
@@ -147,14 +161,15 @@ def _fail(e: Exception):
 @click.option("--audio", required=True, type=click.Path(), help="Directory of audio files.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz (mu, sigma, n, metadata).")
 @_common
+@engine_options
 def stats(audio, out, embedder_name, embedder_path, device, on_error, no_cache, cache_dir, batch_size, workers,
-          progress):
+          progress, engine, ray_address):
     """Compute embedding statistics (mu, sigma) of a folder."""
     try:
         embedder, kw = _setup(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
-                              workers, progress)
+                              workers, progress, engine, ray_address)
         s = compute_stats(audio, embedder, out, **kw)
-    except (AudioError, EmbedderError, FADError) as e:
+    except (AudioError, EmbedderError, FADError, EngineUnavailableError) as e:
         _fail(e)
     click.echo(f"wrote {out}: {s.n_clips} clips, {s.n} frames, dim {s.dim}, embedder {s.embedder}")
 
@@ -168,15 +183,16 @@ def stats(audio, out, embedder_name, embedder_path, device, on_error, no_cache, 
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON.")
 @_common
+@engine_options
 def fad_command(reference, generated, inf, per_clip, bootstrap, seed, json_out, embedder_name, embedder_path, device,
-                on_error, no_cache, cache_dir, batch_size, workers, progress):
+                on_error, no_cache, cache_dir, batch_size, workers, progress, engine, ray_address):
     """Fréchet Audio Distance between a reference and a generated set."""
     try:
         embedder, kw = _setup(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
-                              workers, progress)
+                              workers, progress, engine, ray_address)
         doc = compute_fad(reference, generated, embedder, inf=inf, per_clip=per_clip, bootstrap=bootstrap, seed=seed,
                           **kw)
-    except (AudioError, EmbedderError, FADError) as e:
+    except (AudioError, EmbedderError, FADError, EngineUnavailableError) as e:
         _fail(e)
     if json_out:
         atomic_write_bytes(Path(json_out), (json.dumps(doc, indent=2) + "\n").encode())

@@ -19,6 +19,7 @@ import numpy as np
 
 from metrics.audio import AudioError, PairingError, load_dir, pair_ids
 from metrics.cache import EmbeddingCache, atomic_write_bytes
+from metrics.engine import engine_options
 
 SHIPPED_CLASSIFIER = "leaf-corpus"
 
@@ -56,14 +57,17 @@ def compute_score(
     audioset_csv: str | None = None,
     n_boot: int = 1000,
     fad_n_boot: int = 200,
+    engine=None,
 ) -> dict:
     """FAD per embedder, KLD (all directions) and MCC over generated/reference pairs matched by id.
 
     ``classifier=None`` skips KLD; ``joint=None`` or ``captions=None`` skips MCC; an empty
-    ``embedders`` skips FAD. Returns the JSON document (every metric with ``<key>_ci95``).
+    ``embedders`` skips FAD. Returns the JSON document (every metric with ``<key>_ci95``). ``engine``
+    (``metrics.engine``; default local) runs the FAD embedding extraction; KLD and MCC run here.
     """
     from metrics.embedders import get_embedder
-    from metrics.extract import embed_clips, preprocessing_key
+    from metrics.engine import LOCAL
+    from metrics.extract import preprocessing_key
     from metrics.fad import EmbeddingStats, bootstrap_fad_ci, per_clip_fad
     from metrics.fad import fad as fad_metric
     from metrics.kld import class_distributions, kld
@@ -83,8 +87,8 @@ def compute_score(
 
     for name in embedders:
         emb = get_embedder(name, None, device)
-        r = embed_clips(ref, emb, cache, on_error=on_error)
-        g = embed_clips(gen, emb, cache, on_error=on_error)
+        r = (engine or LOCAL).embed(ref, emb, cache, on_error=on_error)
+        g = (engine or LOCAL).embed(gen, emb, cache, on_error=on_error)
         stats = [EmbeddingStats(embedder=emb.id, config={**emb.config, "preprocessing": preprocessing_key(emb)}) for _ in "rg"]
         for s, e in zip(stats, (r, g)):
             for arr in e.values():
@@ -152,11 +156,13 @@ def summary_line(doc: dict) -> str:
 @click.option("--fad-bootstrap", default=200, show_default=True, help="Bootstrap resamples for the FAD 95% CI (each is a full FAD).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
 @click.option("--per-clip", type=click.Path(dir_okay=False), default=None, help="Per-clip CSV (default: beside --json).")
+@engine_options
 def score(generated, reference, captions, embedders, classifier, label_space, audioset_labels, joint, kld_direction, kld_mode,
-          device, seed, on_error, no_cache, bootstrap, fad_bootstrap, json_out, per_clip):
+          device, seed, on_error, no_cache, bootstrap, fad_bootstrap, json_out, per_clip, engine, ray_address):
     """FAD, KLD and MCC in one pass over paired audio."""
     from metrics.classifier import ClassifierError
     from metrics.embedders import EmbedderError
+    from metrics.engine import EngineUnavailableError, make_engine
     from metrics.fad import FADError
     from metrics.mcc import JointModelError
     from metrics.musiccaps import CaptionsError
@@ -172,8 +178,10 @@ def score(generated, reference, captions, embedders, classifier, label_space, au
             device=device, seed=seed, on_error=on_error, cache=None if no_cache else EmbeddingCache(),
             per_clip=per_clip, kld_direction=kld_direction, kld_mode=kld_mode, label_space=label_space,
             audioset_csv=audioset_labels, n_boot=bootstrap, fad_n_boot=fad_bootstrap,
+            engine=make_engine(engine, ray_address),
         )
-    except (AudioError, PairingError, ClassifierError, EmbedderError, FADError, JointModelError, CaptionsError) as e:
+    except (AudioError, PairingError, ClassifierError, EmbedderError, FADError, JointModelError, CaptionsError,
+            EngineUnavailableError) as e:
         raise click.ClickException(str(e)) from e
     if json_out:
         atomic_write_bytes(Path(json_out), (json.dumps(doc, indent=2) + "\n").encode())

@@ -1,0 +1,152 @@
+"""``--engine ray``: same numbers as the local engine, survives a killed worker, optional extra.
+
+One module-scoped local Ray (``num_cpus=2``, no dashboard) serves every test; Ray-only tests skip
+cleanly when ``ray`` is not importable, the missing-extra test runs everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from metrics.audio import AudioError, SilentAudioWarning, scan_dir
+from metrics.cache import EmbeddingCache
+from metrics.embedders import Embedder, get_embedder
+from metrics.engine import LOCAL, EngineUnavailableError, make_engine, stats_of
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (extra 'ray')")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    if not HAVE_RAY:
+        pytest.skip("ray is not installed (extra 'ray')")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # test-module classes (the crashing embedder) must reach the workers by value, not by import
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def mel() -> Embedder:
+    return get_embedder("mel")
+
+
+@pytest.fixture(scope="module")
+def local_embs(small_corpus, mel):
+    return LOCAL.embed(list(scan_dir(small_corpus).values()), mel)
+
+
+@needs_ray
+def test_stats_cli_ray_equals_local_and_shares_the_cache(ray_cluster, small_corpus, local_embs, mel, tmp_path):
+    """`stats --engine ray` (per-batch partial stats merged on the driver) = local per-clip folds to 1e-10,
+    and the entries it caches are the local engine's keys: a local run on the same cache is all hits."""
+    from metrics.cli_fad import stats
+    from metrics.fad import EmbeddingStats
+
+    cache_dir = tmp_path / "cache"
+    out = tmp_path / "ray.npz"
+    res = CliRunner().invoke(stats, ["--audio", str(small_corpus), "--out", str(out), "--embedder", "mel",
+                                     "--cache-dir", str(cache_dir), "--engine", "ray", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    got, ref = EmbeddingStats.load(out), stats_of(local_embs, mel)
+    assert (got.n, got.n_clips, got.embedder) == (ref.n, ref.n_clips, ref.embedder) == (ref.n, 24, mel.id)
+    np.testing.assert_allclose(got.mean, ref.mean, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got.cov, ref.cov, rtol=0, atol=1e-10)
+    assert got.config == ref.config
+
+    cache = EmbeddingCache(cache_dir)
+    again = LOCAL.embed(list(scan_dir(small_corpus).values()), mel, cache)
+    assert (cache.hits, cache.misses) == (24, 0)
+    assert all(np.array_equal(again[k], local_embs[k]) for k in local_embs)
+
+
+@needs_ray
+def test_embed_and_error_policy_match_local(ray_cluster, small_corpus, local_embs, mel, tmp_path):
+    """Per-clip embeddings are bit-identical; bad files give the local engine's skips and messages."""
+    paths = list(scan_dir(small_corpus).values())[:4]
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    import soundfile as sf
+
+    sf.write(tmp_path / "short.wav", np.zeros(4000, np.float32), 16000)  # 0.25 s: shorter than one mel window
+    sf.write(tmp_path / "tiny.wav", np.zeros(10, np.float32), 16000)
+    items = [*paths, tmp_path / "broken.wav", tmp_path / "tiny.wav", tmp_path / "short.wav"]
+    engine = make_engine("ray")
+    with pytest.warns(SilentAudioWarning, match="tiny.wav"):
+        want = LOCAL.embed(items, mel, on_error="skip")
+    with pytest.warns(SilentAudioWarning, match="tiny.wav"):  # raised in a worker, re-emitted here
+        got = engine.embed(items, mel, on_error="skip")
+    assert list(got) == list(want)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+    assert [vars(s) for s in got.skipped] == [vars(s) for s in want.skipped] and len(want.skipped) == 3
+    for k in list(want)[:4]:
+        assert np.array_equal(got[k], local_embs[k])
+    items = [*paths[:2], tmp_path / "broken.wav"]
+    with pytest.raises(AudioError) as local_err:
+        LOCAL.embed(items, mel)
+    with pytest.raises(AudioError) as ray_err:
+        engine.embed(items, mel)
+    assert str(ray_err.value) == str(local_err.value)
+
+
+class CrashOnceMel(Embedder):
+    """The mel embedder, except that the first process to embed anything dies (``os._exit``) —
+    a worker killed mid-extraction. The marker file makes it crash exactly once across restarts."""
+
+    def __init__(self, marker: Path):
+        self.inner = get_embedder("mel")
+        for attr in ("name", "id", "sample_rate", "dim", "min_seconds", "pad_to_seconds"):
+            setattr(self, attr, getattr(self.inner, attr))
+        self.marker = str(marker)
+
+    def embed_batch(self, waves):
+        if not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os._exit(1)
+        return self.inner.embed_batch(waves)
+
+
+@needs_ray
+def test_killed_worker_is_restarted_and_result_is_identical(ray_cluster, small_corpus, local_embs, mel, tmp_path):
+    from metrics.ray_engine import RayEngine
+
+    paths = list(scan_dir(small_corpus).values())[:8]
+    marker = tmp_path / "crashed"
+    crashing = CrashOnceMel(marker)
+    s, skipped = RayEngine(actors=1).stats(paths, crashing, EmbeddingCache(tmp_path / "cache"))
+    assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker really died
+    ref = stats_of({k: local_embs[k] for k in sorted(local_embs)[:8]}, mel)
+    assert not skipped and (s.n, s.n_clips) == (ref.n, 8)
+    np.testing.assert_allclose(s.mean, ref.mean, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(s.cov, ref.cov, rtol=0, atol=1e-10)
+    # partial progress lives in the shared cache: a rerun embeds nothing
+    cache = EmbeddingCache(tmp_path / "cache")
+    LOCAL.embed(paths, mel, cache)
+    assert (cache.hits, cache.misses) == (8, 0)
+
+
+def test_missing_ray_extra_names_the_extra(monkeypatch, small_corpus, tmp_path):
+    """Without ray, `--engine ray` is a clear error naming the extra; the local engine still works."""
+    from metrics.cli_fad import stats
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    with pytest.raises(EngineUnavailableError, match=r"pip install 'musiclm-eval\[ray\]'"):
+        make_engine("ray")
+    res = CliRunner().invoke(stats, ["--audio", str(small_corpus), "--out", str(tmp_path / "s.npz"),
+                                     "--embedder", "mel", "--no-cache", "--engine", "ray"])
+    assert res.exit_code == 1
+    assert "--engine ray needs Ray" in res.output and "pip install 'musiclm-eval[ray]'" in res.output
+    assert make_engine("local") is LOCAL
+    with pytest.raises(EngineUnavailableError, match="--ray-address only applies to --engine ray"):
+        make_engine("local", "auto")

@@ -21,6 +21,7 @@ from metrics.memorization import (  # noqa: E402
     PROMPT_LENGTHS,
     WINDOW_TOKENS,
     Example,
+    LevelConfig,
     MemorizationError,
     audit,
     get_tokenizer,
@@ -36,19 +37,23 @@ from metrics.memorization import (  # noqa: E402
 def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokenizer: str = "semantic-ref",
               fpr: float = DEFAULT_FPR, window_s: float = WINDOW_TOKENS / 25, gen_hop_s: float = 1.0,
               train_hop_s: float = 0.04, eps: float | None = None, seed: int = 0, on_error: str = "raise",
-              device: str = "cpu", max_negatives: int = 100_000) -> dict:
-    """Tokenize both folders, run :func:`audit`, write memorization.json / matches.csv / match_rate.png."""
+              device: str = "cpu", max_negatives: int = 100_000, level: LevelConfig = LevelConfig(),
+              phases: int = 4) -> dict:
+    """Tokenize both folders (level-normalized; generated clips at ``phases`` sub-frame phases), run
+    :func:`audit`, write memorization.json / matches.csv / match_rate.png."""
     tok = get_tokenizer(tokenizer)
     fr = int(tok.frame_rate)
-    gen, skipped_g = tokenize_dir(generated, tok, on_error)
-    trn, skipped_t = tokenize_dir(train, tok, on_error)
+    gen, skipped_g = tokenize_dir(generated, tok, on_error, level, phases)
+    trn, skipped_t = tokenize_dir(train, tok, on_error, level, 1)
     kw = {} if eps is None else {"eps": eps}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = audit(gen, trn, tok.centroids, fpr=fpr, window=round(window_s * fr), gen_hop=max(1, round(gen_hop_s * fr)),
                     train_hop=max(1, round(train_hop_s * fr)), seed=seed, device=device, max_negatives=max_negatives, **kw)
     summary = {**res.to_dict(), "tokenizer": tok.id, "generated_dir": str(generated), "train_dir": str(train),
-               "skipped": skipped_g + skipped_t, "warnings": [str(w.message) for w in caught], "seed": seed}
+               "skipped": skipped_g + skipped_t, "warnings": [str(w.message) for w in caught], "seed": seed,
+               "level": {"mode": level.mode, "ref_dbfs": level.ref_dbfs, "window_s": level.window_s,
+                         "floor_db": level.floor_db}, "phases": phases}
     paths = write_outputs(out, summary, res.matches, lambda d: plot_audit(res, d))
     return {**summary, "files": {k: str(v) for k, v in paths.items()}}
 
@@ -146,17 +151,22 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--gen-hop-s", type=float, default=1.0, show_default=True)
 @click.option("--train-hop-s", type=float, default=0.04, show_default=True)
 @click.option("--max-negatives", type=int, default=100_000, show_default=True)
+@click.option("--level", type=click.Choice(["agc", "rms", "none"]), default="agc", show_default=True,
+              help="Loudness normalization before tokenizing: short-term (agc), whole-clip RMS, or none.")
+@click.option("--level-dbfs", type=float, default=LevelConfig.ref_dbfs, show_default=True, help="Reference level.")
+@click.option("--level-window-s", type=float, default=LevelConfig.window_s, show_default=True, help="agc window.")
+@click.option("--phases", type=int, default=4, show_default=True, help="Sub-frame phases of the generated clips.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-def audit_cmd(generated, train, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, max_negatives, seed, on_error, device,
-              as_json, out) -> None:
+def audit_cmd(generated, train, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, max_negatives, level, level_dbfs,
+              level_window_s, phases, seed, on_error, device, as_json, out) -> None:
     """Does any generated clip copy a training clip? Matches with ids, offsets and costs."""
     try:
         res = run_audit(generated, train, out, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
-                        device, max_negatives)
+                        device, max_negatives, LevelConfig(level, level_dbfs, level_window_s), phases)
     except (MemorizationError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     _echo(res, as_json)

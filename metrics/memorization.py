@@ -450,63 +450,88 @@ class AuditResult:
                 "best_cost": self.best_cost, **self.extra}
 
 
-def audit(generated: Mapping[str, np.ndarray], train: Mapping[str, np.ndarray], centroids: np.ndarray,
-          fpr: float = DEFAULT_FPR, window: int = WINDOW_TOKENS, gen_hop: int = 25, train_hop: int = 1,
-          eps: float = DEFAULT_EPS, seed: int = 0, max_negatives: int = 100_000, device: str = "cpu",
-          tau: float | None = None, max_candidates: int = 8, block: int = 2048) -> AuditResult:
-    """Which generated clips copy a training clip, where, and how closely.
+def _phases(generated: Mapping[str, np.ndarray | Sequence[np.ndarray]]) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, float]]]:
+    """Generated tokens → one sequence per (clip, sub-frame phase); a clip may give a list of phase
+    tokenizations (entry p starts p/P of a frame later, see :func:`tokenize_clip`)."""
+    seqs, meta = {}, {}
+    for cid, v in generated.items():
+        ph = list(v) if isinstance(v, (list, tuple)) else [v]
+        for p, toks in enumerate(ph):
+            key = str(cid) if len(ph) == 1 else f"{cid}#{p}"
+            seqs[key] = toks
+            meta[key] = (str(cid), p / len(ph))
+    return seqs, meta
 
-    Windows: generated every ``gen_hop`` tokens, training every ``train_hop`` (default every token,
-    so any time shift is covered to within one 40 ms frame). τ is calibrated on training windows of
-    *different* clips (hop ``gen_hop`` against hop ``train_hop``), which is what a novel clip looks
-    like to the audit. Exact copies: identical windows, found by hashing. For each generated window
-    and training clip, only the ``max_candidates`` training windows with the lowest lower bound are
-    solved (a copy's aligned window has a bound near 0; its neighbours in time follow), so
-    ``n_matched_pairs`` counts matches among solved pairs.
-    """
-    vocab = len(np.asarray(centroids))
-    gen = check_tokens(generated, vocab, "generated", window)
-    trn = check_tokens(train, vocab, "train", window)
-    scorer = OTScorer(centroids, eps=eps, device=device)
-    gw, tw = cut_windows(gen, window, gen_hop), cut_windows(trn, window, train_hop)
 
-    if tau is None:
-        probe = cut_windows(trn, window, gen_hop)
-        rng = np.random.default_rng(seed)
-        i, j = _negative_pairs(len(probe), probe.clip, max_negatives, rng, other=tw.clip)
-        cal = calibrate_tau(scorer, probe.tokens[i], tw.tokens[j], fpr, seed=seed)
-    else:
-        cal = Calibration(float(tau), fpr, float("nan"), float("nan"), (0.0, 1.0), 0, 0, float("nan"), False, 0)
-    tau_v = cal.tau
+@dataclass
+class PairHits:
+    """Matched window pairs (cost < τ) of one shard: generated window index ``g`` (into the shared
+    generated :class:`Windows`), training clip id and window offset (tokens), cost, exact flag.
 
-    # exact copies by hashing every training window
+    Shard-independent: training windows are named by (clip id, offset), not by a shard-local index,
+    so :func:`merge_hits` of any partition of the training clips gives the same result."""
+
+    g: np.ndarray
+    train_id: np.ndarray  # str
+    train_offset: np.ndarray
+    cost: np.ndarray
+    exact: np.ndarray
+    n_solved: int = 0
+    align: np.ndarray | None = None  # per-frame alignment distance (see :func:`frame_distance`), set by audit_shard
+
+    @classmethod
+    def empty(cls) -> PairHits:
+        return cls(np.zeros(0, np.int64), np.zeros(0, dtype=object), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool),
+                   align=np.zeros(0))
+
+    @classmethod
+    def concat(cls, parts: Sequence[PairHits]) -> PairHits:
+        parts = [cls.empty(), *parts]
+        out = cls(*(np.concatenate([getattr(h, f) for h in parts]) for f in ("g", "train_id", "train_offset", "cost", "exact")),
+                  n_solved=sum(h.n_solved for h in parts))
+        if all(h.align is not None for h in parts):
+            out.align = np.concatenate([h.align for h in parts])
+        return out
+
+    def __len__(self) -> int:
+        return len(self.g)
+
+
+def exact_hits(gw: Windows, tw: Windows) -> PairHits:
+    """Generated windows identical to a training window (hashing); the earliest training window wins."""
     index: dict[bytes, int] = {}
-    for r in range(len(tw) - 1, -1, -1):  # earliest window wins
+    for r in range(len(tw) - 1, -1, -1):
         index[tw.tokens[r].tobytes()] = r
-    pairs_g, pairs_t, pair_cost, pair_exact = [], [], [], []
-    for g in range(len(gw)):
-        r = index.get(gw.tokens[g].tobytes())
+    g, t = [], []
+    for i in range(len(gw)):
+        r = index.get(gw.tokens[i].tobytes())
         if r is not None:
-            pairs_g.append(g)
-            pairs_t.append(r)
-            pair_cost.append(0.0)
-            pair_exact.append(True)
-    exact_gen = set(pairs_g)
+            g.append(i)
+            t.append(r)
+    t = np.asarray(t, dtype=np.int64)
+    return PairHits(np.asarray(g, dtype=np.int64), np.asarray(tw.ids, dtype=object)[tw.clip[t]] if len(t) else np.zeros(0, object),
+                    tw.offset[t], np.zeros(len(t)), np.ones(len(t), bool))
 
-    # candidates by the lower bound, then Sinkhorn on the few lowest bounds per (window, training clip)
+
+def candidate_hits(gw: Windows, tw: Windows, scorer: OTScorer, tau: float, max_candidates: int = 8, block: int = 2048,
+                   skip: np.ndarray | None = None) -> PairHits:
+    """Lower-bound candidates, confirmed by Sinkhorn: per (generated window, training clip) the
+    ``max_candidates`` training windows with the lowest bound below τ. ``skip``: generated windows
+    already matched exactly."""
     mg, mt = scorer.mean_embedding(gw.tokens), scorer.mean_embedding(tw.tokens)
-    n_solved = 0
+    skip_set = np.zeros(len(gw), bool) if skip is None else np.isin(np.arange(len(gw)), skip)
+    out, n_solved = [], 0
     step = max(1, block * block // max(1, len(tw)) // 16)
     for s in range(0, len(gw), step):
         gs = np.arange(s, min(len(gw), s + step))
-        gs = gs[~np.isin(gs, list(exact_gen))]
+        gs = gs[~skip_set[gs]]
         if len(gs) == 0:
             continue
         d = np.sqrt(np.maximum(((mg[gs, None, :] - mt[None, :, :]) ** 2).sum(-1), 0.0))
-        gi, ti = np.nonzero(d < tau_v)
+        gi, ti = np.nonzero(d < tau)
         if len(gi) == 0:
             continue
-        order = np.lexsort((d[gi, ti], tw.clip[ti], gi))
+        order = np.lexsort((tw.offset[ti], d[gi, ti], tw.clip[ti], gi))
         gi, ti = gi[order], ti[order]
         grp = np.r_[True, (gi[1:] != gi[:-1]) | (tw.clip[ti[1:]] != tw.clip[ti[:-1]])]
         start_of = np.maximum.accumulate(np.where(grp, np.arange(len(gi)), 0))
@@ -514,52 +539,240 @@ def audit(generated: Mapping[str, np.ndarray], train: Mapping[str, np.ndarray], 
         g_idx, t_idx = gs[gi[keep]], ti[keep]
         c = scorer.costs(gw.tokens[g_idx], tw.tokens[t_idx])
         n_solved += len(c)
-        hit = c < tau_v
-        pairs_g += g_idx[hit].tolist()
-        pairs_t += t_idx[hit].tolist()
-        pair_cost += c[hit].tolist()
-        pair_exact += [False] * int(hit.sum())
+        hit = c < tau
+        out.append(PairHits(g_idx[hit], np.asarray(tw.ids, dtype=object)[tw.clip[t_idx[hit]]], tw.offset[t_idx[hit]],
+                            c[hit], np.zeros(int(hit.sum()), bool)))
+    res = PairHits.concat(out)
+    res.n_solved = n_solved
+    return res
 
-    # one row per (generated clip, training clip): exact beats approximate, then lowest cost, then earliest
-    best: dict[tuple[int, int], tuple] = {}
-    for g, t, c, ex in zip(pairs_g, pairs_t, pair_cost, pair_exact):
-        key = (int(gw.clip[g]), int(tw.clip[t]))
-        rank = (not ex, c, int(gw.offset[g]))
-        if key not in best or rank < best[key][0]:
-            best[key] = (rank, g, t, c, ex, 0)
-        best[key] = (*best[key][:5], best[key][5] + 1)
+
+def frame_distance(scorer: OTScorer, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean per-frame centroid distance of aligned window pairs [N, W] (cost units): unlike the
+    histogram cost it grows with every frame of misalignment, so it pins the lag of a copy."""
+    return np.linalg.norm(scorer.centroids[a] - scorer.centroids[b], axis=-1).mean(-1)
+
+
+def _refine_lag(gw, tw, scorer, gc, tid, lag, t_index, radius) -> int:
+    """The lag within ±``radius`` frames of ``lag`` with the smallest summed frame distance over the clip's windows."""
+    g_rows = np.flatnonzero(gw.clip == gc)
+    best = (math.inf, lag)
+    for cand in range(lag - radius, lag + radius + 1):
+        pairs = [(g, t_index.get((tid, int(gw.offset[g]) + cand))) for g in g_rows]
+        pairs = [(g, r) for g, r in pairs if r is not None]
+        if len(pairs) < len(g_rows):
+            continue  # compare lags on the same windows only
+        gi, ri = np.array(pairs).T
+        best = min(best, (float(frame_distance(scorer, gw.tokens[gi], tw.tokens[ri]).mean()), cand))
+    return best[1]
+
+
+def offset_search(gw: Windows, tw: Windows, scorer: OTScorer, tau: float, hits: PairHits, max_lags: int = 8,
+                  radius: int = 12) -> PairHits:
+    """Offset search: for each (generated clip phase, training clip) and each of its ``max_lags``
+    lowest-cost matched lags — plus the lag within ±``radius`` frames of it with the smallest
+    :func:`frame_distance` — solve *every* generated window of that clip at that lag.
+
+    Why: the lower bound ranks windows by mean centroid only, so on self-similar music a copy's
+    aligned window can fall outside the per-window candidates; a copy, unlike a chance match, matches
+    at one consistent lag across its windows, which :func:`merge_hits` then prefers."""
+    if len(hits) == 0:
+        return PairHits.empty()
+    t_index = {(tw.ids[c], int(o)): r for r, (c, o) in enumerate(zip(tw.clip, tw.offset))}
+    lags: dict[tuple[int, str], dict[int, float]] = {}
+    for g, tid, to, c in zip(hits.g, hits.train_id, hits.train_offset, hits.cost):
+        d = lags.setdefault((int(gw.clip[g]), str(tid)), {})
+        lag = int(to) - int(gw.offset[g])
+        d[lag] = min(d.get(lag, math.inf), float(c))
+    done = {(int(g), str(t), int(o)) for g, t, o in zip(hits.g, hits.train_id, hits.train_offset)}
+    gs, ts = [], []
+    for (gc, tid), d in sorted(lags.items()):
+        top = sorted(d, key=lambda k: (d[k], k))[:max_lags]
+        for lag in sorted(set(top) | {_refine_lag(gw, tw, scorer, gc, tid, lag, t_index, radius) for lag in top}):
+            for g in np.flatnonzero(gw.clip == gc):
+                r = t_index.get((tid, int(gw.offset[g]) + lag))
+                if r is not None and (int(g), tid, int(gw.offset[g]) + lag) not in done:
+                    gs.append(int(g))
+                    ts.append(r)
+    if not gs:
+        return PairHits.empty()
+    gs, ts = np.asarray(gs), np.asarray(ts)
+    c = scorer.costs(gw.tokens[gs], tw.tokens[ts])
+    hit = c < tau
+    return PairHits(gs[hit], np.asarray(tw.ids, dtype=object)[tw.clip[ts[hit]]], tw.offset[ts[hit]], c[hit],
+                    np.zeros(int(hit.sum()), bool), n_solved=len(c))
+
+
+def audit_shard(gw: Windows, train: Mapping[str, np.ndarray], scorer: OTScorer, tau: float, window: int = WINDOW_TOKENS,
+                train_hop: int = 1, max_candidates: int = 8, max_lags: int = 8) -> PairHits:
+    """All matched window pairs between the generated windows and one shard of *whole* training clips."""
+    tw = cut_windows(train, window, train_hop)
+    ex = exact_hits(gw, tw)
+    cand = candidate_hits(gw, tw, scorer, tau, max_candidates, skip=ex.g)
+    both = PairHits.concat([ex, cand])
+    out = PairHits.concat([both, offset_search(gw, tw, scorer, tau, both, max_lags)])
+    t_index = {(tw.ids[c], int(o)): r for r, (c, o) in enumerate(zip(tw.clip, tw.offset))}
+    rows = np.array([t_index[(str(t), int(o))] for t, o in zip(out.train_id, out.train_offset)], dtype=np.int64)
+    out.align = frame_distance(scorer, gw.tokens[out.g], tw.tokens[rows]) if len(out) else np.zeros(0)
+    return out
+
+
+def calibrate_audit(train: Mapping[str, np.ndarray], scorer: OTScorer, fpr: float = DEFAULT_FPR, window: int = WINDOW_TOKENS,
+                    gen_hop: int = 25, train_hop: int = 1, seed: int = 0, max_negatives: int = 100_000) -> Calibration:
+    """τ from training windows (hop ``gen_hop``) vs training windows of *other* clips (hop ``train_hop``):
+    what a novel clip looks like to the audit."""
+    tw = cut_windows(train, window, train_hop)
+    probe = cut_windows(train, window, gen_hop)
+    i, j = _negative_pairs(len(probe), probe.clip, max_negatives, np.random.default_rng(seed), other=tw.clip)
+    return calibrate_tau(scorer, probe.tokens[i], tw.tokens[j], fpr, seed=seed)
+
+
+def merge_hits(hits: PairHits, gw: Windows, phase_of: Mapping[str, tuple[str, float]], n_train_windows: int,
+               n_train: int, cal: Calibration, extra: dict | None = None) -> AuditResult:
+    """One row per (generated clip, training clip): the lag (phase + whole frames) with exact pairs
+    first, then the most matched generated windows, then the lowest mean :func:`frame_distance` (the
+    histogram cost barely changes over a few frames of shift), then the lowest mean cost — reported at
+    its lowest-cost window pair. Deterministic for any order of ``hits``."""
+    groups: dict[tuple[str, str], dict[tuple[float, int], list]] = {}
+    align = hits.align if hits.align is not None else np.zeros(len(hits))
+    for g, tid, to, c, ex, al in zip(hits.g, hits.train_id, hits.train_offset, hits.cost, hits.exact, align):
+        key = gw.ids[gw.clip[g]]
+        cid, phase = phase_of[key]
+        lag_key = (phase, int(to) - int(gw.offset[g]))
+        groups.setdefault((cid, str(tid)), {}).setdefault(lag_key, []).append(
+            (float(c), int(gw.offset[g]), int(to), bool(ex), float(al)))
     matches = []
-    for (gc, tc), (_, g, t, c, ex, nwin) in sorted(best.items(), key=lambda kv: (gw.ids[kv[0][0]], kv[1][3])):
-        matches.append({"generated_id": gw.ids[gc], "train_id": tw.ids[tc],
-                        "gen_offset_s": round(int(gw.offset[g]) / FRAME_RATE, 4),
-                        "train_offset_s": round(int(tw.offset[t]) / FRAME_RATE, 4),
-                        "cost": float(c), "exact": bool(ex), "n_windows": int(nwin)})
-    best_cost = {cid: math.inf for cid in gw.ids}
+    for (cid, tid), by_lag in groups.items():
+        def rank(item):
+            (phase, lag), rows = item
+            return (not any(r[3] for r in rows), -len({r[1] for r in rows}), float(np.mean([r[4] for r in rows])),
+                    float(np.mean([r[0] for r in rows])), phase, lag)
+
+        (phase, _), rows = min(by_lag.items(), key=rank)
+        c, go, to, ex, _ = min(rows, key=lambda r: (not r[3], r[0], r[1]))
+        matches.append({"generated_id": cid, "train_id": tid, "gen_offset_s": round((go + phase) / FRAME_RATE, 4),
+                        "train_offset_s": round(to / FRAME_RATE, 4), "cost": c, "exact": ex,
+                        "n_windows": len({r[1] for r in rows})})
+    matches.sort(key=lambda m: (m["generated_id"], m["cost"], m["train_id"]))
+    clip_ids = sorted({v[0] for v in phase_of.values()})
+    best_cost = {cid: math.inf for cid in clip_ids}
     exact_clips = set()
     for m in matches:
         best_cost[m["generated_id"]] = min(best_cost[m["generated_id"]], m["cost"])
         if m["exact"]:
             exact_clips.add(m["generated_id"])
-    n_gen = len(gw.ids)
-    n_pairs = len(gw) * len(tw)
-    matched_by_clip = np.bincount(gw.clip[np.asarray(pairs_g, dtype=np.int64)], minlength=n_gen)
-    pairs_by_clip = {cid: (int((gw.clip == i).sum()) * len(tw), int(matched_by_clip[i])) for i, cid in enumerate(gw.ids)}
+    n_gen = len(clip_ids)
+    win_clip = np.array([phase_of[gw.ids[c]][0] for c in gw.clip], dtype=object)
+    hit_clip = win_clip[hits.g] if len(hits) else np.zeros(0, object)
+    pairs_by_clip = {cid: (int((win_clip == cid).sum()) * n_train_windows, int((hit_clip == cid).sum())) for cid in clip_ids}
     n_flag = sum(1 for v in best_cost.values() if v < math.inf)
+    n_pairs = len(gw) * n_train_windows
     return AuditResult(
-        tau=tau_v, fpr=cal.fpr_heldout, exact_rate=len(exact_clips) / n_gen, approx_rate=n_flag / n_gen,
-        calibration=cal, matches=matches, n_pairs=n_pairs, n_solved=n_solved + cal.n_solved,
-        n_matched_pairs=len(pairs_g), best_cost=best_cost, pairs_by_clip=pairs_by_clip,
-        extra={"n_generated": n_gen, "n_train": len(tw.ids), "n_generated_windows": len(gw), "n_train_windows": len(tw),
-               "window_s": window / FRAME_RATE, "gen_hop_s": gen_hop / FRAME_RATE, "train_hop_s": train_hop / FRAME_RATE,
-               "eps": eps, "cost_scale": scorer.scale, "exact_ci95": list(wilson_ci(len(exact_clips), n_gen)),
-               "approx_ci95": list(wilson_ci(n_flag, n_gen)),
-               "expected_false_pairs": n_pairs * cal.fpr_target})
+        tau=cal.tau, fpr=cal.fpr_heldout, exact_rate=len(exact_clips) / n_gen, approx_rate=n_flag / n_gen,
+        calibration=cal, matches=matches, n_pairs=n_pairs, n_solved=hits.n_solved + cal.n_solved,
+        n_matched_pairs=len(hits), best_cost=best_cost, pairs_by_clip=pairs_by_clip,
+        extra={"n_generated": n_gen, "n_train": n_train, "n_generated_windows": len(gw), "n_train_windows": n_train_windows,
+               "exact_ci95": list(wilson_ci(len(exact_clips), n_gen)), "approx_ci95": list(wilson_ci(n_flag, n_gen)),
+               "expected_false_pairs": n_pairs * cal.fpr_target, **(extra or {})})
+
+
+def audit(generated: Mapping[str, np.ndarray | Sequence[np.ndarray]], train: Mapping[str, np.ndarray], centroids: np.ndarray,
+          fpr: float = DEFAULT_FPR, window: int = WINDOW_TOKENS, gen_hop: int = 25, train_hop: int = 1,
+          eps: float = DEFAULT_EPS, seed: int = 0, max_negatives: int = 100_000, device: str = "cpu",
+          tau: float | None = None, max_candidates: int = 8, max_lags: int = 8) -> AuditResult:
+    """Which generated clips copy a training clip, where, and how closely.
+
+    ``generated[id]`` is a token sequence or a list of sub-frame phase tokenizations (see
+    :func:`tokenize_clip`). Windows: generated every ``gen_hop`` tokens, training every ``train_hop``.
+    Steps (each a public function, so an engine can run them per shard of training clips):
+    :func:`calibrate_audit` (τ) → per shard :func:`audit_shard` (:func:`exact_hits` by hashing,
+    :func:`candidate_hits` by the lower bound + Sinkhorn, :func:`offset_search`) → :func:`merge_hits`.
+    """
+    vocab = len(np.asarray(centroids))
+    first = {cid: (v[0] if isinstance(v, (list, tuple)) and v else v) for cid, v in generated.items()}
+    check_tokens(first, vocab, "generated", window)  # errors name the clip, not its phase
+    seqs, phase_of = _phases(generated)
+    gen = check_tokens(seqs, vocab, "generated", window)
+    trn = check_tokens(train, vocab, "train", window)
+    scorer = OTScorer(centroids, eps=eps, device=device)
+    if tau is None:
+        cal = calibrate_audit(trn, scorer, fpr, window, gen_hop, train_hop, seed, max_negatives)
+    else:
+        cal = Calibration(float(tau), fpr, float("nan"), float("nan"), (0.0, 1.0), 0, 0, float("nan"), False, 0)
+    gw = cut_windows(gen, window, gen_hop)
+    hits = audit_shard(gw, trn, scorer, cal.tau, window, train_hop, max_candidates, max_lags)
+    n_tw = len(cut_windows(trn, window, train_hop))
+    return merge_hits(hits, gw, phase_of, n_tw, len(trn), cal,
+                      extra={"window_s": window / FRAME_RATE, "gen_hop_s": gen_hop / FRAME_RATE,
+                             "train_hop_s": train_hop / FRAME_RATE, "eps": eps, "cost_scale": scorer.scale,
+                             "phases": max(1, len(seqs) // max(1, len({v[0] for v in phase_of.values()})))})
 
 
 # -- audio in, files out ------------------------------------------------------------------------
 
 
-def tokenize_dir(directory: str | Path, tokenizer: Tokenizer, on_error: str = "raise") -> tuple[dict[str, np.ndarray], list[str]]:
+@dataclass(frozen=True)
+class LevelConfig:
+    """Loudness normalization applied to every clip (generated and training) before tokenizing.
+
+    ``mode``: ``agc`` divides each sample by the RMS of the ``window_s`` around it (short-term level),
+    ``rms`` by the whole clip's RMS, ``none`` leaves the audio as is; the level is brought to
+    ``ref_dbfs``. Why ``agc``: a copy is usually an excerpt, whose whole-clip RMS differs from its
+    source's, while the short-term level inside the excerpt is exactly the source's times the gain —
+    so a gain change cancels exactly, away from the excerpt's first/last ``window_s / 2``. Why a low
+    ``ref_dbfs`` (−50): the reference log-mel tokenizer floors band energies at 1e-5, so quiet detail
+    more than ~50 dB below the short-term level (a 40 dB-SNR noise floor, reverb tails) sinks under
+    that floor instead of moving tokens. ``floor_db``: short-term levels more than this far below the
+    clip RMS are not amplified (silence stays silence)."""
+
+    mode: str = "agc"
+    ref_dbfs: float = -50.0
+    window_s: float = 1.0
+    floor_db: float = 60.0
+
+    def __post_init__(self):
+        if self.mode not in ("agc", "rms", "none"):
+            raise MemorizationError(f"level mode must be agc, rms or none, got {self.mode!r}")
+        if self.window_s <= 0:
+            raise MemorizationError(f"level window must be > 0 s, got {self.window_s}")
+
+
+def normalize_level(wave: np.ndarray, sr: int, level: LevelConfig = LevelConfig()) -> np.ndarray:
+    """Apply :class:`LevelConfig` to a mono float wave (float32 out)."""
+    w = np.asarray(wave, dtype=np.float64)
+    if level.mode == "none" or len(w) == 0:
+        return w.astype(np.float32)
+    ref = 10 ** (level.ref_dbfs / 20)
+    clip_ms = float(np.mean(w * w))
+    if clip_ms <= 0:
+        return w.astype(np.float32)  # digital silence: nothing to normalize
+    floor = clip_ms * 10 ** (-level.floor_db / 10)
+    if level.mode == "rms":
+        return (w * ref / math.sqrt(clip_ms)).astype(np.float32)
+    half = max(1, int(round(level.window_s * sr / 2)))
+    cs = np.concatenate([[0.0], np.cumsum(w * w)])
+    i = np.arange(len(w))
+    lo, hi = np.clip(i - half, 0, len(w)), np.clip(i + half + 1, 0, len(w))
+    ms = (cs[hi] - cs[lo]) / (hi - lo)
+    return (w * ref / np.sqrt(np.maximum(ms, floor))).astype(np.float32)
+
+
+def tokenize_clip(wave: np.ndarray, sr: int, tokenizer: Tokenizer, level: LevelConfig = LevelConfig(),
+                  phases: int = 1) -> np.ndarray | list[np.ndarray]:
+    """Level-normalized tokens of one clip; with ``phases`` P > 1, P tokenizations, the p-th starting
+    p/P of a token frame later (offset search below one frame: a copy cut at a fractional frame is
+    matched at the nearest phase, within 1/(2P) frame, instead of straddling two frames)."""
+    if phases < 1:
+        raise MemorizationError(f"phases must be >= 1, got {phases}")
+    w = normalize_level(wave, sr, level)
+    if phases == 1:
+        return np.asarray(tokenizer.tokenize(w, sr), dtype=np.int64)
+    frame = sr / int(tokenizer.frame_rate)
+    return [np.asarray(tokenizer.tokenize(w[int(round(p * frame / phases)):], sr), dtype=np.int64) for p in range(phases)]
+
+
+def tokenize_dir(directory: str | Path, tokenizer: Tokenizer, on_error: str = "raise", level: LevelConfig = LevelConfig(),
+                 phases: int = 1) -> tuple[dict[str, np.ndarray | list[np.ndarray]], list[str]]:
     """Tokenize every clip of a folder (decoded by ``metrics.audio.load_dir``); returns tokens by id and skip notes."""
     from metrics.audio import load_dir
 
@@ -567,7 +780,7 @@ def tokenize_dir(directory: str | Path, tokenizer: Tokenizer, on_error: str = "r
     if not report.clips:
         raise MemorizationError(f"{directory}: no usable audio clips" +
                                 (f" ({len(report.skipped)} skipped)" if report.skipped else ""))
-    toks = {c.id: np.asarray(tokenizer.tokenize(c.wave, c.sr), dtype=np.int64) for c in report.clips}
+    toks = {c.id: tokenize_clip(c.wave, c.sr, tokenizer, level, phases) for c in report.clips}
     return toks, [f"{s.path}: {s.reason}" for s in report.skipped]
 
 

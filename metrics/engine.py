@@ -76,6 +76,8 @@ class Engine(Protocol):
               workers: int = 0, progress: bool = False, on_error: str = "raise",
               spec: EmbedderSpec | None = None) -> tuple[EmbeddingStats, list[Skipped]]: ...
 
+    def audit(self, generated, train, centroids, **kw): ...  # same signature/result as memorization.audit
+
 
 class LocalEngine:
     """In-process: ``embed_clips`` (optionally with ``workers`` decode processes), then per-clip folds."""
@@ -94,6 +96,12 @@ class LocalEngine:
         embs = self.embed(items, embedder, cache, batch_size=batch_size, workers=workers, progress=progress,
                           on_error=on_error)
         return stats_of(embs, embedder), embs.skipped
+
+    def audit(self, generated, train, centroids, **kw):
+        """``metrics.memorization.audit`` in this process (the reference the Ray audit must equal)."""
+        from metrics.memorization import audit
+
+        return audit(generated, train, centroids, **kw)
 
 
 LOCAL = LocalEngine()

@@ -150,3 +150,65 @@ def test_missing_ray_extra_names_the_extra(monkeypatch, small_corpus, tmp_path):
     assert make_engine("local") is LOCAL
     with pytest.raises(EngineUnavailableError, match="--ray-address only applies to --engine ray"):
         make_engine("local", "auto")
+
+
+def _planted_tokens(seed: int = 4):
+    """Token-level copies (exact, shifted, lightly changed) and novel clips, as in test_memorization."""
+    k, d = 64, 8
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(k, d))
+
+    def style(n):
+        pal = rng.choice(k, 12, replace=False)
+        return np.concatenate([rng.choice(pal, 4, replace=False)[rng.integers(0, 4, 25)] for _ in range(-(-n // 25))])[:n]
+
+    train = {f"tr{i:02d}": style(250) for i in range(7)}
+    gen = {}
+    for i in range(3):
+        t0 = int(rng.integers(0, 100))
+        gen[f"exact{i}"] = train[f"tr{i:02d}"][t0:t0 + 150].copy()
+        gen[f"shift{i}"] = np.concatenate([style(30), train[f"tr{i + 3:02d}"][t0:t0 + 150]])
+    changed = train["tr06"][40:190].copy()
+    idx = rng.choice(150, 10, replace=False)
+    changed[idx] = rng.integers(0, k, 10)
+    gen["changed"] = changed
+    for i in range(3):
+        gen[f"novel{i}"] = style(150)
+    return gen, train, c
+
+
+@needs_ray
+def test_sharded_audit_equals_local(ray_cluster):
+    """The distributed join (3 shards of whole training clips, one Ray task each) gives the local
+    audit's matches (ids, offsets, exact flags, window counts), rates and pair counts exactly; costs
+    agree to 1e-7 relative — the batched Sinkhorn's ε schedule depends on the largest cost in its
+    batch, and shards batch different pairs together — and a shard skips only its own exact copies
+    in the candidate search, so it solves at least as many pairs (see docs/ray.md)."""
+    import json
+    import warnings
+
+    from metrics.memorization import FewNegativesWarning
+    from metrics.ray_engine import RayEngine, shard_clips
+
+    gen, train, c = _planted_tokens()
+    kw = {"fpr": 5e-3, "gen_hop": 25, "train_hop": 2, "max_negatives": 3000, "seed": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewNegativesWarning)
+        want = LOCAL.audit(gen, train, c, **kw)
+        got = RayEngine().audit(gen, train, c, shards=3, **kw)
+    assert len(shard_clips(train, 3)) == 3
+    assert sorted(k for s in shard_clips(train, 3) for k in s) == sorted(train)
+    def strip(matches):
+        return [{k: v for k, v in m.items() if k != "cost"} for m in matches]
+
+    assert strip(got.matches) == strip(want.matches)
+    np.testing.assert_allclose([m["cost"] for m in got.matches], [m["cost"] for m in want.matches], rtol=1e-7)
+    assert {m["generated_id"] for m in want.matches if m["exact"]} >= {"exact0", "exact1", "exact2"}
+    assert {m["generated_id"] for m in want.matches} >= {"shift0", "shift1", "shift2", "changed"}
+    assert got.n_solved >= want.n_solved
+    g, w = got.to_dict(), want.to_dict()
+    for key in ("matches", "best_cost", "n_solved"):
+        g.pop(key, None), w.pop(key, None)
+    assert json.dumps(g, sort_keys=True, default=str) == json.dumps(w, sort_keys=True, default=str)
+    np.testing.assert_allclose([got.best_cost[k] for k in sorted(want.best_cost)],
+                               [want.best_cost[k] for k in sorted(want.best_cost)], rtol=1e-7)

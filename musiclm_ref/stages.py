@@ -88,7 +88,7 @@ class StageConfig:
 
 # The paper's crops (30 s / 10 s / 3 s). The tiny crops are shorter so training and sampling fit 2 CPU cores.
 PAPER_CROPS = {"semantic": 30.0, "coarse": 10.0, "fine": 3.0}
-TINY_CROPS = {"semantic": 10.0, "coarse": 4.0, "fine": 1.0}
+TINY_CROPS = {"semantic": 10.0, "coarse": 2.0, "fine": 1.0}
 
 
 def stage_config(stage: str, preset: str = "paper", tokens: TokenSpec | None = None, **kw) -> StageConfig:

@@ -216,3 +216,43 @@ def test_sharded_audit_equals_local(ray_cluster):
     assert json.dumps(g, sort_keys=True, default=str) == json.dumps(w, sort_keys=True, default=str)
     np.testing.assert_allclose([got.best_cost[k] for k in sorted(want.best_cost)],
                                [want.best_cost[k] for k in sorted(want.best_cost)], rtol=1e-7)
+
+
+@needs_ray
+def test_memorization_audit_cli_ray_equals_local(ray_cluster, small_corpus, tmp_path):
+    """`memorization audit --engine ray` on audio: the local command's matches (a 3 s excerpt of a
+    training clip found in it at its offset) and summary."""
+    import json
+
+    from benchmarks.cli import main
+    from metrics.audio import load_audio, save_audio
+
+    train, gen = tmp_path / "train", tmp_path / "gen"
+    train.mkdir(), gen.mkdir()
+    clips = [load_audio(p) for p in list(scan_dir(small_corpus).values())[:6]]
+    for c in clips[:5]:
+        save_audio(train / f"{c.id}.wav", c.wave, c.sr)
+    src = clips[2]
+    save_audio(gen / "copy.wav", src.wave[src.sr // 2: src.sr // 2 + 3 * src.sr], src.sr)  # 0.5–3.5 s
+    save_audio(gen / "novel.wav", clips[5].wave[: 3 * clips[5].sr], clips[5].sr)
+    docs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        r = CliRunner().invoke(main, ["memorization", "audit", "--generated", str(gen), "--train", str(train),
+                                      "--window-s", "2", "--fpr", "1e-2", "--max-negatives", "2000",
+                                      "--out", str(out), "--engine", engine])
+        assert r.exit_code == 0, r.output
+        docs[engine] = json.loads((out / "memorization.json").read_text())
+    local, ray_doc = docs["local"], docs["ray"]
+    for key in ("tau", "exact_rate", "approx_rate", "n_pairs", "n_matched_pairs", "pairs_by_clip", "n_generated"):
+        assert ray_doc[key] == local[key], key
+    rows = {e: (tmp_path / e / "matches.csv").read_text().splitlines() for e in ("local", "ray")}
+    head = rows["local"][0].split(",")
+    keep = [i for i, h in enumerate(head) if h not in ("cost", "align")]
+    assert [[r.split(",")[i] for i in keep] for r in rows["ray"]] == [[r.split(",")[i] for i in keep] for r in rows["local"]]
+    import csv
+
+    best = [r for r in csv.DictReader(rows["local"]) if r["generated_id"] == "copy" and r["train_id"] == src.id]
+    assert best, rows["local"]
+    lag = float(best[0]["train_offset_s"]) - float(best[0]["gen_offset_s"])
+    assert abs(lag - 0.5) <= 0.08 + 1e-6  # the excerpt starts 0.5 s into its source (two-frame tolerance)

@@ -16,6 +16,7 @@ import numpy as np
 
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
+from metrics.engine import EngineUnavailableError, engine_options, make_engine  # noqa: E402
 from metrics.memorization import (  # noqa: E402
     DEFAULT_FPR,
     PROMPT_LENGTHS,
@@ -38,7 +39,7 @@ def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokeniz
               fpr: float = DEFAULT_FPR, window_s: float = WINDOW_TOKENS / 25, gen_hop_s: float = 1.0,
               train_hop_s: float = 0.04, eps: float | None = None, seed: int = 0, on_error: str = "raise",
               device: str = "cpu", max_negatives: int = 100_000, level: LevelConfig = LevelConfig(),
-              phases: int = 4) -> dict:
+              phases: int = 4, engine=None) -> dict:
     """Tokenize both folders (level-normalized; generated clips at ``phases`` sub-frame phases), run
     :func:`audit`, write memorization.json / matches.csv / match_rate.png."""
     tok = get_tokenizer(tokenizer)
@@ -48,7 +49,7 @@ def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokeniz
     kw = {} if eps is None else {"eps": eps}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = audit(gen, trn, tok.centroids, fpr=fpr, window=round(window_s * fr), gen_hop=max(1, round(gen_hop_s * fr)),
+        res = (audit if engine is None else engine.audit)(gen, trn, tok.centroids, fpr=fpr, window=round(window_s * fr), gen_hop=max(1, round(gen_hop_s * fr)),
                     train_hop=max(1, round(train_hop_s * fr)), seed=seed, device=device, max_negatives=max_negatives, **kw)
     summary = {**res.to_dict(), "tokenizer": tok.id, "generated_dir": str(generated), "train_dir": str(train),
                "skipped": skipped_g + skipped_t, "warnings": [str(w.message) for w in caught], "seed": seed,
@@ -161,12 +162,14 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
+@engine_options
 def audit_cmd(generated, train, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, max_negatives, level, level_dbfs,
-              level_window_s, phases, seed, on_error, device, as_json, out) -> None:
+              level_window_s, phases, seed, on_error, device, as_json, out, engine, ray_address) -> None:
     """Does any generated clip copy a training clip? Matches with ids, offsets and costs."""
     try:
         res = run_audit(generated, train, out, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
-                        device, max_negatives, LevelConfig(level, level_dbfs, level_window_s), phases)
-    except (MemorizationError, ValueError) as e:
+                        device, max_negatives, LevelConfig(level, level_dbfs, level_window_s), phases,
+                        engine=make_engine(engine, ray_address))
+    except (MemorizationError, ValueError, EngineUnavailableError) as e:
         raise click.ClickException(str(e)) from None
     _echo(res, as_json)

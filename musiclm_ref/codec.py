@@ -579,6 +579,8 @@ def train_codec(
         "train_config": asdict(tc), "metrics": metrics, "history": history[-5:],
         "parameters": sum(p.numel() for p in codec.parameters()),
     }
+    if tc.init:  # the lineage of a fine-tune: which weights it started from
+        entry["init_sha256"] = hashlib.sha256(Path(tc.init).read_bytes()).hexdigest()
     codec.metadata = entry
     torch.save(codec.cpu().to_checkpoint(entry), out / "codec.pt")
     entry["weights_sha256"] = codec.weights_hash()

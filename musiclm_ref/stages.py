@@ -128,7 +128,7 @@ class Stage(nn.Module):
         self.config = cfg
         self.vocab = vocabulary(cfg)
         overrides = dict(cfg.transformer)
-        if cfg.preset == "tiny" and cfg.stage != "semantic":  # the tiny acoustic stages align S and A by a clock
+        if cfg.preset == "tiny" and cfg.stage == "coarse":  # the tiny coarse stage aligns S and A by a clock
             overrides.setdefault("clock", True)
         tcfg: TransformerConfig = transformer_preset(cfg.preset, vocab_size(cfg), **overrides)
         self.net = Transformer(tcfg)

@@ -11,7 +11,7 @@ MusicLM (like AudioLM) uses decoder-only Transformers for all three stages. What
   paper reports, which a plain two-matrix FFN (≈300M) would not.
 - A KV cache (``KVCache``) so sampling costs O(n) per new token instead of O(n²); the cached path
   computes the same function as the full forward (tested: same logits, same sampled tokens).
-- An optional *clock* (``clock=True``; our addition, used by the tiny acoustic stages): a sinusoidal
+- An optional *clock* (``clock=True``; our addition, used by the tiny coarse stage): a sinusoidal
   embedding of each token's time within its section, added to the token embedding. Token types
   advance the clock (``ticks``: a semantic token 4, the last level of an acoustic frame 2, in units of
   10 ms) and SEP restarts it, so S_k and A_{2k} get the same time. A relative bias cannot align the

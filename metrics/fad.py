@@ -263,6 +263,17 @@ class EmbeddingStats:
         self.n_clips += clips
         return self
 
+    def partial(self) -> tuple[int, int, np.ndarray | None, np.ndarray | None]:
+        """(frames, clips, mean, M2) exactly: what a worker ships so that another process can merge it."""
+        return self.n, self.n_clips, self._mean, self._m2
+
+    @classmethod
+    def from_partial(cls, n: int, n_clips: int, mean: np.ndarray, m2: np.ndarray, **kw) -> EmbeddingStats:
+        """The inverse of ``partial`` (``kw``: embedder, config)."""
+        s = cls(dim=len(mean), n=int(n), n_clips=int(n_clips), **kw)
+        s._mean, s._m2 = mean, m2
+        return s
+
     def merge(self, other: EmbeddingStats) -> EmbeddingStats:
         """Fold another partial state in (e.g. from another worker or shard)."""
         if self.embedder and other.embedder and self.embedder != other.embedder:
@@ -329,10 +340,8 @@ class EmbeddingStats:
         meta = json.loads(str(data["meta"])) if "meta" in data else {}
         mu, sigma = _check(data["mu"], data["sigma"], f" in {path}")
         n = int(data["n"])
-        s = cls(dim=len(mu), embedder=meta.get("embedder", ""), config=meta.get("config", {}), n=n,
-                n_clips=int(data.get("n_clips", 0)))
-        s._mean, s._m2 = mu, sigma * max(n - 1, 0)
-        return s
+        return cls.from_partial(n, int(data.get("n_clips", 0)), mu, sigma * max(n - 1, 0),
+                                embedder=meta.get("embedder", ""), config=meta.get("config", {}))
 
 
 # ----------------------------------------------------------------------------- FAD

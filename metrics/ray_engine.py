@@ -143,9 +143,10 @@ def _block_stats(batch: dict, dim: int) -> dict:
             s.update(_f32(batch["emb"][i], dim))
         report.append([int(batch["idx"][i]), str(batch["id"][i]), str(batch["src"][i]), st, str(batch["problem"][i]),
                        str(batch["warnings"][i])])
-    return {"first": np.array([min(int(x) for x in batch["idx"])]), "n": np.array([s.n]),
-            "n_clips": np.array([s.n_clips]), "mean": np.array([s._mean.tobytes()], dtype=object),
-            "m2": np.array([s._m2.tobytes()], dtype=object), "report": np.array([json.dumps(report)], dtype=object)}
+    n, n_clips, mean, m2 = s.partial()
+    return {"first": np.array([min(int(x) for x in batch["idx"])]), "n": np.array([n]),
+            "n_clips": np.array([n_clips]), "mean": np.array([mean.tobytes()], dtype=object),
+            "m2": np.array([m2.tobytes()], dtype=object), "report": np.array([json.dumps(report)], dtype=object)}
 
 
 class RayEngine:
@@ -285,10 +286,9 @@ class RayEngine:
             report = [r for p in parts for r in json.loads(p["report"])]
             self._finish(report, cache, fail)
             for p in sorted(parts, key=lambda p: int(p["first"])):
-                part = EmbeddingStats(dim=embedder.dim, n=int(p["n"]), n_clips=int(p["n_clips"]))
-                part._mean = np.frombuffer(p["mean"], dtype=np.float64).copy()
-                part._m2 = np.frombuffer(p["m2"], dtype=np.float64).reshape(embedder.dim, embedder.dim).copy()
-                total.merge(part)
+                total.merge(EmbeddingStats.from_partial(
+                    p["n"], p["n_clips"], np.frombuffer(p["mean"], dtype=np.float64).copy(),
+                    np.frombuffer(p["m2"], dtype=np.float64).reshape(embedder.dim, embedder.dim).copy()))
         return total, [s for _, s in sorted(skipped, key=lambda t: t[0])]
 
     def audit(self, generated, train, centroids, **kw):

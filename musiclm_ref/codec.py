@@ -316,22 +316,21 @@ class Codec(nn.Module):
         return self.decode(self.encode(wave, n_q=n_q))[..., :n]
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def weights_hash(self) -> str:
+    def _hash(self, skip_prefix: str | None = None) -> str:
         h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True).encode())
         for k, v in sorted(self.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+            if skip_prefix is None or not k.startswith(skip_prefix):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()
+
+    def weights_hash(self) -> str:
+        return self._hash()
 
     def tokens_hash(self) -> str:
         """sha256 of what decides the tokens and their codewords: config, encoder and codebooks, not
         the decoder. Stages trained on this codec's tokens stay valid after a decoder-only fine-tune."""
-        h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True).encode())
-        for k, v in sorted(self.state_dict().items()):
-            if not k.startswith("decoder."):
-                h.update(k.encode())
-                h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return self._hash(skip_prefix="decoder.")
 
     @property
     def id(self) -> str:

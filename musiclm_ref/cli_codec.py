@@ -25,8 +25,8 @@ def _command(name: str) -> str:
 @click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=int, default=2000, show_default=True, help="Total optimizer steps (resuming counts earlier ones).")
-@click.option("--batch-size", type=int, default=6, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--crop-seconds", type=float, default=0.32, show_default=True, help="Length of each training crop.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from this codec.pt's weights (fine-tuning; no warm-up, no k-means init).")

@@ -24,7 +24,8 @@ from musiclm_ref.codec import (
 # The shipped tiny codec must reconstruct held-out corpus clips with a mean log-mel distance
 # (natural-log mel magnitudes, 64 bands, 1024-point STFT, floor 1e-5) below this floor with all 12
 # levels. Measured: 0.651 on 6 fixture clips; decoding silence scores 7.38 on the same clips.
-SHIPPED_FLOOR = 0.75
+SHIPPED_FLOOR = 0.55  # all 12 levels; measured 0.503 on the fixture clips
+COARSE_FLOOR = 0.60  # levels 1-4 only; measured 0.536
 
 
 @pytest.fixture(autouse=True)
@@ -171,8 +172,9 @@ def test_training_reduces_loss_and_resumes_identically(small_corpus, tmp_path):
 
 
 def test_decoder_only_fine_tuning_freezes_the_token_interface(small_corpus, tmp_path):
-    """--init --decoder-only: encoder and codebooks stay bit-identical (same tokens), the decoder learns."""
-    cfg = micro()
+    """--init --decoder-only: encoder, latent statistics and codebooks stay bit-identical (same tokens),
+    the decoder learns."""
+    cfg = micro(latent_norm=True)
     tc = dict(batch_size=2, crop_seconds=0.16, checkpoint_every=2, eval_clips=2, init_crops=8, threads=1, warmup_steps=1)
     train_codec(small_corpus, tmp_path / "base", config=cfg, train=CodecTrainConfig(steps=2, **tc), progress=False)
     init = tmp_path / "base" / "codec.pt"
@@ -180,11 +182,32 @@ def test_decoder_only_fine_tuning_freezes_the_token_interface(small_corpus, tmp_
                 train=CodecTrainConfig(steps=3, init=str(init), decoder_only=True, cosine=True, lr=1e-2, **tc))
     before, after = load_codec(init).state_dict(), load_codec(tmp_path / "ft").state_dict()
     frozen = [k for k in before if not k.startswith("decoder.")]
+    assert "encoder.norm.mean" in frozen and bool(before["encoder.norm.initted"])
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     with pytest.raises(CodecError, match="config differs"):
         train_codec(small_corpus, tmp_path / "bad", config=micro(causal=True), progress=False,
                     train=CodecTrainConfig(steps=1, init=str(init), **tc))
+
+
+def test_latent_norm_standardizes_with_running_statistics_and_only_while_training():
+    from musiclm_ref.codec import LatentNorm
+
+    torch.manual_seed(0)
+    norm = LatentNorm(3, momentum=0.5)
+    z = torch.randn(4, 50, 3) * torch.tensor([0.1, 2.0, 5.0]) + torch.tensor([4.0, -1.0, 0.0])
+    out = norm.train()(z)  # first batch initialises the statistics exactly
+    assert torch.allclose(out.mean(dim=(0, 1)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(out.var(dim=(0, 1), unbiased=False), torch.ones(3), atol=1e-3)
+    m0 = z.mean(dim=(0, 1))
+    shifted = z + 10.0
+    with torch.no_grad():  # no gradients (frozen encoder): statistics stay
+        norm(shifted)
+    assert torch.allclose(norm.mean, m0, atol=1e-6)
+    norm.eval()(shifted)  # eval: statistics stay
+    assert torch.allclose(norm.mean, m0, atol=1e-6)
+    norm.train()(shifted)  # EMA step with momentum 0.5: halfway to the new mean
+    assert torch.allclose(norm.mean, m0 + 5.0, atol=1e-5)
 
 
 # -- the shipped tiny codec ---------------------------------------------------------------------
@@ -221,7 +244,8 @@ def level_distances(shipped, held_out) -> list[float]:
 def test_shipped_codec_beats_the_quality_floor(level_distances, held_out):
     dist = level_distances
     silence = float(np.mean([float(log_mel_distance(w[None], torch.zeros(1, len(w)))[0]) for w in held_out]))
-    assert max(dist) < SHIPPED_FLOOR, dist
+    assert dist[-1] < SHIPPED_FLOOR, dist
+    assert dist[3] < COARSE_FLOOR, dist
     assert dist[-1] < silence / 5
 
 
@@ -239,8 +263,7 @@ def test_shipped_codec_latent_error_falls_with_every_level(shipped, held_out):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the tiny codec's C=8 decoder renders almost the same audio from 1 or 12 "
-                   "levels (log-mel 0.6263 … 0.6259, not monotone); needs a wider decoder trained longer")
 def test_shipped_codec_decoding_improves_monotonically_with_levels(level_distances):
     dist = level_distances
     assert all(b < a for a, b in zip(dist, dist[1:])), dist
+    assert dist[-1] < 0.8 * dist[0], dist  # the fine levels matter, not just a rounding-level trend

@@ -191,8 +191,13 @@ def test_unconditional_and_skip_semantic_options(micro):
     unc = lm.generate(["a piano", "drums"], seconds=1.0, seed=1, drop_conditioning=True)
     unc2 = lm.generate(["completely different words", "x"], seconds=1.0, seed=1, drop_conditioning=True)
     assert unc.shape == (2, SAMPLE_RATE) and np.array_equal(unc, unc2)  # the captions are really dropped
-    unc = unc[:1]
-    assert not np.array_equal(cond, unc)
+    # the text's MuLan tokens reach the model (whether a barely trained micro stage then samples other
+    # tokens from the same uniforms is chance, so the audio is not compared)
+    sem = lm.semantic
+    with torch.no_grad():
+        logits_text = sem(sem.prompt(sem.conditioning(1, lm.text_tokens(["a piano"]), None)))[:, -1]
+        logits_null = sem(sem.prompt(sem.conditioning(1, None, None)))[:, -1]
+    assert not torch.allclose(logits_text, logits_null)
     skip = lm.generate(["a piano", "drums"], seconds=1.0, seed=1, skip_semantic=True)[:1]
     assert skip.shape == cond.shape and not np.array_equal(skip, cond)
 

@@ -426,12 +426,11 @@ class CodecTrainConfig:
     checkpoint_every: int = 50
     eval_clips: int = 8
     threads: int = 1
-    # Second phase (fine-tuning): start from an existing codec's weights (``init``); with
-    # ``decoder_only`` the encoder and the codebooks are frozen and only the decoder learns, on the
-    # quantized latents with quantizer dropout. A frozen token interface is what lets the decoder
-    # learn to use every level: with 96 latents per step the EMA codebooks of the fine levels keep
-    # moving, and a decoder chasing moving codes learns to ignore them. ``cosine`` decays the
-    # learning rate to 0 over the remaining steps.
+    # Optional second phase (fine-tuning): start from an existing codec's weights (``init``); with
+    # ``decoder_only`` the encoder, its latent statistics and the codebooks are frozen and only the
+    # decoder learns, on the quantized latents with quantizer dropout. The tokens stay the same, so
+    # stages trained on them stay valid. ``cosine`` decays the learning rate to 0 over the steps
+    # (the shipped codec uses it in its single phase).
     init: str | None = None
     decoder_only: bool = False
     cosine: bool = False

@@ -12,7 +12,7 @@ so Ray stays an optional extra.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -130,15 +130,3 @@ def make_engine(name: str = "local", ray_address: str | None = None, num_cpus: i
 
         return RayEngine(address=ray_address, num_cpus=num_cpus or os.cpu_count() or 1)
     raise EngineUnavailableError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-
-
-def engine_options(f: Callable) -> Callable:
-    """``--engine local|ray`` and ``--ray-address``, spelled the same on every command that has them."""
-    import click
-
-    f = click.option("--ray-address", default=None, metavar="ADDR",
-                     help="Existing Ray cluster (e.g. ray://head:10001 or auto); default: start a local Ray with "
-                     "this machine's cores. Workers must see the same --cache-dir.")(f)
-    f = click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
-                     help=f"Where extraction/statistics/the audit run (ray needs {RAY_EXTRA_HINT}).")(f)
-    return f

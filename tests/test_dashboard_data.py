@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from dashboard_fixtures import CAPTIONS, MEMO, METRICS, SCORES, SYSTEMS, YTIDS, make_results_dir
 
+from benchmarks.cli.dashboard import APP, dashboard, dashboard_invocation
 from dashboards import data
-from dashboards.cli import APP, dashboard, dashboard_invocation
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from human_fixtures import SYSTEMS, make_sources, make_study
 from sqlalchemy import select, text
 
+from benchmarks.cli.rate import rate
 from human_eval import db
-from human_eval.cli import rate
 from human_eval.design import DesignError, create_study
 from metrics.audio import AudioError, PairingError, save_audio
 

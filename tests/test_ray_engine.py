@@ -51,7 +51,7 @@ def local_embs(small_corpus, mel):
 def test_stats_cli_ray_equals_local_and_shares_the_cache(ray_cluster, small_corpus, local_embs, mel, tmp_path):
     """`stats --engine ray` (per-batch partial stats merged on the driver) = local per-clip folds to 1e-10,
     and the entries it caches are the local engine's keys: a local run on the same cache is all hits."""
-    from metrics.cli_fad import stats
+    from benchmarks.cli.fad import stats
     from metrics.fad import EmbeddingStats
 
     cache_dir = tmp_path / "cache"
@@ -141,7 +141,7 @@ def test_killed_worker_is_restarted_and_result_is_identical(ray_cluster, small_c
 
 def test_missing_ray_extra_names_the_extra(monkeypatch, small_corpus, tmp_path):
     """Without ray, `--engine ray` is a clear error naming the extra; the local engine still works."""
-    from metrics.cli_fad import stats
+    from benchmarks.cli.fad import stats
 
     monkeypatch.setitem(sys.modules, "ray", None)
     monkeypatch.setitem(sys.modules, "ray.data", None)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.cli.score import score
 from metrics.audio import load_dir, save_audio
 from metrics.classifier import SHIPPED_CHECKPOINT as CLASSIFIER_CKPT
-from metrics.cli_score import compute_score, score
+from metrics.evaluate import compute_score
 from musiclm_ref.mulan import SHIPPED_CHECKPOINT as MULAN_CKPT
 
 

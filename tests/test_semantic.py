@@ -220,7 +220,7 @@ def test_train_semantic_cli(small_corpus, tmp_path):
 
     from click.testing import CliRunner
 
-    from musiclm_ref.cli_codec import train_semantic
+    from benchmarks.cli.train_codec import train_semantic
 
     out = tmp_path / "ckpt"
     res = CliRunner().invoke(train_semantic, ["--data", str(small_corpus), "--out", str(out), "--k", "16",

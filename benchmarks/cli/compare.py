@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from metrics.engine import engine_options
+from benchmarks.cli.options import engine_options
 
 
 @click.group()

@@ -15,7 +15,8 @@ import click
 from human_eval import db
 from human_eval.db import ENV_DB
 
-APP = Path(__file__).resolve().with_name("app.py")
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "human_eval" / "app.py"
 
 
 def _fail(e: Exception) -> None:
@@ -108,7 +109,7 @@ def serve_invocation(url: str, port: int = 8501, address: str = "127.0.0.1",
     db.open_db(url).dispose()
     env = dict(os.environ if base_env is None else base_env)
     env[ENV_DB] = db.normalize_url(url)
-    root = str(APP.parents[1])
+    root = str(ROOT)
     env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     argv = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address", address,
             "--server.headless", "true", "--server.runOnSave", "false", "--browser.gatherUsageStats", "false",

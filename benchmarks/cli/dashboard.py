@@ -15,7 +15,8 @@ import click
 
 from dashboards.data import ENV_DB, ENV_HUMAN_N_BOOT, ENV_RESULTS, HUMAN_N_BOOT
 
-APP = Path(__file__).resolve().with_name("app.py")
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboards" / "app.py"
 
 
 def dashboard_invocation(
@@ -38,7 +39,7 @@ def dashboard_invocation(
         env.pop(ENV_DB, None)
     env[ENV_HUMAN_N_BOOT] = str(n_boot)
     # The package root on PYTHONPATH lets `streamlit run` import `dashboards` from a plain checkout.
-    root = str(APP.parents[1])
+    root = str(ROOT)
     env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     argv = [
         sys.executable, "-m", "streamlit", "run", str(APP),

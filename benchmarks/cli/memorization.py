@@ -16,7 +16,8 @@ import numpy as np
 
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
-from metrics.engine import EngineUnavailableError, engine_options, make_engine  # noqa: E402
+from benchmarks.cli.options import engine_options  # noqa: E402
+from metrics.engine import EngineUnavailableError, make_engine  # noqa: E402
 from metrics.memorization import (  # noqa: E402
     DEFAULT_FPR,
     PROMPT_LENGTHS,

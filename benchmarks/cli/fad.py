@@ -1,0 +1,101 @@
+"""``musiclm-eval stats | fad | cache``: thin click layers over ``metrics.evaluate``.
+
+The functions are what tests and other tools call; the commands only parse options, print a one-line
+summary and write files. Every failure is a clear error (exit code 1) naming the file and problem.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from benchmarks.cli.options import embedder_options, engine_options, fail, setup_embedder
+from metrics.audio import AudioError
+from metrics.cache import EmbeddingCache, atomic_write_bytes
+from metrics.embedders import EmbedderError
+from metrics.engine import EngineUnavailableError
+from metrics.evaluate import compute_fad, compute_stats
+from metrics.fad import FADError
+
+
+def summary_line(doc: dict) -> str:
+    line = (f"FAD[{doc['embedder']}] = {doc['fad']:.4f}  (reference {doc['n_reference']} clips / "
+            f"{doc['n_reference_frames']} frames, generated {doc['n_generated']} clips / {doc['n_generated_frames']} "
+            f"frames, dim {doc['dim']})")
+    if "fad_inf" in doc:
+        line += f"  FAD∞ = {doc['fad_inf']:.4f} (R² {doc['fad_inf_r2']:.3f})"
+    if "ci95" in doc:
+        line += f"  95% CI [{doc['ci95'][0]:.4f}, {doc['ci95'][1]:.4f}]"
+    skipped = sum(len(v) for v in doc.get("skipped", {}).values())
+    return line + (f"  ({skipped} clips skipped)" if skipped else "")
+
+
+
+
+@click.command()
+@click.option("--audio", required=True, type=click.Path(), help="Directory of audio files.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz (mu, sigma, n, metadata).")
+@embedder_options
+@engine_options
+def stats(audio, out, embedder_name, embedder_path, device, on_error, no_cache, cache_dir, batch_size, workers,
+          progress, engine, ray_address):
+    """Compute embedding statistics (mu, sigma) of a folder."""
+    try:
+        embedder, kw = setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
+                              workers, progress, engine, ray_address)
+        s = compute_stats(audio, embedder, out, **kw)
+    except (AudioError, EmbedderError, FADError, EngineUnavailableError) as e:
+        fail(e)
+    click.echo(f"wrote {out}: {s.n_clips} clips, {s.n} frames, dim {s.dim}, embedder {s.embedder}")
+
+
+@click.command("fad")
+@click.option("--reference", required=True, type=click.Path(), help="Reference directory or stats .npz.")
+@click.option("--generated", required=True, type=click.Path(), help="Directory of generated audio.")
+@click.option("--inf", "inf", is_flag=True, help="Also report FAD∞ (extrapolated to infinite sample size).")
+@click.option("--per-clip", type=click.Path(dir_okay=False), default=None, help="Write per-clip FAD to this CSV.")
+@click.option("--bootstrap", default=0, show_default=True, help="Bootstrap resamples for a 95% CI (0: none).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON.")
+@embedder_options
+@engine_options
+def fad_command(reference, generated, inf, per_clip, bootstrap, seed, json_out, embedder_name, embedder_path, device,
+                on_error, no_cache, cache_dir, batch_size, workers, progress, engine, ray_address):
+    """Fréchet Audio Distance between a reference and a generated set."""
+    try:
+        embedder, kw = setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
+                              workers, progress, engine, ray_address)
+        doc = compute_fad(reference, generated, embedder, inf=inf, per_clip=per_clip, bootstrap=bootstrap, seed=seed,
+                          **kw)
+    except (AudioError, EmbedderError, FADError, EngineUnavailableError) as e:
+        fail(e)
+    if json_out:
+        atomic_write_bytes(Path(json_out), (json.dumps(doc, indent=2) + "\n").encode())
+    click.echo(summary_line(doc))
+
+
+fad = fad_command  # the name COMMANDS points at ("benchmarks.cli.fad:fad")
+
+
+@click.group()
+def cache():
+    """Inspect or clear the embedding cache."""
+
+
+@cache.command("info")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def cache_info(cache_dir, as_json):
+    """Where the cache is, how many entries, how many bytes."""
+    info = EmbeddingCache(cache_dir).info()
+    click.echo(json.dumps(info) if as_json else f"{info['root']}: {info['entries']} entries, {info['bytes']} bytes")
+
+
+@cache.command("clear")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+def cache_clear(cache_dir):
+    """Remove every cached embedding."""
+    c = EmbeddingCache(cache_dir)
+    click.echo(f"removed {c.clear()} entries from {c.root}")

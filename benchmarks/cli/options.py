@@ -1,0 +1,62 @@
+"""Flags shared by every command, spelled the same everywhere (scikit-learn style consistency).
+
+Conventions: ``--json PATH`` writes a JSON file; ``--out DIR`` writes a results store;
+``--bootstrap N``, ``--seed``, ``--device``, ``--on-error raise|skip``, ``--embedder-path``,
+``--cache-dir``, ``--progress/--no-progress`` mean the same on every command that has them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import click
+
+from metrics.cache import EmbeddingCache
+from metrics.embedders import available_embedders, get_embedder
+from metrics.engine import ENGINES, RAY_EXTRA_HINT, EmbedderSpec, make_engine
+
+
+def engine_options(f: Callable) -> Callable:
+    """``--engine local|ray`` and ``--ray-address``, spelled the same on every command that has them."""
+    f = click.option("--ray-address", default=None, metavar="ADDR",
+                     help="Existing Ray cluster (e.g. ray://head:10001 or auto); default: start a local Ray with "
+                     "this machine's cores. Workers must see the same --cache-dir.")(f)
+    f = click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
+                     help=f"Where extraction/statistics/the audit run (ray needs {RAY_EXTRA_HINT}).")(f)
+    return f
+
+
+def embedder_options(f: Callable) -> Callable:
+    """The flags of every command that embeds one folder with one embedder."""
+    options = [
+        click.option("--embedder", "embedder_name", required=True,
+                     help=f"One of {', '.join(available_embedders())}, or torch:CKPT.pt (vggish/trill: the paper's; "
+                     "mel: weight-free, not comparable with published FAD)."),
+        click.option("--embedder-path", default=None, help="Local SavedModel dir / checkpoint overriding the default."),
+        click.option("--device", default="cpu", show_default=True),
+        click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Cache root (default $MUSICLM_EVAL_CACHE or ~/.cache/musiclm-eval/embeddings)."),
+        click.option("--batch-size", default=8, show_default=True),
+        click.option("--workers", default=0, show_default=True, help="Processes for decoding/resampling."),
+        click.option("--progress/--no-progress", default=sys.stderr.isatty()),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size, workers, progress,
+           engine="local", ray_address=None):
+    embedder = get_embedder(embedder_name, embedder_path, device)
+    cache = None if no_cache else EmbeddingCache(cache_dir)
+    kw = {"cache": cache, "on_error": on_error, "batch_size": batch_size, "workers": workers, "progress": progress}
+    if engine != "local" or ray_address:
+        kw.update(engine=make_engine(engine, ray_address), spec=EmbedderSpec(embedder_name, embedder_path, device))
+    return embedder, kw
+
+
+def fail(e: Exception):
+    raise click.ClickException(str(e)) from e

@@ -1,0 +1,135 @@
+"""The Metric protocol every metric follows (FAD, FAD∞, KAD, KLD, MCC, melody, …).
+
+Shaped after torchmetrics' ``Metric``: the state is explicit and picklable (plain numpy arrays and
+dicts, never a live model), so a Ray worker can fill a partial state and the driver can ``merge``
+them. A metric never runs a model: the evaluation pipeline (``metrics.evaluate``) runs each model
+once per clip and hands the per-clip *outputs* to every metric that needs them.
+
+Every metric compares two sides, keyed by clip id:
+
+- ``"reference"``: the reference clips' outputs (or, for MCC, the captions' text embeddings);
+- ``"generated"``: the evaluated system's outputs.
+
+``update(side, outputs)`` takes ``{clip_id: array}`` for one side; it may be called many times with
+disjoint ids (streaming). ``merge(other)`` folds another state of the same metric into this one.
+``compute()`` returns one ``MetricResult`` (value, ci95, per-clip values, metadata). ``reset()``
+empties the state. Pairing is always by id, never by listing order.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from metrics.result import MetricResult
+
+SIDES = ("reference", "generated")
+
+
+class MetricError(ValueError):
+    """A metric fed inconsistent state (unknown side, id given twice, nothing to compute on)."""
+
+
+class Metric(ABC):
+    """Base class: subclasses declare ``name`` and ``output`` and implement the four verbs.
+
+    ``output`` names the kind of per-clip model output the metric consumes: ``"embedding"``
+    (frame embeddings [frames, dim] from an embedder), ``"class_logits"`` (window logits
+    [windows, classes] from a classifier), ``"joint"`` (unit-norm audio / text embeddings from a joint
+    model) or ``"pitch"`` (melody contours). The pipeline uses it to route outputs.
+    """
+
+    name: str = "metric"
+    output: str = "embedding"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    # -- the four verbs -------------------------------------------------------------------------
+    @abstractmethod
+    def reset(self) -> None:
+        """Empty the state."""
+
+    @abstractmethod
+    def update(self, side: str, outputs: Mapping[str, np.ndarray]) -> None:
+        """Add per-clip outputs ``{clip_id: array}`` of one side."""
+
+    @abstractmethod
+    def merge(self, other: Metric) -> Metric:
+        """Fold another partial state of the same metric (and settings) into this one; returns self."""
+
+    @abstractmethod
+    def compute(self) -> MetricResult:
+        """The metric over everything seen so far."""
+
+    def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:
+        """The point value recomputed on a (re)sample of clip ids; ids may repeat.
+
+        The one hook every interval and paired test uses (``metrics.intervals``): a bootstrap draws
+        ids with replacement on *both* sides and calls this; a clip-paired comparison of two systems
+        draws shared ids once and calls it on each system's state. Paired metrics (KLD, MCC) read
+        ``gen_ids`` (their reference partner has the same id); set-level metrics (FAD, KAD) use both.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support resampling")
+
+    def ids(self, side: str) -> list[str]:
+        """Sorted clip ids seen on one side."""
+        raise NotImplementedError
+
+    # -- shared helpers -------------------------------------------------------------------------
+    def config(self) -> dict:
+        """Settings that change the number (written into the results store beside the value)."""
+        return {}
+
+    def clone(self) -> Metric:
+        """An empty metric with the same settings (a Ray worker's partial starts from this)."""
+        new = copy.deepcopy(self)
+        new.reset()
+        return new
+
+    def _check_merge(self, other: Metric) -> None:
+        if type(other) is not type(self) or other.config() != self.config():
+            raise MetricError(f"cannot merge {type(other).__name__}{other.config()} into "
+                              f"{type(self).__name__}{self.config()}")
+
+    @staticmethod
+    def _check_side(side: str) -> None:
+        if side not in SIDES:
+            raise MetricError(f"unknown side {side!r}; expected one of {', '.join(SIDES)}")
+
+
+class PerClipOutputs(Metric):
+    """A state that keeps each side's per-clip outputs by id (small: O(clips × dim)).
+
+    The set-level metrics whose intervals resample clips (FAD, KAD) and the paired metrics (KLD,
+    MCC) all need the per-clip outputs at ``compute`` time, so this is their shared state.
+    """
+
+    def reset(self) -> None:
+        self.outputs: dict[str, dict[str, np.ndarray]] = {s: {} for s in SIDES}
+
+    def update(self, side: str, outputs: Mapping[str, np.ndarray]) -> None:
+        self._check_side(side)
+        seen = self.outputs[side]
+        for cid, arr in outputs.items():
+            if cid in seen:
+                raise MetricError(f"{self.name}: clip {cid!r} was given twice for the {side} side")
+            seen[cid] = np.asarray(arr)
+
+    def merge(self, other: Metric) -> Metric:
+        self._check_merge(other)
+        assert isinstance(other, PerClipOutputs)
+        for side in SIDES:
+            self.update(side, other.outputs[side])
+        return self
+
+    def ids(self, side: str) -> list[str]:
+        self._check_side(side)
+        return sorted(self.outputs[side])
+
+    def paired_ids(self) -> list[str]:
+        """Ids present on both sides, sorted (pairing by id, never by order)."""
+        return sorted(set(self.outputs["reference"]) & set(self.outputs["generated"]))

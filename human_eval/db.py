@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: loudness per clip, playback events, rater environment, headphone screening
 ENV_DB = "MUSICLM_EVAL_RATE_DB"  # the rating app reads its database URL from here
 ANSWERS = (2, 1, 0, -1, -2)  # strong A (left), weak A, no preference, weak B, strong B
 
@@ -70,6 +70,12 @@ class Study(Base):
     completion_code: Mapped[str] = mapped_column(String(64))
     prolific_study_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     admin_secret_hash: Mapped[str] = mapped_column(String(200))
+    # None = stored as received; else every stimulus was matched to this BS.1770 integrated loudness
+    loudness_target_lufs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    true_peak_ceiling_dbtp: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # None = playback not enforced; else the answer unlocks once both clips were heard to this fraction
+    playback_min_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
+    headphone_check: Mapped[bool] = mapped_column(Boolean, default=False)
     systems: Mapped[list[System]] = relationship(back_populates="study", order_by="System.position")
 
 
@@ -97,6 +103,13 @@ class Clip(Base):
     opaque_id: Mapped[str] = mapped_column(String(64), unique=True)
     source_sha256: Mapped[str] = mapped_column(String(64))
     seconds: Mapped[float] = mapped_column(Float)
+    # BS.1770-4 numbers as received and as stored (None when the study does not match loudness)
+    source_lufs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    source_true_peak_dbtp: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gain_db: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stored_lufs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stored_true_peak_dbtp: Mapped[float | None] = mapped_column(Float, nullable=True)
+    limited: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     system: Mapped[System] = relationship()
 
 
@@ -139,6 +152,24 @@ class Rater(Base):
     label: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # what the rater's browser reports (first report kept) and what they say they listen on
+    user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    audio_sample_rate: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    device: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Screening(Base):
+    """A rater's headphone check: one row per rater, written once when they finish it."""
+
+    __tablename__ = "screenings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), unique=True)
+    test: Mapped[str] = mapped_column(String(64))
+    n_trials: Mapped[int] = mapped_column(Integer)
+    n_correct: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    answers: Mapped[str] = mapped_column(Text)  # JSON: [[answer, correct], ...]
+    finished_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Assignment(Base):
@@ -177,7 +208,24 @@ class Rating(Base):
     seconds_spent: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-TABLES = ("schema_info", "studies", "systems", "clips", "trials", "attention_checks", "raters", "assignments", "ratings")
+class PlayEvent(Base):
+    """One report of a player on a rater's page: ``kind`` is play | pause | ended; ``fraction`` is the share
+    of the clip heard so far (the union of played stretches, so seeking forward does not count) and
+    ``plays`` how many times it was started (replays = plays − 1). ``side`` is as shown (A = left)."""
+
+    __tablename__ = "play_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), index=True)
+    side: Mapped[str] = mapped_column(String(1))
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    fraction: Mapped[float] = mapped_column(Float)
+    plays: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+TABLES = ("schema_info", "studies", "systems", "clips", "trials", "attention_checks", "raters", "assignments", "ratings",
+          "play_events", "screenings")
 
 
 def normalize_url(url: str) -> str:

@@ -9,6 +9,11 @@ The store holds only re-encoded files named by random ids (``secrets``, not the 
 secret), so neither a file name, a tag nor a sample rate says which system made a clip; the mapping
 is only in the database. Audio is decoded with ``metrics.audio`` (resampled to one common rate, cropped
 to ``seconds``) and written fresh as PCM-16 WAV, which carries only ``fmt `` and ``data`` chunks.
+
+Before it is written every stimulus is matched to one BS.1770 integrated loudness (``loudness_target``,
+−23 LUFS by default, true peak held under ``true_peak_ceiling``; see ``human_eval.loudness``), so no
+system is preferred for being louder; the loudness as received and as stored (measured again on the
+written file) are both kept per clip. ``loudness_target=None`` stores clips at their own level.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from human_eval import db
+from human_eval.loudness import (
+    TARGET_LUFS,
+    TRUE_PEAK_CEILING_DBTP,
+    LoudnessInfo,
+    integrated_loudness,
+    match_loudness,
+    true_peak_dbtp,
+)
 from metrics.audio import AudioError, load_audio, pair_ids, save_audio, scan_dir
 from metrics.musiccaps import CaptionsError, load_captions
 
@@ -69,8 +82,17 @@ def create_study(
     prolific_study_id: str | None = None,
     completion_code: str | None = None,
     on_error: str = "raise",
+    loudness_target: float | None = TARGET_LUFS,
+    true_peak_ceiling: float = TRUE_PEAK_CEILING_DBTP,
+    playback_min_fraction: float | None = 1.0,
+    headphone_check: bool = False,
 ) -> CreatedStudy:
-    """Build the study in a new database and fill the opaque store. Returns the admin secret and tokens once."""
+    """Build the study in a new database and fill the opaque store. Returns the admin secret and tokens once.
+
+    ``playback_min_fraction``: the answer unlocks only after both clips were heard to this fraction (the
+    app logs every play event either way); None turns the gate off. ``headphone_check``: raters take the
+    Woods et al. (2017) antiphase test before their first trial (``human_eval.screening``).
+    """
     sources = {str(k): Path(v) for k, v in systems.items()}
     if reference is not None:
         if REFERENCE in sources:
@@ -82,6 +104,11 @@ def create_study(
         raise DesignError("--ratings-per-pair and --ratings-per-trial must be at least 1")
     if attention_checks < 0 or raters < 0:
         raise DesignError("--attention-checks and --raters cannot be negative")
+    if playback_min_fraction is not None and not 0 < playback_min_fraction <= 1:
+        raise DesignError(f"--playback-min-fraction must be in (0, 1], not {playback_min_fraction}")
+    if loudness_target is not None and not (-70 < loudness_target < 0 and true_peak_ceiling <= 0):
+        raise DesignError(f"--loudness-target must be in (-70, 0) LUFS and --true-peak-ceiling <= 0 dBTP "
+                          f"(got {loudness_target}, {true_peak_ceiling})")
     if on_error not in ("raise", "skip"):
         raise DesignError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     store = Path(store) if store is not None else default_store(url)
@@ -118,6 +145,9 @@ def create_study(
                 seconds=seconds, ratings_per_trial=ratings_per_trial, trials_per_rater=0,
                 attention_checks=attention_checks, completion_code=completion_code or secrets.token_hex(4).upper(),
                 prolific_study_id=prolific_study_id, admin_secret_hash=db.hash_secret(secret),
+                loudness_target_lufs=loudness_target,
+                true_peak_ceiling_dbtp=true_peak_ceiling if loudness_target is not None else None,
+                playback_min_fraction=playback_min_fraction, headphone_check=bool(headphone_check),
             )
             s.add(study)
             s.flush()
@@ -134,15 +164,17 @@ def create_study(
                 if len(sample) == n_sample:
                     break
                 try:
-                    encoded = {n: _encode(files[n][item], store, sample_rate, seconds) for n in names}
+                    encoded = {n: _encode(files[n][item], store, sample_rate, seconds, loudness_target,
+                                          true_peak_ceiling) for n in names}
                 except AudioError as e:
                     if on_error == "raise":
                         raise
                     skipped.append(str(e))
                     continue
-                for n, (opaque, sha, secs) in encoded.items():
+                for n, (opaque, sha, secs, loud) in encoded.items():
                     clips[n, item] = db.Clip(study_id=study.id, system_id=sys_rows[n].id, item_id=item,
-                                             opaque_id=opaque, source_sha256=sha, seconds=secs)
+                                             opaque_id=opaque, source_sha256=sha, seconds=secs,
+                                             **(loud.to_dict() if loud is not None else {}))
                     s.add(clips[n, item])
                 sample.append(item)
             if not sample:
@@ -169,12 +201,20 @@ def create_study(
     return CreatedStudy(study.id, secret, tokens, store, n_trials, n_att, pairs, skipped)
 
 
-def _encode(src: Path, store: Path, sample_rate: int, seconds: float) -> tuple[str, str, float]:
+def _encode(src: Path, store: Path, sample_rate: int, seconds: float, target: float | None = None,
+            ceiling: float = TRUE_PEAK_CEILING_DBTP) -> tuple[str, str, float, LoudnessInfo | None]:
+    """Decode, crop, loudness-match (when ``target``) and write one stimulus under a fresh random name."""
     clip = load_audio(src, sr=sample_rate)
     wave = clip.wave[: int(round(seconds * sample_rate))]
+    info = None
+    if target is not None:
+        wave, info = match_loudness(wave, sample_rate, target, ceiling, path=src)
     opaque = secrets.token_hex(16)
-    save_audio(store / f"{opaque}.wav", wave, sample_rate)
-    return opaque, clip.sha256, len(wave) / sample_rate
+    path = save_audio(store / f"{opaque}.wav", wave, sample_rate)
+    if info is not None:  # what raters hear is the PCM-16 file: measure that, not the float array
+        stored = load_audio(path).wave
+        info.stored_lufs, info.stored_true_peak_dbtp = integrated_loudness(stored, sample_rate), true_peak_dbtp(stored)
+    return opaque, clip.sha256, len(wave) / sample_rate, info
 
 
 def _attention_trials(s: Session, study: db.Study, clips: dict, sample: list[str], caps, names: list[str],

@@ -38,13 +38,17 @@ def make_sources(root: Path, systems: tuple[str, ...] = SYSTEMS, n_items: int = 
 
 
 def make_study(root: Path, n_items: int = 6, ratings_per_pair: int = 6, **kw):
-    """A small study in ``root/study.db`` (16 kHz sources and store, so no resampling): (url, CreatedStudy)."""
+    """A small study in ``root/study.db`` (16 kHz sources and store, so no resampling): (url, CreatedStudy).
+
+    Loudness matching is on (the default); the playback gate is off unless ``playback_min_fraction`` is given.
+    """
     from human_eval.design import create_study
 
     dirs, ref, captions = make_sources(root, n_items=n_items)
     url = f"sqlite:///{root / 'study.db'}"
     kw.setdefault("sample_rate", 16000)
     kw.setdefault("seed", 3)
+    kw.setdefault("playback_min_fraction", None)  # tests that drive the app without playing; playback tests set it
     return url, create_study(url, dirs, captions, reference=ref, ratings_per_pair=ratings_per_pair, **kw)
 
 

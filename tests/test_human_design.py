@@ -95,9 +95,9 @@ def test_store_is_opaque_untagged_and_at_one_rate(tmp_path):
 
 
 def test_clip_longer_than_seconds_is_cropped(tmp_path):
-    url, c = make_study(tmp_path, n_items=2, ratings_per_pair=2, seconds=0.25, attention_checks=0)
+    url, c = make_study(tmp_path, n_items=2, ratings_per_pair=2, seconds=0.5, attention_checks=0)
     for f in c.store.iterdir():
-        assert sf.info(f).frames == 4000
+        assert sf.info(f).frames == 8000
 
 
 def test_errors_name_the_input(tmp_path):
@@ -139,7 +139,7 @@ def test_database_checks(tmp_path):
     with engine.begin() as c:
         c.execute(text("UPDATE schema_info SET version = 99"))
     engine.dispose()
-    with pytest.raises(db.StudyDBError, match=r"schema version \[99\]; this musiclm-eval reads version 1"):
+    with pytest.raises(db.StudyDBError, match=rf"schema version \[99\]; this musiclm-eval reads version {db.SCHEMA_VERSION}"):
         db.open_db(url)
     other = f"sqlite:///{tmp_path / 'other.db'}"
     e = db.make_engine(other)

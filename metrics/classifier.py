@@ -71,13 +71,14 @@ class LabelSpace:
 
 
 def corpus_label_space() -> LabelSpace:
-    """The procedural corpus tags (the default; the shipped checkpoint is trained on them).
+    """The procedural corpus tags, as stored in the shipped classifier checkpoint.
 
-    Imported lazily: ``metrics`` does not import ``musiclm_ref`` at import time.
+    The vocabulary travels inside the checkpoint (``label_space``), so ``metrics`` never needs the
+    corpus generator to know it; ``tests/test_synth.py`` checks it equals the generator's vocabulary.
     """
-    from musiclm_ref.data.synth import TAG_VOCAB
-
-    return LabelSpace("corpus", tuple(TAG_VOCAB))
+    ckpt, _ = read_checkpoint(SHIPPED_CHECKPOINT, CHECKPOINT_FORMAT, "a LEAF classifier checkpoint", ClassifierError,
+                              missing="shipped classifier checkpoint not found")
+    return LabelSpace("corpus", tuple(ckpt["label_space"]["labels"]))
 
 
 def audioset_label_space(path: str | Path) -> LabelSpace:

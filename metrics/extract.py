@@ -15,7 +15,8 @@ import logging
 import multiprocessing
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -55,15 +56,22 @@ def pad_to_whole(wave: np.ndarray, sr: int, seconds: float | None) -> np.ndarray
     return np.pad(wave, (0, target - len(wave))) if target > len(wave) else wave
 
 
-def _load(path: str, sr: int) -> tuple:
-    """Worker-side decode; returns plain tuples (AudioError does not survive pickling) and warnings."""
+def load_in_worker(path: str, rates: int | Sequence[int]) -> tuple:
+    """Decode one file once and resample it to each rate (``metrics.audio.load_audio``'s exact steps).
+
+    Returns plain tuples, because ``AudioError`` does not survive pickling out of a worker process:
+    ``("ok", {rate: wave}, file_sr, [(category, message)])`` or ``("error", path, problem, [])``.
+    A single ``int`` rate returns the wave itself in place of the dict (what the Ray engine uses).
+    """
+    single = isinstance(rates, int)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            clip = load_audio(path, sr=sr)
+            clip = load_audio(path)
         except AudioError as e:
             return ("error", e.path, e.problem, [])
-    return ("ok", clip.wave, clip.sr, [(w.category, str(w.message)) for w in caught])
+    waves = {r: (clip.wave if r == clip.sr else resample(clip.wave, clip.sr, r)) for r in ([rates] if single else rates)}
+    return ("ok", waves[rates] if single else waves, clip.sr, [(w.category, str(w.message)) for w in caught])
 
 
 def _one_thread_worker() -> None:
@@ -73,20 +81,146 @@ def _one_thread_worker() -> None:
         os.environ[var] = "1"
 
 
-def _decode_all(paths: list[str], sr: int, workers: int) -> Iterator[tuple]:
-    if workers <= 0 or len(paths) < 2:
-        for p in paths:
-            yield _load(p, sr)
+def _decode_all(jobs: list[tuple[str, tuple[int, ...]]], workers: int, ahead: int) -> Iterator[tuple]:
+    """Decoded clips in job order, at most ``ahead`` in flight: memory does not grow with the job count."""
+    if workers <= 0 or len(jobs) < 2:
+        for path, rates in jobs:
+            yield load_in_worker(path, rates)
         return
     ctx = multiprocessing.get_context("spawn")  # fork after torch/TF threads can deadlock
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_thread_worker) as pool:
-        yield from pool.map(_load, paths, [sr] * len(paths), chunksize=max(1, len(paths) // (4 * workers)))
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(load_in_worker, *job))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
-def _wave_sha(clip: Clip) -> str:
+def wave_sha256(clip: Clip) -> str:
+    """Content hash of an in-memory clip (its cache key when it did not come from a file)."""
     h = hashlib.sha256(f"wave:{clip.sr}:".encode())
     h.update(np.ascontiguousarray(clip.wave, dtype=np.float32).tobytes())
     return "wave-" + h.hexdigest()
+
+
+def extract(
+    clips: Sequence[Clip] | Sequence[str | Path],
+    models: Mapping[str, Embedder],
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 8,
+    workers: int = 0,
+    progress: bool = False,
+    on_error: OnError = "raise",
+    desc: str = "embed",
+) -> dict[str, EmbeddingSet]:
+    """Run several models over the same clips → ``{model key: {id: [frames, dim] float32}}``.
+
+    Streaming: the cache is consulted first (a clip every model has cached is never decoded); the
+    misses are decoded once per clip, resampled once per sample rate the models need, fed to each
+    model's batch and dropped, so memory holds only the per-clip outputs, never every waveform.
+    ``Clip`` inputs not at a model's rate are resampled here; their cache key records the
+    intermediate rate because resampling twice differs from resampling once.
+    """
+    from tqdm.auto import tqdm
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    out: dict[str, dict[str, np.ndarray]] = {k: {} for k in models}
+    skipped: dict[str, list[Skipped]] = {k: [] for k in models}
+
+    def fail(path: str, problem: str, keys) -> None:
+        if on_error == "raise":
+            raise AudioError(path, problem)
+        log.warning("skipping %s: %s", path, problem)
+        for k in keys:
+            skipped[k].append(Skipped(path, problem))
+
+    # 1. ids, content hashes and cache look-ups; what is left to compute per clip
+    seen: dict[str, str] = {}
+    todo: list[tuple[str, str, Clip | None, dict[str, str | None]]] = []  # (id, src, clip, {model key: cache key})
+    for item in clips:
+        clip = item if isinstance(item, Clip) else None
+        cid, src = (clip.id, clip.path or f"<clip {clip.id}>") if clip else (Path(item).stem, str(item))
+        if cid in seen:
+            raise AudioError(src, f"duplicate id {cid!r} (also {seen[cid]})")
+        seen[cid] = src
+        if clip is not None and not np.isfinite(clip.wave).all():
+            fail(src, "contains NaN/Inf samples", models)
+            continue
+        sha = None
+        if cache is not None:
+            try:
+                sha = (clip.sha256 or wave_sha256(clip)) if clip else file_sha256(src)
+            except OSError as e:
+                fail(src, f"cannot read file ({e.strerror or e})", models)
+                continue
+        missing: dict[str, str | None] = {}
+        for k, m in models.items():
+            via = clip.sr if (clip is not None and clip.sr != m.sample_rate) else None
+            key = cache.key(sha, m.id, preprocessing_key(m, via)) if cache is not None else None
+            hit = cache.get(key) if key else None
+            if hit is not None:
+                out[k][cid] = hit
+            else:
+                missing[k] = key
+        if missing:
+            todo.append((cid, src, clip, missing))
+
+    # 2. decode each miss once (per sample rate), batch per model, drop the waves
+    n_done = len(seen) - len(todo)
+    bar = tqdm(total=len(seen), initial=n_done, desc=f"{desc} {'+'.join(m.name for m in models.values())}",
+               unit="clip", disable=not progress)
+    jobs = [(src, tuple(sorted({models[k].sample_rate for k in miss}))) for _, src, clip, miss in todo if clip is None]
+    decoded = _decode_all(jobs, workers, ahead=max(2 * workers, 1) + batch_size)
+    batches: dict[str, list[tuple[str, str, str | None, np.ndarray]]] = {k: [] for k in models}
+
+    def flush(k: str) -> None:
+        m, batch = models[k], batches[k]
+        for (cid, src, key, _), emb in zip(batch, m.embed_batch([w for *_, w in batch])):
+            emb = np.asarray(emb, dtype=np.float32)
+            if emb.ndim != 2 or emb.shape[1] != m.dim:
+                raise AudioError(src, f"{m.name} returned shape {emb.shape}, expected [frames, {m.dim}]")
+            if not len(emb):
+                fail(src, f"yields no {m.name} frame", [k])
+            elif not np.isfinite(emb).all():
+                fail(src, f"{m.name} embedding contains NaN/Inf", [k])
+            else:
+                out[k][cid] = emb
+                if cache is not None and key is not None:
+                    cache.put(key, emb)
+        batch.clear()
+
+    for cid, src, clip, missing in todo:
+        if clip is None:
+            status, *rest = next(decoded)
+            if status == "error":
+                fail(rest[0], rest[1], missing)
+                bar.update(1)
+                continue
+            waves, _, caught = rest
+            for category, message in caught:
+                warnings.warn(message, category, stacklevel=2)
+        else:
+            rates = {models[k].sample_rate for k in missing}
+            waves = {r: (clip.wave if r == clip.sr else resample(clip.wave, clip.sr, r)) for r in rates}
+        for k, key in missing.items():
+            m = models[k]
+            wave = pad_to_whole(waves[m.sample_rate], m.sample_rate, m.pad_to_seconds)
+            seconds = len(wave) / m.sample_rate
+            if seconds < m.min_seconds:
+                fail(src, f"too short for {m.name}: {seconds:.3f} s < {m.min_seconds:.3f} s (one embedding frame)", [k])
+                continue
+            batches[k].append((cid, src, key, wave))
+            if len(batches[k]) >= batch_size:
+                flush(k)
+        bar.update(1)
+    for k in models:
+        if batches[k]:
+            flush(k)
+    bar.close()
+    return {k: EmbeddingSet(sorted(out[k].items()), skipped=skipped[k]) for k in models}
 
 
 def embed_clips(
@@ -98,99 +232,6 @@ def embed_clips(
     progress: bool = False,
     on_error: OnError = "raise",
 ) -> EmbeddingSet:
-    """Embed clips (``Clip`` objects or audio file paths) → ``{id: [frames, dim] float32}``.
-
-    ``Clip`` inputs not at the embedder's rate are resampled here; their cache key records the
-    intermediate rate because resampling twice differs from resampling once.
-    """
-    from tqdm.auto import tqdm
-
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    skipped: list[Skipped] = []
-    out: dict[str, np.ndarray] = {}
-    # (id, source path for messages, cache key or None, wave or None-to-decode)
-    todo: list[tuple[str, str, str | None, np.ndarray | None]] = []
-
-    def fail(path: str, problem: str) -> None:
-        if on_error == "raise":
-            raise AudioError(path, problem)
-        log.warning("skipping %s: %s", path, problem)
-        skipped.append(Skipped(path, problem))
-
-    seen: dict[str, str] = {}
-    for item in clips:
-        if isinstance(item, Clip):
-            cid, src = item.id, item.path or f"<clip {item.id}>"
-        else:
-            cid, src = Path(item).stem, str(item)
-        if cid in seen:
-            raise AudioError(src, f"duplicate id {cid!r} (also {seen[cid]})")
-        seen[cid] = src
-        if isinstance(item, Clip):
-            if not np.isfinite(item.wave).all():
-                fail(src, "contains NaN/Inf samples")
-                continue
-            via = item.sr if item.sr != embedder.sample_rate else None
-            sha = item.sha256 or _wave_sha(item)
-            key = cache.key(sha, embedder.id, preprocessing_key(embedder, via)) if cache else None
-            wave = resample(item.wave, item.sr, embedder.sample_rate) if via else item.wave
-        else:
-            try:
-                sha = file_sha256(src) if cache else ""
-            except OSError as e:
-                fail(src, f"cannot read file ({e.strerror or e})")
-                continue
-            key = cache.key(sha, embedder.id, preprocessing_key(embedder)) if cache else None
-            wave = None
-        hit = cache.get(key) if cache else None
-        if hit is not None:
-            out[cid] = hit
-        else:
-            todo.append((cid, src, key, wave))
-
-    bar = tqdm(total=len(seen), initial=len(out), desc=f"embed {embedder.name}", unit="clip", disable=not progress)
-    decoded = _decode_all([src for _, src, _, w in todo if w is None], embedder.sample_rate, workers)
-    batch: list[tuple[str, str, str | None, np.ndarray]] = []
-
-    def flush() -> None:
-        embs = embedder.embed_batch([w for *_, w in batch])
-        for (cid, src, key, _), emb in zip(batch, embs):
-            emb = np.asarray(emb, dtype=np.float32)
-            if emb.ndim != 2 or emb.shape[1] != embedder.dim:
-                raise AudioError(src, f"{embedder.name} returned shape {emb.shape}, expected [frames, {embedder.dim}]")
-            if not len(emb):
-                fail(src, f"yields no {embedder.name} frame")
-                continue
-            if not np.isfinite(emb).all():
-                fail(src, f"{embedder.name} embedding contains NaN/Inf")
-                continue
-            out[cid] = emb
-            if cache is not None and key is not None:
-                cache.put(key, emb)
-        bar.update(len(batch))
-        batch.clear()
-
-    for cid, src, key, wave in todo:
-        if wave is None:
-            status, *rest = next(decoded)
-            if status == "error":
-                fail(rest[0], rest[1])
-                bar.update(1)
-                continue
-            wave, _, caught = rest
-            for category, message in caught:
-                warnings.warn(message, category, stacklevel=2)
-        wave = pad_to_whole(wave, embedder.sample_rate, embedder.pad_to_seconds)
-        seconds = len(wave) / embedder.sample_rate
-        if seconds < embedder.min_seconds:
-            fail(src, f"too short for {embedder.name}: {seconds:.3f} s < {embedder.min_seconds:.3f} s (one embedding frame)")
-            bar.update(1)
-            continue
-        batch.append((cid, src, key, wave))
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
-    bar.close()
-    return EmbeddingSet(sorted(out.items()), skipped=skipped)
+    """Embed clips (``Clip`` objects or audio file paths) with one model → ``{id: [frames, dim] float32}``."""
+    return extract(clips, {"model": embedder}, cache, batch_size=batch_size, workers=workers, progress=progress,
+                   on_error=on_error)["model"]

@@ -33,7 +33,7 @@ from metrics.audio import AudioError, Clip, Skipped, file_sha256, resample
 from metrics.cache import EmbeddingCache
 from metrics.embedders import Embedder
 from metrics.engine import EmbedderSpec, Items, empty_stats, import_ray
-from metrics.extract import EmbeddingSet, _load, _wave_sha, pad_to_whole, preprocessing_key
+from metrics.extract import EmbeddingSet, load_in_worker, pad_to_whole, preprocessing_key, wave_sha256
 from metrics.fad import EmbeddingStats
 
 MAX_RETRIES = 3  # per task / per actor restart: bounded, so a deterministic crash fails instead of looping
@@ -64,7 +64,7 @@ def _prepare(batch: dict, *, sr: int, pad: float | None, min_seconds: float, nam
                 status, emb = "hit", np.ascontiguousarray(hit, dtype=np.float32).tobytes()
             else:
                 if wave_arr is None:
-                    res = _load(src, sr)
+                    res = load_in_worker(src, sr)
                     if res[0] == "error":
                         status, src, problem = "error", res[1], res[2]
                     else:
@@ -184,7 +184,7 @@ class RayEngine:
                     continue
                 via = item.sr if item.sr != embedder.sample_rate else None
                 if cache is not None:
-                    row["key"] = cache.key(item.sha256 or _wave_sha(item), embedder.id, preprocessing_key(embedder, via))
+                    row["key"] = cache.key(item.sha256 or wave_sha256(item), embedder.id, preprocessing_key(embedder, via))
                 row.update(has_wave=True, wave=np.ascontiguousarray(item.wave, dtype=np.float32).tobytes(), sr=item.sr)
             rows.append(row)
         return rows

@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from metrics.audio import load_audio, save_audio
 from metrics.embedders import Embedder
 from metrics.embedders.mel import MelConfig, MelEmbedder
-from metrics.extract import _load, _one_thread_worker, embed_clips
+from metrics.extract import _one_thread_worker, embed_clips, load_in_worker
 
 N_CLIPS, SECONDS, FILE_SR = 8, 10.0, 44100
 
@@ -151,7 +151,7 @@ def test_extraction_serial_vs_workers(benchmark, corpus, name):
     t0 = time.perf_counter()  # what a pool costs before its first clip: spawn, imports, first resample
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_one_thread_worker) as pool:
-        pool.submit(_load, str(corpus[0]), embedder.sample_rate).result()
+        pool.submit(load_in_worker, str(corpus[0]), embedder.sample_rate).result()
     startup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     serial = embed_clips(corpus, embedder, batch_size=8)

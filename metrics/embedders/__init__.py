@@ -12,11 +12,12 @@ the weights come from (a SavedModel directory, a checkpoint file).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from metrics.registry import Registry
 
 
 class EmbedderError(RuntimeError):
@@ -59,46 +60,33 @@ class Embedder:
 
 Factory = Callable[..., Embedder]
 
-_REGISTRY: dict[str, Factory | str] = {
+# Models other packages own (``mulan-ref``) come in through the ``musiclm_eval.embedders`` entry points.
+EMBEDDERS = Registry("embedders", {
     "mel": "metrics.embedders.mel:factory",
     "vggish": "metrics.embedders.tfhub:vggish",
     "trill": "metrics.embedders.tfhub:trill",
     "torch": "metrics.embedders.torch_ckpt:factory",
-    # models that live elsewhere register lazily by name; resolved only when asked
     "classifier": "metrics.classifier:embedder",
-    "mulan-ref": "musiclm_ref.mulan:audio_embedder",
-}
+}, error=EmbedderError)
 
 
 def register_embedder(name: str, factory: Factory | str) -> None:
     """Add (or replace) an entry: a callable ``factory(path, device)`` or a ``"module:attr"`` string."""
-    if not name or ":" in name:
-        raise ValueError(f"embedder names must be non-empty and contain no ':' (got {name!r})")
-    _REGISTRY[name] = factory
+    EMBEDDERS.register(name, factory)
 
 
 def available_embedders() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def _resolve(name: str, entry: Factory | str) -> Factory:
-    if callable(entry):
-        return entry
-    module, _, attr = entry.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise EmbedderError(f"embedder {name!r} is registered as {entry} but it cannot be imported: {e}") from e
+    return EMBEDDERS.names()
 
 
 def get_embedder(name: str, path: str | None = None, device: str = "cpu") -> Embedder:
     """Build the embedder ``name``; ``torch:<checkpoint>`` loads a generic torch checkpoint."""
     if name.startswith("torch:"):
         name, path = "torch", name[len("torch:"):]
-    if name not in _REGISTRY:
+    if name not in EMBEDDERS:
         raise EmbedderError(f"unknown embedder {name!r}; available: {', '.join(available_embedders())} "
                             "(or torch:<checkpoint.pt>)")
-    return _resolve(name, _REGISTRY[name])(path=path, device=device)
+    return EMBEDDERS.factory(name)(path=path, device=device)
 
 
-__all__ = ["Embedder", "EmbedderError", "available_embedders", "get_embedder", "register_embedder"]
+__all__ = ["EMBEDDERS", "Embedder", "EmbedderError", "available_embedders", "get_embedder", "register_embedder"]

@@ -19,6 +19,9 @@ from typing import Literal
 
 import numpy as np
 
+# re-exported: extract, ray_engine, classifier and the embedders import the file hash from here
+from metrics.io import file_sha256 as file_sha256
+
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -83,14 +86,6 @@ class LoadReport:
         lines = [f"loaded {len(self.clips)} clips, skipped {len(self.skipped)}"]
         lines += [f"  skipped {s.path}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

@@ -14,10 +14,12 @@ import io
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+# re-exported: metrics.fad, metrics.evaluate and the CLI import the atomic writer from here
+from metrics.io import atomic_write_bytes as atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +30,6 @@ KEY_VERSION = 1
 def default_cache_root() -> Path:
     env = os.environ.get("MUSICLM_EVAL_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "musiclm-eval" / "embeddings"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file + ``os.replace`` so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class EmbeddingCache:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from metrics.io import atomic_open, atomic_write_text
 from musiclm_ref.quantize import ResidualVQ, RVQConfig
 
 log = logging.getLogger(__name__)
@@ -556,10 +557,10 @@ def train_codec(
     history: list[dict] = list(state["history"]) if state is not None else []
 
     def save_last():
-        torch.save({"model": codec.to_checkpoint(), "optimizer": opt.state_dict(), "step": step, "rng": g.get_state(),
-                    "rvq_rng": [layer.generator.get_state() for layer in codec.rvq.layers],
-                    "history": history}, last.with_suffix(".tmp"))
-        last.with_suffix(".tmp").replace(last)
+        with atomic_open(last) as f:
+            torch.save({"model": codec.to_checkpoint(), "optimizer": opt.state_dict(), "step": step, "rng": g.get_state(),
+                        "rvq_rng": [layer.generator.get_state() for layer in codec.rvq.layers],
+                        "history": history}, f)
 
     bar = tqdm(total=tc.steps, initial=step, desc="codec", disable=not progress)
     while step < tc.steps:
@@ -622,6 +623,4 @@ def write_manifest_entry(path: Path, name: str, entry: dict) -> None:
     path = Path(path)
     data = json.loads(path.read_text()) if path.exists() else {}
     data[name] = entry
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

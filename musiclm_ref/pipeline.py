@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from metrics.io import file_sha256
 from musiclm_ref.quantize import ResidualVQ
 from musiclm_ref.sampling import SamplingConfig, default_config, generate
 from musiclm_ref.stages import Stage, StageError, TokenCorpus, TokenSpec, load_stage, melody_window_starts
@@ -36,10 +37,6 @@ MAX_ROWS = 128  # sequences per sampling call (bounds KV-cache memory)
 
 class PipelineError(ValueError):
     """A checkpoint directory or request that cannot be served; the message names the file or problem."""
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_mulan_rvq(rvq: ResidualVQ, path: Path, metadata: dict | None = None) -> Path:

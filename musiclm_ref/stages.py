@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from metrics.io import atomic_open
 from musiclm_ref.transformer import Transformer, TransformerConfig
 from musiclm_ref.transformer import preset as transformer_preset
 
@@ -438,10 +439,8 @@ def train_stage(stage: Stage, corpus: TokenCorpus, cfg: StageTrainConfig, out_pa
             meta["train_state"] = {"optimizer": opt.state_dict(), "rng": g.get_state(), "step": step, "history": history}
         else:
             meta["train_state"] = None
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_suffix(".tmp")
-        torch.save(stage.to_checkpoint(meta), tmp)
-        tmp.replace(out_path)
+        with atomic_open(out_path) as f:
+            torch.save(stage.to_checkpoint(meta), f)
 
     stage.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"{stage.config.stage} stage", disable=not progress)

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metrics.io import atomic_open, file_sha256
 from musiclm_ref.pipeline import (
     SAMPLE_RATE,
     SHIPPED_DIR,
     SHIPPED_MULAN,
     MusicLM,
     PipelineError,
-    file_sha256,
     load_mulan_rvq,
     prepare_tokens,
     save_mulan_rvq,
@@ -114,9 +114,8 @@ def token_corpus(data: str | Path, out: Path, components: Path, mulan_path: Path
         corpus = TokenCorpus.from_dict(torch.load(cache, weights_only=True))
     else:
         corpus = prepare_tokens(data, codec, tokenizer, mulan, rvq, melody, on_error=on_error, progress=progress)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(corpus.to_dict(), cache.with_suffix(".tmp"))
-        cache.with_suffix(".tmp").replace(cache)
+        with atomic_open(cache) as f:
+            torch.save(corpus.to_dict(), f)
     return corpus, hashes
 
 

@@ -66,6 +66,9 @@ EMBEDDERS = Registry("embedders", {
     "vggish": "metrics.embedders.tfhub:vggish",
     "trill": "metrics.embedders.tfhub:trill",
     "torch": "metrics.embedders.torch_ckpt:factory",
+    # real music taggers converted from the musicnn==0.1.0 wheel (200-d penultimate layer per 3 s patch)
+    "musicnn-mtt": "metrics.embedders.musicnn:mtt",
+    "musicnn-msd": "metrics.embedders.musicnn:msd",
     "classifier": "metrics.classifier:embedder",
 }, error=EmbedderError)
 

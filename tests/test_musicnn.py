@@ -137,3 +137,30 @@ def test_classifier_gives_window_logits_with_its_labels(name, noise_clip):
     assert clf.weights_sha256 == get_embedder(name).loaded.weights_sha256
     with pytest.raises(ValueError, match="shorter than one"):
         clf.window_logits(noise_clip[: MIN_SAMPLES - 1], 16000)
+
+
+def test_tag_command_writes_file_tag_probabilities(tmp_path):
+    from click.testing import CliRunner
+
+    from benchmarks.cli import main
+    from metrics.audio import save_audio
+    from metrics.embedders.musicnn import load_tagger
+    from musiclm_ref.data.synth import render, sample_spec
+
+    wave = render(sample_spec(0, 1, "ambient"), 4.0, 16000)
+    good = save_audio(tmp_path / "a.wav", 0.5 * wave / np.abs(wave).max(), 16000)
+    short = save_audio(tmp_path / "short.wav", wave[:16000], 16000)
+    out = tmp_path / "tags.json"
+    res = CliRunner().invoke(main, ["tag", str(good), "--model", "musicnn-mtt", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert list(doc) == [str(good)] and len(doc[str(good)]) == 50
+    from metrics.audio import load_audio
+
+    expected = load_tagger("musicnn-mtt").tag(load_audio(good, sr=16000).wave, 16000)
+    assert all(abs(doc[str(good)][t] - p) < 1e-6 for t, p in expected.items())
+    assert max(expected, key=expected.get) in res.output.split("\n")[0]
+    res = CliRunner().invoke(main, ["tag", str(good), str(short)])
+    assert res.exit_code != 0 and "short.wav" in res.output and "too short" in res.output
+    res = CliRunner().invoke(main, ["tag", str(tmp_path), "--on-error", "skip", "--model", "musicnn-msd"])
+    assert res.exit_code == 0 and "skipped" in res.output and "short.wav" in res.output

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "musiccaps": ("benchmarks.cli.compare:musiccaps", "Prepare MusicCaps clips for evaluation."),
     "rate": ("benchmarks.cli.rate:rate", "Blind A-vs-B listening study: create, invite, serve, analyze."),
     "dashboard": ("benchmarks.cli.dashboard:dashboard", "Open the results dashboard."),
+    "tag": ("benchmarks.cli.tag:tag", "Tag audio files with a pretrained music tagger (musicnn-mtt, musicnn-msd)."),
 }
 
 

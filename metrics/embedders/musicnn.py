@@ -323,3 +323,26 @@ def mtt_logits(path: str | None = None, device: str = "cpu") -> MusicnnTagger:
 def msd_logits(path: str | None = None, device: str = "cpu") -> MusicnnTagger:
     """Classifier-registry factory for ``musicnn-msd``."""
     return MusicnnTagger("musicnn-msd", path, device)
+
+
+def tag_files(paths: list[str], name: str = "musicnn-mtt", device: str = "cpu", on_error: str = "raise",
+              path: str | None = None) -> tuple[dict[str, dict[str, float]], list[tuple[str, str]]]:
+    """``{file: {tag: mean probability}}`` for each audio file, and the ``(file, problem)`` pairs skipped.
+
+    Behind ``musiclm-eval tag``. A file that cannot be decoded, or is shorter than one 2.976 s patch,
+    is an ``AudioError`` naming it, or (``on_error="skip"``) a skipped entry the caller reports.
+    """
+    from metrics.audio import AudioError, load_audio
+
+    tagger = load_tagger(name, path, device)
+    out, skipped = {}, []
+    for p in paths:
+        try:
+            clip = load_audio(p, sr=SR, min_seconds=MIN_SAMPLES / SR)
+        except AudioError as e:
+            if on_error != "skip":
+                raise
+            skipped.append((str(p), e.problem))
+            continue
+        out[str(p)] = tagger.tag(clip.wave, SR)
+    return out, skipped

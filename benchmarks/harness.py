@@ -175,7 +175,7 @@ def compare(
 
     # KLD: reference class distributions once
     if classifier is not None:
-        from metrics.evaluate import load_classifier_spec
+        from metrics.commands import load_classifier_spec
         from metrics.kld import class_distributions, kld
 
         clf = load_classifier_spec(classifier, device)

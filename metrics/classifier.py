@@ -294,6 +294,37 @@ def embedder(path: str | None = None, device: str = "cpu") -> ClassifierEmbedder
     return ClassifierEmbedder(load_classifier(path, device=device), device)
 
 
+class ClassifierLogits(Embedder):
+    """The classifier as a model of the pipeline (registry ``leaf-corpus``): window logits [windows, labels].
+
+    KLD reads these through the same extraction and cache as every embedder; the pooling into one
+    class distribution per clip (and the activation) is the KLD convention's job, not the model's.
+    """
+
+    activation = "sigmoid"  # multi-label: trained with binary cross-entropy
+
+    def __init__(self, loaded: LoadedClassifier, device: str = "cpu"):
+        self.loaded, self.device = loaded, device
+        self.name = "leaf-corpus" if Path(loaded.path) == SHIPPED_CHECKPOINT else f"leaf:{Path(loaded.path).name}"
+        self.sample_rate = loaded.model.sample_rate
+        self.dim = len(loaded.label_space)
+        self.labels = loaded.label_space.labels
+        self.label_space = loaded.label_space
+        self.weights_sha256 = loaded.weights_sha256
+        self.min_seconds = loaded.model.cfg.leaf.window_len / self.sample_rate
+        self.id = f"classifier-leaf-logits:{loaded.label_space.name}:{loaded.weights_sha256[:16]}"
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        """Mono float32 at ``sample_rate`` → [10 s windows, labels] logits."""
+        return window_logits(self.loaded.model, wave, self.sample_rate, self.device)
+
+
+def logits_model(path: str | None = None, device: str = "cpu", expected: str | None = None,
+                 audioset_csv: str | None = None) -> ClassifierLogits:
+    """Registry factory (``metrics.models.CLASSIFIERS``): the shipped checkpoint when ``path`` is None."""
+    return ClassifierLogits(load_classifier(path, expected=expected, device=device, audioset_csv=audioset_csv), device)
+
+
 # ---------------------------------------------------------------- training
 
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from metrics.audio import Clip, Skipped
 from metrics.cache import EmbeddingCache
-from metrics.embedders import Embedder, get_embedder
-from metrics.extract import EmbeddingSet, embed_clips, preprocessing_key
+from metrics.embedders import Embedder
+from metrics.extract import EmbeddingSet, embed_clips, extract, preprocessing_key
 from metrics.fad import EmbeddingStats
+from metrics.models import ModelSpec
+from metrics.registry import Registry
 
 ENGINES = ("local", "ray")
 RAY_EXTRA_HINT = "pip install 'musiclm-eval[ray]'"
@@ -33,21 +34,6 @@ class EngineUnavailableError(RuntimeError):
     """The requested engine cannot run here (e.g. ``--engine ray`` without the ``ray`` extra)."""
 
 
-@dataclass(frozen=True)
-class EmbedderSpec:
-    """How to rebuild an embedder on a worker (name, weights path, device) instead of pickling it.
-
-    Remote workers build their own copy — on their GPU when ``device`` is a CUDA device and the
-    cluster has GPUs — because some embedders (TF-Hub models) do not pickle and a model pickled on
-    the driver would land on the driver's device.
-    """
-
-    name: str
-    path: str | None = None
-    device: str = "cpu"
-
-    def build(self) -> Embedder:
-        return get_embedder(self.name, self.path, self.device)
 
 
 def empty_stats(embedder: Embedder) -> EmbeddingStats:
@@ -70,11 +56,15 @@ class Engine(Protocol):
 
     def embed(self, items: Items, embedder: Embedder, cache: EmbeddingCache | None = None, *, batch_size: int = 8,
               workers: int = 0, progress: bool = False, on_error: str = "raise",
-              spec: EmbedderSpec | None = None) -> EmbeddingSet: ...
+              spec: ModelSpec | None = None) -> EmbeddingSet: ...
 
     def stats(self, items: Items, embedder: Embedder, cache: EmbeddingCache | None = None, *, batch_size: int = 8,
               workers: int = 0, progress: bool = False, on_error: str = "raise",
-              spec: EmbedderSpec | None = None) -> tuple[EmbeddingStats, list[Skipped]]: ...
+              spec: ModelSpec | None = None) -> tuple[EmbeddingStats, list[Skipped]]: ...
+
+    def extract(self, items: Items, models: dict[str, Embedder], specs: dict[str, ModelSpec],
+                cache: EmbeddingCache | None = None, *, batch_size: int = 8, workers: int = 0,
+                progress: bool = False, on_error: str = "raise") -> dict[str, EmbeddingSet]: ...
 
     def audit(self, generated, train, centroids, **kw): ...  # same signature/result as memorization.audit
 
@@ -86,13 +76,20 @@ class LocalEngine:
 
     def embed(self, items: Items, embedder: Embedder, cache: EmbeddingCache | None = None, *, batch_size: int = 8,
               workers: int = 0, progress: bool = False, on_error: str = "raise",
-              spec: EmbedderSpec | None = None) -> EmbeddingSet:
+              spec: ModelSpec | None = None) -> EmbeddingSet:
         return embed_clips(items, embedder, cache, batch_size=batch_size, workers=workers, progress=progress,
                            on_error=on_error)
 
+    def extract(self, items: Items, models: dict[str, Embedder], specs: dict[str, ModelSpec],
+                cache: EmbeddingCache | None = None, *, batch_size: int = 8, workers: int = 0,
+                progress: bool = False, on_error: str = "raise") -> dict[str, EmbeddingSet]:
+        """Every model over the same clips in one streaming pass (each clip decoded once per rate)."""
+        return extract(items, models, cache, batch_size=batch_size, workers=workers, progress=progress,
+                       on_error=on_error)
+
     def stats(self, items: Items, embedder: Embedder, cache: EmbeddingCache | None = None, *, batch_size: int = 8,
               workers: int = 0, progress: bool = False, on_error: str = "raise",
-              spec: EmbedderSpec | None = None) -> tuple[EmbeddingStats, list[Skipped]]:
+              spec: ModelSpec | None = None) -> tuple[EmbeddingStats, list[Skipped]]:
         embs = self.embed(items, embedder, cache, batch_size=batch_size, workers=workers, progress=progress,
                           on_error=on_error)
         return stats_of(embs, embedder), embs.skipped
@@ -118,15 +115,21 @@ def import_ray():
     return ray
 
 
+# Engines are registered by name like models; ``ray`` is imported only when asked for.
+ENGINE_REGISTRY = Registry("engines", {"local": "metrics.engine:local_engine", "ray": "metrics.ray_engine:RayEngine"},
+                           error=EngineUnavailableError)
+
+
+def local_engine(address: str | None = None, num_cpus: int | None = None) -> LocalEngine:
+    if address:
+        raise EngineUnavailableError("--ray-address only applies to --engine ray")
+    return LOCAL
+
+
 def make_engine(name: str = "local", ray_address: str | None = None, num_cpus: int | None = None) -> Engine:
     """``local`` → the in-process engine; ``ray`` → connect to ``ray_address`` or start a local Ray."""
-    if name == "local":
-        if ray_address:
-            raise EngineUnavailableError("--ray-address only applies to --engine ray")
-        return LOCAL
+    if name not in ENGINE_REGISTRY:
+        raise EngineUnavailableError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_REGISTRY.names())}")
     if name == "ray":
         import_ray()
-        from metrics.ray_engine import RayEngine
-
-        return RayEngine(address=ray_address, num_cpus=num_cpus or os.cpu_count() or 1)
-    raise EngineUnavailableError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    return ENGINE_REGISTRY.factory(name)(address=ray_address, num_cpus=num_cpus or os.cpu_count() or 1)

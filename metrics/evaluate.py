@@ -1,221 +1,339 @@
-"""The evaluation core: clip sources × models × metrics → one document (what every command calls).
+"""The evaluation core: clip sources × models × metrics → one ``Evaluation`` (what every command calls).
 
-``stats``, ``fad``, ``score``, ``compare`` and ``demo`` are thin CLI layers over the functions here
-(``benchmarks/cli/``); tests and other tools call them directly. Every failure is a clear error
-naming the file and the problem — never a score of −1.
+    sources (reference + named systems; ids = file stems)            scan, pair by id
+      └─► engine.extract: every model over every clip, streaming      decode once per rate, cache first
+            (embedders → frames, classifier → window logits, joint → audio windows; waveforms dropped)
+      └─► Metric states (FAD, KAD, KLD, MCC): update(side, {id: output}) → compute() → MetricResult
+      └─► paired comparisons of every two systems (clip-paired bootstrap, Holm-corrected)
+      └─► one results store (``metrics.store.write_store``)
+
+``stats``, ``fad``, ``score``, ``compare`` and ``demo`` are thin calls of ``evaluate`` (their
+document builders are in ``metrics.commands``). Models are named by ``ModelSpec`` so the Ray engine
+builds them on its workers. Every failure is a clear error naming the file and the problem.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import warnings
-from collections.abc import Sequence
+import importlib.metadata
+import itertools
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from metrics.audio import AudioError, PairingError, load_dir, pair_ids, scan_dir
-from metrics.cache import EmbeddingCache, atomic_write_bytes
-from metrics.embedders import Embedder
-from metrics.engine import LOCAL, EmbedderSpec, Engine
-from metrics.engine import stats_of as stats_of
+import numpy as np
+
+from metrics.audio import AudioError, PairingError, pair_ids, scan_dir
+from metrics.cache import EmbeddingCache
+from metrics.engine import LOCAL, Engine
 from metrics.extract import EmbeddingSet, preprocessing_key
-from metrics.fad import EmbeddingStats, FADError, SingularCovarianceWarning, bootstrap_fad_ci, fad_inf, per_clip_fad
-from metrics.fad import fad as fad_metric
+from metrics.fad import EmbeddingStats
+from metrics.metric import Metric
+from metrics.models import ModelSpec, audio_model
+from metrics.result import MetricResult
 
-__all__ = ["AudioError", "PairingError", "SHIPPED_CLASSIFIER", "compute_fad", "compute_score", "compute_stats",
-           "dir_stats", "embed_dir", "load_classifier_spec"]
-
-
-def embed_dir(directory: str | Path, embedder: Embedder, cache: EmbeddingCache | None = None, on_error: str = "raise",
-              workers: int = 0, batch_size: int = 8, progress: bool = False, engine: Engine | None = None,
-              spec: EmbedderSpec | None = None) -> EmbeddingSet:
-    """Embed every audio file of a directory; empty or all-unusable directories are errors."""
-    paths = list(scan_dir(directory).values())
-    embs = (engine or LOCAL).embed(paths, embedder, cache, batch_size=batch_size, workers=workers, progress=progress,
-                                   on_error=on_error, spec=spec)
-    if not embs:
-        raise AudioError(directory, f"no usable clips ({len(embs.skipped)} skipped)")
-    return embs
+GROUND_TRUTH = "ground truth"
+REFERENCE = "reference"
 
 
-def dir_stats(directory: str | Path, embedder: Embedder, cache: EmbeddingCache | None = None, on_error: str = "raise",
-              workers: int = 0, batch_size: int = 8, progress: bool = False, engine: Engine | None = None,
-              spec: EmbedderSpec | None = None) -> tuple[EmbeddingStats, list]:
-    """Statistics of a directory without keeping its embeddings (the Ray engine merges per-batch partials)."""
-    paths = list(scan_dir(directory).values())
-    s, skipped = (engine or LOCAL).stats(paths, embedder, cache, batch_size=batch_size, workers=workers,
-                                         progress=progress, on_error=on_error, spec=spec)
-    if not s.n_clips:
-        raise AudioError(directory, f"no usable clips ({len(skipped)} skipped)")
-    return s, skipped
+@dataclass
+class SourceResult:
+    """One evaluated source (a system, or the reference as the ``ground truth`` row)."""
+
+    name: str
+    dir: str | None
+    paths: dict[str, str]
+    missing_ids: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    metrics: dict[str, MetricResult] = field(default_factory=dict)
+    states: dict[str, Metric] = field(default_factory=dict)
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.paths)
 
 
-def compute_stats(audio: str | Path, embedder: Embedder, out: str | Path | None = None, **kw) -> EmbeddingStats:
-    """Statistics (mu, sigma, n) of a directory's embeddings, optionally saved as ``.npz``."""
-    s, _ = dir_stats(audio, embedder, **kw)
-    if out is not None:
-        s.save(out)
-    return s
+@dataclass
+class Evaluation:
+    reference: SourceResult
+    systems: dict[str, SourceResult]
+    pairwise: list[dict]
+    metadata: dict
+
+    def per_clip_rows(self, captions: Mapping[str, str] | None = None) -> list[dict]:
+        """One row per (system, clip): its audio path, the reference path (and caption); the per-clip metric
+        values are in each ``MetricResult.per_item`` (the store adds them as columns)."""
+        rows = []
+        for s in self.systems.values():
+            for cid, path in s.paths.items():
+                row = {"system": s.name, "ytid": cid, "audio_path": path,
+                       "reference_path": self.reference.paths.get(cid)}
+                if captions is not None:
+                    row["caption"] = captions.get(cid, "")
+                rows.append(row)
+        return rows
 
 
-def _reference_stats(reference: str | Path, embedder: Embedder, **kw) -> tuple[EmbeddingStats, list]:
-    path = Path(reference)
-    if path.is_file() and path.suffix == ".npz":
-        s = EmbeddingStats.load(path)
-        if s.embedder != embedder.id:
-            raise FADError(f"{path}: statistics were computed with embedder {s.embedder or '(unknown)'!r}, but this run "
-                           f"uses {embedder.id!r}; recompute them with `musiclm-eval stats --embedder {embedder.name}`")
-        pre = s.config.get("preprocessing")
-        if pre is not None and pre != preprocessing_key(embedder):
-            raise FADError(f"{path}: statistics used pre-processing {pre!r}, this run uses {preprocessing_key(embedder)!r}")
-        return s, []
-    return dir_stats(path, embedder, **kw)
+@dataclass
+class Plan:
+    """What to compute: the models and, per model, which metrics read its outputs."""
+
+    embedders: Sequence[str] = ("mel",)
+    embedder_paths: Mapping[str, str] = field(default_factory=dict)
+    classifier: str | None = None
+    classifier_path: str | None = None
+    joint: str | None = None
+    joint_path: str | None = None
+    kld_convention: str = "musiclm"
+    fad_inf: bool = False
+    kad: bool = False
+    label_space: str | None = None
 
 
-def compute_fad(reference: str | Path, generated: str | Path, embedder: Embedder, *, inf: bool = False,
-                per_clip: str | Path | None = None, bootstrap: int = 0, seed: int = 0, **kw) -> dict:
-    """FAD of ``generated`` (a directory) against ``reference`` (a directory or a stats ``.npz``).
-
-    Returns the JSON document of ``musiclm-eval fad``; ``kw`` go to ``embed_dir`` (cache, on_error, …).
-    """
-    ref, ref_skipped = _reference_stats(reference, embedder, **kw)
-    if inf or bootstrap or per_clip is not None:  # these need every generated clip's frames
-        gen = embed_dir(generated, embedder, **kw)
-        gen_stats, gen_skipped = stats_of(gen, embedder), gen.skipped
-    else:
-        gen_stats, gen_skipped = dir_stats(generated, embedder, **kw)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SingularCovarianceWarning)
-        result = fad_metric(ref, gen_stats)
-    for w in caught:  # re-emit, and keep them in the result so a JSON reader sees them too
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    doc = {"fad": result.value, **result.extra, "embedder_name": embedder.name,
-           "preprocessing": preprocessing_key(embedder), "seed": seed,
-           "warnings": [str(w.message) for w in caught],
-           "skipped": {"reference": [vars(s) for s in ref_skipped], "generated": [vars(s) for s in gen_skipped]}}
-    if inf:
-        doc["fad_inf"], doc["fad_inf_r2"] = fad_inf(ref, gen, seed=seed)
-    if bootstrap:
-        doc["ci95"] = list(bootstrap_fad_ci(ref, gen, n_boot=bootstrap, seed=seed))
-    if per_clip is not None:
-        scores = per_clip_fad(ref, gen)
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", "fad", "frames"])
-        writer.writerows([cid, repr(v), len(gen[cid])] for cid, v in scores.items())
-        atomic_write_bytes(Path(per_clip), buf.getvalue().encode())
-        doc["per_clip"] = str(per_clip)
-    return doc
+def run_metadata() -> dict:
+    """Package versions and the git commit, recorded in every results store."""
+    versions = {"python": platform.python_version()}
+    for pkg in ("musiclm-eval", "numpy", "scipy", "torch", "torchaudio", "pot", "tensorflow", "tensorflow-hub"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"versions": versions, "git_commit": commit}
 
 
-SHIPPED_CLASSIFIER = "leaf-corpus"
+def _specs(plan: Plan, device: str) -> dict[str, ModelSpec]:
+    specs = {f"embedder:{n}": ModelSpec(n, plan.embedder_paths.get(n), device) for n in plan.embedders}
+    if plan.classifier is not None:
+        specs["classifier"] = ModelSpec(plan.classifier, plan.classifier_path, device, kind="classifier")
+    if plan.joint is not None:
+        specs["joint"] = ModelSpec(plan.joint, plan.joint_path, device, kind="joint")
+    return specs
 
 
-def _ci(result) -> list[float] | None:
-    return list(result.ci95) if result.ci95 else None
+def build_models(specs: Mapping[str, ModelSpec], skip_unavailable: bool = False,
+                 prebuilt: Mapping[ModelSpec, object] | None = None) -> tuple[dict, dict[str, str]]:
+    """Build each model once on the driver; with ``skip_unavailable`` an embedder that cannot be loaded
+    (VGGish/TRILL with no TF-Hub access) is reported with the reason instead of failing the run."""
+    built, unavailable = {}, {}
+    for key, spec in specs.items():
+        if prebuilt and spec in prebuilt:
+            built[key] = prebuilt[spec]
+            continue
+        try:
+            built[key] = spec.build()
+        except (RuntimeError, ImportError, OSError, ValueError) as e:
+            if not (skip_unavailable and spec.kind == "embedder"):
+                raise
+            unavailable[spec.name] = str(e).splitlines()[0]
+    return built, unavailable
 
 
-def load_classifier_spec(spec: str | None, device: str = "cpu", label_space: str | None = None, audioset_csv: str | None = None):
-    """``leaf-corpus`` (shipped) or a checkpoint path; ``label_space`` checks what the checkpoint declares."""
-    from metrics.classifier import ClassifierError, load_classifier
+def _kld_metrics(plan: Plan, activation: str | None, n_boot: int, seed: int) -> dict[str, Metric]:
+    from metrics.kld import kld_metrics
 
-    if spec in (None, SHIPPED_CLASSIFIER):
-        return load_classifier(None, expected=label_space or "corpus", device=device, audioset_csv=audioset_csv)
-    if not Path(spec).exists():
-        raise ClassifierError(f"unknown classifier {spec!r}: not {SHIPPED_CLASSIFIER!r} or an existing checkpoint file")
-    return load_classifier(spec, expected=label_space, device=device, audioset_csv=audioset_csv)
+    return kld_metrics(plan.kld_convention, n_boot=n_boot, seed=seed, activation=activation)
 
 
-def compute_score(
-    generated: str | Path,
+def _metric_factories(plan: Plan, built: Mapping, reference_stats: Mapping[str, EmbeddingStats],
+                      n_boot: int, seed: int) -> list[tuple[str, str, Callable[[], Metric]]]:
+    """(result key, model key, factory) for every metric the plan asks for."""
+    from metrics.fad_metric import FAD
+    from metrics.mcc import MCC
+
+    out: list[tuple[str, str, Callable[[], Metric]]] = []
+    for key, model in built.items():
+        if not key.startswith("embedder:"):
+            continue
+        name = key.split(":", 1)[1]
+        out.append((f"fad_{name}", key, lambda m=model, n=name: FAD(m.id, plan.fad_inf, reference_stats.get(n),
+                                                                   n_boot=n_boot, seed=seed)))
+        if plan.kad:
+            from metrics.kad import KAD
+
+            out.append((f"kad_{name}", key, lambda m=model: KAD(m.id, n_boot=n_boot, seed=seed)))
+    if "classifier" in built:
+        activation = getattr(built["classifier"], "activation", None)
+        for k in _kld_metrics(plan, activation, 0, seed):
+            out.append((k, "classifier", lambda k=k: _kld_metrics(plan, activation, n_boot, seed)[k]))
+    if "joint" in built:
+        out.append(("mcc", "joint", lambda: MCC(built["joint"].id, n_boot=n_boot, seed=seed)))
+    return out
+
+
+def _source(name: str, directory: str | Path) -> dict[str, str]:
+    try:
+        return {cid: str(p) for cid, p in scan_dir(directory).items()}
+    except AudioError as e:
+        raise AudioError(e.path, f"{e.problem} ({name})") from None
+
+
+def evaluate(
     reference: str | Path,
-    captions: str | Path | None,
-    embedders: Sequence[str] = ("mel",),
-    classifier: str | None = SHIPPED_CLASSIFIER,
-    joint: str | None = "mulan-ref",
-    device: str = "cpu",
-    seed: int = 0,
-    on_error: str = "raise",
-    cache: EmbeddingCache | None = None,
-    per_clip: str | Path | None = None,
-    kld_direction: str = "ref||gen",
-    kld_mode: str = "sigmoid",
-    label_space: str | None = None,
-    audioset_csv: str | None = None,
+    systems: Mapping[str, str | Path],
+    plan: Plan,
+    *,
+    captions: Mapping[str, str] | None = None,
+    paired: bool = True,
+    ground_truth: bool = True,
+    pairwise: bool = True,
     n_boot: int = 1000,
-    fad_n_boot: int = 200,
-    engine=None,
-) -> dict:
-    """FAD per embedder, KLD (all directions) and MCC over generated/reference pairs matched by id.
+    seed: int = 0,
+    device: str = "cpu",
+    cache: EmbeddingCache | None = None,
+    on_error: str = "raise",
+    engine: Engine | None = None,
+    progress: bool = False,
+    batch_size: int = 8,
+    workers: int = 0,
+    skip_unavailable: bool = False,
+    prebuilt: Mapping[ModelSpec, object] | None = None,
+) -> Evaluation:
+    """Score every system against the reference (a directory, or a stats ``.npz`` for FAD alone).
 
-    ``classifier=None`` skips KLD; ``joint=None`` or ``captions=None`` skips MCC; an empty
-    ``embedders`` skips FAD. Returns the JSON document (every metric with ``<key>_ci95``). ``engine``
-    (``metrics.engine``; default local) runs the FAD embedding extraction; KLD and MCC run here.
+    ``paired``: systems are matched to reference clips by id (KLD and MCC need it; a mismatch is a
+    ``PairingError`` unless ``on_error="skip"``, which drops the unpaired clips and reports them).
+    ``prebuilt``: models the caller already holds, by spec (they are not built again).
+    The FAD reference is every reference clip. ``ground_truth`` adds the reference's own MCC row.
     """
-    from metrics.embedders import get_embedder
-    from metrics.engine import LOCAL
-    from metrics.extract import preprocessing_key
-    from metrics.fad import EmbeddingStats, bootstrap_fad_ci, per_clip_fad
-    from metrics.fad import fad as fad_metric
-    from metrics.kld import class_distributions, kld
-    from metrics.mcc import load_joint, mcc_for_clips
-    from metrics.musiccaps import load_captions
+    engine = engine or LOCAL
+    started = time.time()
+    specs = _specs(plan, device)
+    built, unavailable = build_models(specs, skip_unavailable, prebuilt)
+    specs = {k: v for k, v in specs.items() if k in built}
+    audio = {k: audio_model(m) for k, m in built.items()}
+    if plan.label_space and "classifier" in built:
+        got = getattr(built["classifier"], "label_space", None)
+        if got is not None and got.name != plan.label_space:
+            raise ValueError(f"classifier {plan.classifier}: label space {got.name!r}, expected {plan.label_space!r}")
 
-    gen_report = load_dir(generated, on_error=on_error)
-    ref_report = load_dir(reference, on_error=on_error)
-    gen_ids, ref_ids = {c.id for c in gen_report.clips}, {c.id for c in ref_report.clips}
-    # Under --on-error skip a skipped clip leaves its partner unpaired: drop it too, and say so.
-    ids = pair_ids({"generated": gen_ids, "reference": ref_ids}, allow_missing=on_error == "skip")
-    unpaired = sorted((gen_ids | ref_ids) - set(ids))
-    gen = [c for c in gen_report.clips if c.id in ids]
-    ref = [c for c in ref_report.clips if c.id in ids]
-    doc: dict = {"n_pairs": len(ids), "seed": seed}
-    per: dict[str, dict[str, float]] = {i: {} for i in ids}
+    # sources
+    ref_stats: dict[str, EmbeddingStats] = {}
+    ref_path = Path(reference)
+    if ref_path.is_file() and ref_path.suffix == ".npz":
+        from metrics.commands import load_reference_stats
 
-    for name in embedders:
-        emb = get_embedder(name, None, device)
-        r = (engine or LOCAL).embed(ref, emb, cache, on_error=on_error)
-        g = (engine or LOCAL).embed(gen, emb, cache, on_error=on_error)
-        stats = [EmbeddingStats(embedder=emb.id, config={**emb.config, "preprocessing": preprocessing_key(emb)}) for _ in "rg"]
-        for s, e in zip(stats, (r, g)):
-            for arr in e.values():
-                s.update(arr)
-        res = fad_metric(stats[0], stats[1])
-        doc[f"fad_{name}"] = res.value
-        doc[f"fad_{name}_ci95"] = list(bootstrap_fad_ci(stats[0], g, n_boot=200, seed=seed)) if len(g) > 1 else None
-        for cid, v in per_clip_fad(stats[0], g).items():
-            per[cid][f"fad_{name}"] = v
-        doc.setdefault("embedders", {})[name] = emb.config
+        if paired or set(built) - {k for k in built if k.startswith("embedder:")} or len(built) != 1:
+            raise ValueError(f"{ref_path}: a statistics file can only be the reference of an unpaired FAD")
+        (key, model), = audio.items()
+        ref_stats[key.split(":", 1)[1]] = load_reference_stats(ref_path, model)
+        ref_files: dict[str, str] = {}
+    else:
+        ref_files = _source(REFERENCE, reference)
+    sys_files: dict[str, dict[str, str]] = {}
+    missing: dict[str, list[str]] = {}
+    for name, d in systems.items():
+        files = _source(f"system {name!r}", d)
+        if paired and ref_files:
+            try:
+                common = pair_ids({name: files, REFERENCE: ref_files}, allow_missing=on_error == "skip")
+            except PairingError as e:
+                raise PairingError(f"system {name!r} ({d}): {e}") from None
+            missing[name] = sorted(set(ref_files) - set(files))
+            files = {i: files[i] for i in common}
+        sys_files[name] = files
 
-    if classifier is not None:
-        clf = load_classifier_spec(classifier, device, label_space, audioset_csv)
-        result = kld(class_distributions(ref, clf, kld_mode, device), class_distributions(gen, clf, kld_mode, device), kld_direction, seed=seed, n_boot=n_boot)
-        for key, res in result.items():
-            doc[key], doc[f"{key}_ci95"] = res.value, _ci(res)
-            for cid, v in res.per_item.items():
-                per[cid][key] = v
-        doc["kld_settings"] = {"direction": kld_direction, "mode": kld_mode, "eps": 1e-6, "window_seconds": 10.0,
-                               "classifier": clf.path, "classifier_sha256": clf.weights_sha256, "label_space": clf.label_space.name}
+    # models over clips (waveforms never outlive their batch)
+    def run(files: Mapping[str, str], keys: Sequence[str]) -> dict[str, EmbeddingSet]:
+        keys = [k for k in keys if k in audio]
+        if not files or not keys:
+            return {}
+        return engine.extract(list(files.values()), {k: audio[k] for k in keys}, {k: specs[k] for k in keys}, cache,
+                              batch_size=batch_size, workers=workers, progress=progress, on_error=on_error)
 
-    if joint is not None and captions is not None:
-        caps = load_captions(captions, require_all_columns=False)["caption"].to_dict()
-        model = load_joint(joint, device)
-        res = mcc_for_clips(gen, caps, model, seed=seed)
-        doc["mcc"], doc["mcc_ci95"] = res.value, _ci(res)
-        for cid, v in res.per_item.items():
-            per[cid]["mcc"] = v
-        doc["mcc_settings"] = {"backend": joint, "comparable_to_paper": False}  # neither CLAP nor mulan-ref is the paper's MuLan
+    ref_keys = [k for k in audio if k != "joint" or ground_truth]
+    ref_out = run(ref_files, ref_keys)
+    text: dict[str, np.ndarray] = {}
+    if "joint" in built:
+        if captions is None:
+            raise PairingError("MCC needs captions (a MusicCaps-format CSV with ytid, caption)")
+        ids = sorted(set().union(*[set(f) for f in sys_files.values()], set(ref_files) if ground_truth else set()))
+        lacking = [i for i in ids if i not in captions]
+        if lacking:
+            raise PairingError(f"no caption for {len(lacking)} clip(s): {', '.join(lacking[:20])}"
+                               f"{' …' if len(lacking) > 20 else ''}")
+        text = dict(zip(ids, built["joint"].embed_text([captions[i] for i in ids])))
 
-    doc["skipped"] = {"generated": [vars(s) for s in gen_report.skipped], "reference": [vars(s) for s in ref_report.skipped],
-                      "unpaired": unpaired}
-    if per_clip is not None:
-        columns = sorted({k for row in per.values() for k in row})
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", *columns])
-        writer.writerows([cid, *(repr(per[cid][c]) if c in per[cid] else "" for c in columns)] for cid in ids)
-        atomic_write_bytes(Path(per_clip), buf.getvalue().encode())
-        doc["per_clip"] = str(per_clip)
-    return doc
+    factories = _metric_factories(plan, built, ref_stats, n_boot, seed)
+
+    def score(name: str, directory, files: dict[str, str], outputs: dict[str, EmbeddingSet],
+              keys: Sequence[tuple[str, str, Callable]]) -> SourceResult:
+        res = SourceResult(name, str(directory) if directory is not None else None, files,
+                           missing.get(name, []),
+                           [vars(s) for s in {(s.path, s.reason): s for o in outputs.values() for s in o.skipped}.values()])
+        for key, model_key, make in keys:
+            got = outputs.get(model_key)
+            if got is None or not got:
+                continue
+            metric = make()
+            if model_key == "joint":
+                metric.update("reference", {i: text[i] for i in got})
+            else:
+                ref = ref_out.get(model_key, {})
+                metric.update("reference", ref if key.startswith(("fad_", "kad_")) else {i: ref[i] for i in got if i in ref})
+            metric.update("generated", dict(got))
+            res.metrics[key], res.states[key] = metric.compute(), metric
+        return res
+
+    reference_result = SourceResult(GROUND_TRUTH, str(reference), ref_files)
+    if ground_truth and "joint" in ref_out:
+        reference_result = score(GROUND_TRUTH, reference, ref_files, {"joint": ref_out["joint"]},
+                                 [f for f in factories if f[1] == "joint"])
+        reference_result.skipped = [vars(s) for o in ref_out.values() for s in o.skipped]
+    results = {name: score(name, systems[name], files, run(files, list(audio)), factories)
+               for name, files in sys_files.items()}
+    for name, r in results.items():
+        if not r.metrics and not r.skipped:
+            raise AudioError(systems[name], "no metric could be computed (no usable clips)")
+
+    pairs = paired_comparisons(results, n_boot, seed) if pairwise and len(results) > 1 else []
+    metadata = {**run_metadata(), "created_unix": started, "elapsed_s": round(time.time() - started, 2),
+                "config": {"embedders": list(plan.embedders), "classifier": plan.classifier, "joint": plan.joint,
+                           "kld_convention": plan.kld_convention if plan.classifier else None,
+                           "fad_inf": plan.fad_inf, "kad": plan.kad, "on_error": on_error, "device": device,
+                           "n_boot": n_boot, "paired": paired, "reference": str(reference), "engine": engine.name},
+                "seeds": {"bootstrap": seed},
+                "models": {k: getattr(m, "id", None) for k, m in built.items()},
+                "embedders": {k.split(":", 1)[1]: m.id for k, m in built.items() if k.startswith("embedder:")},
+                "unavailable_embedders": unavailable,
+                "protocol": {"fad": {k.split(":", 1)[1]: {**m.config, "preprocessing": preprocessing_key(m)}
+                                     for k, m in built.items() if k.startswith("embedder:")}},
+                "checkpoints": {k: getattr(m, "weights_sha256", None) or getattr(m, "id", None)
+                                for k, m in built.items() if not k.startswith("embedder:")}}
+    if cache is not None:
+        metadata["cache"] = {"hits": cache.hits, "misses": cache.misses, "root": str(cache.root)}
+    return Evaluation(reference_result, results, pairs, metadata)
 
 
+def paired_comparisons(results: Mapping[str, SourceResult], n_boot: int, seed: int) -> list[dict]:
+    """Every two systems on every metric they share: difference (a − b), 95% CI, p-value over the shared
+    clip ids (``metrics.intervals.paired_comparison``), Holm-corrected across the pairs of each metric."""
+    from metrics.intervals import holm, paired_comparison
+
+    rows: list[dict] = []
+    keys = sorted({k for r in results.values() for k in r.states})
+    for key in keys:
+        block = []
+        for a, b in itertools.combinations(sorted(results), 2):
+            sa, sb = results[a].states.get(key), results[b].states.get(key)
+            if sa is None or sb is None:
+                continue
+            try:
+                cmp = paired_comparison(sa, sb, n_boot=max(n_boot, 1), seed=seed)
+            except (ValueError, PairingError) as e:
+                block.append({"metric": key, "system_a": a, "system_b": b, "diff": None, "reason": str(e)})
+                continue
+            block.append({"metric": key, "system_a": a, "system_b": b, **cmp})
+        ps = [r.get("p_value") for r in block]
+        valid = [i for i, p in enumerate(ps) if p is not None]
+        for i, p in zip(valid, holm([ps[i] for i in valid])):
+            block[i]["p_holm"] = p
+        rows.extend(block)
+    return rows

@@ -3,9 +3,9 @@ audio embedding of the music generated from it (MusicLM paper, section 5).
 
 Pairs are matched by id (file stem = MusicCaps ``ytid``), never by order. Backends:
 
-- ``mulan-ref`` (default): the project's MuLan-style model (``musiclm_ref.mulan``), shipped and
-  trained on the procedural corpus; reached lazily so ``metrics`` never imports ``musiclm_ref`` at
-  import time. A path to another checkpoint of that model works too.
+- ``mulan-ref`` (default): the project's MuLan-style model, shipped and trained on the procedural
+  corpus; it registers itself as the ``joint`` entry point ``mulan-ref`` (``metrics.registry``), so
+  ``metrics`` never imports the reference model. A path to another checkpoint of it works too.
 - ``clap:<checkpoint.pt>``: LAION-CLAP (music checkpoint) through the ``laion_clap`` package, when
   it can build its model offline. CLAP-based MCC is a different embedding space than the paper's
   MuLan and its values are *not comparable* to the paper's MCC.
@@ -13,7 +13,6 @@ Pairs are matched by id (file stem = MusicCaps ``ytid``), never by order. Backen
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from metrics.audio import Clip, PairingError, pair_ids
+from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult, bootstrap_ci
 
 
@@ -108,18 +108,45 @@ class ClapJoint:
         return np.stack(out).astype(np.float32)
 
 
-def load_joint(spec: str | None = "mulan-ref", device: str = "cpu") -> JointModel:
-    """``mulan-ref`` (shipped), a MuLan checkpoint path, or ``clap:<checkpoint.pt>``."""
+def clap_joint(path: str | None = None, device: str = "cpu"):
+    """Registry factory (``clap``): LAION-CLAP from a local checkpoint, as a pipeline ``Joint``."""
+    from metrics.embedders import Embedder
+    from metrics.models import Joint, ModelError
+
+    if path is None:
+        raise ModelError("the clap joint model needs --joint-path CHECKPOINT.pt (e.g. music_audioset_epoch_15_esc_90.14.pt)")
+    clap = ClapJoint(path, device=device)
+
+    class ClapAudio(Embedder):
+        name, sample_rate, dim = "clap", ClapJoint.sample_rate, 512
+        id = f"clap:{Path(path).name}"
+
+        def embed(self, wave: np.ndarray) -> np.ndarray:
+            return clap.embed_audio(wave, self.sample_rate)
+
+    return Joint(f"clap:{Path(path).name}", ClapAudio(), clap.embed_text)
+
+
+def load_joint(spec: str | None = "mulan-ref", device: str = "cpu"):
+    """``mulan-ref`` (shipped), a MuLan checkpoint path, or ``clap:<checkpoint.pt>`` → a ``metrics.models.Joint``.
+
+    Resolved through the ``joint`` registry (``mulan-ref`` is the reference model's entry point), so
+    ``metrics`` names no module of the reference model.
+    """
+    from metrics.models import ModelError, ModelSpec
+
     spec = spec or "mulan-ref"
     if spec.startswith("clap:"):
-        return ClapJoint(spec[len("clap:") :], device=device)
-    path = None if spec == "mulan-ref" else spec
-    if path is not None and not Path(path).exists():
+        name, path = "clap", spec[len("clap:"):]
+    elif spec == "mulan-ref":
+        name, path = spec, None
+    elif Path(spec).exists():
+        name, path = "mulan-ref", spec
+    else:
         raise JointModelError(f"unknown joint model {spec!r}: not 'mulan-ref', 'clap:<ckpt>' or an existing checkpoint file")
-    mulan = importlib.import_module("musiclm_ref.mulan")  # lazy: metrics does not import musiclm_ref at import time
     try:
-        return mulan.load_mulan(path, device=device)
-    except mulan.MulanError as e:
+        return ModelSpec(name, path, device, kind="joint").build()
+    except (ModelError, RuntimeError, ValueError) as e:
         raise JointModelError(str(e)) from None
 
 
@@ -135,3 +162,55 @@ def mcc_for_clips(clips: Sequence[Clip], captions: Mapping[str, str], joint: Joi
     text = joint.embed_text([captions[i] for i in ids])
     audio = np.concatenate([joint.embed_audio(by_id[i].wave, by_id[i].sr) for i in ids])
     return cycle_consistency(dict(zip(ids, text)), dict(zip(ids, audio)), seed=seed)
+
+
+class MCC(PerClipOutputs):
+    """MuLan Cycle Consistency as a ``Metric``: caption embeddings (reference side) vs audio (generated side).
+
+    The reference side holds each caption's text embedding ``[dim]``; the generated side each clip's
+    window embeddings ``[windows, dim]`` from the joint model's audio tower. A clip's audio embedding
+    is the mean of its windows, L2-normalized (the paper's MuLan protocol); MCC is the mean cosine
+    over clips paired by id, with per-clip values.
+    """
+
+    name = "mcc"
+    output = "joint"
+
+    def __init__(self, joint_id: str = "", n_boot: int = 1000, seed: int = 0):
+        self.joint_id = joint_id
+        super().__init__(n_boot=n_boot, seed=seed)
+
+    def config(self) -> dict:
+        return {"joint": self.joint_id}
+
+    def cosines(self) -> dict[str, float]:
+        ids = self.paired_ids()
+        lacking = sorted(set(self.outputs["generated"]) - set(self.outputs["reference"]))
+        if lacking:
+            raise PairingError(f"{len(lacking)} generated clip(s) have no caption: {', '.join(lacking[:20])}"
+                               f"{' …' if len(lacking) > 20 else ''}")
+        if not ids:
+            raise PairingError("MCC: no clip has both a caption and audio")
+        text = _unit(np.stack([np.asarray(self.outputs["reference"][i], np.float64).reshape(-1) for i in ids]),
+                     "text embeddings")
+        audio = _unit(np.stack([np.asarray(self.outputs["generated"][i], np.float64).reshape(-1, text.shape[1]).mean(0)
+                                for i in ids]), "audio embeddings")
+        return dict(zip(ids, map(float, (text * audio).sum(-1))))
+
+    def ids(self, side: str) -> list[str]:
+        return sorted(self.outputs["generated"])
+
+    def value_on_counts(self, ref_counts: np.ndarray, gen_counts: np.ndarray) -> np.ndarray:
+        cos = self.cosines()
+        c = np.array([cos[i] for i in self.ids("generated")])
+        w = np.asarray(gen_counts, dtype=np.float64)
+        return (w @ c) / w.sum(axis=1)
+
+    def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:
+        cos = self.cosines()
+        return float(np.mean([cos[i] for i in gen_ids]))
+
+    def compute(self) -> MetricResult:
+        cos = self.cosines()
+        value = float(np.mean(list(cos.values())))
+        return MetricResult(self.name, value, self.interval(), cos, {"n_pairs": len(cos), "joint": self.joint_id})

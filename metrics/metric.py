@@ -45,7 +45,8 @@ class Metric(ABC):
     name: str = "metric"
     output: str = "embedding"
 
-    def __init__(self) -> None:
+    def __init__(self, n_boot: int = 1000, seed: int = 0) -> None:
+        self.n_boot, self.seed = n_boot, seed
         self.reset()
 
     # -- the four verbs -------------------------------------------------------------------------
@@ -80,6 +81,16 @@ class Metric(ABC):
         raise NotImplementedError
 
     # -- shared helpers -------------------------------------------------------------------------
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% interval of ``metrics.intervals.bootstrap_interval`` (BCa over both sides), or None
+        when ``n_boot`` is 0 or there is nothing to resample."""
+        from metrics.intervals import bootstrap_interval
+
+        if not self.n_boot or len(self.ids("generated")) < 2:
+            return None
+        lo, hi = bootstrap_interval(self, n_boot=self.n_boot, seed=self.seed)
+        return float(lo), float(hi)
+
     def config(self) -> dict:
         """Settings that change the number (written into the results store beside the value)."""
         return {}

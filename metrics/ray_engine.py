@@ -32,9 +32,10 @@ import numpy as np
 from metrics.audio import AudioError, Clip, Skipped, file_sha256, resample
 from metrics.cache import EmbeddingCache
 from metrics.embedders import Embedder
-from metrics.engine import EmbedderSpec, Items, empty_stats, import_ray
+from metrics.engine import Items, empty_stats, import_ray
 from metrics.extract import EmbeddingSet, load_in_worker, pad_to_whole, preprocessing_key, wave_sha256
 from metrics.fad import EmbeddingStats
+from metrics.models import ModelSpec
 
 MAX_RETRIES = 3  # per task / per actor restart: bounded, so a deterministic crash fails instead of looping
 
@@ -96,9 +97,9 @@ class _EmbedActor:
 
     On a CPU-only cluster stage 1 runs here too, in the same call (``prepare``)."""
 
-    def __init__(self, embedder: Embedder | EmbedderSpec, cache_root: str | None, prepare: dict | None = None,
+    def __init__(self, embedder: Embedder | ModelSpec, cache_root: str | None, prepare: dict | None = None,
                  reduce_stats: bool = False):
-        self.embedder = embedder.build() if isinstance(embedder, EmbedderSpec) else embedder
+        self.embedder = embedder.build_audio() if isinstance(embedder, ModelSpec) else embedder
         self.cache = EmbeddingCache(cache_root) if cache_root is not None else None
         self.prepare = prepare  # stage 1's arguments when it runs inside this actor (CPU-only clusters)
         self.reduce_stats = reduce_stats  # stage 3 here too: ship d + d² numbers per batch, not embeddings
@@ -190,7 +191,7 @@ class RayEngine:
         return rows
 
     def _dataset(self, rows: list[dict], embedder: Embedder, cache: EmbeddingCache | None, batch_size: int,
-                 progress: bool, spec: EmbedderSpec | None, reduce_stats: bool = False):
+                 progress: bool, spec: ModelSpec | None, reduce_stats: bool = False):
         ray = import_ray()
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
@@ -260,7 +261,7 @@ class RayEngine:
 
     def embed(self, items: Items, embedder: Embedder, cache: EmbeddingCache | None = None, *, batch_size: int = 8,
               workers: int = 0, progress: bool = False, on_error: str = "raise",
-              spec: EmbedderSpec | None = None) -> EmbeddingSet:
+              spec: ModelSpec | None = None) -> EmbeddingSet:
         """Same result as ``embed_clips``: id → [frames, dim] float32, sorted by id, with ``skipped``."""
         skipped, fail = self._policy(on_error)
         rows = self._rows(items, embedder, cache, fail)
@@ -276,7 +277,7 @@ class RayEngine:
 
     def stats(self, items: Items, embedder: Embedder, cache: EmbeddingCache | None = None, *, batch_size: int = 8,
               workers: int = 0, progress: bool = False, on_error: str = "raise",
-              spec: EmbedderSpec | None = None) -> tuple[EmbeddingStats, list[Skipped]]:
+              spec: ModelSpec | None = None) -> tuple[EmbeddingStats, list[Skipped]]:
         """Per-block partial statistics computed on the workers, merged here in input order."""
         skipped, fail = self._policy(on_error)
         rows = self._rows(items, embedder, cache, fail)
@@ -291,77 +292,21 @@ class RayEngine:
                     np.frombuffer(p["m2"], dtype=np.float64).reshape(embedder.dim, embedder.dim).copy()))
         return total, [s for _, s in sorted(skipped, key=lambda t: t[0])]
 
+    def extract(self, items: Items, models: dict[str, Embedder], specs: dict[str, ModelSpec],
+                cache: EmbeddingCache | None = None, *, batch_size: int = 8, workers: int = 0,
+                progress: bool = False, on_error: str = "raise") -> dict[str, EmbeddingSet]:
+        """Each model over the clips on the cluster; workers build the models from ``specs`` (never pickled)."""
+        missing = sorted(set(models) - set(specs))
+        if missing:
+            raise ValueError(f"the Ray engine needs a ModelSpec for every model (missing: {', '.join(missing)})")
+        return {k: self.embed(items, m, cache, batch_size=batch_size, progress=progress, on_error=on_error,
+                              spec=specs[k]) for k, m in models.items()}
+
     def audit(self, generated, train, centroids, **kw):
         """Same arguments and result as ``metrics.memorization.audit``; ``shards=`` sets the fan-out."""
+        from metrics.memorization.ray import ray_audit
+
         return ray_audit(self, generated, train, centroids, **kw)
-
-
-def _audit_shard(gw, shard: dict, scorer, tau: float, window: int, train_hop: int, max_candidates: int,
-                 max_lags: int):
-    """One Ray task: ``memorization.audit_shard`` — exact hits by hashing, lower-bound candidates
-    confirmed by batched Sinkhorn, offset search — for one shard of whole training clips."""
-    os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")  # POT would import TensorFlow (~4 s) otherwise
-    from metrics.memorization import audit_shard
-
-    return audit_shard(gw, shard, scorer, tau, window, train_hop, max_candidates, max_lags)
-
-
-def shard_clips(train: dict, n_shards: int) -> list[dict]:
-    """Whole training clips into ``n_shards`` groups of similar token count (greedy, largest first).
-
-    Never splits a clip: the per-(generated window, training clip) candidate cap and the offset
-    search see all of a clip's windows. Deterministic (ties broken by id)."""
-    n_shards = max(1, min(n_shards, len(train)))
-    loads, shards = [0] * n_shards, [{} for _ in range(n_shards)]
-    for cid in sorted(train, key=lambda c: (-len(train[c]), c)):
-        k = min(range(n_shards), key=lambda i: (loads[i], i))
-        shards[k][cid] = train[cid]
-        loads[k] += len(train[cid])
-    return [s for s in shards if s]
-
-
-def ray_audit(engine: RayEngine, generated, train, centroids, fpr: float | None = None, window: int | None = None,
-              gen_hop: int = 25, train_hop: int = 1, eps: float | None = None, seed: int = 0,
-              max_negatives: int = 100_000, device: str = "cpu", tau: float | None = None, max_candidates: int = 8,
-              max_lags: int = 8, shards: int | None = None):
-    """``memorization.audit`` as a distributed join: τ calibrated on the driver, one Ray task per
-    shard of whole training clips running ``audit_shard`` (exact hits, candidate search, Sinkhorn
-    confirmation in batches, offset search), hits merged on the driver by ``merge_hits``, whose
-    total-order tie-breaks make the result independent of shard order.
-
-    Differences from one local ``audit`` call, both documented in docs/ray.md: a generated window
-    copied exactly in one shard is skipped by the candidate search of that shard only (more Sinkhorn
-    solves, ``n_solved`` ≥ local), and batched Sinkhorn costs depend on their batch mates at ~1e-9."""
-    import metrics.memorization as mem
-
-    ray = import_ray()
-    fpr = mem.DEFAULT_FPR if fpr is None else fpr
-    window = mem.WINDOW_TOKENS if window is None else window
-    eps = mem.DEFAULT_EPS if eps is None else eps
-    # the same checks and steps as memorization.audit, with the per-shard step fanned out
-    vocab = len(np.asarray(centroids))
-    first = {cid: (v[0] if isinstance(v, (list, tuple)) and v else v) for cid, v in generated.items()}
-    mem.check_tokens(first, vocab, "generated", window)
-    seqs, phase_of = mem._phases(generated)
-    gen = mem.check_tokens(seqs, vocab, "generated", window)
-    trn = mem.check_tokens(train, vocab, "train", window)
-    scorer = mem.OTScorer(centroids, eps=eps, device=device)
-    if tau is None:
-        cal = mem.calibrate_audit(trn, scorer, fpr, window, gen_hop, train_hop, seed, max_negatives)
-    else:
-        cal = mem.Calibration(float(tau), fpr, float("nan"), float("nan"), (0.0, 1.0), 0, 0, float("nan"), False, 0)
-    gw = mem.cut_windows(gen, window, gen_hop)
-    n_shards = shards or 2 * int(ray.cluster_resources().get("CPU", 1))
-    task = ray.remote(num_cpus=1, max_retries=engine.max_retries)(_audit_shard)  # inputs immutable: safe to re-run
-    gw_ref, scorer_ref = ray.put(gw), ray.put(scorer)
-    refs = [task.remote(gw_ref, part, scorer_ref, cal.tau, window, train_hop, max_candidates, max_lags)
-            for part in shard_clips(trn, n_shards)]
-    hits = mem.PairHits.concat(ray.get(refs))
-    n_tw = len(mem.cut_windows(trn, window, train_hop))
-    return mem.merge_hits(hits, gw, phase_of, n_tw, len(trn), cal,
-                          extra={"window_s": window / mem.FRAME_RATE, "gen_hop_s": gen_hop / mem.FRAME_RATE,
-                                 "train_hop_s": train_hop / mem.FRAME_RATE, "eps": eps, "cost_scale": scorer.scale,
-                                 "phases": max(1, len(seqs) // max(1, len({v[0] for v in phase_of.values()})))})
 
 
 def _category(name: str) -> type[Warning]:

@@ -272,6 +272,15 @@ def audio_embedder(path: str | None = None, device: str = "cpu") -> MulanAudioEm
     return MulanAudioEmbedder(load_mulan(path, device))
 
 
+def joint_model(path: str | None = None, device: str = "cpu"):
+    """Registry factory (``metrics.models.JOINT`` entry point ``mulan-ref``): audio windows + caption side."""
+    from metrics.models import Joint
+
+    model = load_mulan(path, device)
+    audio = MulanAudioEmbedder(model)
+    return Joint(audio.id, audio, model.embed_text)
+
+
 # ---------------------------------------------------------------- training and evaluation
 
 

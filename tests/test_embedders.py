@@ -52,7 +52,7 @@ def test_register_callable_and_lazy_string():
 
 
 def test_importing_metrics_loads_neither_tensorflow_nor_musiclm_ref():
-    code = ("import sys, metrics.embedders, metrics.fad, metrics.extract, metrics.cache, metrics.evaluate; "
+    code = ("import sys, metrics.embedders, metrics.fad, metrics.extract, metrics.cache, metrics.commands; "
             "print(sorted(m for m in ('tensorflow', 'tensorflow_hub', 'musiclm_ref', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from benchmarks.cli.score import score
 from metrics.audio import load_dir, save_audio
 from metrics.classifier import SHIPPED_CHECKPOINT as CLASSIFIER_CKPT
-from metrics.evaluate import compute_score
+from metrics.commands import compute_score
 from musiclm_ref.mulan import SHIPPED_CHECKPOINT as MULAN_CKPT
 
 

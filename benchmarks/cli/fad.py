@@ -16,7 +16,7 @@ from metrics.audio import AudioError
 from metrics.cache import EmbeddingCache, atomic_write_bytes
 from metrics.embedders import EmbedderError
 from metrics.engine import EngineUnavailableError
-from metrics.evaluate import compute_fad, compute_stats
+from metrics.commands import compute_fad, compute_stats
 from metrics.fad import FADError
 
 

@@ -14,7 +14,8 @@ import click
 
 from metrics.cache import EmbeddingCache
 from metrics.embedders import available_embedders, get_embedder
-from metrics.engine import ENGINES, RAY_EXTRA_HINT, EmbedderSpec, make_engine
+from metrics.engine import ENGINES, RAY_EXTRA_HINT, make_engine
+from metrics.models import ModelSpec
 
 
 def engine_options(f: Callable) -> Callable:
@@ -54,7 +55,7 @@ def setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on
     cache = None if no_cache else EmbeddingCache(cache_dir)
     kw = {"cache": cache, "on_error": on_error, "batch_size": batch_size, "workers": workers, "progress": progress}
     if engine != "local" or ray_address:
-        kw.update(engine=make_engine(engine, ray_address), spec=EmbedderSpec(embedder_name, embedder_path, device))
+        kw.update(engine=make_engine(engine, ray_address), spec=ModelSpec(embedder_name, embedder_path, device))
     return embedder, kw
 
 

@@ -10,7 +10,7 @@ import click
 from benchmarks.cli.options import engine_options
 from metrics.audio import AudioError, PairingError
 from metrics.cache import EmbeddingCache, atomic_write_bytes
-from metrics.evaluate import SHIPPED_CLASSIFIER, compute_score
+from metrics.commands import SHIPPED_CLASSIFIER, compute_score
 
 
 def summary_line(doc: dict) -> str:

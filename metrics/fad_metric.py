@@ -1,0 +1,121 @@
+"""FAD as a ``Metric``: per-clip frame embeddings of both sides in, FAD (+ FAD∞, per-clip FAD, 95% CI) out.
+
+The math lives in ``metrics.fad`` (Fréchet distance, mergeable ``EmbeddingStats``, FAD∞); this file
+is the state the evaluation pipeline fills. The state keeps each clip's frames (small: O(clips ×
+frames × dim)) because an honest interval resamples *clips of both sides*
+(``metrics.intervals``). For speed, a resample's mean and covariance are weighted sums of per-clip
+frame counts, sums and Gram matrices (``value_on_counts``) instead of re-stacking frames; the
+point value itself folds the frames in id order exactly as ``musiclm-eval stats`` does.
+
+A reference given as fixed statistics (a ``stats`` ``.npz``) has no clips: then only the generated
+side is resampled, and ``extra["reference_resampled"]`` says so.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from metrics.fad import EmbeddingStats, FADError, fad, fad_inf, frechet_distance, per_clip_fad
+from metrics.metric import PerClipOutputs
+from metrics.result import MetricResult
+
+GRAM_BYTES = 1 << 30  # per side; above this, resamples re-weight frames instead of per-clip Gram matrices
+
+
+class FAD(PerClipOutputs):
+    """Fréchet Audio Distance between the reference and generated clips' frame embeddings."""
+
+    name = "fad"
+    output = "embedding"
+
+    def __init__(self, embedder_id: str = "", inf: bool = False, reference_stats: EmbeddingStats | None = None,
+                 n_boot: int = 1000, seed: int = 0):
+        self.embedder_id, self.inf, self.reference_stats = embedder_id, inf, reference_stats
+        super().__init__(n_boot=n_boot, seed=seed)
+
+    def config(self) -> dict:
+        return {"embedder": self.embedder_id, "inf": self.inf, "fixed_reference": self.reference_stats is not None}
+
+    def reset(self) -> None:
+        super().reset()
+        self._moments: dict[str, tuple] = {}
+
+    def update(self, side: str, outputs) -> None:
+        super().update(side, outputs)
+        self._moments.pop(side, None)
+
+    # -- statistics -----------------------------------------------------------------------------
+    def stats(self, side: str) -> EmbeddingStats:
+        """Exact statistics of one side (frames folded in id order), or the fixed reference statistics."""
+        if side == "reference" and self.reference_stats is not None:
+            return self.reference_stats
+        arrays = self.outputs[side]
+        if not arrays:
+            raise FADError(f"{side}: no embeddings (empty set of clips)")
+        s = EmbeddingStats(embedder=self.embedder_id)
+        for cid in sorted(arrays):
+            s.update(arrays[cid])
+        return s
+
+    def ids(self, side: str) -> list[str]:
+        if side == "reference" and self.reference_stats is not None:
+            return []
+        return super().ids(side)
+
+    def _side_moments(self, side: str) -> tuple:
+        """(ids, frames per clip, per-clip sums [n, d], per-clip Grams [n, d, d] or None) in float64."""
+        if side not in self._moments:
+            ids = self.ids(side)
+            arrays = [np.asarray(self.outputs[side][i], dtype=np.float64) for i in ids]
+            d = arrays[0].shape[1]
+            counts = np.array([len(a) for a in arrays], dtype=np.float64)
+            sums = np.stack([a.sum(0) for a in arrays])
+            grams = np.stack([a.T @ a for a in arrays]) if len(ids) * d * d * 8 <= GRAM_BYTES else None
+            self._moments[side] = (ids, counts, sums, grams, arrays)
+        return self._moments[side]
+
+    def _mean_cov(self, side: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and (ddof=1) covariance of the frames of clips drawn ``weights[i]`` times each."""
+        _, counts, sums, grams, arrays = self._side_moments(side)
+        n = float(weights @ counts)
+        if n < 2:
+            raise FADError(f"{side}: a resample with {n:.0f} frame(s) has no covariance")
+        mean = (weights @ sums) / n
+        if grams is not None:
+            second = np.tensordot(weights, grams, axes=1)
+        else:
+            keep = np.flatnonzero(weights)
+            second = sum(weights[i] * (arrays[i].T @ arrays[i]) for i in keep)
+        cov = (second - n * np.outer(mean, mean)) / (n - 1)
+        return mean, cov
+
+    def value_on_counts(self, ref_counts: np.ndarray, gen_counts: np.ndarray) -> np.ndarray:
+        """FAD on each row of clip counts (rows aligned with ``ids(side)``); the resampling fast path."""
+        out = np.empty(len(gen_counts))
+        fixed = self.reference_stats
+        for b in range(len(gen_counts)):
+            mu_r, cov_r = (fixed.mean, fixed.cov) if fixed is not None else self._mean_cov(
+                "reference", np.asarray(ref_counts[b], dtype=np.float64))
+            mu_g, cov_g = self._mean_cov("generated", np.asarray(gen_counts[b], dtype=np.float64))
+            out[b] = frechet_distance(mu_r, cov_r, mu_g, cov_g)
+        return out
+
+    def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:
+        def counts(side: str, ids: Sequence[str]) -> np.ndarray:
+            c = Counter(ids)
+            return np.array([[c.get(i, 0) for i in self.ids(side)]], dtype=np.float64)
+
+        return float(self.value_on_counts(counts("reference", ref_ids), counts("generated", gen_ids))[0])
+
+    # -- result ---------------------------------------------------------------------------------
+    def compute(self) -> MetricResult:
+        ref, gen = self.stats("reference"), self.stats("generated")
+        res = fad(ref, gen, name=self.name)
+        extra = {**res.extra, "reference_resampled": self.reference_stats is None}
+        if self.inf:
+            extra["fad_inf"], extra["fad_inf_r2"] = fad_inf(ref, self.outputs["generated"], seed=self.seed)
+        per = per_clip_fad(ref, dict(sorted(self.outputs["generated"].items())))
+        return MetricResult(self.name, res.value, self.interval(), per, extra)

@@ -1,0 +1,108 @@
+"""The models an evaluation runs, by kind, and the picklable specs that rebuild them anywhere.
+
+Three kinds, one shape: every model is an ``Embedder`` (mono clip at ``sample_rate`` in, a
+``[frames, dim]`` float32 array out), so every one of them goes through the same streaming
+extraction and the same content-hashed cache (``metrics.extract``):
+
+- ``embedder``   — frame embeddings for FAD/KAD (``mel``, ``vggish``, ``trill``, ``musicnn-*``, …);
+- ``classifier`` — window *logits* ``[windows, n_labels]`` for KLD, with ``labels`` and the
+  ``activation`` the classifier was trained with (``leaf-corpus``, ``musicnn-mtt``, …);
+- ``joint``      — a text/audio joint embedding for MCC: its ``audio`` embedder gives window
+  embeddings ``[windows, dim]`` and ``embed_text`` the caption side (``mulan-ref``, ``clap``).
+
+A ``ModelSpec`` (kind, name, weights path, device) is what crosses process boundaries: a Ray worker
+builds its own model from it, because live models (TF-Hub ones) do not pickle and a model built on
+the driver would sit on the driver's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from metrics.embedders import Embedder, EmbedderError, get_embedder
+from metrics.registry import Registry
+
+KINDS = ("embedder", "classifier", "joint")
+
+
+class ModelError(EmbedderError):
+    """A model that cannot be built (unknown name, missing weights, missing package)."""
+
+
+class JointModel(Protocol):
+    """What MCC needs: caption embeddings and an audio embedder in the same space."""
+
+    id: str
+    audio: Embedder
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class Joint:
+    """A joint model as the pipeline uses it (the registry factories return one)."""
+
+    id: str
+    audio: Embedder
+    text_fn: Any
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.text_fn(list(texts)), dtype=np.float32)
+
+    def embed_audio(self, wave: np.ndarray | Sequence[np.ndarray], sr: int) -> np.ndarray:
+        """One clip (1-D) or several → [n, dim]: mean of the window embeddings, L2-normalized (as MCC pools)."""
+        from metrics.audio import resample
+
+        waves = [wave] if isinstance(wave, np.ndarray) and wave.ndim == 1 else list(wave)
+        rate = self.audio.sample_rate
+        out = np.stack([self.audio.embed(resample(np.asarray(w, np.float32), sr, rate) if sr != rate else w).mean(0)
+                        for w in waves])
+        return (out / np.linalg.norm(out, axis=-1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+
+# factory(path=None, device="cpu") -> an Embedder of window logits with ``labels`` and ``activation``
+CLASSIFIERS = Registry("classifiers", {"leaf-corpus": "metrics.classifier:logits_model"}, error=ModelError)
+# factory(path=None, device="cpu") -> Joint; ``mulan-ref`` arrives through its entry point
+JOINT = Registry("joint", {"clap": "metrics.mcc:clap_joint"}, error=ModelError)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build a model: registry name, optional weights path, device; picklable and hashable."""
+
+    name: str
+    path: str | None = None
+    device: str = "cpu"
+    kind: str = "embedder"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ModelError(f"unknown model kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+
+    @property
+    def key(self) -> str:
+        """How results name the model's outputs (``embedder:mel``, ``classifier:leaf-corpus``)."""
+        return f"{self.kind}:{self.name}"
+
+    def build_audio(self) -> Embedder:
+        """The embedder that runs over the audio (a joint model's audio tower); what a Ray worker builds."""
+        return audio_model(self.build())
+
+    def build(self) -> Any:
+        """An ``Embedder`` (embedder, classifier) or a ``Joint``."""
+        if self.kind == "embedder":
+            return get_embedder(self.name, self.path, self.device)
+        registry = CLASSIFIERS if self.kind == "classifier" else JOINT
+        if self.name not in registry and self.path is None and self.kind == "classifier":
+            # a checkpoint path given as the name: the LEAF architecture, whatever its label space
+            return registry.factory("leaf-corpus")(path=self.name, device=self.device)
+        return registry.factory(self.name)(path=self.path, device=self.device)
+
+
+def audio_model(built: Any) -> Embedder:
+    """The embedder that runs over the audio: the model itself, or a joint model's audio side."""
+    return built.audio if isinstance(built, Joint) else built

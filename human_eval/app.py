@@ -6,6 +6,11 @@ Raters arrive with ``?token=…`` (from ``rate invite``) or Prolific's ``PROLIFI
 they were. Nothing a rater's page renders names a system: captions, "Clip A/B", and audio bytes
 that are re-encoded, salted per assignment and served under Streamlit's content-hash URLs.
 ``?admin=1`` opens the admin view behind the study's admin secret.
+
+When the study logs playback (``playback_min_fraction`` not None) the clips play in ``human_eval.player``,
+whose reports are stored as play events; with a fraction > 0 the answer stays locked until both clips
+were heard that far (``assign.submit_rating`` enforces the same rule). With ``headphone_check`` the rater
+takes the antiphase test (``human_eval.screening``) before the first trial.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import re
 
 import streamlit as st
 
-from human_eval import analysis, assign, db
+from human_eval import analysis, assign, db, player, screening
 from human_eval.db import ENV_DB
 
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc={code}"
@@ -34,6 +39,12 @@ Listen to both clips completely, then choose which clip the description fits bet
 * **Ignore audio quality**: noise, artifacts or low fidelity should not affect your answer.
 * Use "No preference" only when both clips match the description equally well (or equally badly).
 * Some pages are checks that one clip clearly matches; please answer every page carefully.
+"""
+DEVICES = ("Headphones (over-ear or on-ear)", "Earbuds / in-ear", "Laptop or phone speakers", "External speakers",
+           "Other")
+SCREENING_INTRO = """
+**Before the study: a short sound check (6 questions).** Please put on **headphones** and set a comfortable volume.
+Each sound has **three tones**. Tell us which tone was the **quietest**: the first, the second or the third.
 """
 
 
@@ -63,6 +74,13 @@ def rater_page(Session_, url: str) -> None:
         st.error("This page needs your personal study link. Please open the link you were given "
                  "(it ends in `?token=…`), or start the study from Prolific.")
         return
+    with Session_() as s:
+        check = db.the_study(s).headphone_check
+    if check:
+        done, passed = screening.state(Session_, rater_id)
+        if passed is None:
+            screening_page(Session_, rater_id, done)
+            return
     view = assign.view_for(Session_, rater_id)
     if view is None:
         finished_page(Session_, prolific)
@@ -75,20 +93,95 @@ def rater_page(Session_, url: str) -> None:
     st.info(md_escape(view.caption))
     with Session_() as s:
         store = db.the_study(s).store_dir
-    cols = st.columns(2)
-    for col, side, opaque in ((cols[0], "A", view.left_opaque), (cols[1], "B", view.right_opaque)):
-        with col:
-            st.markdown(f"**Clip {side}**")
-            st.audio(assign.trial_audio(store, opaque, view.salt, side), format="audio/wav")
+    ready = True
+    if view.min_fraction is None:  # plain players: nothing is logged
+        cols = st.columns(2)
+        for col, side, opaque in ((cols[0], "A", view.left_opaque), (cols[1], "B", view.right_opaque)):
+            with col:
+                st.markdown(f"**Clip {side}**")
+                st.audio(assign.trial_audio(store, opaque, view.salt, side), format="audio/wav")
+    else:
+        if view.done == 0:
+            with Session_() as s:
+                known = s.get(db.Rater, rater_id).device is not None
+            if not known and st.radio("What are you listening on?", DEVICES, index=None, horizontal=True,
+                                      key="device") is not None:
+                with Session_.begin() as s:
+                    assign.record_environment(s, rater_id, {"device": st.session_state["device"]})
+        ready = logged_players(Session_, rater_id, view, store)
     with st.form(key=f"trial-{view.assignment_id}"):
         choice = st.radio("Which clip does the description fit better?", list(OPTIONS), index=None,
-                          key=f"choice-{view.assignment_id}")
-        submitted = st.form_submit_button("Submit", type="primary")
+                          key=f"choice-{view.assignment_id}", disabled=not ready)
+        submitted = st.form_submit_button("Submit", type="primary", disabled=not ready)
     if submitted:
         if choice is None:
             st.warning("Please choose one of the five answers before submitting.")
             return
-        assign.submit_rating(Session_, rater_id, view.assignment_id, OPTIONS[choice])
+        try:
+            assign.submit_rating(Session_, rater_id, view.assignment_id, OPTIONS[choice])
+        except assign.PlaybackError:
+            st.warning("Please listen to both clips to the end before answering.")
+            return
+        st.rerun()
+
+
+def logged_players(Session_, rater_id: int, view: assign.TrialView, store: str) -> bool:
+    """The two clips in the logging player; stores its latest report. True when the answer may be given."""
+    clips = [(side, f"Clip {side}", assign.trial_audio(store, opaque, view.salt, side))
+             for side, opaque in (("A", view.left_opaque), ("B", view.right_opaque))]
+    key = f"players-{view.assignment_id}"
+    report = player.players(clips, key=key, min_fraction=view.min_fraction)
+    device = st.session_state.get("device") or None
+    if report and report.get("n", 0) > st.session_state.get(f"{key}-seen", 0):
+        st.session_state[f"{key}-seen"] = report["n"]
+        side = report.get("side")
+        clip = (report.get("clips") or {}).get(side) or {}
+        env = {**(report.get("env") or {}), "device": device}
+        heard = assign.record_play(Session_, rater_id, view.assignment_id, side, report.get("kind"),
+                                   min(1.0, max(0.0, float(clip.get("fraction", 0.0)))), int(clip.get("plays", 0)), env)
+    else:
+        with Session_() as s:
+            heard = assign.heard(s, view.assignment_id)
+    if not view.min_fraction:
+        return True
+    need = view.min_fraction - assign.PLAY_TOLERANCE
+    missing = [side for side in ("A", "B") if heard.get(side, 0.0) < need]
+    if missing:
+        st.caption(f"Listen to {' and '.join('clip ' + m for m in missing)} "
+                   f"{'to the end' if view.min_fraction >= 1 else f'(at least {view.min_fraction:.0%})'} "
+                   "to unlock the answer.")
+    return not missing
+
+
+def screening_page(Session_, rater_id: int, done: int) -> None:
+    """One trial of the headphone check (and, first, the listening-device question)."""
+    with Session_() as s:
+        study = db.the_study(s)
+        seed, sr, device = study.seed, study.sample_rate, s.get(db.Rater, rater_id).device
+    st.title("Sound check")
+    st.markdown(SCREENING_INTRO)
+    if device is None:
+        choice = st.radio("What are you listening on?", DEVICES, index=None, key="device")
+        if choice is None:
+            return
+        with Session_.begin() as s:
+            assign.record_environment(s, rater_id, {"device": choice})
+    orders = screening.trial_orders(seed, rater_id)
+    st.progress(done / len(orders), text=f"Sound check {done + 1} of {len(orders)}")
+    key = f"screen-{done}"
+    report = player.players([("A", "Sound", screening.trial_wav(orders[done], sr))], key=key, min_fraction=1.0)
+    if report and report.get("env"):
+        with Session_.begin() as s:
+            assign.record_environment(s, rater_id, report["env"])
+    heard = bool(report and ((report.get("clips") or {}).get("A") or {}).get("fraction", 0) >= 1 - assign.PLAY_TOLERANCE)
+    with st.form(key=f"screen-form-{done}"):
+        ans = st.radio("Which tone was the quietest?", ("First", "Second", "Third"), index=None, horizontal=True,
+                       key=f"screen-answer-{done}", disabled=not heard)
+        submitted = st.form_submit_button("Next", type="primary", disabled=not heard)
+    if not heard:
+        st.caption("Play the sound to the end to answer.")
+    if submitted and ans is not None:
+        screening.answer(Session_, rater_id, done, ("First", "Second", "Third").index(ans) + 1)
         st.rerun()
 
 

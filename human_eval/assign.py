@@ -9,6 +9,11 @@ to the raters who need one while it still lacks ratings, counting open assignmen
 Submissions are idempotent and atomic: the rating row and the assignment's ``done`` flag commit
 together, and a unique constraint on the assignment turns a double click, a resubmission or a second
 tab into the one rating already stored (the first answer wins).
+
+Playback: every report of the page's players becomes a ``PlayEvent``; when the study sets
+``playback_min_fraction`` > 0, ``submit_rating`` refuses an answer until both clips of the assignment
+were heard to that fraction (by the largest fraction any report gave), so the gate holds for any client,
+not only for the page that disables its button.
 """
 
 from __future__ import annotations
@@ -29,8 +34,16 @@ RESERVATION = timedelta(minutes=30)
 MAX_PAD_SAMPLES = 64
 
 
+PLAY_TOLERANCE = 0.01  # a clip counts as heard to f when its played share is ≥ f − 1 % (the last frame)
+PLAY_KINDS = ("play", "pause", "ended")
+
+
 class AccessError(PermissionError):
     """A request that does not belong to this rater (unknown token, foreign assignment, …)."""
+
+
+class PlaybackError(ValueError):
+    """An answer sent before both clips were heard as far as the study requires."""
 
 
 @dataclass
@@ -45,6 +58,7 @@ class TrialView:
     left_opaque: str
     right_opaque: str
     salt: int
+    min_fraction: float | None = None  # the study's playback rule (None: plain players, nothing logged)
 
 
 @dataclass
@@ -185,7 +199,7 @@ def view_for(Session_: sessionmaker, rater_id: int) -> TrialView | None:
                 t = a.trial
                 left, right = (t.clip_a, t.clip_b) if a.a_on_left else (t.clip_b, t.clip_a)
                 return TrialView(a.id, a.position, max(total, done + 1), done, t.caption,
-                                 left.opaque_id, right.opaque_id, a.salt)
+                                 left.opaque_id, right.opaque_id, a.salt, db.the_study(s).playback_min_fraction)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -204,6 +218,14 @@ def submit_rating(Session_: sessionmaker, rater_id: int, assignment_id: int, ans
             if a.done:
                 existing = s.scalars(select(db.Rating).where(db.Rating.assignment_id == assignment_id)).one()
                 return SubmitResult(existing.id, False, existing.score)
+            need = db.the_study(s).playback_min_fraction
+            if need:
+                got = heard(s, a.id)
+                short = [f"clip {side} {'not played' if side not in got else f'heard {got[side]:.0%}'}"
+                         for side in ("A", "B") if got.get(side, 0.0) < need - PLAY_TOLERANCE]
+                if short:
+                    raise PlaybackError(f"assignment {a.id}: {', '.join(short)}; both clips must be heard to "
+                                        f"{need:.0%} before answering")
             t = a.trial
             left, right = (t.clip_a_id, t.clip_b_id) if a.a_on_left else (t.clip_b_id, t.clip_a_id)
             now = db.utcnow()
@@ -219,6 +241,50 @@ def submit_rating(Session_: sessionmaker, rater_id: int, assignment_id: int, ans
         with Session_() as s:
             existing = s.scalars(select(db.Rating).where(db.Rating.assignment_id == assignment_id)).one()
             return SubmitResult(existing.id, False, existing.score)
+
+
+def heard(s: Session, assignment_id: int) -> dict[str, float]:
+    """The largest share heard so far per side ("A" = left) of one assignment; sides never played are absent."""
+    rows = s.execute(select(db.PlayEvent.side, func.max(db.PlayEvent.fraction))
+                     .where(db.PlayEvent.assignment_id == assignment_id).group_by(db.PlayEvent.side)).all()
+    return {side: float(f) for side, f in rows}
+
+
+def record_play(Session_: sessionmaker, rater_id: int, assignment_id: int, side: str, kind: str, fraction: float,
+                plays: int, env: dict | None = None) -> dict[str, float]:
+    """Store one player report of an open assignment (and, the first time, the rater's browser); returns ``heard``.
+
+    Reports for an assignment already answered are ignored (a late pause after the page moved on).
+    """
+    if side not in ("A", "B") or kind not in PLAY_KINDS:
+        raise ValueError(f"play report must have side A|B and kind {'|'.join(PLAY_KINDS)}, not {side!r}, {kind!r}")
+    fraction = float(fraction)
+    if not 0.0 <= fraction <= 1.0 or int(plays) < 0:
+        raise ValueError(f"play report fraction must be in [0, 1] and plays >= 0, not {fraction}, {plays}")
+    with Session_.begin() as s:
+        a = s.get(db.Assignment, assignment_id)
+        if a is None or a.rater_id != rater_id:
+            raise AccessError(f"assignment {assignment_id} does not belong to rater {rater_id}")
+        if not a.done:
+            t = a.trial
+            left, right = (t.clip_a_id, t.clip_b_id) if a.a_on_left else (t.clip_b_id, t.clip_a_id)
+            s.add(db.PlayEvent(assignment_id=a.id, side=side, clip_id=left if side == "A" else right, kind=kind,
+                               fraction=fraction, plays=int(plays)))
+        if env:
+            record_environment(s, rater_id, env)
+        s.flush()
+        return heard(s, assignment_id)
+
+
+def record_environment(s: Session, rater_id: int, env: dict) -> None:
+    """The rater's user agent, audio output rate and (self-reported) device; the first value of each is kept."""
+    rater = s.get(db.Rater, rater_id)
+    if rater.user_agent is None and env.get("user_agent"):
+        rater.user_agent = str(env["user_agent"])[:1000]
+    if rater.audio_sample_rate is None and env.get("sample_rate"):
+        rater.audio_sample_rate = int(env["sample_rate"])
+    if rater.device is None and env.get("device"):
+        rater.device = str(env["device"])[:64]
 
 
 def trial_audio(store_dir: str, opaque_id: str, salt: int, side: str) -> bytes:

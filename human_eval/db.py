@@ -73,7 +73,8 @@ class Study(Base):
     # None = stored as received; else every stimulus was matched to this BS.1770 integrated loudness
     loudness_target_lufs: Mapped[float | None] = mapped_column(Float, nullable=True)
     true_peak_ceiling_dbtp: Mapped[float | None] = mapped_column(Float, nullable=True)
-    # None = playback not enforced; else the answer unlocks once both clips were heard to this fraction
+    # None = plain players, nothing logged; 0 = play events logged, answer not gated; f > 0 = the answer
+    # unlocks once both clips were heard to fraction f (events logged)
     playback_min_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
     headphone_check: Mapped[bool] = mapped_column(Boolean, default=False)
     systems: Mapped[list[System]] = relationship(back_populates="study", order_by="System.position")
@@ -159,7 +160,7 @@ class Rater(Base):
 
 
 class Screening(Base):
-    """A rater's headphone check: one row per rater, written once when they finish it."""
+    """A rater's headphone check: one row per rater, its answers appended as they come (a reload resumes)."""
 
     __tablename__ = "screenings"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -167,9 +168,10 @@ class Screening(Base):
     test: Mapped[str] = mapped_column(String(64))
     n_trials: Mapped[int] = mapped_column(Integer)
     n_correct: Mapped[int] = mapped_column(Integer)
-    passed: Mapped[bool] = mapped_column(Boolean)
-    answers: Mapped[str] = mapped_column(Text)  # JSON: [[answer, correct], ...]
-    finished_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # None until the last trial is answered
+    answers: Mapped[str] = mapped_column(Text, default="[]")  # JSON: [[answer, correct], ...] so far
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Assignment(Base):

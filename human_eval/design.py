@@ -89,8 +89,8 @@ def create_study(
 ) -> CreatedStudy:
     """Build the study in a new database and fill the opaque store. Returns the admin secret and tokens once.
 
-    ``playback_min_fraction``: the answer unlocks only after both clips were heard to this fraction (the
-    app logs every play event either way); None turns the gate off. ``headphone_check``: raters take the
+    ``playback_min_fraction``: the answer unlocks only after both clips were heard to this fraction; 0 logs
+    every play event without gating; None shows plain players and logs nothing. ``headphone_check``: raters take the
     Woods et al. (2017) antiphase test before their first trial (``human_eval.screening``).
     """
     sources = {str(k): Path(v) for k, v in systems.items()}
@@ -104,8 +104,8 @@ def create_study(
         raise DesignError("--ratings-per-pair and --ratings-per-trial must be at least 1")
     if attention_checks < 0 or raters < 0:
         raise DesignError("--attention-checks and --raters cannot be negative")
-    if playback_min_fraction is not None and not 0 < playback_min_fraction <= 1:
-        raise DesignError(f"--playback-min-fraction must be in (0, 1], not {playback_min_fraction}")
+    if playback_min_fraction is not None and not 0 <= playback_min_fraction <= 1:
+        raise DesignError(f"--playback-min-fraction must be in [0, 1], not {playback_min_fraction}")
     if loudness_target is not None and not (-70 < loudness_target < 0 and true_peak_ceiling <= 0):
         raise DesignError(f"--loudness-target must be in (-70, 0) LUFS and --true-peak-ceiling <= 0 dBTP "
                           f"(got {loudness_target}, {true_peak_ceiling})")

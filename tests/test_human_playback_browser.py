@@ -1,0 +1,117 @@
+"""Real browser: the playback gate. ``rate serve`` on 127.0.0.1 with ``playback_min_fraction=1``; in Debian chromium
+the answer cannot be given before both clips were played to the end, seeking ahead does not count, and after
+playing both the rating lands together with its play events and the rater's browser environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, cli_command, free_port, wait_until_up
+from human_fixtures import make_study
+from sqlalchemy import func, select
+
+from human_eval import db
+
+pytestmark = BROWSER_MARKS
+ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
+
+
+@pytest.fixture
+def served_study(tmp_path):
+    url, c = make_study(tmp_path, ratings_per_pair=4, raters=1, trials_per_rater=2, attention_checks=0,
+                        playback_min_fraction=1.0)
+    port = free_port()
+    proc = subprocess.Popen([*cli_command(), "rate", "serve", "--db", url, "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "HOME": str(tmp_path)},
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, proc, "rate serve")
+        yield base, url, c
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def n_ratings(url: str) -> int:
+    engine = db.open_db(url)
+    with db.sessions(engine)() as s:
+        n = s.scalar(select(func.count()).select_from(db.Rating))
+    engine.dispose()
+    return n
+
+
+def test_answer_unlocks_only_after_both_clips_played(served_study):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    base, url, c = served_study
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1100, "height": 1000})
+        try:
+            page.goto(f"{base}/?token={c.tokens[0]}")
+            page.get_by_text("Trial 1 of 2").wait_for(timeout=90_000)
+            frame = page.frame_locator("iframe[title*='study_player']")
+            audio = frame.locator("audio")
+            audio.nth(1).wait_for(state="attached", timeout=30_000)
+            submit = page.get_by_role("button", name="Submit")
+            answer = page.get_by_text("Clip A fits the description much better", exact=True)
+            page.get_by_text("Listen to clip A and clip B").wait_for(timeout=30_000)
+            assert submit.is_disabled()
+            assert page.locator("input[type=radio][disabled]").count() == 5  # the five answers are locked
+            answer.click(force=True)  # a click on a locked answer neither selects nor submits
+            submit.click(force=True)
+            time.sleep(1.0)
+            assert page.locator("input[type=radio]:checked").count() == 0 and n_ratings(url) == 0
+
+            # seeking to 90 % and playing the rest is not "heard to the end"
+            audio.nth(0).evaluate("a => new Promise(r => { a.onloadedmetadata = null;"
+                                  " const go = () => { a.currentTime = 0.9 * a.duration; a.addEventListener('ended', r,"
+                                  " {once: true}); a.play(); }; a.readyState >= 1 ? go() : a.onloadedmetadata = go; })")
+            time.sleep(1.0)
+            assert submit.is_disabled()
+            for i in (0, 1):  # now both from the start, to the end
+                audio.nth(i).evaluate("a => new Promise(r => { a.currentTime = 0; a.addEventListener('ended', r,"
+                                      " {once: true}); a.play(); })")
+                if i == 0:
+                    page.get_by_text("Listen to clip B to the end").wait_for(timeout=30_000)
+                    assert submit.is_disabled()
+            page.wait_for_function("[...document.querySelectorAll('button')].some(b => b.innerText.includes('Submit')"
+                                   " && !b.disabled)", timeout=30_000)
+            answer.click()
+            page.wait_for_function("document.querySelector('input[type=radio]:checked') !== null", timeout=30_000)
+            submit.click()
+            page.get_by_text("Trial 2 of 2").wait_for(timeout=45_000)
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "human_playback_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+    engine = db.open_db(url)
+    with db.sessions(engine)() as s:
+        ratings = s.scalars(select(db.Rating)).all()
+        assert [r.answer for r in ratings] == [2]
+        events = s.scalars(select(db.PlayEvent).where(db.PlayEvent.assignment_id == ratings[0].assignment_id)
+                           .order_by(db.PlayEvent.id)).all()
+        a = s.get(db.Assignment, ratings[0].assignment_id)
+        left = a.trial.clip_a_id if a.a_on_left else a.trial.clip_b_id
+        by_side = {side: [e for e in events if e.side == side] for side in "AB"}
+        assert {e.kind for e in by_side["A"]} >= {"play", "ended"} and {e.kind for e in by_side["B"]} >= {"play", "ended"}
+        assert all(e.clip_id == left for e in by_side["A"]) and all(e.clip_id != left for e in by_side["B"])
+        # clip A: the 90 % seek first (about a tenth heard), then a replay from the start
+        first_end = next(e for e in by_side["A"] if e.kind == "ended")
+        assert first_end.fraction < 0.3 and first_end.plays == 1
+        assert max(e.fraction for e in by_side["A"]) >= 0.99 and max(e.plays for e in by_side["A"]) == 2
+        assert max(e.fraction for e in by_side["B"]) >= 0.99 and max(e.plays for e in by_side["B"]) == 1
+        rater = s.get(db.Rater, ratings[0].rater_id)
+        assert "Chrome" in rater.user_agent and rater.audio_sample_rate and rater.audio_sample_rate >= 8000
+    engine.dispose()

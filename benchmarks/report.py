@@ -1,13 +1,17 @@
-"""Turn a results document into the paper's Table 1 (Markdown + CSV) and PNG plots."""
+"""Turn a results store into the paper's Table 1 (Markdown + CSV) and PNG plots.
+
+``write_report(store_dir)`` is what every command that writes a store calls afterwards; it reads the
+store back (``metrics.store.read_store``), so a report never shows numbers the store does not hold.
+"""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
-from metrics.store import atomic_write_text
+from metrics.io import MISSING, atomic_write_text, format_ci, format_value
+from metrics.store import read_store
 
 # Column order of the paper's Table 1, then this project's extra columns.
 TABLE_COLUMNS = [
@@ -21,13 +25,14 @@ TABLE_COLUMNS = [
 
 
 def _fmt(m: dict | None, digits: int = 3) -> str:
-    if not m or m.get("value") is None or (isinstance(m["value"], float) and math.isnan(m["value"])):
-        return "—"
-    if isinstance(m["value"], int):
-        return str(m["value"])
-    ci = m.get("ci95")
-    s = f"{m['value']:.{digits}f}"
-    return f"{s} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else s
+    """A Table-1 cell: the value with ``digits`` decimals and its 95% CI; counts (wins) exactly."""
+    if not m:
+        return MISSING
+    value = format_value(m.get("value"), digits, "f")
+    ci = format_ci(m.get("ci95"), digits, "f")
+    if value == MISSING or ci == MISSING or isinstance(m.get("value"), int):
+        return value
+    return f"{value} {ci}"
 
 
 def table_frame(data: dict) -> pd.DataFrame:
@@ -97,3 +102,9 @@ def write_plots(data: dict, per_clip: pd.DataFrame | None, out_dir: str | Path) 
         plt.close(fig)
         written.append(path)
     return written
+
+
+def write_report(store_dir: str | Path) -> list[Path]:
+    """Table 1 (``table.md``/``table.csv``) and ``plots/*.png`` of a results store, from the store itself."""
+    res = read_store(store_dir)
+    return [*write_table(res.data, res.path), *write_plots(res.data, res.per_clip, res.path)]

@@ -3,7 +3,8 @@
 The app (``dashboards/app.py``) only lays out what these functions return. Loading never raises on
 a partial, older or malformed results directory: each piece that is missing or unreadable becomes a
 sentence in ``Run.problems`` that the app shows instead of a traceback. Results are read through
-``metrics.store.read_results`` (the one reader of the format); memorization outputs, the optional
+``metrics.store.read_store`` (the one reader of the format; it resolves the store's audio
+paths, which are relative to the store, so a run opens from any working directory); memorization outputs, the optional
 ``degradation.json`` and the ratings database are read here / through ``human_eval``'s API.
 """
 
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metrics.store import PER_CLIP_FILE, RESULTS_FILE, Results, ResultsError, read_results
+from metrics.io import format_ci, format_value, redact_url
+from metrics.store import PER_CLIP_FILE, RESULTS_FILE, Results, ResultsError, read_store
 
 ENV_RESULTS = "MUSICLM_EVAL_RESULTS"
 ENV_DB = "MUSICLM_EVAL_DB"
@@ -43,20 +45,12 @@ ASPECTS_COLUMN = "_aspects"
 
 def fmt(value: object, digits: int = 4) -> str:
     """A metric value as the dashboard prints it: 4 significant digits, "—" when absent."""
-    if value is None:
-        return "—"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return "—" if math.isnan(v) else f"{v:.{digits}g}"
+    return format_value(value, digits)
 
 
 def fmt_ci(ci: object) -> str:
     """``[lo, hi]`` with the same precision as ``fmt``; "—" when the run recorded no interval."""
-    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
-        return "—"
-    return f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+    return format_ci(ci)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -134,7 +128,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     path = Path(path)
     run = Run(path=path, name=name or path.name or str(path))
     try:
-        run.results = read_results(path)
+        run.results = read_store(path)
         run.problems.extend(run.results.problems)
     except ResultsError as e:
         run.problems.append(str(e))
@@ -634,16 +628,6 @@ class HumanStudy:
     agreement: dict[str, object] = field(default_factory=dict)
     exclusions: dict[str, object] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-
-
-def redact_url(url: str) -> str:
-    """A database URL without its password, for messages shown on screen."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url if "://" in url else f"sqlite:///{url}").render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: keep only what follows the credentials
-        return url.rsplit("@", 1)[-1]
 
 
 def missing_sqlite_file(url: str) -> Path | None:

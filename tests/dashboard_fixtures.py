@@ -7,6 +7,7 @@ what the dashboard shows against these numbers.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,16 +81,17 @@ def make_results_dir(root: Path, name: str = "run_a", protocol: dict | None = No
             save_audio(out / folder / f"{y}.wav", tone(230 * (i + 1) + 10 * k, seed=10 + i), SR)
             rows.append({
                 "system": system, "ytid": y, "caption": CAPTIONS[i],
-                # one system relative to the run, the other absolute: both forms are in the contract
-                "audio_path": f"{folder}/{y}.wav" if k == 0 else str(out / folder / f"{y}.wav"),
-                "reference_path": f"reference/{y}.wav",
+                # writers take ordinary paths: one system relative to the cwd, the other absolute;
+                # the store records both relative to itself
+                "audio_path": os.path.relpath(out / folder / f"{y}.wav") if k == 0 else str(out / folder / f"{y}.wav"),
+                "reference_path": str(ref / f"{y}.wav"),
                 **{m: v[i] for m, v in SCORES[system].items()},
                 "aspect_list": ASPECTS[i],
             })
     data = {
         "kind": "compare", "created": "2025-01-01T00:00:00Z", "metadata": metadata(protocol, embedders),
-        "reference": {"dir": "reference", "n_clips": len(YTIDS)},
-        "systems": {s: {"dir": SYSTEMS[s], "n_clips": len(YTIDS), "missing_ids": [], "skipped": [],
+        "reference": {"dir": ref, "n_clips": len(YTIDS)},
+        "systems": {s: {"dir": out / SYSTEMS[s], "n_clips": len(YTIDS), "missing_ids": [], "skipped": [],
                         "metrics": METRICS[s]} for s in SYSTEMS},
     }
     write_results(out, data, pd.DataFrame(rows))

@@ -166,3 +166,71 @@ def krippendorff_alpha_interval(units: list[np.ndarray]) -> float:
     d_o = sum(sq(u) / (len(u) - 1) for u in units) / n
     d_e = sq(np.concatenate(units)) / (n * (n - 1))
     return float("nan") if d_e == 0 else float(1 - d_o / d_e)
+
+
+# ---- rater-aware inference: raters, not ratings, are the independent units ------------------------
+
+EXACT_FLIP_MAX_RATERS = 16  # all 2^R sign patterns up to this many raters, Monte Carlo above
+
+
+def sign_patterns(r: int, n_perm: int = 10_000, seed: int = 0) -> np.ndarray:
+    """±1 patterns over ``r`` raters: all 2^r when r ≤ EXACT_FLIP_MAX_RATERS, else ``n_perm`` seeded random ones
+    (the identity first, so the Monte Carlo p-value counts the observed statistic, (1 + k) / (1 + n))."""
+    if r <= EXACT_FLIP_MAX_RATERS:
+        bits = (np.arange(2**r)[:, None] >> np.arange(r)[None, :]) & 1
+        return (1 - 2 * bits).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    return np.vstack([np.ones((1, r)), rng.choice([-1.0, 1.0], size=(n_perm, r))])
+
+
+def rater_sign_flip_p(per_rater_sums: np.ndarray, n_perm: int = 10_000, seed: int = 0) -> np.ndarray:
+    """Two-sided p of the total score when each rater's scores flip sign together (a rater-stratified permutation).
+
+    ``per_rater_sums[..., r]`` = rater r's summed scores for the pair (a batch over leading axes is allowed).
+    Under H0 every rater's total is symmetric about 0 — the raters' own leanings included, as long as they
+    are symmetric across raters — so the test holds its level however strongly a rater prefers one side,
+    where the pooled tests, counting each rating as independent, do not.
+    """
+    s = np.asarray(per_rater_sums, dtype=np.float64)
+    flips = sign_patterns(s.shape[-1], n_perm, seed)
+    t_obs = np.abs(s.sum(axis=-1, keepdims=True))
+    t = np.abs(s @ flips.T)
+    return (t >= t_obs - 1e-9).mean(axis=-1)
+
+
+@dataclass
+class ClusterBootstrap:
+    """Percentile intervals from resampling raters with replacement (each rater's ratings stay together)."""
+
+    n_raters: int
+    mean_score: float
+    mean_score_ci: tuple[float, float]
+    win_rate: float | None  # wins / (wins + losses) for the pair's first system
+    win_rate_ci: tuple[float, float] | None
+
+
+def cluster_bootstrap(scores: np.ndarray, raters: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                      alpha: float = 0.05) -> ClusterBootstrap:
+    """Mean score and win rate of one pair with rater-cluster bootstrap CIs (NaN bounds when n_boot = 0 or 1 rater)."""
+    x = np.asarray(scores, dtype=np.float64)
+    ids, inv = np.unique(np.asarray(raters), return_inverse=True)
+    r = len(ids)
+    tot = np.bincount(inv, weights=x, minlength=r)
+    cnt = np.bincount(inv, minlength=r).astype(np.float64)
+    win = np.bincount(inv, weights=(x > 0), minlength=r)
+    loss = np.bincount(inv, weights=(x < 0), minlength=r)
+    decided = win.sum() + loss.sum()
+    win_rate = float(win.sum() / decided) if decided else None
+    nan2 = (float("nan"), float("nan"))
+    if n_boot <= 0 or r < 2:
+        return ClusterBootstrap(r, float(x.mean()), nan2, win_rate, nan2 if win_rate is not None else None)
+    rng = np.random.default_rng(seed)
+    w = np.stack([np.bincount(rng.integers(0, r, size=r), minlength=r) for _ in range(n_boot)]).astype(np.float64)
+    means = (w @ tot) / (w @ cnt)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    wr_ci = None
+    if win_rate is not None:
+        d = w @ (win + loss)
+        rates = np.divide(w @ win, d, out=np.full(n_boot, np.nan), where=d > 0)
+        wr_ci = tuple(float(v) for v in np.nanquantile(rates, [alpha / 2, 1 - alpha / 2]))
+    return ClusterBootstrap(r, float(x.mean()), (float(lo), float(hi)), win_rate, wr_ci)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.cli.options import engine_options
+from benchmarks.cli.options import evaluation_options, make_cache, parse_paths
 
 
 @click.group()
@@ -49,19 +49,16 @@ def musiccaps_prepare(csv_path: Path, audio_dir: Path, out_dir: Path, subset: st
 @click.option("--classifier", default="leaf-corpus", show_default=True, help="leaf-corpus (shipped), a checkpoint, or 'none'.")
 @click.option("--joint", default="mulan-ref", show_default=True, help="mulan-ref (shipped), a checkpoint, clap:CKPT, or 'none'.")
 @click.option("--ratings", default=None, help="Ratings database URL: adds the human-study wins column.")
-@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--skip-unavailable", is_flag=True, help="Report and skip embedders whose models cannot be loaded.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
-@engine_options
-def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, on_error, skip_unavailable, device, seed, no_cache,
-            engine, ray_address) -> None:
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write results.json here.")
+@evaluation_options
+def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, json_out,
+            kld_convention, kad, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
+            workers, progress, engine, ray_address) -> None:
     """Score systems against a reference set: the paper's Table 1 with bootstrap 95% CIs."""
     from benchmarks.harness import compare as run_compare
     from benchmarks.harness import parse_systems, summarize
     from metrics.audio import AudioError, PairingError
-    from metrics.cache import EmbeddingCache
     from metrics.engine import make_engine
     from metrics.musiccaps import CaptionsError
 
@@ -70,15 +67,20 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
             parse_systems(systems), reference, captions, out_dir,
             embedders=[e.strip() for e in embedders.split(",") if e.strip()],
             classifier=None if classifier == "none" else classifier, joint=None if joint == "none" else joint,
-            ratings=ratings, on_error=on_error, device=device, seed=seed,
-            cache=None if no_cache else EmbeddingCache(), skip_unavailable_embedders=skip_unavailable, progress=True,
-            engine=make_engine(engine, ray_address),
+            ratings=ratings, on_error=on_error, device=device, seed=seed, n_boot=bootstrap,
+            cache=make_cache(no_cache, cache_dir), skip_unavailable_embedders=skip_unavailable, progress=progress,
+            engine=make_engine(engine, ray_address), kld_convention=kld_convention, kad=kad,
+            embedder_paths=parse_paths(embedder_path), batch_size=batch_size, workers=workers,
         )  # fmt: skip
     except (ValueError, AudioError, PairingError, CaptionsError, RuntimeError, ImportError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(summarize(data))
     for name, reason in data["metadata"].get("unavailable_embedders", {}).items():
         click.echo(f"skipped embedder {name}: {reason}")
+    if json_out:
+        from metrics.io import write_json
+
+        write_json(json_out, data)
     click.echo(f"results written to {out_dir}")
 
 

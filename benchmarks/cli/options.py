@@ -61,3 +61,51 @@ def setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on
 
 def fail(e: Exception):
     raise click.ClickException(str(e)) from e
+
+
+KLD_CONVENTIONS = ("musiclm", "audiocraft", "stable-audio")
+
+
+def evaluation_options(f: Callable) -> Callable:
+    """The flags of every command that runs the evaluation pipeline (``score``, ``compare``)."""
+    options = [
+        click.option("--kld-convention", type=click.Choice(KLD_CONVENTIONS), default="musiclm", show_default=True,
+                     help="Which published KLD formula (docs/protocol.md, 'KLD conventions')."),
+        click.option("--kad", is_flag=True, help="Also report Kernel Audio Distance on every FAD embedder."),
+        click.option("--bootstrap", default=1000, show_default=True,
+                     help="Bootstrap resamples for every 95% CI and paired test (0: point values only)."),
+        click.option("--seed", default=0, show_default=True, help="Seed of every resampling."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, …"),
+        click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
+                     help="raise: stop at the first bad clip; skip: leave it out and report it."),
+        click.option("--embedder-path", "embedder_path", multiple=True, metavar="NAME=PATH",
+                     help="Local weights for an embedder (SavedModel dir / checkpoint); repeatable."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Cache root (default $MUSICLM_EVAL_CACHE or ~/.cache/musiclm-eval/embeddings)."),
+        click.option("--batch-size", default=8, show_default=True),
+        click.option("--workers", default=0, show_default=True, help="Processes for decoding/resampling."),
+        click.option("--progress/--no-progress", default=sys.stderr.isatty()),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return engine_options(f)
+
+
+def parse_paths(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``("vggish=/models/vggish", …)`` → ``{"vggish": "/models/vggish"}``."""
+    out = {}
+    for p in pairs:
+        name, sep, path = p.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=PATH, got {p!r}", param_hint="--embedder-path")
+        out[name] = path
+    return out
+
+
+def make_cache(no_cache: bool, cache_dir: str | None) -> EmbeddingCache | None:
+    return None if no_cache else EmbeddingCache(cache_dir)
+
+
+def comma_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]

@@ -1,0 +1,180 @@
+"""The evaluation core: one pipeline behind ``fad``, ``score`` and ``compare`` (local and Ray).
+
+The same clips through every command give the same FAD / KLD / MCC (≤1e-10 relative) and the same
+results-store schema; extraction decodes each clip once per sample rate; metric states merge.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from metrics.audio import load_dir, save_audio
+from metrics.commands import compute_fad, compute_score
+from metrics.embedders import get_embedder
+from metrics.fad_metric import FAD
+from metrics.store import read_store
+
+N = 6
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dirs(small_corpus, tmp_path_factory):
+    """Reference = the first N corpus clips; two systems: lightly and heavily noised copies (same ids)."""
+    root = tmp_path_factory.mktemp("evaluate")
+    ref, a, b = root / "reference", root / "a", root / "b"
+    ref.mkdir()
+    for p in sorted(small_corpus.glob("*.wav"))[:N]:
+        (ref / p.name).write_bytes(p.read_bytes())
+    rng = np.random.default_rng(7)
+    for clip in load_dir(ref).clips:
+        for d, level in ((a, 0.003), (b, 0.05)):
+            save_audio(d / f"{clip.id}.wav", clip.wave + level * rng.standard_normal(len(clip.wave)).astype(np.float32),
+                       clip.sr)
+    return ref, a, b, small_corpus / "captions.csv"
+
+
+def _compare(dirs, out, engine=None):
+    from benchmarks.harness import compare
+
+    ref, a, b, caps = dirs
+    return compare({"a": a, "b": b}, ref, caps, out, embedders=["mel"], n_boot=50, seed=1, engine=engine)
+
+
+@pytest.fixture(scope="module")
+def local_compare(dirs, tmp_path_factory):
+    return _compare(dirs, tmp_path_factory.mktemp("cmp-local"))
+
+
+def _rel(x, y):
+    return abs(x - y) / max(abs(y), 1e-300)
+
+
+def test_fad_score_compare_give_the_same_numbers(dirs, local_compare, tmp_path):
+    ref, a, _, caps = dirs
+    fad_doc = compute_fad(ref, a, get_embedder("mel"), bootstrap=50, seed=1)
+    score_doc = compute_score(a, ref, caps, embedders=["mel"], n_boot=50, seed=1, out=tmp_path / "score")
+    m = local_compare["systems"]["a"]["metrics"]
+    assert _rel(score_doc["fad_mel"], fad_doc["fad"]) <= 1e-10
+    assert _rel(m["fad_mel"]["value"], fad_doc["fad"]) <= 1e-10
+    for key in ("kld_musiclm", "mcc"):
+        assert _rel(m[key]["value"], score_doc[key]) <= 1e-10, key
+    # same intervals too: one Metric, one resampling
+    assert np.allclose(m["fad_mel"]["ci95"], fad_doc["ci95"], rtol=1e-10)
+    # the same results-store schema from `score --out` and `compare --out`
+    s = read_store(tmp_path / "score").data
+    assert s["schema_version"] == local_compare["schema_version"]
+    assert set(s["systems"]["generated"]["metrics"]) <= set(m)
+    assert s["systems"]["generated"]["metrics"]["fad_mel"]["value"] == pytest.approx(m["fad_mel"]["value"], rel=1e-10)
+
+
+def test_compare_reports_paired_differences(local_compare, dirs):
+    rows = local_compare["metadata"]["pairwise"]
+    fad_row = next(r for r in rows if r["metric"] == "fad_mel")
+    m = local_compare["systems"]
+    assert fad_row["system_a"] == "a" and fad_row["system_b"] == "b"
+    assert fad_row["diff"] == pytest.approx(m["a"]["metrics"]["fad_mel"]["value"] - m["b"]["metrics"]["fad_mel"]["value"],
+                                            rel=1e-9)
+    assert 0.0 <= fad_row["p_value"] <= 1.0 and fad_row["p_holm"] >= fad_row["p_value"]
+    lo, hi = fad_row["ci95"]
+    assert lo <= fad_row["diff"] <= hi
+
+
+def test_every_point_estimate_lies_in_its_interval(local_compare):
+    for name, s in local_compare["systems"].items():
+        for key, entry in s["metrics"].items():
+            if entry.get("ci95"):
+                lo, hi = entry["ci95"]
+                assert lo <= entry["value"] <= hi, (name, key)
+
+
+def test_extraction_decodes_each_clip_once_per_sample_rate(dirs, monkeypatch):
+    """mel and the classifier share 16 kHz, the joint model too: one decode per clip, whatever the model count."""
+    import metrics.extract as ex
+    from metrics.extract import extract
+    from metrics.models import ModelSpec
+
+    calls = []
+    real = ex.load_audio
+
+    def counting(path, *a, **k):
+        calls.append(str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(ex, "load_audio", counting)
+    ref = dirs[0]
+    paths = sorted(ref.glob("*.wav"))
+    models = {"mel": get_embedder("mel"), "clf": ModelSpec("leaf-corpus", kind="classifier").build()}
+    out = extract(paths, models)
+    assert sorted(calls) == sorted(map(str, paths))  # once each
+    assert set(out["mel"]) == set(out["clf"]) == {p.stem for p in paths}
+    assert out["clf"][paths[0].stem].shape[1] == len(models["clf"].labels)
+
+
+def test_fad_metric_merges_partial_states(dirs):
+    from metrics.extract import embed_clips
+
+    ref, a, _, _ = dirs
+    mel = get_embedder("mel")
+    r, g = embed_clips(sorted(ref.glob("*.wav")), mel), embed_clips(sorted(a.glob("*.wav")), mel)
+    whole = FAD(mel.id, n_boot=0)
+    whole.update("reference", r)
+    whole.update("generated", g)
+    ids = sorted(g)
+    parts = []
+    for half in (ids[: N // 2], ids[N // 2:]):
+        p = whole.clone()
+        p.update("reference", {i: r[i] for i in half})
+        p.update("generated", {i: g[i] for i in half})
+        parts.append(p)
+    merged = parts[0].merge(parts[1])
+    assert _rel(merged.compute().value, whole.compute().value) <= 1e-12
+    # the resampling hook equals a recomputation on stacked frames
+    pick = [ids[0], ids[0], ids[3]]
+    x = np.concatenate([g[i] for i in pick]).astype(np.float64)
+    y = np.concatenate([r[i] for i in ids]).astype(np.float64)
+    from metrics.fad import frechet_distance
+
+    want = frechet_distance(y.mean(0), np.cov(y, rowvar=False), x.mean(0), np.cov(x, rowvar=False))
+    assert _rel(whole.value_on(ids, pick), want) <= 1e-8
+
+
+def test_store_json_is_standard(local_compare, tmp_path):
+    text = json.dumps(local_compare)
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON token {c}"))
+
+
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (extra 'ray')")
+def test_compare_and_score_on_ray_equal_local(dirs, local_compare, tmp_path):
+    """Ray workers build every model (embedder, classifier, joint) from its spec: same numbers as local."""
+    import ray
+
+    from metrics.engine import make_engine
+
+    ref, a, _, caps = dirs
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        engine = make_engine("ray")
+        got = _compare(dirs, tmp_path / "cmp-ray", engine=engine)
+        score_ray = compute_score(a, ref, caps, embedders=["mel"], n_boot=50, seed=1, engine=engine)
+    finally:
+        ray.shutdown()
+    for name in ("a", "b", "ground truth"):
+        for key, entry in local_compare["systems"][name]["metrics"].items():
+            assert _rel(got["systems"][name]["metrics"][key]["value"], entry["value"]) <= 1e-10, (name, key)
+    assert _rel(score_ray["kld_musiclm"], local_compare["systems"]["a"]["metrics"]["kld_musiclm"]["value"]) <= 1e-10
+    assert _rel(score_ray["mcc"], local_compare["systems"]["a"]["metrics"]["mcc"]["value"]) <= 1e-10

@@ -1,0 +1,349 @@
+"""Intervals and paired tests (metrics.intervals): coverage and error rates proven by simulation.
+
+The FAD simulations need thousands of Fréchet distances per replication, so they use a test-local
+FAD over per-clip moments whose resamples are batched (one Cholesky + one eigvalsh per resample,
+vectorised over resamples); a test checks it against the pipeline's ``metrics.fad_metric.FAD``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metrics.fad import frechet_distance
+from metrics.intervals import bootstrap_ci, bootstrap_interval, holm, paired_comparison, wilson_ci
+from metrics.metric import PerClipOutputs
+from metrics.result import MetricResult
+
+# ----------------------------------------------------------------------------- test-local metrics
+
+
+def _batched_frechet(mu1, c1, mu2, c2):
+    """FAD per row: tr sqrt(Σ1^½ Σ2 Σ1^½) from the eigenvalues of Lᵀ Σ2 L, Σ1 = L Lᵀ."""
+    low = np.linalg.cholesky(c1)
+    w = np.linalg.eigvalsh(np.swapaxes(low, -1, -2) @ c2 @ low)
+    d = mu1 - mu2
+    return ((d * d).sum(-1) + np.trace(c1, axis1=-2, axis2=-1) + np.trace(c2, axis1=-2, axis2=-1)
+            - 2 * np.sqrt(np.clip(w, 0, None)).sum(-1))
+
+
+class MomentFAD(PerClipOutputs):
+    """FAD whose resample statistics are weighted sums of per-clip frame counts, sums and Gram matrices."""
+
+    name = "fad"
+
+    def reset(self) -> None:
+        super().reset()
+        self._cache: dict = {}
+
+    def _moments(self, side):
+        """Per clip: frame count, frame sum and Gram matrix (flattened), so a resample is a weighted sum."""
+        if side not in self._cache:
+            x = np.stack([np.asarray(self.outputs[side][i], np.float64) for i in self.ids(side)])
+            grams = np.einsum("nfd,nfe->nde", x, x).reshape(len(x), -1)
+            self._cache[side] = (np.full(len(x), x.shape[1], np.float64), x.sum(1), grams)
+        return self._cache[side]
+
+    def _stats(self, side, counts):
+        n, s, g = self._moments(side)
+        w = np.asarray(counts, np.float64)
+        total = w @ n
+        mu = (w @ s) / total[:, None]
+        d = s.shape[1]
+        second = (w @ g).reshape(-1, d, d)
+        return mu, (second - total[:, None, None] * mu[:, :, None] * mu[:, None, :]) / (total - 1)[:, None, None]
+
+    def value_on_counts(self, ref_counts, gen_counts):
+        return _batched_frechet(*self._stats("reference", ref_counts), *self._stats("generated", gen_counts))
+
+    def value_on(self, ref_ids, gen_ids):
+        def counts(side, ids):
+            pos = {c: k for k, c in enumerate(self.ids(side))}
+            out = np.zeros((1, len(pos)))
+            np.add.at(out[0], [pos[c] for c in ids], 1)
+            return out
+
+        return float(self.value_on_counts(counts("reference", ref_ids), counts("generated", gen_ids))[0])
+
+    def compute(self):
+        return MetricResult("fad", self.value_on(self.ids("reference"), self.ids("generated")))
+
+
+class MeanScore(PerClipOutputs):
+    """A paired metric: the mean of per-clip scalars of the generated side (like KLD/MCC per pair)."""
+
+    name = "mean"
+
+    def value_on(self, ref_ids, gen_ids):
+        return float(np.mean([float(self.outputs["generated"][i]) for i in gen_ids]))
+
+    def value_on_counts(self, ref_counts, gen_counts):
+        x = np.array([float(self.outputs["generated"][i]) for i in self.ids("generated")])
+        w = np.asarray(gen_counts, np.float64)
+        return (w @ x) / w.sum(1)
+
+    def compute(self):
+        return MetricResult("mean", self.value_on([], self.ids("generated")))
+
+
+class NoHook(MomentFAD):
+    """The same FAD without the batched hook: intervals must fall back to value_on."""
+
+    value_on_counts = None  # type: ignore[assignment]
+
+    def value_on(self, ref_ids, gen_ids):
+        return MomentFAD.value_on_counts.__get__(self)(*self._rows(ref_ids, gen_ids))[0]
+
+    def _rows(self, ref_ids, gen_ids):
+        out = []
+        for side, ids in (("reference", ref_ids), ("generated", gen_ids)):
+            pos = {c: k for k, c in enumerate(self.ids(side))}
+            row = np.zeros((1, len(pos)))
+            np.add.at(row[0], [pos[c] for c in ids], 1)
+            out.append(row)
+        return out
+
+
+def _covariance(rng, d):
+    a = rng.normal(size=(d, d)) / np.sqrt(d)
+    return a @ a.T + 0.5 * np.eye(d)
+
+
+def _gaussian_clips(rng, mu, chol, n_clips, frames, prefix="c"):
+    x = mu + rng.normal(size=(n_clips, frames, len(mu))) @ chol.T
+    return {f"{prefix}{i:04d}": x[i] for i in range(n_clips)}
+
+
+def _fad_state(rng, pop, n_clips=200, frames=10, cls=MomentFAD):
+    mu1, l1, mu2, l2 = pop
+    m = cls()
+    m.update("reference", _gaussian_clips(rng, mu1, l1, n_clips, frames))
+    m.update("generated", _gaussian_clips(rng, mu2, l2, n_clips, frames))
+    return m
+
+
+@pytest.fixture(scope="module")
+def population():
+    """Two Gaussian frame distributions in d = 32 and their closed-form Fréchet distance."""
+    rng = np.random.default_rng(2024)
+    d = 32
+    s1, s2 = _covariance(rng, d), _covariance(rng, d)
+    mu1, mu2 = np.zeros(d), rng.normal(size=d) * 0.15
+    return (mu1, np.linalg.cholesky(s1), mu2, np.linalg.cholesky(s2)), frechet_distance(mu1, s1, mu2, s2)
+
+
+# ----------------------------------------------------------------------------- the adapter is FAD
+
+
+def test_moment_fad_equals_the_pipeline_fad(population):
+    from metrics.fad_metric import FAD
+
+    pop, _ = population
+    rng = np.random.default_rng(5)
+    fast = _fad_state(rng, pop, n_clips=30)
+    ref = FAD(n_boot=0)
+    ref.update("reference", fast.outputs["reference"])
+    ref.update("generated", fast.outputs["generated"])
+    counts = np.random.default_rng(0).multinomial(30, np.ones(30) / 30, size=(4, 2))
+    np.testing.assert_allclose(fast.value_on_counts(counts[:, 0], counts[:, 1]),
+                               ref.value_on_counts(counts[:, 0], counts[:, 1]), rtol=1e-9)
+    ids = fast.ids("generated")
+    assert fast.value_on(ids, ids) == pytest.approx(ref.compute().value, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- coverage by simulation
+
+
+def test_bca_interval_covers_population_fad(population):
+    """≥200 replications, 200 clips × 10 frames per side, d = 32: 95 % BCa covers in 0.90–0.99.
+
+    The old percentile interval over the same resamples lies above the population value almost
+    every time (docs/protocol.md, "Intervals", records both, from benchmarks/interval_coverage.py).
+    """
+    pop, true_fad = population
+    rng = np.random.default_rng(17)
+    reps, covered, covered_pct, contains = 200, 0, 0, 0
+    for r in range(reps):
+        m = _fad_state(rng, pop)
+        theta = m.compute().value
+        lo, hi = bootstrap_interval(m, n_boot=400, seed=r, jackknife_groups=20)
+        covered += lo <= true_fad <= hi
+        contains += lo <= theta <= hi
+        if r < 20:
+            plo, phi = bootstrap_interval(m, n_boot=200, seed=r, method="percentile")
+            covered_pct += plo <= true_fad <= phi
+    assert contains == reps
+    assert 0.90 <= covered / reps <= 0.99, covered / reps
+    assert covered_pct / 20 < 0.5  # the bias the BCa interval removes is real at this size
+
+
+def test_interval_contains_the_estimate_and_is_seeded(population):
+    pop, _ = population
+    m = _fad_state(np.random.default_rng(3), pop, n_clips=40, frames=10)
+    theta = m.compute().value
+    for method in ("bca", "basic", "percentile"):
+        lo, hi = bootstrap_interval(m, n_boot=200, seed=1, method=method)
+        assert lo <= theta <= hi and lo < hi
+        assert (lo, hi) == bootstrap_interval(m, n_boot=200, seed=1, method=method)
+    assert bootstrap_interval(m, n_boot=200, seed=1) != bootstrap_interval(m, n_boot=200, seed=2)
+    with pytest.raises(ValueError, match="method must be one of"):
+        bootstrap_interval(m, n_boot=10, method="studentized")
+
+
+def test_value_on_fallback_gives_the_same_interval(population):
+    pop, _ = population
+    rng = np.random.default_rng(4)
+    fast = _fad_state(rng, pop, n_clips=12, frames=8)
+    slow = NoHook()
+    for side in ("reference", "generated"):
+        slow.update(side, fast.outputs[side])
+    a = bootstrap_interval(fast, n_boot=60, seed=0)
+    b = bootstrap_interval(slow, n_boot=60, seed=0)
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_both_sides_are_resampled(population):
+    """Holding the reference fixed understates the spread: the two-sided interval is wider."""
+    pop, _ = population
+    m = _fad_state(np.random.default_rng(8), pop, n_clips=60)
+
+    class FixedRef(MomentFAD):
+        def value_on_counts(self, ref_counts, gen_counts):
+            return super().value_on_counts(np.ones_like(ref_counts), gen_counts)
+
+    f = FixedRef()
+    for side in ("reference", "generated"):
+        f.update(side, m.outputs[side])
+    lo, hi = bootstrap_interval(m, n_boot=400, seed=0, method="basic")
+    flo, fhi = bootstrap_interval(f, n_boot=400, seed=0, method="basic")
+    assert (hi - lo) > 1.2 * (fhi - flo)
+
+
+def test_bca_for_a_mean_agrees_with_scipy():
+    """For a paired mean, BCa (delete-one jackknife) matches scipy.stats.bootstrap(method='BCa')."""
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(11)
+    x = rng.gamma(2.0, 1.0, size=80)  # skewed, so BCa differs from the percentile interval
+    m = MeanScore()
+    m.update("generated", {f"c{i:03d}": v for i, v in enumerate(x)})
+    lo, hi = bootstrap_interval(m, n_boot=4000, seed=0)
+    ref = bootstrap((x,), np.mean, n_resamples=4000, method="BCa", random_state=1).confidence_interval
+    width = ref.high - ref.low
+    assert abs(lo - ref.low) < 0.06 * width and abs(hi - ref.high) < 0.06 * width
+    single = MeanScore()
+    single.update("generated", {"only": 1.5})
+    assert bootstrap_interval(single, n_boot=50) == (1.5, 1.5)
+
+
+# ----------------------------------------------------------------------------- paired comparisons
+
+
+def _rejections(make_pair, reps, n_boot):
+    rej = 0
+    for r in range(reps):
+        a, b = make_pair(np.random.default_rng(1000 + r))
+        out = paired_comparison(a, b, n_boot=n_boot, seed=r)
+        lo, hi = out["ci95"]
+        assert lo <= out["diff"] <= hi
+        assert (out["p_value"] < 0.05) == (not lo <= 0 <= hi) or abs(out["p_value"] - 0.05) < 0.02
+        rej += out["p_value"] < 0.05
+    return rej / reps
+
+
+def _mean_pair(shift):
+    def make(rng):
+        n = 60
+        hard = rng.normal(size=n) * 4.0  # per-caption difficulty shared by both systems
+        a, b = MeanScore(), MeanScore()
+        for m, s in ((a, shift), (b, 0.0)):
+            m.update("reference", {f"c{i:02d}": 0.0 for i in range(n)})
+            m.update("generated", {f"c{i:02d}": hard[i] + s + rng.normal() for i in range(n)})
+        return a, b
+
+    return make
+
+
+def _fad_pair(shift):
+    rng0 = np.random.default_rng(99)
+    d = 8
+    s = _covariance(rng0, d)
+    chol = np.linalg.cholesky(s)
+
+    def make(rng):
+        n = 60
+        ref = _gaussian_clips(rng, np.zeros(d), chol, n, 10)
+        a, b = MomentFAD(), MomentFAD()
+        for m, mu in ((a, np.full(d, 0.25 + shift)), (b, np.full(d, 0.25))):
+            m.update("reference", ref)
+            m.update("generated", _gaussian_clips(rng, mu, chol, n, 10))
+        return a, b
+
+    return make
+
+
+def test_identical_systems_are_rejected_at_most_at_the_nominal_rate():
+    # 200 replications: binomial sd of a 0.05 rate is 0.015; allow 0.05 + 2.5 sd
+    assert _rejections(_mean_pair(0.0), 200, 400) <= 0.09
+    assert _rejections(_fad_pair(0.0), 200, 300) <= 0.09
+
+
+def test_a_planted_difference_is_found():
+    assert _rejections(_mean_pair(0.6), 60, 400) >= 0.8  # 0.6 = 3.3 paired standard errors
+    assert _rejections(_fad_pair(0.12), 60, 300) >= 0.8
+
+
+def test_pairing_cancels_shared_difficulty():
+    """With a large per-caption effect, the paired interval is much narrower than unpaired ones."""
+    a, b = _mean_pair(0.5)(np.random.default_rng(0))
+    out = paired_comparison(a, b, n_boot=500, seed=0)
+    la, ha = bootstrap_interval(a, n_boot=500, seed=0)
+    assert out["n_pairs"] == 60 and out["ci95"][1] - out["ci95"][0] < 0.5 * (ha - la)
+    assert out["method"].startswith("clip-paired bootstrap (bca")
+    with pytest.raises(ValueError, match="different metrics"):
+        paired_comparison(a, MomentFAD())
+
+
+def test_paired_comparison_uses_only_shared_ids():
+    a, b = _mean_pair(0.0)(np.random.default_rng(1))
+    extra = MeanScore()
+    for side in ("reference", "generated"):
+        extra.update(side, {k: v for k, v in b.outputs[side].items() if k < "c30"})
+    out = paired_comparison(a, extra, n_boot=100)
+    shared = [f"c{i:02d}" for i in range(30)]
+    assert out["n_pairs"] == 30
+    assert out["diff"] == pytest.approx(a.value_on([], shared) - extra.value_on([], shared))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_holm_matches_the_step_down_definition():
+    p = [0.01, 0.04, 0.03, 0.005, None, 0.5]
+    adj = holm(p)
+    # sorted: 0.005, 0.01, 0.03, 0.04, 0.5 (m = 5): ×5, ×4, ×3, ×2, ×1, running max, cap 1
+    expected = [max(0.025, 0.04), max(0.025, 0.04, 0.09, 0.08), max(0.025, 0.04, 0.09), 0.025, None, 0.5]
+    assert adj[4] is None
+    np.testing.assert_allclose([adj[i] for i in (0, 1, 2, 3, 5)], [expected[i] for i in (0, 1, 2, 3, 5)])
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # rejections at 0.05 = the classic procedure's
+        ps = list(rng.uniform(0, 0.1, size=6))
+        order = np.argsort(ps)
+        reject = np.zeros(6, bool)
+        for k, i in enumerate(order):
+            if ps[i] >= 0.05 / (6 - k):
+                break
+            reject[i] = True
+        assert ((np.array(holm(ps)) < 0.05) == reject).all()
+    with pytest.raises(ValueError, match="must lie in"):
+        holm([1.5])
+
+
+def test_moved_helpers_are_one_implementation():
+    import metrics.result as result
+
+    assert result.bootstrap_ci is bootstrap_ci and result.wilson_ci is wilson_ci
+    # Wilson at 0 of 24 and 24 of 24 against the closed form 1 / (1 + n / z²)
+    z2 = 1.959963984540054**2
+    assert wilson_ci(0, 24) == pytest.approx((0.0, 1 / (1 + 24 / z2)))
+    assert wilson_ci(24, 24) == pytest.approx((1 - 1 / (1 + 24 / z2), 1.0))

@@ -66,7 +66,7 @@ def generate_systems(eval_dir: Path, train_dir: Path, out: Path, seconds: float,
     }
     for name, kw in options.items():
         t0 = time.time()
-        waves = model.generate([caps[i] for i in ids], seconds=seconds, seed=seed, **kw)
+        waves = model.generate([caps[i] for i in ids], seconds=seconds, seed=seed, progress=True, **kw)
         for i, w in zip(ids, waves):
             save_audio(dirs[name] / f"{i}.wav", w, SAMPLE_RATE)
         log(f"  {name}: {len(ids)} clips × {seconds:g} s in {time.time() - t0:.1f} s")

@@ -232,7 +232,7 @@ class MusicLM:
     @torch.no_grad()
     def generate(self, texts: Sequence[str], seconds: float = 10.0, seed: int = 0, melody: np.ndarray | None = None,
                  melody_sr: int = SAMPLE_RATE, batch: int = 64, drop_conditioning: bool = False,
-                 skip_semantic: bool = False, fine: bool = True) -> np.ndarray:
+                 skip_semantic: bool = False, fine: bool = True, progress: bool = False) -> np.ndarray:
         """One clip per caption: float32 [n, seconds × 24000]. Same seed → same audio (for the same batch).
 
         ``drop_conditioning`` replaces the MuLan tokens by NULL tokens (the unconditional baseline);
@@ -244,11 +244,16 @@ class MusicLM:
             return np.zeros((0, int(round(seconds * SAMPLE_RATE))), np.float32)
         if any(not isinstance(t, str) for t in texts):
             raise PipelineError("texts must be a list of strings")
+        from tqdm.auto import tqdm
+
         out = []
+        bar = tqdm(total=len(texts), desc="generate", unit="clip", disable=not progress)
         for i in range(0, len(texts), batch):
             chunk = texts[i : i + batch]
             cond = None if drop_conditioning else self.text_tokens(chunk)
             out.append(self._generate_schedule([(cond, seconds)], len(chunk), seed + i, melody, melody_sr, skip_semantic, fine))
+            bar.update(len(chunk))
+        bar.close()
         return np.concatenate(out)
 
     @torch.no_grad()

@@ -213,7 +213,7 @@ def generate_files(checkpoint, out, captions=None, texts: list[str] | None = Non
         clip = load_audio(melody)
         mel_wave, mel_sr = clip.wave, clip.sr
     t0 = time.time()
-    waves = lm.generate(texts, seconds=seconds, seed=seed, melody=mel_wave, melody_sr=mel_sr, batch=batch,
+    waves = lm.generate(texts, seconds=seconds, seed=seed, melody=mel_wave, melody_sr=mel_sr, batch=batch, progress=progress,
                         drop_conditioning=drop_conditioning, skip_semantic=skip_semantic)
     wall = time.time() - t0
     outd = Path(out)

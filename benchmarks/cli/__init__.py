@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 
 import click
+
+# TensorFlow's C++ start-up lines (CUDA probing, oneDNN notices) are not for the user's terminal; set
+# before any command can import TensorFlow. A user who wants them sets TF_CPP_MIN_LOG_LEVEL=0.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:attribute", one-line help shown by --help without importing the module)

@@ -1,0 +1,5 @@
+"""``python -m benchmarks.cli`` = ``musiclm-eval``."""
+
+from benchmarks.cli import main
+
+main()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.audio import save_audio
-from metrics.store import write_results
+from metrics.store import write_results, write_store
 
 SR = 8000
 YTIDS = ["yt0aaaaaaaa", "yt1bbbbbbbb", "yt2cccccccc", "yt3dddddddd"]
@@ -110,6 +110,31 @@ def make_results_dir(root: Path, name: str = "run_a", protocol: dict | None = No
              "cost": 0.011, "exact": False},
         ]).to_csv(memo / "matches.csv", index=False)
     return out
+
+
+def make_demo_store(root: Path) -> Path:
+    """The layout ``make run`` leaves: audio in folders beside the store, written from ``root`` as the cwd
+    with cwd-relative paths (``results/demo/reference/…``), through ``write_store``. Returns the store."""
+    demo = root / "results" / "demo"
+    rows = []
+    for i, y in enumerate(YTIDS):
+        save_audio(demo / "reference" / f"{y}.wav", tone(220 * (i + 1), seed=i), SR)
+        for k, system in enumerate(SYSTEMS):
+            save_audio(demo / "systems" / system / f"{y}.wav", tone(230 * (i + 1) + 10 * k, seed=10 + i), SR)
+            rows.append({"system": system, "ytid": y, "caption": CAPTIONS[i], "aspect_list": ASPECTS[i],
+                         "audio_path": f"results/demo/systems/{system}/{y}.wav",
+                         "reference_path": f"results/demo/reference/{y}.wav",
+                         **{m: v[i] for m, v in SCORES[system].items()}})
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        write_store("results/demo/results", "compare",
+                    {s: {"dir": f"results/demo/systems/{s}", "n_clips": len(YTIDS), "metrics": METRICS[s]} for s in SYSTEMS},
+                    per_clip=pd.DataFrame(rows), reference={"dir": "results/demo/reference", "n_clips": len(YTIDS)},
+                    metadata=metadata())
+    finally:
+        os.chdir(cwd)
+    return demo / "results"
 
 
 def make_study_db(root: Path, answers: tuple[int, ...] = (2, 1, -1, 2, 0, 1)) -> str:

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dashboard_fixtures import CAPTIONS, MEMO, METRICS, SCORES, SYSTEMS, YTIDS, make_results_dir, make_study_db
+from dashboard_fixtures import (
+    CAPTIONS,
+    MEMO,
+    METRICS,
+    SCORES,
+    SYSTEMS,
+    YTIDS,
+    make_demo_store,
+    make_results_dir,
+    make_study_db,
+)
 
 from dashboards import data
 
@@ -116,6 +126,21 @@ def test_clips_page_aspect_filter_and_worst_clips(monkeypatch, runs):
     worst = at.dataframe[-1].value
     kld = dict(zip(YTIDS, SCORES["baseline"]["kld"]))
     assert list(worst["ytid"]) == sorted(kld, key=kld.get, reverse=True)[:2]
+
+
+def test_every_clip_of_a_demo_store_plays_from_another_cwd(monkeypatch, tmp_path):
+    """The store written by `make run` records audio relative to itself; the app, started elsewhere, finds it all."""
+    store = make_demo_store(tmp_path / "checkout")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    at = app(monkeypatch, store, page="Clips")
+    for y in YTIDS:
+        at.selectbox(key="clip_pick").set_value(y).run()
+        players = at.get("audio")
+        assert len(players) == 1 + len(SYSTEMS), y
+        assert all(p.proto.url for p in players), y  # each player has a source (the file was read)
+        assert not [w for w in texts(at.warning) if "audio file not found" in w], y
 
 
 def test_clips_page_missing_audio_is_named(monkeypatch, tmp_path):

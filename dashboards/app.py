@@ -256,8 +256,16 @@ def page_human_study(db_url: str | None) -> None:
         st.caption("Wins matrix (row beat column)")
         st.dataframe(study.wins_matrix, width="stretch")
     if study.pairs is not None and len(study.pairs):
-        st.caption("Per-pair tests (Wilcoxon signed-rank and sign test, Bonferroni/Holm-corrected)")
+        st.caption("Per-pair tests: pooled (Wilcoxon signed-rank, sign test) and rater-aware (rater sign-flip p, "
+                   "rater-bootstrap CIs of mean score and win rate), Bonferroni/Holm-corrected; sequential looks "
+                   "and power at the planned effect")
         st.dataframe(study.pairs, hide_index=True, width="stretch")
+        inf = study.inference
+        if inf.get("primary_column"):
+            seq = inf.get("sequential") or {}
+            st.info(f"Primary test: `{inf['primary_column']}` — {inf.get('primary_description', '')}. "
+                    f"Also shown: {', '.join(inf.get('also_reported', []))}. Sequential stopping: "
+                    f"{seq.get('looks')} looks, {seq.get('rule', '')}.")
     st.subheader("Bradley–Terry strengths (95% CI, raters resampled)")
     bt = study.strengths
     if bt is None or not len(bt):

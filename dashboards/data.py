@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metrics.io import as_float as _to_float
 from metrics.io import format_ci, format_value, redact_url
 from metrics.store import PER_CLIP_FILE, RESULTS_FILE, Results, ResultsError, read_store
 
@@ -297,16 +298,6 @@ def _memo_rows(rows: object, src: Path, problems: list[str]) -> pd.DataFrame | N
     if not out:
         return None
     return pd.DataFrame(out).sort_values("prompt_length", ignore_index=True)
-
-
-def _to_float(v: object) -> float | None:
-    if isinstance(v, bool):
-        return None
-    try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
 
 
 # ---------------------------------------------------------------------------------------------
@@ -627,6 +618,7 @@ class HumanStudy:
     raters: pd.DataFrame | None = None
     agreement: dict[str, object] = field(default_factory=dict)
     exclusions: dict[str, object] = field(default_factory=dict)
+    inference: dict[str, object] = field(default_factory=dict)  # primary test, sequential rule, power settings
     problems: list[str] = field(default_factory=list)
 
 
@@ -683,6 +675,7 @@ def load_human_study(url: str, max_failures: int = 0, n_boot: int = HUMAN_N_BOOT
         study.progress_by_pair = pd.DataFrame([{"pair": k, **v} for k, v in by_pair.items()])
     study.wins, study.wins_matrix, study.strengths, study.pairs = a.wins, a.wins_matrix, a.strengths, a.pairs
     study.raters, study.agreement, study.exclusions = a.raters, dict(a.agreement), dict(a.exclusions)
+    study.inference = dict(getattr(a, "inference", {}) or {})
     if not len(a.ratings):
         study.problems.append("The study has no ratings yet.")
     return study

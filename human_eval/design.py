@@ -84,13 +84,14 @@ def create_study(
     on_error: str = "raise",
     loudness_target: float | None = TARGET_LUFS,
     true_peak_ceiling: float = TRUE_PEAK_CEILING_DBTP,
-    playback_min_fraction: float | None = 1.0,
+    playback_min_fraction: float | None = None,
     headphone_check: bool = False,
 ) -> CreatedStudy:
     """Build the study in a new database and fill the opaque store. Returns the admin secret and tokens once.
 
     ``playback_min_fraction``: the answer unlocks only after both clips were heard to this fraction; 0 logs
-    every play event without gating; None shows plain players and logs nothing. ``headphone_check``: raters take the
+    every play event without gating; None (the API default, as before play logging existed) shows plain
+    players and logs nothing. ``rate create`` defaults to 1: heard to the end. ``headphone_check``: raters take the
     Woods et al. (2017) antiphase test before their first trial (``human_eval.screening``).
     """
     sources = {str(k): Path(v) for k, v in systems.items()}

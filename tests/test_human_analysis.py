@@ -170,3 +170,57 @@ def test_analysis_applies_exclusions_and_writes_outputs(tmp_path):
         assert paths[png].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Session_() as s:
         assert len(s.scalars(select(db.Rating)).all()) == len(a.ratings) == len(pair) + 4  # + 4 attention checks
+
+
+def test_analysis_reports_rater_aware_tests_screening_playback_and_sequential_looks(tmp_path):
+    from human_eval import planning, screening
+
+    url, c = make_study(tmp_path, ratings_per_pair=6, raters=3, trials_per_rater=6, attention_checks=0,
+                        headphone_check=True, playback_min_fraction=0.0)
+    Session_ = db.sessions(db.open_db(url))
+    with Session_() as s:
+        ids = [assign.rater_by_token(s, t).id for t in c.tokens]
+    for rid, passes in zip(ids, (True, False, True)):
+        for i, order in enumerate(screening.trial_orders(3, rid)):
+            right = screening.correct_answer(order)
+            screening.answer(Session_, rid, i, right if passes or i == 0 else right % 3 + 1)
+    ranking = ["reference", SYSTEMS[1], SYSTEMS[0]]
+    first = assign.view_for(Session_, ids[0])
+    assign.record_play(Session_, ids[0], first.assignment_id, "A", "ended", 1.0, 2)
+    for rid in ids:
+        rate_everything(Session_, rid, honest_answer(Session_, ranking))
+
+    a = analysis.analyze(url, n_boot=100)
+    assert a.exclusions["failed_headphone_check"] == [ids[1]] and a.exclusions["excluded_raters"] == [ids[1]]
+    assert "headphone check" in a.exclusions["rule"]
+    kept = analysis.analyze(url, n_boot=0, screening="report")
+    assert kept.exclusions["excluded_raters"] == [] and kept.exclusions["failed_headphone_check"] == [ids[1]]
+    r = a.raters.set_index("rater_id")
+    assert list(r.headphone_passed) == [True, False, True] and list(r.headphone_correct) == [6, 1, 6]
+    row = a.ratings[a.ratings.assignment_id == first.assignment_id].iloc[0]
+    assert (row.heard_left, row.plays_left) == (1.0, 2) and np.isnan(row.heard_right)
+
+    for p in a.pairs.itertuples():
+        g = a.ratings[(a.ratings.kind == "pair") & (a.ratings.rater_id != ids[1]) & (a.ratings.system_a == p.system_a)
+                      & (a.ratings.system_b == p.system_b)].sort_values("rating_id")
+        # every kept rater prefers the higher-ranked system: every rater's sum has one sign, so of the 2^R sign
+        # patterns only the observed one and its mirror reach |total| — whatever the pooled p says
+        assert p.rater_p == pytest.approx(2 / 2 ** g.rater_id.nunique()) and p.n_raters == g.rater_id.nunique()
+        assert p.win_rate in (0.0, 1.0) and p.win_rate_ci_low == p.win_rate_ci_high == p.win_rate
+        assert p.rater_p_bonferroni == pytest.approx(min(1.0, 3 * p.rater_p))
+        # the looks, recomputed here from the stated rule
+        c_ = planning.boundaries(4, 0.05 / 3)
+        sizes = [int(np.ceil(k * p.planned_n / 4)) for k in range(1, 5)]
+        zs = [planning.p_to_z(wilcoxon_signed_rank(g.score.iloc[:n].to_numpy()).p) for n in sizes if n <= len(g)]
+        assert p.looks_done == len(zs) and p.decided == any(z >= b for z, b in zip(zs, c_))
+        assert 0 <= p.power_at_effect_collected <= p.power_at_effect_planned <= 1
+    assert a.inference["primary_test"] == "wilcoxon" and a.inference["primary_column"] == "wilcoxon_p_bonferroni"
+    assert "MusicLM paper" in a.inference["primary_description"]
+    assert "O'Brien-Fleming" in a.inference["sequential"]["rule"]
+    b = analysis.analyze(url, n_boot=0, primary="rater")
+    assert b.inference["primary_column"] == "rater_p_bonferroni" and not b.pairs.decided.any()  # 2 raters: p >= 1/2
+    data = json.loads(json.dumps(a.to_json(), default=str, allow_nan=False))  # standard JSON
+    assert data["primary_test"] == "wilcoxon" and data["inference"]["sequential"]["looks"] == 4
+    with pytest.raises(ValueError, match="primary must be one of wilcoxon, rater"):
+        analysis.analyze(url, primary="bayes")
+    Session_.kw["bind"].dispose()

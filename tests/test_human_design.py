@@ -169,10 +169,29 @@ def test_cli_create_invite_export_analyze(tmp_path):
     r = runner.invoke(rate, ["invite", "--db", url, "-n", "3", "--json"])
     assert r.exit_code == 0 and len([x for x in r.output.split('"') if "?token=" in x]) == 3
     r = runner.invoke(rate, ["export", "--db", url])
-    assert r.exit_code == 0 and r.output.startswith("rating_id,rater_id,trial_id,kind")
+    assert r.exit_code == 0 and r.output.startswith("rating_id,assignment_id,rater_id,trial_id,kind")
     r = runner.invoke(rate, ["analyze", "--db", url, "--out", str(tmp_path / "out"), "--bootstrap", "10"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "analysis.json").is_file()
+    engine = db.open_db(url)
+    with db.sessions(engine)() as s:  # the defaults: loudness matched, playback gated, no headphone check
+        st = db.the_study(s)
+        assert (st.loudness_target_lufs, st.true_peak_ceiling_dbtp, st.playback_min_fraction, st.headphone_check) == (
+            -23.0, -1.0, 1.0, False)
+    engine.dispose()
+    url2 = f"sqlite:///{tmp_path / 'study2.db'}"
+    r = runner.invoke(rate, [*[a if a != url else url2 for a in args], "--loudness-target", "off",
+                             "--playback-min-fraction", "0", "--headphone-check"])
+    assert r.exit_code == 0, r.output
+    engine = db.open_db(url2)
+    with db.sessions(engine)() as s:
+        st = db.the_study(s)
+        assert (st.loudness_target_lufs, st.playback_min_fraction, st.headphone_check) == (None, 0.0, True)
+        assert all(cl.stored_lufs is None for cl in s.scalars(select(db.Clip)))
+    engine.dispose()
+    r = runner.invoke(rate, [*[a if a != url else f"sqlite:///{tmp_path / 'study3.db'}" for a in args],
+                             "--loudness-target", "loud"])
+    assert r.exit_code == 2 and "'loud': expected a number or 'off'" in r.output
     r = runner.invoke(rate, ["create", "--system", "nodir", "--captions", str(captions), "--db", url])
     assert r.exit_code == 2 and "'nodir': expected NAME=DIR" in r.output
     r = runner.invoke(rate, ["analyze", "--db", str(tmp_path / "missing.db"), "--out", str(tmp_path / "o2")])

@@ -127,3 +127,22 @@ def test_planner_errors_say_what_would_work():
         planning.plan(3, effect=0.4)
     with pytest.raises(planning.PlanError, match="--systems must be at least 2"):
         planning.plan(1)
+
+
+def test_rate_plan_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from benchmarks.cli.rate import rate
+
+    runner = CliRunner()
+    r = runner.invoke(rate, ["plan", "--systems", "3", "--effect", "0.6", "--power", "0.8", "--raters", "40",
+                             "--simulations", "300", "--json", str(tmp_path / "plan.json")])
+    assert r.exit_code == 0, r.output
+    import json
+
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["raters"] == 40 and plan["ratings_per_rater"] == plan["ratings_per_pair"] * 3 // 40
+    assert f"ratings per pair: {plan['ratings_per_pair']}" in r.output and "per rater:" in r.output
+    assert f"--raters 40 --trials-per-rater {plan['ratings_per_rater']}" in r.output
+    bad = runner.invoke(rate, ["plan", "--systems", "3", "--raters", "4"])
+    assert bad.exit_code != 0 and "use at least 7 raters" in bad.output

@@ -1,4 +1,4 @@
-"""``musiclm-eval rate``: create a study, invite raters, serve the rating app, analyze the ratings.
+"""``musiclm-eval rate``: plan a study, create it, invite raters, serve the rating app, analyze the ratings.
 
 Each command is a thin layer over ``human_eval.design`` / ``assign`` / ``analysis``; tests call those.
 """
@@ -25,7 +25,16 @@ def _fail(e: Exception) -> None:
 
 @click.group()
 def rate() -> None:
-    """Blind A-vs-B listening study: create, invite, serve, analyze."""
+    """Blind A-vs-B listening study: plan, create, invite, serve, analyze."""
+
+
+def _off_or_float(value: str, flag: str) -> float | None:
+    if value.strip().lower() in ("off", "none"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected a number or 'off'", param_hint=flag) from None
 
 
 @rate.command()
@@ -43,6 +52,15 @@ def rate() -> None:
 @click.option("--attention-checks", type=int, default=2, show_default=True, help="Gold trials per rater.")
 @click.option("--sample-rate", type=int, default=24000, show_default=True, help="Common rate of the re-encoded clips.")
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="Clips are cropped to this length.")
+@click.option("--loudness-target", default="-23", show_default=True, metavar="LUFS|off",
+              help="Match every stimulus to this ITU-R BS.1770 integrated loudness ('off': store as received).")
+@click.option("--true-peak-ceiling", type=float, default=-1.0, show_default=True, metavar="DBTP",
+              help="True-peak ceiling of the matched stimuli (a look-ahead limiter keeps peaks under it).")
+@click.option("--playback-min-fraction", default="1", show_default=True, metavar="F|off",
+              help="Unlock the answer once both clips were heard to this fraction; 0 logs plays without gating; "
+              "'off' shows plain players and logs nothing.")
+@click.option("--headphone-check/--no-headphone-check", default=False, show_default=True,
+              help="Woods et al. (2017) antiphase headphone test before the first trial.")
 @click.option("--prolific-study-id", default=None, help="Accept Prolific participants of this study id.")
 @click.option("--completion-code", default=None, help="Prolific completion code [default: random].")
 @click.option("--name", default="", help="Study name shown to admins.")
@@ -51,8 +69,8 @@ def rate() -> None:
 @click.option("--base-url", default="http://127.0.0.1:8501", show_default=True, help="Prefix of the printed invite links.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def create(systems, reference, captions, url, store, ratings_per_pair, ratings_per_trial, raters, trials_per_rater,
-           attention_checks, sample_rate, seconds, prolific_study_id, completion_code, name, on_error, seed, base_url,
-           as_json) -> None:
+           attention_checks, sample_rate, seconds, loudness_target, true_peak_ceiling, playback_min_fraction,
+           headphone_check, prolific_study_id, completion_code, name, on_error, seed, base_url, as_json) -> None:
     """Build a balanced study and its opaque audio store in a new database."""
     from human_eval.design import create_study, invite_link
 
@@ -69,7 +87,10 @@ def create(systems, reference, captions, url, store, ratings_per_pair, ratings_p
                          ratings_per_trial=ratings_per_trial, raters=raters, trials_per_rater=trials_per_rater,
                          attention_checks=attention_checks, seed=seed, sample_rate=sample_rate, seconds=seconds,
                          name=name, prolific_study_id=prolific_study_id, completion_code=completion_code,
-                         on_error=on_error)
+                         on_error=on_error, loudness_target=_off_or_float(loudness_target, "--loudness-target"),
+                         true_peak_ceiling=true_peak_ceiling,
+                         playback_min_fraction=_off_or_float(playback_min_fraction, "--playback-min-fraction"),
+                         headphone_check=headphone_check)
     except (ValueError, db.StudyDBError) as e:
         _fail(e)
     links = [invite_link(base_url, t) for t in c.tokens]
@@ -138,17 +159,28 @@ def serve(url, port, address) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--max-failures", type=int, default=0, show_default=True,
               help="Exclude raters with more failed attention checks than this.")
+@click.option("--screening", type=click.Choice(["exclude", "report"]), default="exclude", show_default=True,
+              help="Raters who failed the headphone check: excluded, or only reported.")
+@click.option("--primary", type=click.Choice(["wilcoxon", "rater"]), default="wilcoxon", show_default=True,
+              help="The test a report quotes (wilcoxon: pooled, as the MusicLM paper; rater: rater sign-flip). "
+              "Both are always computed.")
+@click.option("--effect", type=float, default=0.6, show_default=True,
+              help="Planned win rate among decided ratings, for the power columns.")
+@click.option("--looks", type=int, default=4, show_default=True,
+              help="Planned interim looks (equal information fractions) for sequential stopping.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise level (Bonferroni over pairs).")
 @click.option("--bootstrap", "n_boot", type=int, default=1000, show_default=True, help="Rater-bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print analysis.json to stdout.")
-def analyze(url, out_dir, max_failures, n_boot, seed, as_json) -> None:
-    """Wins table, sign and Wilcoxon tests (Bonferroni/Holm), Bradley–Terry CIs, agreement: JSON + CSV + PNG."""
+def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha, n_boot, seed, as_json) -> None:
+    """Wins, pooled and rater-aware tests, sequential looks and power, Bradley–Terry, agreement: JSON + CSV + PNG."""
     from human_eval.analysis import analyze as run_analysis
     from human_eval.analysis import write_outputs
 
     try:
-        a = run_analysis(url, max_failures=max_failures, n_boot=n_boot, seed=seed)
-    except db.StudyDBError as e:
+        a = run_analysis(url, max_failures=max_failures, n_boot=n_boot, seed=seed, screening=screening,
+                         primary=primary, effect=effect, looks=looks, alpha=alpha)
+    except (db.StudyDBError, ValueError) as e:
         _fail(e)
     paths = write_outputs(a, out_dir)
     if as_json:
@@ -156,9 +188,50 @@ def analyze(url, out_dir, max_failures, n_boot, seed, as_json) -> None:
         return
     click.echo(a.wins.to_string(index=False))
     if len(a.pairs):
-        click.echo(a.pairs[["system_a", "system_b", "wins_a", "ties", "wins_b", "sign_p", "wilcoxon_p",
-                            "wilcoxon_p_bonferroni"]].to_string(index=False))
+        click.echo(a.pairs[["system_a", "system_b", "wins_a", "ties", "wins_b", "n_raters", "wilcoxon_p_bonferroni",
+                            "rater_p_bonferroni", "looks_done", "decided", "power_at_effect_planned"]]
+                   .to_string(index=False))
+    inf = a.inference
+    click.echo(f"primary test: {inf['primary_column']} ({inf['primary_description']}); sequential: "
+               f"{inf['sequential']['looks']} looks, {inf['sequential']['rule']}")
     click.echo(f"excluded raters: {len(a.exclusions['excluded_raters'])}; outputs in {out_dir}")
+
+
+@rate.command()
+@click.option("--systems", type=int, required=True, help="Sources compared (the reference counts as one).")
+@click.option("--effect", type=float, default=0.6, show_default=True,
+              help="Win rate of the better system among decided ratings, to be detected in every pair.")
+@click.option("--power", "target_power", type=float, default=0.8, show_default=True)
+@click.option("--raters", type=int, default=None,
+              help="Plan for this many raters with the rater-aware test (default: pooled Wilcoxon, raters ignored).")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise level (Bonferroni over pairs).")
+@click.option("--ties", type=float, default=0.2, show_default=True, help="Expected share of 'no preference'.")
+@click.option("--strong", type=float, default=0.5, show_default=True, help="Share of decided answers that are strong.")
+@click.option("--rater-sd", type=float, default=0.3, show_default=True,
+              help="Spread of the raters' own leanings (SD on the logit scale) when --raters is given.")
+@click.option("--looks", type=int, default=1, show_default=True, help="Interim looks (O'Brien-Fleming-type spending).")
+@click.option("--simulations", "n_sim", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the plan as JSON.")
+def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed, json_path) -> None:
+    """Ratings per pair (and per rater) that detect EFFECT with POWER, by simulating the study's own analysis."""
+    from human_eval.planning import PlanError
+    from human_eval.planning import plan as make_plan
+
+    try:
+        p = make_plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed)
+    except PlanError as e:
+        _fail(e)
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(p.to_dict(), indent=2))
+    click.echo(f"{p.systems} systems, {p.pairs} pairs, effect {p.effect} (win rate among decided ratings), "
+               f"alpha {p.alpha} -> {p.alpha_per_pair:.4g} per pair; analysis: {p.analysis}")
+    click.echo(f"ratings per pair: {p.ratings_per_pair}   total: {p.ratings_total}"
+               + (f"   per rater: {p.ratings_per_rater} ({p.raters} raters)" if p.raters else ""))
+    click.echo(f"simulated power: {p.power:.3f} ± {p.power_se:.3f} (target {p.power_target})"
+               + (f"; {p.looks} looks" if p.looks > 1 else ""))
+    click.echo(f"create it with: musiclm-eval rate create ... --ratings-per-pair {p.ratings_per_pair}"
+               + (f" --raters {p.raters} --trials-per-rater {p.ratings_per_rater}" if p.raters else ""))
 
 
 @rate.command()

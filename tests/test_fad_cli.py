@@ -132,12 +132,12 @@ def test_bad_inputs_are_clear_errors_or_reported_skips(tmp_path, dirs):
 def test_cache_info_clear_and_no_cache(tmp_path, dirs, private_cache):
     ref, gen = dirs
     assert run("fad", "--reference", ref, "--generated", gen, "--no-cache").exit_code == 0
-    info = json.loads(run("cache", "info", "--json").output)
+    info = json.loads(run("cache", "info", "--json", "-").output)
     assert info == {"root": str(private_cache), "entries": 0, "bytes": 0}
     assert run("fad", "--reference", ref, "--generated", gen).exit_code == 0
-    assert json.loads(run("cache", "info", "--json").output)["entries"] == 18
+    assert json.loads(run("cache", "info", "--json", "-").output)["entries"] == 18
     other = tmp_path / "other"
     assert run("stats", "--audio", ref, "--out", tmp_path / "s.npz", "--cache-dir", other).exit_code == 0
     assert f"{other}: 10 entries" in run("cache", "info", "--cache-dir", other).output
     assert run("cache", "clear").output.strip() == f"removed 18 entries from {private_cache}"
-    assert json.loads(run("cache", "info", "--json").output)["entries"] == 0
+    assert json.loads(run("cache", "info", "--json", "-").output)["entries"] == 0

@@ -262,7 +262,7 @@ def test_generate_cli_writes_one_wav_per_caption_id(micro, tmp_path):
     csv.write_text('ytid,caption\nabc,"a piano, slow"\nxyz,drums\n')
     out = tmp_path / "gen"
     r = CliRunner().invoke(main, ["generate", "--checkpoint", str(micro["dir"]), "--captions", str(csv),
-                                  "--seconds", "0.6", "--out", str(out), "--json"])
+                                  "--seconds", "0.6", "--out", str(out), "--json", "-"])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["abc.wav", "xyz.wav"]
     assert load_audio(out / "abc.wav").wave.shape == (int(0.6 * SAMPLE_RATE),)

@@ -224,7 +224,7 @@ def test_train_semantic_cli(small_corpus, tmp_path):
 
     out = tmp_path / "ckpt"
     res = CliRunner().invoke(train_semantic, ["--data", str(small_corpus), "--out", str(out), "--k", "16",
-                                              "--steps", "4", "--seed", "3", "--json"])
+                                              "--steps", "4", "--seed", "3", "--json", "-"])
     assert res.exit_code == 0, res.output
     entry = json.loads(res.output)
     manifest = json.loads((out / "manifest.json").read_text())

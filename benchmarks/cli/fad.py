@@ -6,18 +6,16 @@ summary and write files. Every failure is a clear error (exit code 1) naming the
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
-from benchmarks.cli.options import embedder_options, engine_options, fail, setup_embedder
+from benchmarks.cli.options import embedder_options, emit_json, engine_options, fail, json_option, setup_embedder
 from metrics.audio import AudioError
-from metrics.cache import EmbeddingCache, atomic_write_bytes
+from metrics.cache import EmbeddingCache
+from metrics.commands import compute_fad, compute_stats
 from metrics.embedders import EmbedderError
 from metrics.engine import EngineUnavailableError
-from metrics.commands import compute_fad, compute_stats
 from metrics.fad import FADError
+from metrics.io import write_json
 
 
 def summary_line(doc: dict) -> str:
@@ -59,20 +57,21 @@ def stats(audio, out, embedder_name, embedder_path, device, on_error, no_cache, 
 @click.option("--bootstrap", default=0, show_default=True, help="Bootstrap resamples for a 95% CI (0: none).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write a results store here.")
 @embedder_options
 @engine_options
-def fad_command(reference, generated, inf, per_clip, bootstrap, seed, json_out, embedder_name, embedder_path, device,
+def fad_command(reference, generated, inf, per_clip, bootstrap, seed, json_out, out_dir, embedder_name, embedder_path, device,
                 on_error, no_cache, cache_dir, batch_size, workers, progress, engine, ray_address):
     """Fréchet Audio Distance between a reference and a generated set."""
     try:
         embedder, kw = setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
                               workers, progress, engine, ray_address)
         doc = compute_fad(reference, generated, embedder, inf=inf, per_clip=per_clip, bootstrap=bootstrap, seed=seed,
-                          **kw)
+                          out=out_dir, **kw)
     except (AudioError, EmbedderError, FADError, EngineUnavailableError) as e:
         fail(e)
     if json_out:
-        atomic_write_bytes(Path(json_out), (json.dumps(doc, indent=2) + "\n").encode())
+        write_json(json_out, doc)
     click.echo(summary_line(doc))
 
 
@@ -86,11 +85,12 @@ def cache():
 
 @cache.command("info")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
-@click.option("--json", "as_json", is_flag=True)
-def cache_info(cache_dir, as_json):
+@json_option()
+def cache_info(cache_dir, json_out):
     """Where the cache is, how many entries, how many bytes."""
     info = EmbeddingCache(cache_dir).info()
-    click.echo(json.dumps(info) if as_json else f"{info['root']}: {info['entries']} entries, {info['bytes']} bytes")
+    if not emit_json(json_out, info):
+        click.echo(f"{info['root']}: {info['entries']} entries, {info['bytes']} bytes")
 
 
 @cache.command("clear")

@@ -5,12 +5,13 @@ Thin layers over ``musiclm_ref.pipeline`` / ``musiclm_ref.training``; tests call
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
 
 import click
+
+from benchmarks.cli.options import emit_json, json_option
 
 
 def _command(prefix: str) -> str:
@@ -33,9 +34,9 @@ def _command(prefix: str) -> str:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads (1 is fastest for the tiny model on a shared CPU).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@json_option()
 def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, limit, unconditional, skip_semantic, device,
-             threads, out, as_json):
+             threads, out, json_out):
     """Generate one WAV per caption with a reference MusicLM."""
     from musiclm_ref.pipeline import PipelineError
     from musiclm_ref.training import generate_files
@@ -45,12 +46,10 @@ def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, lim
     try:
         summary = generate_files(checkpoint, out, captions=captions, texts=list(texts), seconds=seconds, seed=seed,
                                  melody=melody, batch=batch_size, limit=limit, drop_conditioning=unconditional,
-                                 skip_semantic=skip_semantic, device=device, threads=threads, progress=not as_json)
+                                 skip_semantic=skip_semantic, device=device, threads=threads, progress=json_out != "-")
     except (PipelineError, ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
+    if not emit_json(json_out, summary):
         click.echo(f"wrote {summary['n']} clips × {seconds:g} s to {out} in {summary['wall_seconds']:.1f} s "
                    f"(real-time factor {summary['real_time_factor']:.2f})")
 
@@ -70,8 +69,8 @@ def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, lim
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def train_stage(stages, preset, data, out, components, mulan, steps, batch_size, lr, seed, threads, device, on_error, as_json):
+@json_option()
+def train_stage(stages, preset, data, out, components, mulan, steps, batch_size, lr, seed, threads, device, on_error, json_out):
     """Train one (or all) of the three Transformer stages; resumes from --out's checkpoint."""
     from musiclm_ref.training import train_stages
 
@@ -82,9 +81,7 @@ def train_stage(stages, preset, data, out, components, mulan, steps, batch_size,
                                command=_command("musiclm-eval train stage"))
     except (ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
-    if as_json:
-        click.echo(json.dumps(entries, indent=2, sort_keys=True))
-    else:
+    if not emit_json(json_out, entries):
         for name, e in entries.items():
             click.echo(f"{name}: {Path(out) / name} {e['metrics']}")
 
@@ -98,8 +95,8 @@ def train_stage(stages, preset, data, out, components, mulan, steps, batch_size,
 @click.option("--codebook", type=int, default=64, show_default=True, help="RVQ codebook size (paper: 512).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def train_melody(out, data, pairs, steps, codebook, seed, threads, as_json):
+@json_option()
+def train_melody(out, data, pairs, steps, codebook, seed, threads, json_out):
     """Train the melody embedding (triplet loss on timbre pairs) and fit its 24-level RVQ."""
     from musiclm_ref.training import train_melody_model
 
@@ -108,4 +105,5 @@ def train_melody(out, data, pairs, steps, codebook, seed, threads, as_json):
                                    command=_command("musiclm-eval train melody"))
     except (ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
-    click.echo(json.dumps(entry, indent=2, sort_keys=True) if as_json else f"wrote {out}/melody.pt {entry['metrics']}")
+    if not emit_json(json_out, entry):
+        click.echo(f"wrote {out}/melody.pt {entry['metrics']}")

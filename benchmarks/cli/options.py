@@ -109,3 +109,21 @@ def make_cache(no_cache: bool, cache_dir: str | None) -> EmbeddingCache | None:
 
 def comma_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def json_option(help_: str = "Write the result as JSON to PATH ('-': standard output).") -> Callable:
+    """``--json PATH``, the one JSON-output convention of every command ('-' prints it instead)."""
+    return click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+                        help=help_)
+
+
+def emit_json(json_out: str | None, doc: object) -> bool:
+    """Write ``doc`` where ``--json`` says; True when it went to standard output (print nothing else)."""
+    from metrics.io import dumps_json, write_json
+
+    if json_out == "-":
+        click.echo(dumps_json(doc))
+        return True
+    if json_out:
+        write_json(json_out, doc)
+    return False

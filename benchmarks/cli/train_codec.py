@@ -8,11 +8,12 @@ the checkpoint file and an entry in ``DIR/manifest.json`` (command, seed, data h
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 
 import click
+
+from benchmarks.cli.options import emit_json, json_option
 
 
 def _command(name: str) -> str:
@@ -35,9 +36,9 @@ def _command(name: str) -> str:
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest entry as JSON.")
+@json_option()
 def train_codec(data, out, preset, seed, steps, batch_size, lr, crop_seconds, init, decoder_only, cosine, threads, device,
-                on_error, as_json):
+                on_error, json_out):
     """Train the SoundStream-style codec (12-level RVQ, 50 Hz) on a folder of clips."""
     from musiclm_ref.codec import CodecError, CodecTrainConfig
     from musiclm_ref.codec import train_codec as run
@@ -49,9 +50,7 @@ def train_codec(data, out, preset, seed, steps, batch_size, lr, crop_seconds, in
                     device=device, on_error=on_error, command=_command("codec"))
     except (CodecError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    if as_json:
-        click.echo(json.dumps(entry, indent=2, sort_keys=True))
-    else:
+    if not emit_json(json_out, entry):
         lv = entry["metrics"].get("log_mel_distance_by_levels", {})
         click.echo(f"wrote {out}/codec.pt after {entry['steps']} steps; held-out log-mel distance by levels: {lv}")
 
@@ -68,8 +67,8 @@ def train_codec(data, out, preset, seed, steps, batch_size, lr, crop_seconds, in
 @click.option("--layer", type=int, default=7, show_default=True, help="Hidden state of --hf-model to cluster.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest entry as JSON.")
-def train_semantic(data, out, preset, k, seed, iters, hf_model, layer, device, on_error, as_json):
+@json_option()
+def train_semantic(data, out, preset, k, seed, iters, hf_model, layer, device, on_error, json_out):
     """Fit the semantic tokenizer (25 Hz features + k-means) on a folder of clips."""
     from musiclm_ref.semantic import SemanticError
     from musiclm_ref.semantic import train_semantic as run
@@ -79,9 +78,7 @@ def train_semantic(data, out, preset, k, seed, iters, hf_model, layer, device, o
                     on_error=on_error, command=_command("semantic"))
     except (SemanticError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    if as_json:
-        click.echo(json.dumps(entry, indent=2, sort_keys=True))
-    else:
+    if not emit_json(json_out, entry):
         m = entry["metrics"]
         click.echo(f"wrote {out}/semantic_tokenizer.pt: k={m['k']}, {m['used_clusters']} used, "
                    f"perplexity {m['perplexity']} on {entry['data_clips']} clips")

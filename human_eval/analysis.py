@@ -37,6 +37,7 @@ from human_eval.stats import (
     sign_test,
     wilcoxon_signed_rank,
 )
+from metrics.io import write_json
 
 ZERO_RULE = ("Wilcoxon signed-rank on the signed scores (−2…+2) of each pair; zero handling: Wilcoxon's rule "
              "(no-preference answers dropped, zero_method='wilcox'), mid-ranks for tied |scores|; p exact "
@@ -345,7 +346,7 @@ def write_outputs(a: StudyAnalysis, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "analysis.json"}
-    paths["json"].write_text(json.dumps(a.to_json(), indent=2, default=str))
+    write_json(paths["json"], a.to_json())  # standard JSON: NaN (e.g. alpha with no overlap) -> null + reason
     for name, df, index in (("wins", a.wins, False), ("wins_matrix", a.wins_matrix, True), ("pairs", a.pairs, False),
                             ("bradley_terry", a.strengths, False), ("raters", a.raters, False),
                             ("ratings", a.ratings, False)):

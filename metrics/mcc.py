@@ -109,12 +109,19 @@ class ClapJoint:
 
 
 def clap_joint(path: str | None = None, device: str = "cpu"):
-    """Registry factory (``clap``): LAION-CLAP from a local checkpoint, as a pipeline ``Joint``."""
-    from metrics.embedders import Embedder
-    from metrics.models import Joint, ModelError
+    """Registry factory (``clap``): LAION-CLAP's music checkpoint as a pipeline ``Joint``.
 
-    if path is None:
-        raise ModelError("the clap joint model needs --joint-path CHECKPOINT.pt (e.g. music_audioset_epoch_15_esc_90.14.pt)")
+    A ``transformers`` CLAP folder (or ``laion/larger_clap_music`` from the Hugging Face cache when
+    ``path`` is None) goes through ``metrics.embedders.clap`` — it builds offline; a laion_clap ``.pt``
+    checkpoint goes through ``laion_clap`` (``ClapJoint``), which needs the hub for its tokenizer.
+    """
+    from metrics.embedders import Embedder
+    from metrics.models import Joint
+
+    if path is None or not str(path).endswith(".pt"):
+        from metrics.embedders.clap import joint
+
+        return joint(path, device)
     clap = ClapJoint(path, device=device)
 
     class ClapAudio(Embedder):

@@ -1,0 +1,90 @@
+"""Tiny random-weight checkpoints of the published evaluation models, built offline with each package's own
+classes and saved in the format that package loads (tests/test_loaders_*.py, tests/test_protocols.py).
+
+Nothing here mocks a model: the networks are ``hear21passt``'s ``PaSST``, ``transformers``' ``ClapModel`` (with a
+RoBERTa BPE tokenizer built from vocab files written here), ``torchopenl3``'s ``PytorchOpenl3`` and ``muq``'s
+``MuQMuLan`` — only smaller (where the class allows) and untrained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+WORDS = ["piano", "guitar", "drums", "calm", "loud", "jazz", "rock", "song", "with", "a", "and", "slow", "fast"]
+
+
+def passt_checkpoint(path: Path, seed: int = 0, dim: int = 64, depth: int = 1) -> Path:
+    """A state dict of hear21passt's PaSST (distilled, stride 10, 527 classes) as the release files are."""
+    pytest.importorskip("hear21passt", reason="hear21passt is not installed (pip install 'musiclm-eval[passt]')")
+    import torch
+    from hear21passt.models.passt import PaSST
+
+    torch.manual_seed(seed)
+    net = PaSST(img_size=(128, 998), stride=(10, 10), embed_dim=dim, depth=depth, num_heads=max(1, dim // 64),
+                distilled=True, num_classes=527)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def openl3_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A state dict of torchopenl3's PytorchOpenl3 (mel256 / music / 512; the class has one size)."""
+    pytest.importorskip("torchopenl3", reason="torchopenl3 is not installed (pip install 'musiclm-eval[openl3]')")
+    import torch
+    from torchopenl3.core import PytorchOpenl3
+
+    torch.manual_seed(seed)
+    torch.save(PytorchOpenl3(input_repr="mel256", embedding_size=512, content_type="music").state_dict(), path)
+    return path
+
+
+def roberta_tokenizer_files(folder: Path) -> tuple[Path, Path]:
+    """vocab.json + merges.txt of a byte-level BPE over a few words (RoBERTa's format, no hub download)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    chars = sorted({c for w in WORDS for c in w} | {"Ġ"})
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(special + chars + ["Ġ" + w for w in WORDS] + WORDS))}
+    merges = []
+    for w in WORDS:  # merge each word left to right, with and without the space marker
+        for word in (w, "Ġ" + w):
+            parts = ["Ġ", *w] if word.startswith("Ġ") else list(w)
+            while len(parts) > 1:
+                merges.append(f"{parts[0]} {parts[1]}")
+                parts = [parts[0] + parts[1], *parts[2:]]
+                if parts[0] not in vocab:
+                    vocab[parts[0]] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n", encoding="utf-8")
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+def clap_checkpoint(folder: Path, seed: int = 0, fusion: bool = False) -> Path:
+    """A transformers ClapModel + ClapProcessor folder (save_pretrained), HTSAT and RoBERTa made tiny."""
+    pytest.importorskip("transformers", reason="transformers is not installed (pip install 'musiclm-eval[clap]')")
+    import torch
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        ClapTextConfig,
+        RobertaTokenizerFast,
+    )
+
+    roberta_tokenizer_files(folder / "tok")
+    tokenizer = RobertaTokenizerFast.from_pretrained(str(folder / "tok"), model_max_length=77)
+    audio = ClapAudioConfig(num_mel_bins=64, spec_size=256, window_size=4, patch_size=16, patch_stride=[16, 16],
+                            depths=[1, 1], num_heads=[2, 2], patch_embeds_hidden_size=16, hidden_size=32,
+                            projection_dim=16, enable_fusion=fusion)
+    text = ClapTextConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, max_position_embeddings=80, projection_dim=16)
+    torch.manual_seed(seed)
+    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16)).eval()
+    fe = ClapFeatureExtractor(truncation="fusion" if fusion else "rand_trunc", padding="repeatpad")
+    out = folder / "clap"
+    model.save_pretrained(out)
+    ClapProcessor(feature_extractor=fe, tokenizer=tokenizer).save_pretrained(out)
+    return out

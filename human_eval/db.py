@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from metrics.io import redact_url
+
 SCHEMA_VERSION = 2  # 2: loudness per clip, playback events, rater environment, headphone screening
 ENV_DB = "MUSICLM_EVAL_RATE_DB"  # the rating app reads its database URL from here
 ANSWERS = (2, 1, 0, -1, -2)  # strong A (left), weak A, no preference, weak B, strong B
@@ -329,7 +331,7 @@ def the_study(session) -> Study:
 
 
 def redact(url: str) -> str:
-    return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    return redact_url(normalize_url(url))
 
 
 # ---- secrets: tokens and the admin secret are stored only as hashes ------------------------------

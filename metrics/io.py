@@ -17,7 +17,7 @@
   numpy scalars and arrays, ``Path``, tuples, sets (sorted) and objects with ``to_dict()`` are
   converted; anything else raises ``TypeError`` naming the type (never a silent ``str()``).
 - ``file_sha256``: the content hash that names cache entries and records checkpoints.
-- ``format_value`` / ``format_ci`` / ``ci_list``: how numbers and 95 % intervals are printed (tables,
+- ``as_float`` / ``format_value`` / ``format_ci`` / ``ci_list``: how numbers are read back, and how numbers and 95 % intervals are printed (tables,
   dashboard) and stored (``[lo, hi]`` or ``null``).
 - ``redact_url``: a database URL with its password hidden, for anything shown or written.
 
@@ -196,7 +196,8 @@ def file_sha256(path: str | Path) -> str:
 MISSING = "—"
 
 
-def _as_float(value: object) -> float | None:
+def as_float(value: object) -> float | None:
+    """A number read from a file, or None when it is absent, a bool, not numeric, or NaN."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -216,7 +217,7 @@ def format_value(value: object, digits: int = 4, style: str = "g") -> str:
         return MISSING
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return str(int(value))
-    f = _as_float(value)
+    f = as_float(value)
     if f is None:
         return MISSING if isinstance(value, (float, np.floating)) else str(value)
     return f"{f:.{digits}{style}}"
@@ -232,7 +233,7 @@ def ci_list(ci: object) -> list[float | None] | None:
 
 def format_ci(ci: object, digits: int = 4, style: str = "g") -> str:
     """``[lo, hi]`` with ``format_value``'s precision; ``MISSING`` when there is no interval."""
-    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or any(_as_float(b) is None for b in ci):
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or any(as_float(b) is None for b in ci):
         return MISSING
     return f"[{format_value(ci[0], digits, style)}, {format_value(ci[1], digits, style)}]"
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,3 +51,25 @@ def wait_until_up(url: str, proc: subprocess.Popen, what: str, deadline_s: float
         except OSError:
             time.sleep(0.3)
     raise AssertionError(f"{what} did not answer at {url} within {deadline_s} s")
+
+
+@contextlib.contextmanager
+def running_server(args: list[str], port: int, home: Path, what: str, cwd: Path | None = None):
+    """``musiclm-eval ARGS`` (a Streamlit server on ``port``) in its own process group; yields its URL.
+
+    ``HOME`` points at ``home`` so Streamlit writes no state into the real one; the group is stopped
+    (SIGTERM, then SIGKILL) on exit.
+    """
+    proc = subprocess.Popen([*cli_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=cwd, env={**os.environ, "HOME": str(home)}, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, proc, what)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -6,11 +6,9 @@ Leaves ``artifacts/dashboard.png`` (gitignored) behind as a screenshot of the Cl
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 
 import pytest
-from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, cli_command, free_port, wait_until_up
+from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port, running_server
 from dashboard_fixtures import CAPTIONS, SYSTEMS, YTIDS, make_demo_store, make_results_dir
 
 CHROMIUM_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
@@ -21,20 +19,8 @@ pytestmark = BROWSER_MARKS
 def start_dashboard(results, home, cwd=None):
     """``musiclm-eval dashboard`` on a free port (from ``cwd``); yields its URL, stops it afterwards."""
     port = free_port()
-    proc = subprocess.Popen([*cli_command(), "dashboard", "--results", str(results), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
-                            env={**os.environ, "HOME": str(home)}, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, proc, "dashboard")
+    with running_server(["dashboard", "--results", str(results), "--port", str(port)], port, home, "dashboard", cwd) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture

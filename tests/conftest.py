@@ -40,6 +40,18 @@ def small_corpus(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """A PostgreSQL server for the session: $MUSICLM_EVAL_PG_URL, or a throwaway one started here (tests/pg_server.py).
+
+    Skips only when no server binaries are installed; one that is installed but fails to start is an error.
+    """
+    pytest.importorskip("psycopg", reason="psycopg (the 'postgres' extra) is not installed")
+    from pg_server import session_server
+
+    yield from session_server(pytest.skip)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -1,5 +1,6 @@
 """Assignment and submission: no trial twice, orientation undone, idempotent/atomic submits, 50 concurrent
-raters on SQLite (and PostgreSQL when ``MUSICLM_EVAL_PG_URL`` is set), a killed server loses nothing."""
+raters on SQLite and PostgreSQL (a throwaway server the tests start, or ``MUSICLM_EVAL_PG_URL``), a killed server
+loses nothing."""
 
 from __future__ import annotations
 
@@ -180,10 +181,9 @@ def test_50_concurrent_raters_sqlite(tmp_path):
 
 
 @pytest.fixture
-def pg_url():
-    base = os.environ.get("MUSICLM_EVAL_PG_URL")
-    if not base:
-        pytest.skip("MUSICLM_EVAL_PG_URL is not set (start a server with `source .ci/postgres.sh start`)")
+def pg_url(pg_server_url):
+    """A fresh database on the session's server (conftest: $MUSICLM_EVAL_PG_URL or a throwaway server)."""
+    base = pg_server_url
     name = f"musiclm_eval_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
@@ -246,3 +246,14 @@ def test_killed_server_loses_no_acknowledged_rating(tmp_path):
         rate_everything(Session_, rid)
     c1 = counts(Session_)
     assert c1["ratings"] == N_RATERS * (PER_RATER + 1) and c1["dup_rater_trial"] == [] and c1["over_rated"] == []
+
+
+def test_pg_helper_skips_only_without_server_binaries(monkeypatch):
+    import pg_server
+
+    monkeypatch.delenv(pg_server.ENV_URL, raising=False)
+    monkeypatch.setattr(pg_server, "server_bin", lambda: None)
+    reasons = []
+    assert list(pg_server.session_server(reasons.append)) == [] and "no PostgreSQL server binaries" in reasons[0]
+    monkeypatch.setenv(pg_server.ENV_URL, "postgresql+psycopg://u@h:1/x")  # the environment's server wins
+    assert list(pg_server.session_server(reasons.append)) == ["postgresql+psycopg://u@h:1/x"] and len(reasons) == 1

@@ -286,6 +286,12 @@ def test_redact_url_matches_sqlalchemy(url):
     assert redact_url(url) == make_url(url).render_as_string(hide_password=True)
 
 
+def test_redact_url_hides_a_password_with_an_unencoded_at_sign():
+    # SQLAlchemy's parser stops the password at the first "@" and shows the rest; ours hides all of it
+    assert redact_url("postgresql://me:p@ss@db:5432/st") == "postgresql://me:***@db:5432/st"
+    assert redact_url("/data/study@2024.db") == "/data/study@2024.db"
+
+
 def test_format_value_and_ci():
     assert format_value(4.123456) == "4.123" and format_value(8e-05) == "8e-05"
     assert format_value(None) == "—" and format_value(float("nan")) == "—" and format_value(12) == "12"

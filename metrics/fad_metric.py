@@ -22,7 +22,7 @@ from metrics.fad import EmbeddingStats, FADError, fad, fad_inf, frechet_distance
 from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult
 
-GRAM_BYTES = 1 << 30  # per side; above this, resamples re-weight frames instead of per-clip Gram matrices
+GRAM_BYTES = 1 << 28  # per side (256 MiB); above it a resample re-weights the stacked frames (one BLAS call) instead
 
 
 class FAD(PerClipOutputs):
@@ -66,20 +66,25 @@ class FAD(PerClipOutputs):
         return super().ids(side)
 
     def _side_moments(self, side: str) -> tuple:
-        """(ids, frames per clip, per-clip sums [n, d], per-clip Grams [n, d, d] or None) in float64."""
+        """(ids, frames per clip, per-clip sums [n, d], per-clip Grams [n, d, d] — or, for large sets, the
+        stacked frames [F, d] and each frame's clip index) in float64."""
         if side not in self._moments:
             ids = self.ids(side)
             arrays = [np.asarray(self.outputs[side][i], dtype=np.float64) for i in ids]
             d = arrays[0].shape[1]
             counts = np.array([len(a) for a in arrays], dtype=np.float64)
             sums = np.stack([a.sum(0) for a in arrays])
-            grams = np.stack([a.T @ a for a in arrays]) if len(ids) * d * d * 8 <= GRAM_BYTES else None
-            self._moments[side] = (ids, counts, sums, grams, arrays)
+            if len(ids) * d * d * 8 <= GRAM_BYTES:
+                grams, frames, owner = np.stack([a.T @ a for a in arrays]), None, None
+            else:  # MusicCaps-size sets: per-clip Grams would need clips × d² floats; frames are clips × frames × d
+                grams, frames = None, np.concatenate(arrays)
+                owner = np.repeat(np.arange(len(arrays)), counts.astype(np.int64))
+            self._moments[side] = (ids, counts, sums, grams, frames, owner)
         return self._moments[side]
 
     def _mean_cov(self, side: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and (ddof=1) covariance of the frames of clips drawn ``weights[i]`` times each."""
-        _, counts, sums, grams, arrays = self._side_moments(side)
+        _, counts, sums, grams, frames, owner = self._side_moments(side)
         n = float(weights @ counts)
         if n < 2:
             raise FADError(f"{side}: a resample with {n:.0f} frame(s) has no covariance")
@@ -87,8 +92,7 @@ class FAD(PerClipOutputs):
         if grams is not None:
             second = np.tensordot(weights, grams, axes=1)
         else:
-            keep = np.flatnonzero(weights)
-            second = sum(weights[i] * (arrays[i].T @ arrays[i]) for i in keep)
+            second = (frames * weights[owner][:, None]).T @ frames
         cov = (second - n * np.outer(mean, mean)) / (n - 1)
         return mean, cov
 

@@ -178,3 +178,21 @@ def test_compare_and_score_on_ray_equal_local(dirs, local_compare, tmp_path):
             assert _rel(got["systems"][name]["metrics"][key]["value"], entry["value"]) <= 1e-10, (name, key)
     assert _rel(score_ray["kld_musiclm"], local_compare["systems"]["a"]["metrics"]["kld_musiclm"]["value"]) <= 1e-10
     assert _rel(score_ray["mcc"], local_compare["systems"]["a"]["metrics"]["mcc"]["value"]) <= 1e-10
+
+
+def test_fad_resampling_routes_agree(monkeypatch):
+    """Per-clip Gram matrices (small sets) and re-weighted stacked frames (MusicCaps-size sets) give one value."""
+    import metrics.fad_metric as fm
+
+    rng = np.random.default_rng(0)
+    r = {f"c{i}": rng.standard_normal((10, 8)) for i in range(30)}
+    g = {f"c{i}": rng.standard_normal((10, 8)) + 0.3 for i in range(30)}
+    values = []
+    for budget in (fm.GRAM_BYTES, 0):
+        monkeypatch.setattr(fm, "GRAM_BYTES", budget)
+        m = FAD(n_boot=0)
+        m.update("reference", r)
+        m.update("generated", g)
+        ids = m.ids("generated")
+        values.append(m.value_on(ids, [ids[0], ids[0], ids[5], ids[7]]))
+    assert _rel(values[0], values[1]) <= 1e-12

@@ -162,7 +162,8 @@ def _study(dirs: dict[str, Path], eval_dir: Path, out: Path, seed: int, log: Cal
         db.unlink()
     url = f"sqlite:///{db.resolve()}"
     created = create_study(url, {k: dirs[k] for k in ("musiclm-ref", "unconditional", "retrieval") if k in dirs}, eval_dir / "captions.csv",
-                           reference=eval_dir, ratings_per_pair=10, raters=3, seed=seed, name="demo")  # fmt: skip
+                           reference=eval_dir, ratings_per_pair=10, raters=3, seed=seed, name="demo",
+                           loudness_target=-23.0, playback_min_fraction=1.0)  # fmt: skip
     secret = getattr(created, "admin_secret", None)
     (out / "study_admin.txt").write_text(f"admin secret: {secret}\ntokens: {getattr(created, 'tokens', [])}\n")
     log(f"  study database {url} (admin secret and rater tokens in {out / 'study_admin.txt'})")

@@ -204,19 +204,29 @@ def test_training_loop_lowers_the_loss(small_corpus):
     assert res.eval_map is not None and 0.0 <= res.eval_map <= 1.0
 
 
-@pytest.mark.skipif(not SHIPPED_CHECKPOINT.exists(), reason="shipped classifier checkpoint not built yet")
-def test_shipped_checkpoint_and_manifest():
-    from metrics.classifier import corpus_label_space
+def test_shipped_checkpoint_tags_unseen_clips(small_corpus):
+    """Measured, not read back: the shipped model's mAP on the fixture corpus (seed 1234; it was trained on
+    the seed-7 corpus of its manifest) is far above the mAP of the same scores shuffled across clips.
+    A missing or unloadable shipped checkpoint fails here."""
+    from metrics.classifier import corpus_label_space, load_corpus_waves, read_tag_labels, window_logits
 
     loaded = load_classifier(expected="corpus")
     assert loaded.label_space == corpus_label_space()
+    rows = read_tag_labels(small_corpus)
+    ids = [r[0] for r in rows]
+    targets = np.stack([loaded.label_space.multihot(r[2]) for r in rows])
+    sr = loaded.model.sample_rate
+    waves = load_corpus_waves(small_corpus, sr, ids)
+    scores = np.concatenate([window_logits(loaded.model, waves[i], sr).mean(0, keepdims=True) for i in ids])
+    measured = mean_average_precision(scores, targets)
+    rng = np.random.default_rng(0)
+    chance = np.mean([mean_average_precision(rng.permutation(scores), targets) for _ in range(50)])
+    assert measured >= 0.75 and measured >= chance + 0.4, (measured, chance)  # measured 0.92 vs 0.29
     manifest = json.loads(SHIPPED_CHECKPOINT.with_suffix(".json").read_text())
     assert manifest["command"].startswith("musiclm-eval train classifier")
-    assert manifest["metrics"]["eval_map"] >= 0.8
     assert SHIPPED_CHECKPOINT.stat().st_size < 3 * 2**20
 
 
-@pytest.mark.skipif(not SHIPPED_CHECKPOINT.exists(), reason="shipped classifier checkpoint not built yet")
 def test_registry_embedder_is_the_penultimate_layer():
     from metrics.embedders import get_embedder
 

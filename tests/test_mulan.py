@@ -106,15 +106,29 @@ def test_training_loop_lowers_the_loss(small_corpus):
     assert res.metrics["n"] >= 2 and -1 <= res.metrics["mcc_own"] <= 1
 
 
-@pytest.mark.skipif(not SHIPPED_CHECKPOINT.exists(), reason="shipped MuLan checkpoint not built yet")
-def test_shipped_checkpoint_figures_and_registry():
+def test_shipped_checkpoint_retrieves_unseen_captions_and_registers(small_corpus):
+    """Measured on the fixture corpus (seed 1234; the shipped model trained on the seed-7 corpus of its
+    manifest): captions retrieve their own clip far above chance and match it better than other clips.
+    A missing or unloadable shipped checkpoint fails here."""
     from metrics.embedders import get_embedder
+    from musiclm_ref.mulan import load_corpus
 
+    model = load_mulan()
+    corpus = load_corpus(small_corpus, model)
+    model.eval()
+    with torch.no_grad():
+        audio = model.audio_latent(corpus.mels).numpy()
+    text = model.embed_text(corpus.captions)
+    n = len(text)
+    recall = recall_at_k(text, audio, k=5, n_candidates=n)
+    rng = np.random.default_rng(0)
+    chance = np.mean([recall_at_k(text, audio[rng.permutation(n)], k=5, n_candidates=n) for _ in range(50)])
+    assert recall >= 0.7 and recall >= chance + 0.4, (recall, chance)  # measured 0.92 vs 0.22
+    sims = text @ audio.T
+    own, other = np.trace(sims) / n, (sims.sum() - np.trace(sims)) / (n * (n - 1))
+    assert own - other >= 0.25, (own, other)  # measured 0.457 vs −0.009
     manifest = json.loads(SHIPPED_CHECKPOINT.with_suffix(".json").read_text())
     assert manifest["command"].startswith("musiclm-eval train mulan")
-    assert manifest["metrics"]["recall_at_10_of_100"] >= 0.5
-    assert manifest["metrics"]["n_candidates"] == 100
-    assert manifest["metrics"]["mcc_gap"] >= 0.2
     assert SHIPPED_CHECKPOINT.stat().st_size < 3 * 2**20
     emb = get_embedder("mulan-ref")
     out = emb.embed(np.random.default_rng(0).standard_normal(16000 * 11).astype(np.float32) * 0.1)

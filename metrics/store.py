@@ -153,6 +153,31 @@ def is_path_column(name: object) -> bool:
     return isinstance(name, str) and (name == "path" or name.endswith("_path"))
 
 
+def _empty(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
+
+
+class _Relativizer:
+    """Ordinary paths → store paths, resolving each directory once (a 5,000-clip table has a handful)."""
+
+    def __init__(self, store: str | Path):
+        self.root = os.path.realpath(store)
+        self.dirs: dict[str, str] = {}
+
+    def __call__(self, path: object) -> object:
+        if _empty(path):
+            return path
+        parent, name = os.path.split(os.path.abspath(os.fspath(path)))  # type: ignore[arg-type]
+        if parent not in self.dirs:
+            real = os.path.realpath(parent)
+            try:
+                self.dirs[parent] = PurePosixPath(Path(os.path.relpath(real, self.root))).as_posix()
+            except ValueError:  # Windows: another drive, no relative path exists
+                self.dirs[parent] = real
+        d = self.dirs[parent]
+        return os.path.join(d, name) if os.path.isabs(d) else (f"{d}/{name}" if d != "." else name)
+
+
 def store_relative(path: object, store: str | Path) -> object:
     """An ordinary path (absolute, or relative to the cwd) as the store records it.
 
@@ -160,14 +185,27 @@ def store_relative(path: object, store: str | Path) -> object:
     (another drive). Empty cells (None, NaN, "") stay as they are. Directories are resolved (symlinks
     followed) on both sides so that ``..`` steps mean the same to the OS; the file name is kept.
     """
-    if path is None or (isinstance(path, float) and math.isnan(path)) or not str(path).strip():
-        return path
-    p = Path(os.path.abspath(os.fspath(path)))  # type: ignore[arg-type]
-    real = p.parent.resolve() / p.name
-    try:
-        return PurePosixPath(Path(os.path.relpath(real, Path(store).resolve()))).as_posix()
-    except ValueError:  # Windows: another drive
-        return str(real)
+    return _Relativizer(store)(path)
+
+
+class _Resolver:
+    """Store paths → absolute paths; the store directory is resolved once."""
+
+    def __init__(self, store: str | Path, version: int | None = SCHEMA_VERSION):
+        self.root = os.path.realpath(store)
+        self.legacy = (version or 1) < 2
+
+    def __call__(self, value: object) -> str | None:
+        if _empty(value):
+            return None
+        v = str(value)
+        if os.path.isabs(v):
+            return v
+        # the store's own path is resolved, so collapsing the leading ".." steps cannot cross a symlink
+        in_store = os.path.normpath(os.path.join(self.root, v))
+        if self.legacy and not os.path.exists(in_store) and os.path.exists(v):
+            return os.path.abspath(v)
+        return in_store
 
 
 def resolve_in_store(value: object, store: str | Path, version: int | None = SCHEMA_VERSION) -> Path | None:
@@ -176,16 +214,8 @@ def resolve_in_store(value: object, store: str | Path, version: int | None = SCH
     Version 1 stores recorded paths relative to the writer's cwd: when the store-relative file does not
     exist but the cwd-relative one does, that one is returned.
     """
-    if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
-        return None
-    p = Path(str(value))
-    if p.is_absolute():
-        return p
-    # the store's own path is resolved first, so collapsing the leading ".." steps cannot cross a symlink
-    in_store = Path(os.path.normpath(Path(store).resolve() / p))
-    if (version or 1) < 2 and not in_store.exists() and p.exists():
-        return Path(os.path.abspath(p))
-    return in_store
+    p = _Resolver(store, version)(value)
+    return None if p is None else Path(p)
 
 
 def _relativize_frame(df: pd.DataFrame, store: Path) -> pd.DataFrame:
@@ -193,8 +223,9 @@ def _relativize_frame(df: pd.DataFrame, store: Path) -> pd.DataFrame:
     if not cols:
         return df
     df = df.copy()
+    rel = _Relativizer(store)
     for c in cols:
-        df[c] = df[c].map(lambda v: store_relative(v, store))
+        df[c] = df[c].map(rel)
     return df
 
 
@@ -471,16 +502,13 @@ def read_store(path: str | Path) -> Results:
         except Exception as e:  # pandas raises several parser errors; all mean "unreadable"
             problems.append(f"{pc}: unreadable ({type(e).__name__}: {e})")
         else:
+            resolve = _Resolver(path, res.version)
             for c in [c for c in per_clip.columns if is_path_column(c)]:
-                per_clip[c] = per_clip[c].map(lambda v: _str_or_none(res.resolve(v)))
+                per_clip[c] = per_clip[c].map(resolve)
             res.per_clip = per_clip
     else:
         problems.append(f"{path}: no {PER_CLIP_FILE} (per-clip views unavailable)")
     return res
-
-
-def _str_or_none(p: Path | None) -> str | None:
-    return None if p is None else str(p)
 
 
 # The name readers used before the store had a writer API; kept for callers outside this module.

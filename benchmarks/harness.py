@@ -67,10 +67,11 @@ def compare(
 
     caps = load_captions(captions, require_all_columns=False)
     caption_of = caps["caption"].to_dict()
-    clf_name, clf_path = classifier_plan(classifier)
+    names = [c.strip() for c in classifier.split(",") if c.strip()] if classifier else []
+    clf_name, clf_path = classifier_plan(names[0] if names else None)
     joint_name, joint_path = joint_plan(joint)
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
-                classifier_path=clf_path, joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad)
+                classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad)
     ref_ids = sorted(scan_dir(reference))
     lacking = [i for i in ref_ids if i not in caption_of]
     if lacking:

@@ -84,6 +84,7 @@ class Plan:
     embedder_paths: Mapping[str, str] = field(default_factory=dict)
     classifier: str | None = None
     classifier_path: str | None = None
+    extra_classifiers: Sequence[str] = ()  # more registered classifiers; their KLD keys end in _<name>
     joint: str | None = None
     joint_path: str | None = None
     kld_convention: str = "musiclm"
@@ -113,6 +114,8 @@ def _specs(plan: Plan, device: str) -> dict[str, ModelSpec]:
     specs = {f"embedder:{n}": ModelSpec(n, plan.embedder_paths.get(n), device) for n in plan.embedders}
     if plan.classifier is not None:
         specs["classifier"] = ModelSpec(plan.classifier, plan.classifier_path, device, kind="classifier")
+    for name in plan.extra_classifiers:
+        specs[f"classifier:{name}"] = ModelSpec(name, None, device, kind="classifier")
     if plan.joint is not None:
         specs["joint"] = ModelSpec(plan.joint, plan.joint_path, device, kind="joint")
     return specs
@@ -159,10 +162,12 @@ def _metric_factories(plan: Plan, built: Mapping, reference_stats: Mapping[str, 
             from metrics.kad import KAD
 
             out.append((f"kad_{name}", key, lambda m=model: KAD(m.id, n_boot=n_boot, seed=seed)))
-    if "classifier" in built:
-        activation = getattr(built["classifier"], "activation", None)
+    for model_key in [k for k in built if k == "classifier" or k.startswith("classifier:")]:
+        activation = getattr(built[model_key], "activation", None)
+        suffix = "" if model_key == "classifier" else "_" + model_key.split(":", 1)[1].replace("-", "_")
         for k in _kld_metrics(plan, activation, 0, seed):
-            out.append((k, "classifier", lambda k=k: _kld_metrics(plan, activation, n_boot, seed)[k]))
+            out.append((k + suffix, model_key,
+                        lambda k=k, a=activation: _kld_metrics(plan, a, n_boot, seed)[k]))
     if "joint" in built:
         out.append(("mcc", "joint", lambda: MCC(built["joint"].id, n_boot=n_boot, seed=seed)))
     return out
@@ -295,7 +300,8 @@ def evaluate(
 
     pairs = paired_comparisons(results, n_boot, seed) if pairwise and len(results) > 1 else []
     metadata = {**run_metadata(), "created_unix": started, "elapsed_s": round(time.time() - started, 2),
-                "config": {"embedders": list(plan.embedders), "classifier": plan.classifier, "joint": plan.joint,
+                "config": {"embedders": list(plan.embedders), "classifier": plan.classifier,
+                           "extra_classifiers": list(plan.extra_classifiers), "joint": plan.joint,
                            "kld_convention": plan.kld_convention if plan.classifier else None,
                            "fad_inf": plan.fad_inf, "kad": plan.kad, "on_error": on_error, "device": device,
                            "n_boot": n_boot, "paired": paired, "reference": str(reference), "engine": engine.name},

@@ -46,7 +46,7 @@ def musiccaps_prepare(csv_path: Path, audio_dir: Path, out_dir: Path, subset: st
 @click.option("--captions", type=click.Path(path_type=Path), required=True, help="MusicCaps-format captions CSV.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Results directory to write.")
 @click.option("--embedders", default="trill,vggish", show_default=True, help="Comma-separated FAD embedders ('' for none).")
-@click.option("--classifier", default="leaf-corpus", show_default=True, help="leaf-corpus (shipped), a checkpoint, or 'none'.")
+@click.option("--classifier", default="leaf-corpus", show_default=True, help="leaf-corpus (shipped), musicnn-mtt, a checkpoint, or none; a comma list adds more (KLD keys end in _<name>).")
 @click.option("--joint", default="mulan-ref", show_default=True, help="mulan-ref (shipped), a checkpoint, clap:CKPT, or 'none'.")
 @click.option("--ratings", default=None, help="Ratings database URL: adds the human-study wins column.")
 @click.option("--skip-unavailable", is_flag=True, help="Report and skip embedders whose models cannot be loaded.")

@@ -271,20 +271,34 @@ def test_generate_cli_writes_one_wav_per_caption_id(micro, tmp_path):
     assert r.exit_code != 0 and "exactly one of --captions" in r.output
 
 
-def test_paper_crops_and_tiny_structure_are_faithful():
-    from musiclm_ref.stages import TokenSpec
+def test_token_rates_agree_with_the_models_that_make_the_tokens():
+    """The stages' token rates and level split must be the codec's and the tokenizer's, for both presets:
+    a change in one module that the others do not follow fails here (not a restatement of defaults)."""
+    from musiclm_ref import codec, semantic
+    from musiclm_ref.stages import STAGES, TokenSpec, stage_config
 
     t = TokenSpec()
-    assert (t.acoustic_levels, t.coarse_levels, t.fine_levels, t.semantic_rate, t.acoustic_rate) == (12, 4, 8, 25, 50)
-    assert (t.mulan_levels, t.mulan_codebook, t.melody_levels, t.melody_codebook) == (12, 1024, 24, 512)
+    for name in ("paper", "tiny"):
+        cfg = codec.preset(name)
+        assert cfg.frame_rate == t.acoustic_rate  # 24 kHz / prod(strides)
+        assert t.coarse_levels + t.fine_levels == cfg.num_quantizers == t.acoustic_levels
+        for stage in STAGES:
+            sc = stage_config(stage, name)
+            # a crop of audio gives exactly the frames the stage generates, through the real tokenizers
+            n = int(sc.crop_seconds * cfg.sample_rate)
+            want = semantic.n_frames(n, cfg.sample_rate) if stage == "semantic" else -(-n // cfg.hop_length)
+            assert sc.frames == want, (name, stage)
+    assert semantic.n_frames(24000 * 10, 24000) * 2 == 10 * t.acoustic_rate  # 25 Hz is half the codec rate
+    # the paper's crops (30 s semantic, 10 s coarse, 3 s fine; docs/protocol.md) and its vocabularies
+    assert [stage_config(s).frames for s in ("semantic", "coarse", "fine")] == [750, 500, 150]
+    assert (t.mulan_codebook, t.melody_levels, t.melody_codebook) == (1024, 24, 512)
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "musiclm_ref" / "checkpoints" / "tiny"
 
 
-@pytest.mark.skipif(not (SHIPPED / "fine_stage.pt").is_file() or not (SHIPPED / "codec.pt").is_file(),
-                    reason="shipped tiny stage checkpoints not present")
 def test_shipped_tiny_model_generates_ten_seconds():
+    """A missing or unloadable shipped checkpoint fails here (nothing is skipped)."""
     lm = MusicLM.from_pretrained()
     w = lm.generate(["a calm solo piano melody, slow tempo"], seconds=10, seed=0)
     assert w.shape == (1, 240000) and np.isfinite(w).all() and w.std() > 1e-3

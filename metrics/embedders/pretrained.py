@@ -70,7 +70,11 @@ def weights_id(path: Path) -> str:
 
 
 def peak_normalize(wave: np.ndarray, db: float | None) -> np.ndarray:
-    """stable-audio-metrics' ``pyln.normalize.peak(audio, -1.0)``; ``None`` leaves the level alone; silence stays silent."""
+    """stable-audio-metrics' ``pyln.normalize.peak(audio, -1.0)``; ``None`` leaves the level alone; silence stays silent.
+
+    The result keeps pyloudnorm's float64 (its gain is a float64 scalar), as the downstream steps of
+    stable-audio-metrics (int16 round trip, resampling) see it.
+    """
     if db is None:
         return wave
     peak = float(np.max(np.abs(wave))) if wave.size else 0.0
@@ -78,7 +82,7 @@ def peak_normalize(wave: np.ndarray, db: float | None) -> np.ndarray:
         return wave
     import pyloudnorm as pyln
 
-    return np.asarray(pyln.normalize.peak(wave, db), dtype=np.float32)
+    return np.asarray(pyln.normalize.peak(wave, db))
 
 
 def fixed_windows(wave: np.ndarray, window: int, hop: int, rule: str, min_samples: int = 0) -> list[np.ndarray]:

@@ -153,3 +153,12 @@ def test_interval_contains_the_value(filled):
     res = filled.compute()
     lo, hi = res.ci95
     assert lo <= res.value <= hi and hi > lo
+
+
+def test_float32_precision_is_close_and_named():
+    x, y = sets(11, 400, 300, 64)
+    ref = dense_kad(x, y)[0]
+    assert kernel_audio_distance(x, y, precision="float32")[0] == pytest.approx(ref, rel=1e-5)
+    with pytest.raises(KADError, match="precision must be"):
+        kernel_audio_distance(x, y, precision="float16")
+    assert KAD(precision="float32").config()["precision"] == "float32"

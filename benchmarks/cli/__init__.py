@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "musiccaps": ("benchmarks.cli.compare:musiccaps", "Prepare MusicCaps clips for evaluation."),
     "rate": ("benchmarks.cli.rate:rate", "Blind A-vs-B listening study: create, invite, serve, analyze."),
     "dashboard": ("benchmarks.cli.dashboard:dashboard", "Open the results dashboard."),
+    "protocols": ("benchmarks.cli.protocols:protocols", "List the published protocols, what they need, which weights are here."),
     "tag": ("benchmarks.cli.tag:tag", "Tag audio files with a pretrained music tagger (musicnn-mtt, musicnn-msd)."),
 }
 

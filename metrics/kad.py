@@ -203,7 +203,7 @@ def _clip_kernel_sums(a: torch.Tensor, a_clip: torch.Tensor, n_a: int, b: torch.
 
 
 class KAD(PerClipOutputs):
-    """KAD between the reference and generated clips' frame embeddings (one registered embedder).
+    """KAD between the reference and generated clips' frame embeddings (one registered embedder, ``embedder_id``).
 
     ``bandwidth``: ``"generated"`` (kadtk: the median pairwise distance of the generated frames),
     ``"reference"`` (the same median on the reference frames, so two systems scored against one
@@ -215,17 +215,18 @@ class KAD(PerClipOutputs):
     name = "kad"
     output = "embedding"
 
-    def __init__(self, bandwidth: str | float = "generated", inf: bool = False, inf_steps: int = 25, inf_min_n: int = 500,
+    def __init__(self, embedder_id: str = "", bandwidth: str | float = "generated", inf: bool = False, inf_steps: int = 25, inf_min_n: int = 500,
                  block: int = BLOCK, device: str = "cpu", precision: str = "float64", n_boot: int = 1000, seed: int = 0):
         if not isinstance(bandwidth, (int, float)) and bandwidth not in ("generated", "reference"):
             raise KADError(f"bandwidth must be 'generated', 'reference' or a number, not {bandwidth!r}")
+        self.embedder_id = embedder_id
         self.bandwidth, self.inf, self.inf_steps, self.inf_min_n = bandwidth, inf, inf_steps, inf_min_n
         self.block, self.device, self.precision = block, device, precision
         _dtype(precision)
         super().__init__(n_boot=n_boot, seed=seed)
 
     def config(self) -> dict:
-        return {"kernel": "gaussian", "bandwidth": self.bandwidth, "scale": SCALE, "inf": self.inf,
+        return {"embedder": self.embedder_id, "kernel": "gaussian", "bandwidth": self.bandwidth, "scale": SCALE, "inf": self.inf,
                 "inf_steps": self.inf_steps, "inf_min_n": self.inf_min_n, "precision": self.precision}
 
     def reset(self) -> None:

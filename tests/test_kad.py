@@ -125,7 +125,7 @@ def test_value_on_resamples_with_the_point_bandwidth(filled):
 
 
 def test_bandwidth_modes_and_one_frame_clips():
-    m = KAD(bandwidth="reference", n_boot=0)
+    m = KAD("emb", bandwidth="reference", n_boot=0)
     m.update("reference", clips(1, 8, 4, 8, 0.0))
     m.update("generated", {**clips(2, 6, 3, 8, 0.5), "single": np.zeros((1, 8), np.float32)})
     res = m.compute()

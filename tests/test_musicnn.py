@@ -164,3 +164,17 @@ def test_tag_command_writes_file_tag_probabilities(tmp_path):
     assert res.exit_code != 0 and "short.wav" in res.output and "too short" in res.output
     res = CliRunner().invoke(main, ["tag", str(tmp_path), "--on-error", "skip", "--model", "musicnn-msd"])
     assert res.exit_code == 0 and "skipped" in res.output and "short.wav" in res.output
+
+
+def test_tag_command_prints_json_to_stdout(tmp_path):
+    from click.testing import CliRunner
+
+    from benchmarks.cli import main
+    from metrics.audio import save_audio
+
+    wave = (0.3 * np.random.default_rng(0).standard_normal(16000 * 3)).astype(np.float32)
+    f = save_audio(tmp_path / "noise.wav", wave, 16000)
+    res = CliRunner().invoke(main, ["tag", str(f), "--json", "-"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert set(doc) == {str(f)} and abs(sum(doc[str(f)].values())) > 0 and all(0 <= p <= 1 for p in doc[str(f)].values())

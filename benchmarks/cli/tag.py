@@ -6,12 +6,11 @@ with ``--json PATH``, writes every file's mean tag probabilities as ``{file: {ta
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from benchmarks.cli.options import fail
+from benchmarks.cli.options import emit_json, fail, json_option
 from metrics.audio import AudioError, scan_dir
 from metrics.embedders import EmbedderError
 from metrics.embedders.musicnn import MODELS, tag_files
@@ -29,23 +28,23 @@ def expand(audio: tuple[str, ...]) -> list[str]:
 @click.argument("audio", nargs=-1, required=True, type=click.Path())
 @click.option("--model", type=click.Choice(sorted(MODELS)), default="musicnn-mtt", show_default=True,
               help="musicnn-mtt: MagnaTagATune's 50 tags (instruments, genres, moods); musicnn-msd: Million Song Dataset's 50.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write {file: {tag: p}} here.")
+@json_option("Write {file: {tag: p}} as JSON to PATH ('-': standard output).")
 @click.option("--top", default=5, show_default=True, help="Tags printed per file.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
-def tag(audio, model, json_path, top, device, on_error):
+def tag(audio, model, json_out, top, device, on_error):
     """Tag audio files with a pretrained musicnn tagger (mean tag probability over 3 s patches)."""
     try:
         tags, skipped = tag_files(expand(audio), model, device, on_error)
     except (AudioError, EmbedderError) as e:
         fail(e)
+    for f, problem in skipped:
+        click.echo(f"skipped {f}: {problem}", err=True)
+    if emit_json(json_out, tags):
+        return
     for f, probs in tags.items():
         best = sorted(probs.items(), key=lambda kv: -kv[1])[:top]
         click.echo(f"{f}: " + ", ".join(f"{t} {p:.2f}" for t, p in best))
-    for f, problem in skipped:
-        click.echo(f"skipped {f}: {problem}", err=True)
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(tags, indent=2) + "\n")
-        click.echo(f"wrote {json_path} ({len(tags)} files, model {model})")
+    if json_out:
+        click.echo(f"wrote {json_out} ({len(tags)} files, model {model})")
 

@@ -53,6 +53,7 @@ def compare(
     engine=None,
     kld_convention: str = "musiclm",
     kad: bool = False,
+    clip_seconds: float | None = None,
     embedder_paths: dict[str, str] | None = None,
     batch_size: int = 8,
     workers: int = 0,
@@ -71,7 +72,8 @@ def compare(
     clf_name, clf_path = classifier_plan(names[0] if names else None)
     joint_name, joint_path = joint_plan(joint)
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
-                classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad)
+                classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad,
+                clip_seconds=clip_seconds)
     ref_ids = sorted(scan_dir(reference))
     lacking = [i for i in ref_ids if i not in caption_of]
     if lacking:

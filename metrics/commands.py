@@ -186,6 +186,8 @@ def compute_score(
     progress: bool = False,
     embedder_paths: Mapping[str, str] | None = None,
     out: str | Path | None = None,
+    clip_seconds: float | None = None,
+    kad: bool = False,
 ) -> dict:
     """FAD per embedder, KLD (the convention's keys) and MCC over generated/reference pairs matched by id.
 
@@ -199,7 +201,7 @@ def compute_score(
     caps = load_captions(captions, require_all_columns=False)["caption"].to_dict() if captions is not None else None
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, joint=joint_name, joint_path=joint_path, kld_convention=kld_convention,
-                label_space=label_space)
+                label_space=label_space, clip_seconds=clip_seconds, kad=kad)
     ev = evaluate(reference, {"generated": generated}, plan, captions=caps, paired=True, ground_truth=False,
                   pairwise=False, n_boot=n_boot, seed=seed, device=device, cache=cache, on_error=on_error,
                   engine=engine, progress=progress)

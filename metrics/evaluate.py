@@ -91,6 +91,7 @@ class Plan:
     fad_inf: bool = False
     kad: bool = False
     label_space: str | None = None
+    clip_seconds: float | None = None  # crop/zero-pad every clip to this length before the models (None: as is)
 
 
 def run_metadata() -> dict:
@@ -111,13 +112,14 @@ def run_metadata() -> dict:
 
 
 def _specs(plan: Plan, device: str) -> dict[str, ModelSpec]:
-    specs = {f"embedder:{n}": ModelSpec(n, plan.embedder_paths.get(n), device) for n in plan.embedders}
+    sec = plan.clip_seconds
+    specs = {f"embedder:{n}": ModelSpec(n, plan.embedder_paths.get(n), device, seconds=sec) for n in plan.embedders}
     if plan.classifier is not None:
-        specs["classifier"] = ModelSpec(plan.classifier, plan.classifier_path, device, kind="classifier")
+        specs["classifier"] = ModelSpec(plan.classifier, plan.classifier_path, device, kind="classifier", seconds=sec)
     for name in plan.extra_classifiers:
-        specs[f"classifier:{name}"] = ModelSpec(name, None, device, kind="classifier")
+        specs[f"classifier:{name}"] = ModelSpec(name, None, device, kind="classifier", seconds=sec)
     if plan.joint is not None:
-        specs["joint"] = ModelSpec(plan.joint, plan.joint_path, device, kind="joint")
+        specs["joint"] = ModelSpec(plan.joint, plan.joint_path, device, kind="joint", seconds=sec)
     return specs
 
 
@@ -298,12 +300,12 @@ def evaluate(
         if not r.metrics and not r.skipped:
             raise AudioError(systems[name], "no metric could be computed (no usable clips)")
 
-    pairs = paired_comparisons(results, n_boot, seed) if pairwise and len(results) > 1 else []
+    pairs = paired_comparisons(results, n_boot, seed) if pairwise and n_boot and len(results) > 1 else []
     metadata = {**run_metadata(), "created_unix": started, "elapsed_s": round(time.time() - started, 2),
                 "config": {"embedders": list(plan.embedders), "classifier": plan.classifier,
                            "extra_classifiers": list(plan.extra_classifiers), "joint": plan.joint,
                            "kld_convention": plan.kld_convention if plan.classifier else None,
-                           "fad_inf": plan.fad_inf, "kad": plan.kad, "on_error": on_error, "device": device,
+                           "fad_inf": plan.fad_inf, "kad": plan.kad, "clip_seconds": plan.clip_seconds, "on_error": on_error, "device": device,
                            "n_boot": n_boot, "paired": paired, "reference": str(reference), "engine": engine.name},
                 "seeds": {"bootstrap": seed},
                 "models": {k: getattr(m, "id", None) for k, m in built.items()},
@@ -332,7 +334,7 @@ def paired_comparisons(results: Mapping[str, SourceResult], n_boot: int, seed: i
             if sa is None or sb is None:
                 continue
             try:
-                cmp = paired_comparison(sa, sb, n_boot=max(n_boot, 1), seed=seed)
+                cmp = paired_comparison(sa, sb, n_boot=n_boot, seed=seed)
             except (ValueError, PairingError) as e:
                 block.append({"metric": key, "system_a": a, "system_b": b, "diff": None, "reason": str(e)})
                 continue

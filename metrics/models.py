@@ -70,14 +70,54 @@ CLASSIFIERS = Registry("classifiers", {"leaf-corpus": "metrics.classifier:logits
 JOINT = Registry("joint", {"clap": "metrics.mcc:clap_joint"}, error=ModelError)
 
 
+class FixedLength(Embedder):
+    """A model that sees every clip cropped or zero-padded to ``seconds`` (``--clip-seconds``).
+
+    The paper's evaluation clips are 10 s; a system that generates 30 s would otherwise be scored on
+    more audio than the reference. The length is part of ``id``, so the cache never mixes lengths.
+    Everything else (labels, activation, …) is the wrapped model's.
+    """
+
+    def __init__(self, inner: Embedder, seconds: float):
+        if not seconds > 0:
+            raise ModelError(f"clip length must be > 0 seconds, got {seconds}")
+        if seconds < inner.min_seconds:
+            raise ModelError(f"clip length {seconds:g} s is shorter than one frame of {inner.name} "
+                             f"({inner.min_seconds:g} s)")
+        self.inner, self.seconds = inner, float(seconds)
+        self.name, self.sample_rate, self.dim = inner.name, inner.sample_rate, inner.dim
+        self.min_seconds, self.pad_to_seconds = 0.0, None  # every clip becomes exactly `seconds` long
+        self.id = f"{inner.id};clip_seconds={self.seconds:g}"
+
+    def __getattr__(self, attr: str) -> Any:  # labels, activation, label_space, weights_sha256, …
+        return getattr(self.__dict__["inner"], attr)
+
+    def _fix(self, wave: np.ndarray) -> np.ndarray:
+        n = int(round(self.seconds * self.sample_rate))
+        wave = np.asarray(wave)[:n]
+        return np.pad(wave, (0, n - len(wave))) if len(wave) < n else wave
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        return self.inner.embed(self._fix(wave))
+
+    def embed_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        return self.inner.embed_batch([self._fix(w) for w in waves])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {**self.inner.config, "id": self.id, "clip_seconds": self.seconds}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build a model: registry name, optional weights path, device; picklable and hashable."""
+    """How to build a model: registry name, optional weights path, device, and the clip length it
+    sees (None: clips as they are); picklable and hashable."""
 
     name: str
     path: str | None = None
     device: str = "cpu"
     kind: str = "embedder"
+    seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -94,6 +134,14 @@ class ModelSpec:
 
     def build(self) -> Any:
         """An ``Embedder`` (embedder, classifier) or a ``Joint``."""
+        model = self._build()
+        if self.seconds is None:
+            return model
+        if isinstance(model, Joint):
+            return Joint(model.id, FixedLength(model.audio, self.seconds), model.text_fn)
+        return FixedLength(model, self.seconds)
+
+    def _build(self) -> Any:
         if self.kind == "embedder":
             return get_embedder(self.name, self.path, self.device)
         registry = CLASSIFIERS if self.kind == "classifier" else JOINT

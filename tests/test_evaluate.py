@@ -196,3 +196,23 @@ def test_fad_resampling_routes_agree(monkeypatch):
         ids = m.ids("generated")
         values.append(m.value_on(ids, [ids[0], ids[0], ids[5], ids[7]]))
     assert _rel(values[0], values[1]) <= 1e-12
+
+
+def test_clip_seconds_crops_and_pads_before_every_model(tmp_path):
+    """--clip-seconds 1: a 2.5 s clip is scored on its first second, a 0.5 s one zero-padded to 1 s,
+    and the length is part of the model id (so the cache never mixes lengths)."""
+    from metrics.extract import extract
+    from metrics.models import ModelSpec
+
+    sr = 16000
+    rng = np.random.default_rng(3)
+    long_wave = (0.1 * rng.standard_normal(int(2.5 * sr))).astype(np.float32)
+    save_audio(tmp_path / "long.wav", long_wave, sr)
+    save_audio(tmp_path / "first.wav", long_wave[:sr], sr)
+    save_audio(tmp_path / "short.wav", long_wave[: sr // 2], sr)
+    save_audio(tmp_path / "padded.wav", np.concatenate([long_wave[: sr // 2], np.zeros(sr // 2, np.float32)]), sr)
+    fixed = ModelSpec("mel", seconds=1.0).build()
+    assert fixed.id.endswith("clip_seconds=1") and fixed.id != get_embedder("mel").id
+    out = extract(sorted(tmp_path.glob("*.wav")), {"m": fixed})["m"]
+    np.testing.assert_array_equal(out["long"], out["first"])
+    np.testing.assert_array_equal(out["short"], out["padded"])

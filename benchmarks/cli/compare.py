@@ -53,7 +53,7 @@ def musiccaps_prepare(csv_path: Path, audio_dir: Path, out_dir: Path, subset: st
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write results.json here.")
 @evaluation_options
 def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, json_out,
-            kld_convention, kad, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
+            kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
             workers, progress, engine, ray_address) -> None:
     """Score systems against a reference set: the paper's Table 1 with bootstrap 95% CIs."""
     from benchmarks.harness import compare as run_compare
@@ -69,7 +69,7 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
             classifier=None if classifier == "none" else classifier, joint=None if joint == "none" else joint,
             ratings=ratings, on_error=on_error, device=device, seed=seed, n_boot=bootstrap,
             cache=make_cache(no_cache, cache_dir), skip_unavailable_embedders=skip_unavailable, progress=progress,
-            engine=make_engine(engine, ray_address), kld_convention=kld_convention, kad=kad,
+            engine=make_engine(engine, ray_address), kld_convention=kld_convention, kad=kad, clip_seconds=clip_seconds,
             embedder_paths=parse_paths(embedder_path), batch_size=batch_size, workers=workers,
         )  # fmt: skip
     except (ValueError, AudioError, PairingError, CaptionsError, RuntimeError, ImportError) as e:

@@ -72,6 +72,9 @@ def evaluation_options(f: Callable) -> Callable:
         click.option("--kld-convention", type=click.Choice(KLD_CONVENTIONS), default="musiclm", show_default=True,
                      help="Which published KLD formula (docs/protocol.md, 'KLD conventions')."),
         click.option("--kad", is_flag=True, help="Also report Kernel Audio Distance on every FAD embedder."),
+        click.option("--clip-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Crop/zero-pad every clip to this length before the models (MusicCaps: 10). "
+                     "Default: clips as they are."),
         click.option("--bootstrap", default=1000, show_default=True,
                      help="Bootstrap resamples for every 95% CI and paired test (0: point values only)."),
         click.option("--seed", default=0, show_default=True, help="Seed of every resampling."),

@@ -30,7 +30,7 @@ def summary_line(doc: dict) -> str:
 @click.option("--per-clip", type=click.Path(dir_okay=False), default=None, help="Per-clip CSV (default: beside --json).")
 @evaluation_options
 def score(generated, reference, captions, embedders, classifier, label_space, joint, json_out, out_dir, per_clip,
-          kld_convention, kad, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
+          kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
           workers, progress, engine, ray_address):
     """FAD, KLD and MCC in one pass over paired audio."""
     from metrics.classifier import ClassifierError
@@ -48,7 +48,7 @@ def score(generated, reference, captions, embedders, classifier, label_space, jo
             generated, reference, captions, embedders=comma_list(embedders),
             classifier=None if classifier == "none" else classifier, joint=None if joint == "none" else joint,
             device=device, seed=seed, on_error=on_error, cache=make_cache(no_cache, cache_dir), per_clip=per_clip,
-            kld_convention=kld_convention, label_space=label_space, n_boot=bootstrap,
+            kld_convention=kld_convention, label_space=label_space, clip_seconds=clip_seconds, kad=kad, n_boot=bootstrap,
             engine=make_engine(engine, ray_address), progress=progress, embedder_paths=parse_paths(embedder_path),
             out=out_dir,
         )

@@ -88,3 +88,39 @@ def clap_checkpoint(folder: Path, seed: int = 0, fusion: bool = False) -> Path:
     model.save_pretrained(out)
     ClapProcessor(feature_extractor=fe, tokenizer=tokenizer).save_pretrained(out)
     return out
+
+
+def muq_mulan_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A ``MuQMuLan.save_pretrained`` folder whose towers are a tiny ``MuQ`` and a tiny ``XLMRobertaModel`` saved
+    beside it (their folder names contain 'muq' / 'xlm-roberta', which is how muq picks the tower class)."""
+    pytest.importorskip("muq", reason="muq is not installed (pip install 'musiclm-eval[muq]')")
+    import torch
+    from muq import MuQ, MuQConfig, MuQMuLan
+    from transformers import RobertaTokenizerFast, Wav2Vec2ConformerConfig, XLMRobertaConfig, XLMRobertaModel
+
+    torch.manual_seed(seed)
+    w2v2 = Wav2Vec2ConformerConfig(num_attention_heads=2, intermediate_size=32, conv_depthwise_kernel_size=3,
+                                   position_embeddings_type="rotary", hidden_dropout=0.0, activation_dropout=0.0,
+                                   attention_dropout=0.0, layerdrop=0.0, num_conv_pos_embeddings=16,
+                                   num_conv_pos_embedding_groups=2).to_dict()
+    w2v2 = {k: v for k, v in w2v2.items() if not (isinstance(v, dict) and any(not isinstance(x, str) for x in v))}
+    muq = MuQ(MuQConfig(encoder_dim=32, encoder_depth=1, conv_dim=8, codebook_size=16,
+                        stat={"melspec_2048_mean": 6.77, "melspec_2048_std": 19.0}, w2v2_config=w2v2))
+    muq.save_pretrained(folder / "muq-tiny")
+    roberta_tokenizer_files(folder / "xlm-roberta-tiny")
+    tok = RobertaTokenizerFast.from_pretrained(str(folder / "xlm-roberta-tiny"))
+    tok.save_pretrained(folder / "xlm-roberta-tiny")
+    XLMRobertaModel(XLMRobertaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=80)).save_pretrained(folder / "xlm-roberta-tiny")
+    cfg = {"mulan": {"sr": 24000, "clip_secs": 10, "dim_latent": 8, "decoupled_contrastive_learning": True,
+                     "hierarchical_contrastive_loss": False, "hierarchical_contrastive_loss_layers": None,
+                     "sigmoid_contrastive_loss": False, "rank_contrast": True},
+           "audio_model": {"name": str(folder / "muq-tiny"), "model_dim": 32, "use_layer_idx": -1},
+           "text_model": {"name": str(folder / "xlm-roberta-tiny"), "model_dim": 16},
+           "audio_transformer": {"dim": 16, "tf_depth": 1, "heads": 2, "dim_head": 8, "attn_dropout": 0.0,
+                                 "ff_dropout": 0.0, "ff_mult": 2},
+           "text_transformer": {"dim": 16, "tf_depth": 1, "max_seq_len": 77, "dim_head": 8, "heads": 2,
+                                "attn_dropout": 0.0, "ff_dropout": 0.0, "ff_mult": 2}}
+    out = folder / "muq-mulan-tiny"
+    MuQMuLan(cfg).eval().save_pretrained(out)
+    return out

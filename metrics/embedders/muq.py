@@ -1,0 +1,124 @@
+"""MuQ-MuLan (Zhu et al. 2025, ``muq`` package) as the open MuLan reproduction for MCC: 24 kHz audio, text.
+
+The paper's MuLan was never released; ``OpenMuQ/MuQ-MuLan-large`` is the closest open joint music/text
+model (a MuQ audio tower and an XLM-RoBERTa text tower trained contrastively). MCC computed with it is
+still not the paper's number (another model and training set), and results say so.
+
+Pre-processing is the package's own: mono 24 kHz, ``MuQMuLan._get_all_clips`` (consecutive 10 s clips;
+a short last clip is completed with the start of the audio), ``mulan_module.get_audio_latents`` per
+clip. The embedder returns those per-clip latents ``[clips, dim]``; MCC averages and L2-normalizes them,
+which is what ``MuQMuLan.extract_audio_latents`` computes before its own mean (``metrics/mcc.py``).
+
+Weights: a local ``save_pretrained`` folder of ``MuQMuLan`` (``--joint muq-mulan:DIR``), or
+``OpenMuQ/MuQ-MuLan-large`` from the Hugging Face cache. Its config names its two towers by hub id
+(``OpenMuQ/MuQ-large-msd-iter``, ``xlm-roberta-base``), which must be in the cache too.
+
+Compatibility: ``muq`` 0.1.0 reads ``hidden_states`` from ``transformers``' ``Wav2Vec2ConformerEncoder``,
+which transformers 5 no longer returns; with transformers >= 5 the model loads but cannot run, and
+``embed`` says so (``pip install 'transformers<5'`` in an environment of its own).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metrics.embedders import Embedder, EmbedderError
+from metrics.embedders.pretrained import require, weights_id
+
+REPO = "OpenMuQ/MuQ-MuLan-large"
+TOWERS = ("OpenMuQ/MuQ-large-msd-iter", "xlm-roberta-base")
+
+
+def transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+def _resolve(path: str | None):
+    from pathlib import Path
+
+    if path is not None:
+        p = Path(path).expanduser()
+        if not (p / "config.json").is_file():
+            raise EmbedderError(f"{p}: not a MuQMuLan folder (no config.json); download {REPO} "
+                                f"(`huggingface-cli download {REPO}`, and {', '.join(TOWERS)})")
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(REPO, local_files_only=True))
+    except Exception:
+        raise EmbedderError(f"MuQ-MuLan: {REPO} is not in the Hugging Face cache ($HF_HOME). Download it and its "
+                            f"towers with `huggingface-cli download {REPO}` and `huggingface-cli download "
+                            f"{TOWERS[0]}` / `{TOWERS[1]}`, or pass a folder with --joint muq-mulan:DIR "
+                            "(no weights are fetched at run time)") from None
+
+
+class MuQMuLanAudio(Embedder):
+    """Per-10 s-clip MuQ-MuLan audio latents ``[clips, dim]`` of a mono 24 kHz clip; ``embed_text`` for captions."""
+
+    name = "muq-mulan"
+
+    def __init__(self, path: str | None = None, device: str = "cpu"):
+        require("muq", "muq", "MuQ-MuLan")
+        import contextlib
+        import io
+
+        from muq import MuQMuLan
+
+        self.path = _resolve(path)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.model = MuQMuLan.from_pretrained(str(self.path), local_files_only=True).eval().to(device)
+        except Exception as e:
+            raise EmbedderError(f"{self.path}: cannot load MuQMuLan offline ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}); its towers {', '.join(TOWERS)} must be "
+                                "in the Hugging Face cache") from None
+        self.device = device
+        self.sample_rate = int(self.model.sr)
+        self.clip_seconds = float(self.model.clip_secs)
+        self.dim = int(self.model.mulan_module.dim_latent)
+        self.weights_sha256 = weights_id(self.path)
+        self.id = f"muq-mulan-{self.weights_sha256}"
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "clip_s": self.clip_seconds, "clips": "MuQMuLan._get_all_clips",
+                "source": "muq 0.1.0 muq_mulan/muq_mulan.py"}
+
+    def clips(self, wave: np.ndarray):
+        """The package's own cut of one clip into model inputs ``[clips, samples]``."""
+        import torch
+
+        return self.model._get_all_clips(torch.as_tensor(np.asarray(wave, np.float32)))
+
+    def _check_runtime(self) -> None:
+        if transformers_major() >= 5:
+            import transformers
+
+            raise EmbedderError(f"muq 0.1.0 cannot run with transformers {transformers.__version__}: it reads "
+                                "hidden_states from Wav2Vec2ConformerEncoder, which transformers 5 no longer returns; "
+                                "use an environment with transformers<5")
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        import torch
+
+        self._check_runtime()
+        with torch.no_grad():
+            rows = [self.model.mulan_module.get_audio_latents(c[None].to(self.device))[0] for c in self.clips(wave)]
+        return torch.stack(rows).float().cpu().numpy().astype(np.float32)
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.model(texts=list(texts)).float().cpu().numpy().astype(np.float32)
+
+
+def joint(path: str | None = None, device: str = "cpu"):
+    """Joint factory ``muq-mulan``."""
+    from metrics.models import Joint
+
+    model = MuQMuLanAudio(path, device)
+    return Joint(model.id, model, model.embed_text)

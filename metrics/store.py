@@ -50,10 +50,15 @@ A system may also be given in full form ``{"dir":, "n_clips":, "missing_ids":, "
 per_clip (rows added for clips the table lacks); columns the caller's ``per_clip`` already has win.
 
     read_store(path) -> Results   # .data, .per_clip (paths resolved), .problems, .resolve(value)
+    add_metrics(path, {system: {metric_key: result}}, metadata=None) -> dict   # e.g. human-study wins
+
+Do not feed a document read back from a store to ``write_store`` again: its paths are store-relative
+and would be taken as relative to the cwd. Use ``add_metrics`` to extend a store in place.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -408,6 +413,46 @@ def _write_parquet(table: pd.DataFrame, path: Path) -> None:
     obj = {c: "string" for c in table.columns if table[c].dtype == object}
     table.astype(obj).to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def add_metrics(store_dir: str | Path, metrics: Mapping[str, Mapping[str, object]],
+                metadata: Mapping | None = None) -> dict:
+    """Add (or replace) metrics of systems already in a store, e.g. human-study wins into a compare store.
+
+    ``metrics`` is ``{system: {metric_key: MetricResult | dict | number}}``; ``metadata`` entries are
+    merged into the document's metadata. Per-clip values of MetricResults replace that column of
+    per_clip. Only what changes is rewritten (atomically); paths already in the store are left as
+    they are. Returns the new document.
+    """
+    store = Path(store_dir)
+    res = read_store(store)
+    f = store / RESULTS_FILE
+    if res.version != SCHEMA_VERSION:
+        raise ResultsError(f"{f}: schema_version {res.version}; rewrite the store with write_store first")
+    doc = json.loads(json.dumps(res.data))  # a deep copy of plain JSON
+    per_item: dict[tuple[str, str], dict[str, float]] = {}
+    for system, ms in metrics.items():
+        if system not in doc["systems"]:
+            raise ResultsError(f"{f}: no system {system!r} to add metrics to (systems: {', '.join(doc['systems'])})")
+        for key, value in ms.items():
+            entry, items = _metric_entry(str(key), value, f"system {system!r}")
+            doc["systems"][system]["metrics"][str(key)] = entry
+            for cid, v in items.items():
+                per_item.setdefault((str(system), str(cid)), {})[str(key)] = v
+    if metadata:
+        doc["metadata"] = {**doc.get("metadata", {}), **to_jsonable(dict(metadata))}
+    problems = validate_results(doc, str(f))
+    if problems:
+        raise ResultsError("refusing to write invalid results: " + "; ".join(problems))
+    if per_item:
+        keys = {k for v in per_item.values() for k in v}
+        base = res.per_clip.drop(columns=[c for c in keys if c in res.per_clip.columns]) if res.per_clip is not None else None
+        table = _relativize_frame(_merge_per_item(base, per_item).astype({"system": str, "ytid": str}), store)
+        atomic_write_text(store / PER_CLIP_FILE, table.to_csv(index=False))
+        _write_parquet(table, store / PER_CLIP_PARQUET)
+        doc["files"] = sorted(set(doc.get("files", [])) | {PER_CLIP_FILE, PER_CLIP_PARQUET})
+    atomic_write_text(f, dumps_json(doc))
+    return doc
 
 
 def write_results(out_dir: str | Path, data: dict, per_clip: pd.DataFrame | None = None) -> Path:

@@ -34,6 +34,7 @@ from metrics.store import (
     RESULTS_FILE,
     SCHEMA_VERSION,
     ResultsError,
+    add_metrics,
     read_store,
     write_results,
     write_store,
@@ -252,6 +253,26 @@ def test_report_reads_the_store(demo_like):
     md = (store / "table.md").read_text()
     assert "| sys | — | — | 0.250 [0.100, 0.400] |" in md  # FAD_mel and KLD undefined, MCC with its CI
     assert store / "plots" / "mcc.png" in written
+
+
+def test_add_metrics_extends_a_store_in_place(demo_like, tmp_path, monkeypatch):
+    _, store, before = demo_like
+    monkeypatch.chdir(tmp_path)  # another cwd: paths already in the store must stay valid
+    wins = MetricResult("wins", 7, None, {"ytA": 3.0, "ytB": 4.0})
+    doc = add_metrics(store, {"sys": {"wins": wins, "mcc": {"value": float("nan"), "ci95": None}}},
+                      metadata={"ratings": {"db": "sqlite:///s.db"}})
+    after = strict_loads((store / RESULTS_FILE).read_text())
+    assert after == doc and after["systems"]["sys"]["dir"] == before["systems"]["sys"]["dir"] == "../systems/sys"
+    assert after["systems"]["sys"]["metrics"]["wins"] == {"value": 7, "ci95": None, "n": 2}
+    assert after["systems"]["sys"]["metrics"]["mcc"] == {"value": None, "ci95": None, "reason": "was NaN (undefined)"}
+    assert after["metadata"]["ratings"] == {"db": "sqlite:///s.db"} and after["metadata"]["seeds"] == {"bootstrap": 0}
+    res = read_store(store)
+    pc = res.per_clip.set_index("ytid")
+    assert pc["wins"].tolist()[:2] == [3.0, 4.0] and math.isnan(pc.loc["ytC", "wins"])
+    assert all(Path(p).is_file() for p in res.per_clip["audio_path"])
+    assert pd.read_csv(store / PER_CLIP_FILE)["audio_path"].tolist() == [f"../systems/sys/{y}.wav" for y in IDS]
+    with pytest.raises(ResultsError, match="no system 'other'"):
+        add_metrics(store, {"other": {"wins": 1}})
 
 
 def test_file_sha256_equals_hashlib_over_the_whole_file(tmp_path):

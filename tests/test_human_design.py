@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -166,13 +167,16 @@ def test_cli_create_invite_export_analyze(tmp_path):
     assert r.exit_code == 0, r.output
     assert "9 trials over 3 pairs" in r.output and "admin secret (shown once): " in r.output
     assert len(re.findall(r"^https://rate\.example\.org/\?token=[\w-]{22}$", r.output, flags=re.M)) == 2
-    r = runner.invoke(rate, ["invite", "--db", url, "-n", "3", "--json"])
+    r = runner.invoke(rate, ["invite", "--db", url, "-n", "3", "--json", "-"])
     assert r.exit_code == 0 and len([x for x in r.output.split('"') if "?token=" in x]) == 3
     r = runner.invoke(rate, ["export", "--db", url])
     assert r.exit_code == 0 and r.output.startswith("rating_id,assignment_id,rater_id,trial_id,kind")
     r = runner.invoke(rate, ["analyze", "--db", url, "--out", str(tmp_path / "out"), "--bootstrap", "10"])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "out" / "analysis.json").is_file()
+    assert (tmp_path / "out" / "analysis.json").is_file() and "primary test: wilcoxon_p_bonferroni" in r.output
+    r = runner.invoke(rate, ["analyze", "--db", url, "--out", str(tmp_path / "out"), "--bootstrap", "10", "--json", "-",
+                             "--primary", "rater"])
+    assert r.exit_code == 0 and json.loads(r.output)["primary_test"] == "rater"
     engine = db.open_db(url)
     with db.sessions(engine)() as s:  # the defaults: loudness matched, playback gated, no headphone check
         st = db.the_study(s)

@@ -5,13 +5,13 @@ Each command is a thin layer over ``human_eval.design`` / ``assign`` / ``analysi
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import click
 
+from benchmarks.cli.options import emit_json, json_option
 from human_eval import db
 from human_eval.db import ENV_DB
 
@@ -67,10 +67,10 @@ def _off_or_float(value: str, flag: str) -> float | None:
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--base-url", default="http://127.0.0.1:8501", show_default=True, help="Prefix of the printed invite links.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Write the study's summary (admin secret and invite links included) as JSON to PATH ('-': print it).")
 def create(systems, reference, captions, url, store, ratings_per_pair, ratings_per_trial, raters, trials_per_rater,
            attention_checks, sample_rate, seconds, loudness_target, true_peak_ceiling, playback_min_fraction,
-           headphone_check, prolific_study_id, completion_code, name, on_error, seed, base_url, as_json) -> None:
+           headphone_check, prolific_study_id, completion_code, name, on_error, seed, base_url, json_out) -> None:
     """Build a balanced study and its opaque audio store in a new database."""
     from human_eval.design import create_study, invite_link
 
@@ -96,8 +96,7 @@ def create(systems, reference, captions, url, store, ratings_per_pair, ratings_p
     links = [invite_link(base_url, t) for t in c.tokens]
     out = {"db": db.redact(url), "store": str(c.store), "pairs": [list(p) for p in c.pairs], "trials": c.n_trials,
            "attention_trials": c.n_attention, "admin_secret": c.admin_secret, "invites": links, "skipped": c.skipped}
-    if as_json:
-        click.echo(json.dumps(out, indent=2))
+    if emit_json(json_out, out):
         return
     click.echo(f"study created: {c.n_trials} trials over {len(c.pairs)} pairs, {c.n_attention} attention checks; store {c.store}")
     for s in c.skipped:
@@ -111,8 +110,8 @@ def create(systems, reference, captions, url, store, ratings_per_pair, ratings_p
 @click.option("--db", "url", required=True)
 @click.option("-n", "--n", "n", type=int, default=1, show_default=True, help="How many invite links.")
 @click.option("--base-url", default="http://127.0.0.1:8501", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def invite(url, n, base_url, as_json) -> None:
+@json_option("Write the invite links as a JSON list to PATH ('-': print it).")
+def invite(url, n, base_url, json_out) -> None:
     """Create per-rater token links (each token is shown once; the database keeps only its hash)."""
     from human_eval.design import invite as make_invites
     from human_eval.design import invite_link
@@ -121,7 +120,8 @@ def invite(url, n, base_url, as_json) -> None:
         links = [invite_link(base_url, t) for t in make_invites(url, n)]
     except (ValueError, db.StudyDBError) as e:
         _fail(e)
-    click.echo(json.dumps(links, indent=2) if as_json else "\n".join(links))
+    if not emit_json(json_out, links):
+        click.echo("\n".join(links))
 
 
 def serve_invocation(url: str, port: int = 8501, address: str = "127.0.0.1",
@@ -171,8 +171,8 @@ def serve(url, port, address) -> None:
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise level (Bonferroni over pairs).")
 @click.option("--bootstrap", "n_boot", type=int, default=1000, show_default=True, help="Rater-bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print analysis.json to stdout.")
-def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha, n_boot, seed, as_json) -> None:
+@json_option("Also write analysis.json to PATH ('-': print it).")
+def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha, n_boot, seed, json_out) -> None:
     """Wins, pooled and rater-aware tests, sequential looks and power, Bradley–Terry, agreement: JSON + CSV + PNG."""
     from human_eval.analysis import analyze as run_analysis
     from human_eval.analysis import write_outputs
@@ -182,9 +182,8 @@ def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha
                          primary=primary, effect=effect, looks=looks, alpha=alpha)
     except (db.StudyDBError, ValueError) as e:
         _fail(e)
-    paths = write_outputs(a, out_dir)
-    if as_json:
-        click.echo(paths["json"].read_text())
+    write_outputs(a, out_dir)
+    if emit_json(json_out, a.to_json()):
         return
     click.echo(a.wins.to_string(index=False))
     if len(a.pairs):
@@ -212,8 +211,8 @@ def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha
 @click.option("--looks", type=int, default=1, show_default=True, help="Interim looks (O'Brien-Fleming-type spending).")
 @click.option("--simulations", "n_sim", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the plan as JSON.")
-def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed, json_path) -> None:
+@json_option("Write the plan as JSON to PATH ('-': print it).")
+def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed, json_out) -> None:
     """Ratings per pair (and per rater) that detect EFFECT with POWER, by simulating the study's own analysis."""
     from human_eval.planning import PlanError
     from human_eval.planning import plan as make_plan
@@ -222,8 +221,8 @@ def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, l
         p = make_plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed)
     except PlanError as e:
         _fail(e)
-    if json_path is not None:
-        Path(json_path).write_text(json.dumps(p.to_dict(), indent=2))
+    if emit_json(json_out, p.to_dict()):
+        return
     click.echo(f"{p.systems} systems, {p.pairs} pairs, effect {p.effect} (win rate among decided ratings), "
                f"alpha {p.alpha} -> {p.alpha_per_pair:.4g} per pair; analysis: {p.analysis}")
     click.echo(f"ratings per pair: {p.ratings_per_pair}   total: {p.ratings_total}"

@@ -65,7 +65,12 @@ class Joint:
 
 
 # factory(path=None, device="cpu") -> an Embedder of window logits with ``labels`` and ``activation``
-CLASSIFIERS = Registry("classifiers", {"leaf-corpus": "metrics.classifier:logits_model"}, error=ModelError)
+CLASSIFIERS = Registry("classifiers", {
+    "leaf-corpus": "metrics.classifier:logits_model",
+    # real music taggers (musicnn 0.1.0, converted): 50 sigmoid tags, one row of logits per 3 s patch
+    "musicnn-mtt": "metrics.embedders.musicnn:mtt_logits",
+    "musicnn-msd": "metrics.embedders.musicnn:msd_logits",
+}, error=ModelError)
 # factory(path=None, device="cpu") -> Joint; ``mulan-ref`` arrives through its entry point
 JOINT = Registry("joint", {"clap": "metrics.mcc:clap_joint"}, error=ModelError)
 

@@ -178,3 +178,26 @@ def test_tag_command_prints_json_to_stdout(tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert set(doc) == {str(f)} and abs(sum(doc[str(f)].values())) > 0 and all(0 <= p <= 1 for p in doc[str(f)].values())
+
+
+@pytest.mark.filterwarnings("ignore::metrics.fad.SingularCovarianceWarning")
+def test_score_with_musicnn_embedder_classifier_and_kad(small_corpus, tmp_path):
+    """The pipeline resolves both registry names: FAD/KAD on the penultimate layer, KLD on the 50 tags."""
+    import shutil
+
+    from metrics.commands import compute_score
+    from metrics.models import CLASSIFIERS, ModelSpec
+
+    assert {"musicnn-mtt", "musicnn-msd"} <= set(CLASSIFIERS.names())
+    assert ModelSpec("musicnn-msd", kind="classifier").build().labels[0] == "rock"
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    for d in (gen, ref):
+        d.mkdir()
+        for p in sorted(small_corpus.glob("*.wav"))[:4]:
+            shutil.copy(p, d / p.name)
+    doc = compute_score(gen, ref, None, embedders=("musicnn-mtt",), classifier="musicnn-mtt", joint=None,
+                        n_boot=0, kad=True)
+    assert doc["n_pairs"] == 4
+    identical = [k for k in doc if k.startswith("kld") and not k.endswith(("_ci95", "_reason"))]
+    assert identical and all(abs(doc[k]) < 1e-9 for k in identical if isinstance(doc[k], float))  # same audio: KLD 0
+    assert "fad_musicnn-mtt" in doc and "kad_musicnn-mtt" in doc

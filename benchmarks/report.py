@@ -13,7 +13,8 @@ import pandas as pd
 from metrics.io import MISSING, atomic_write_text, format_ci, format_value
 from metrics.store import read_store
 
-# Column order of the paper's Table 1, then this project's extra columns.
+# Column order of the paper's Table 1, then this project's extra columns. "kld" stands for the KLD
+# convention's headline key (``kld_musiclm``, ``kld_audiocraft``, …; metrics/kld.py).
 TABLE_COLUMNS = [
     ("fad_trill", "FAD_TRILL ↓"),
     ("fad_vggish", "FAD_VGGish ↓"),
@@ -22,6 +23,44 @@ TABLE_COLUMNS = [
     ("mcc", "MCC ↑"),
     ("wins", "Wins ↑"),
 ]
+BETTER_MARK = "†"
+BETTER_NOTE = (f"{BETTER_MARK} significantly better than the next row (clip-paired bootstrap over shared clip ids, "
+               "Holm-corrected p < 0.05 across the pairs of that metric)")
+
+
+def kld_key(data: dict) -> str:
+    """The headline KLD key of a store: the ``kld_<convention>`` entry whose ``number`` is ``kld`` (old stores: ``kld``)."""
+    for s in data["systems"].values():
+        for k, m in s["metrics"].items():
+            if k.startswith("kld_") and isinstance(m, dict) and m.get("number") == "kld":
+                return k
+    return "kld"
+
+
+def columns(data: dict) -> list[tuple[str, str]]:
+    """(store key, label) of the Table-1 columns this store has."""
+    kld = kld_key(data)
+    conv = kld[len("kld_"):].replace("_", "-") if kld != "kld" else None
+    cols = [(kld if k == "kld" else k, f"KLD ({conv}) ↓" if k == "kld" and conv else label) for k, label in TABLE_COLUMNS]
+    return [(k, label) for k, label in cols if any(k in s["metrics"] for s in data["systems"].values())]
+
+
+def better_than_next(data: dict, key: str, lower_is_better: bool) -> set[str]:
+    """Systems significantly better on ``key`` than the system in the next row (store's paired tests)."""
+    rows = data.get("metadata", {}).get("pairwise") or data.get("pairwise") or []
+    names = list(data["systems"])
+    out = set()
+    for a, b in zip(names, names[1:]):
+        for r in rows:
+            if r.get("metric") != key or {r.get("system_a"), r.get("system_b")} != {a, b}:
+                continue
+            p, diff = r.get("p_holm"), r.get("diff")
+            if p is None or diff is None or p >= 0.05:
+                continue
+            a_minus_b = diff if r["system_a"] == a else -diff
+            if (a_minus_b < 0) == lower_is_better and a_minus_b != 0:
+                out.add(a)
+    return out
 
 
 def _fmt(m: dict | None, digits: int = 3) -> str:
@@ -36,12 +75,15 @@ def _fmt(m: dict | None, digits: int = 3) -> str:
 
 
 def table_frame(data: dict) -> pd.DataFrame:
-    """Systems × Table-1 columns as formatted strings; only columns some system has."""
+    """Systems × Table-1 columns as formatted strings; only columns some system has; ``†`` marks a system
+    significantly better than the next row."""
     systems = data["systems"]
-    present = [(k, label) for k, label in TABLE_COLUMNS if any(k in s["metrics"] for s in systems.values())]
+    present = columns(data)
+    marks = {k: better_than_next(data, k, label.endswith("↓")) for k, label in present}
     rows = []
     for name, s in systems.items():
-        rows.append({"System": name, **{label: _fmt(s["metrics"].get(k)) for k, label in present}})
+        rows.append({"System": name, **{label: _fmt(s["metrics"].get(k)) + (f" {BETTER_MARK}" if name in marks[k] else "")
+                                        for k, label in present}})
     return pd.DataFrame(rows)
 
 
@@ -52,9 +94,11 @@ def write_table(data: dict, out_dir: str | Path) -> tuple[Path, Path]:
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
     md = "\n".join([header, sep, *body]) + "\n"
+    if any(BETTER_MARK in str(v) for row in df.itertuples(index=False) for v in row):
+        md += f"\n{BETTER_NOTE}\n"
     values = pd.DataFrame(
         [
-            {"system": n, **{k: (s["metrics"].get(k) or {}).get("value") for k, _ in TABLE_COLUMNS}}
+            {"system": n, **{k: (s["metrics"].get(k) or {}).get("value") for k, _ in columns(data)}}
             for n, s in data["systems"].items()
         ]
     )
@@ -71,7 +115,7 @@ def write_plots(data: dict, per_clip: pd.DataFrame | None, out_dir: str | Path) 
     out = Path(out_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for key, label in TABLE_COLUMNS:
+    for key, label in columns(data):
         rows = [(n, s["metrics"][key]) for n, s in data["systems"].items() if key in s["metrics"]]
         rows = [(n, m) for n, m in rows if isinstance(m.get("value"), (int, float))]
         if not rows:

@@ -105,3 +105,25 @@ def test_compare_cli(small_corpus, systems, tmp_path):
     assert "light" in res.output and "results written to" in res.output
     per_clip = pd.read_csv(tmp_path / "c/per_clip.csv")
     assert len(per_clip) == 24
+
+
+def test_table_marks_a_system_significantly_better_than_the_next():
+    """† where the paired test (Holm) says a row beats the next one, in the metric's own direction."""
+    from benchmarks.report import BETTER_MARK, table_frame
+
+    def m(v, **kw):
+        return {"value": v, "ci95": [v - 1, v + 1], **kw}
+
+    data = {"systems": {"a": {"metrics": {"fad_mel": m(10.0), "kld_audiocraft": m(0.5, number="kld"), "mcc": m(0.3)}},
+                        "b": {"metrics": {"fad_mel": m(20.0), "kld_audiocraft": m(0.6, number="kld"), "mcc": m(0.4)}},
+                        "c": {"metrics": {"fad_mel": m(30.0), "kld_audiocraft": m(0.7, number="kld"), "mcc": m(0.1)}}},
+            "metadata": {"pairwise": [
+                {"metric": "fad_mel", "system_a": "a", "system_b": "b", "diff": -10.0, "p_holm": 0.01},  # a better
+                {"metric": "fad_mel", "system_a": "b", "system_b": "c", "diff": -10.0, "p_holm": 0.20},  # not significant
+                {"metric": "mcc", "system_a": "a", "system_b": "b", "diff": -0.1, "p_holm": 0.001},  # b better: no mark on a
+                {"metric": "mcc", "system_a": "c", "system_b": "b", "diff": -0.3, "p_holm": 0.001},  # b beats c (next row)
+                {"metric": "kld_audiocraft", "system_a": "a", "system_b": "b", "diff": -0.1, "p_holm": 0.04}]}}
+    df = table_frame(data).set_index("System")
+    assert list(df.columns) == ["FAD_mel ↓", "KLD (audiocraft) ↓", "MCC ↑"]
+    marked = {(s, c) for s in df.index for c in df.columns if df.loc[s, c].endswith(BETTER_MARK)}
+    assert marked == {("a", "FAD_mel ↓"), ("b", "MCC ↑"), ("a", "KLD (audiocraft) ↓")}

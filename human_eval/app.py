@@ -214,6 +214,7 @@ def admin_page(Session_, url: str) -> None:
     c[0].metric("Ratings collected", f"{p['ratings_collected']} / {p['ratings_wanted']}")
     c[1].metric("Raters (completed)", f"{p['raters']} ({p['raters_completed']})")
     c[2].metric("Excluded raters", len(a.exclusions["excluded_raters"]))
+    st.caption(study_settings(Session_, a))
     st.subheader("Progress per pair")
     st.dataframe([{"pair": k, **v} for k, v in p["by_pair"].items()], hide_index=True)
     st.subheader("Raters")
@@ -223,6 +224,25 @@ def admin_page(Session_, url: str) -> None:
     st.dataframe(a.wins, hide_index=True)
     st.download_button("Download ratings CSV", analysis.export_ratings_csv(url), file_name="ratings.csv",
                        mime="text/csv")
+
+
+def study_settings(Session_, a: analysis.StudyAnalysis) -> str:
+    """One line for the admin: loudness matching, the playback rule and what the play logs say, screening."""
+    with Session_() as s:
+        st_ = db.the_study(s)
+        loud, ceiling, need, check = (st_.loudness_target_lufs, st_.true_peak_ceiling_dbtp, st_.playback_min_fraction,
+                                      st_.headphone_check)
+    parts = [f"stimuli matched to {loud:g} LUFS (true peak ≤ {ceiling:g} dBTP)" if loud is not None
+             else "stimuli at their own loudness"]
+    if need is None:
+        parts.append("playback not logged")
+    else:
+        pair = a.ratings[a.ratings.kind == "pair"]
+        full = int(((pair.heard_left >= 1 - assign.PLAY_TOLERANCE) & (pair.heard_right >= 1 - assign.PLAY_TOLERANCE)).sum())
+        parts.append(f"playback logged, answer unlocked at {need:.0%} heard" if need else "playback logged, not gated")
+        parts.append(f"{full} of {len(pair)} ratings given after hearing both clips to the end")
+    parts.append("headphone check on" if check else "no headphone check")
+    return "; ".join(parts) + "."
 
 
 def main() -> None:

@@ -96,3 +96,23 @@ def test_page_locks_the_answer_until_the_database_has_both_clips_heard(tmp_path,
     with S() as s:
         assert [r.answer for r in s.scalars(select(db.Rating))] == [0]
     S.kw["bind"].dispose()
+
+
+def test_admin_line_counts_ratings_heard_in_full(tmp_path, monkeypatch):
+    url, c = make_study(tmp_path, ratings_per_pair=2, raters=1, trials_per_rater=2, attention_checks=0,
+                        playback_min_fraction=0.0)
+    S = db.sessions(db.open_db(url))
+    for k in range(2):  # first rating after both clips in full, the second after half of one
+        view = assign.view_for(S, 1)
+        assign.record_play(S, 1, view.assignment_id, "A", "ended", 1.0, 1)
+        assign.record_play(S, 1, view.assignment_id, "B", "ended" if k == 0 else "pause", 1.0 if k == 0 else 0.5, 1)
+        assign.submit_rating(S, 1, view.assignment_id, 1)
+    S.kw["bind"].dispose()
+    monkeypatch.setenv(db.ENV_DB, url)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["admin"] = "1"
+    at.run()
+    at.text_input[0].set_value(c.admin_secret).run()
+    line = next(x.value for x in at.caption if "LUFS" in x.value)
+    assert line.startswith("stimuli matched to -23 LUFS (true peak ≤ -1 dBTP); playback logged, not gated; "
+                           "1 of 2 ratings given after hearing both clips to the end; no headphone check")

@@ -1,0 +1,102 @@
+"""Reading a results store: ``read_store`` validates, lists problems, and resolves paths against the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from metrics.io import JSONFormatError, find_nonstandard_tokens, loads_json
+from metrics.store.paths import StoreResolver, is_path_column, resolve_in_store
+from metrics.store.schema import PER_CLIP_FILE, RESULTS_FILE, ResultsError, validate_results
+
+
+@dataclass
+class Results:
+    """A results directory read back, with whatever parts it has and a list of what it lacks.
+
+    ``per_clip``'s path columns hold absolute paths (resolved against the store); ``data`` is the
+    document as stored (its ``dir``/``skipped`` paths store-relative: use ``resolve``).
+    """
+
+    path: Path
+    data: dict
+    per_clip: pd.DataFrame | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def version(self) -> int | None:
+        v = self.data.get("schema_version")
+        return v if isinstance(v, int) else None
+
+    @property
+    def kind(self) -> str | None:
+        return self.data.get("kind")
+
+    @property
+    def systems(self) -> list[str]:
+        return list(self.data.get("systems", {}))
+
+    def metric(self, system: str, name: str) -> dict | None:
+        return self.data.get("systems", {}).get(system, {}).get("metrics", {}).get(name)
+
+    def resolve(self, value: object) -> Path | None:
+        """A path recorded in this store → an absolute path (see ``resolve_in_store``)."""
+        return resolve_in_store(value, self.path, self.version)
+
+    def table(self) -> pd.DataFrame:
+        """Systems × metrics values (NaN where absent or null)."""
+        rows = {
+            s: {k: v.get("value") for k, v in d.get("metrics", {}).items() if isinstance(v, dict)}
+            for s, d in self.data.get("systems", {}).items()
+        }
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def read_store(path: str | Path) -> Results:
+    """Read a results directory; raise ResultsError (naming the file) only when nothing usable is there.
+
+    Problems that leave the rest usable (no per_clip.csv, NaN tokens an older writer left, a schema
+    detail) are listed in ``Results.problems``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ResultsError(f"{path}: results directory not found")
+    f = path / RESULTS_FILE
+    if not f.is_file():
+        raise ResultsError(f"{path}: no {RESULTS_FILE} (not a results directory, or the run did not finish)")
+    try:
+        text = f.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{f}: not UTF-8 text ({e})") from None
+    try:
+        data = loads_json(text, f, allow_nonstandard=True)
+    except JSONFormatError as e:
+        raise ResultsError(str(e)) from None
+    problems = []
+    tokens = find_nonstandard_tokens(text)
+    if tokens:
+        problems.append(f"{f}: non-standard JSON token(s) {', '.join(tokens)} read as null")
+    problems += validate_results(data, str(f))
+    if not isinstance(data, dict) or not data.get("systems"):
+        raise ResultsError("; ".join(problems) or f"{f}: no systems")
+    res = Results(path, data, None, problems)
+    pc = path / PER_CLIP_FILE
+    if pc.is_file():
+        try:
+            per_clip = pd.read_csv(pc, dtype={"ytid": str, "system": str})
+        except Exception as e:  # pandas raises several parser errors; all mean "unreadable"
+            problems.append(f"{pc}: unreadable ({type(e).__name__}: {e})")
+        else:
+            resolve = StoreResolver(path, res.version)
+            for c in [c for c in per_clip.columns if is_path_column(c)]:
+                per_clip[c] = per_clip[c].map(resolve)
+            res.per_clip = per_clip
+    else:
+        problems.append(f"{path}: no {PER_CLIP_FILE} (per-clip views unavailable)")
+    return res
+
+
+# The name readers used before the store had a writer API; kept for callers outside this module.
+read_results = read_store

@@ -134,11 +134,8 @@ def logged_players(Session_, rater_id: int, view: assign.TrialView, store: str) 
     device = st.session_state.get("device") or None
     if report and report.get("n", 0) > st.session_state.get(f"{key}-seen", 0):
         st.session_state[f"{key}-seen"] = report["n"]
-        side = report.get("side")
-        clip = (report.get("clips") or {}).get(side) or {}
-        env = {**(report.get("env") or {}), "device": device}
-        heard = assign.record_play(Session_, rater_id, view.assignment_id, side, report.get("kind"),
-                                   min(1.0, max(0.0, float(clip.get("fraction", 0.0)))), int(clip.get("plays", 0)), env)
+        heard = assign.record_report(Session_, rater_id, view.assignment_id,
+                                     {**report, "env": {**(report.get("env") or {}), "device": device}})
     else:
         with Session_() as s:
             heard = assign.heard(s, view.assignment_id)

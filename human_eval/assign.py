@@ -35,7 +35,7 @@ MAX_PAD_SAMPLES = 64
 
 
 PLAY_TOLERANCE = 0.01  # a clip counts as heard to f when its played share is ≥ f − 1 % (the last frame)
-PLAY_KINDS = ("play", "pause", "ended")
+PLAY_KINDS = ("play", "pause", "ended", "sync")  # sync: another player's state, carried by this report
 
 
 class AccessError(PermissionError):
@@ -274,6 +274,42 @@ def record_play(Session_: sessionmaker, rater_id: int, assignment_id: int, side:
             record_environment(s, rater_id, env)
         s.flush()
         return heard(s, assignment_id)
+
+
+def record_report(Session_: sessionmaker, rater_id: int, assignment_id: int, report: dict) -> dict[str, float]:
+    """Store one report of the page's players; returns ``heard``.
+
+    Streamlit may deliver only the latest of several quick reports, so each report carries every player's
+    state: the reporting player's event is stored as such, and any other player whose share heard or play
+    count went past what is stored gets a ``sync`` row — no play is lost to a skipped report.
+    """
+    side, kind = report.get("side"), report.get("kind")
+    states = report.get("clips") or {}
+    env = report.get("env") or {}
+    with Session_() as s:
+        rows = s.execute(select(db.PlayEvent.side, func.max(db.PlayEvent.fraction), func.max(db.PlayEvent.plays))
+                         .where(db.PlayEvent.assignment_id == assignment_id).group_by(db.PlayEvent.side)).all()
+    stored = {sd: (f, n) for sd, f, n in rows}
+    heard_now: dict[str, float] = {}
+    for other, st in sorted(states.items()):
+        if other == side or other not in ("A", "B"):
+            continue
+        f, n = _clamp(st.get("fraction")), int(st.get("plays") or 0)
+        old_f, old_n = stored.get(other, (0.0, 0))
+        if f > old_f + 1e-9 or n > old_n:
+            heard_now = record_play(Session_, rater_id, assignment_id, other, "sync", f, n)
+    st = states.get(side) or {}
+    if side is not None:
+        heard_now = record_play(Session_, rater_id, assignment_id, side, kind, _clamp(st.get("fraction")),
+                                int(st.get("plays") or 0), env)
+    return heard_now
+
+
+def _clamp(f: object) -> float:
+    try:
+        return min(1.0, max(0.0, float(f)))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def record_environment(s: Session, rater_id: int, env: dict) -> None:

@@ -116,3 +116,20 @@ def test_admin_line_counts_ratings_heard_in_full(tmp_path, monkeypatch):
     line = next(x.value for x in at.caption if "LUFS" in x.value)
     assert line.startswith("stimuli matched to -23 LUFS (true peak ≤ -1 dBTP); playback logged, not gated; "
                            "1 of 2 ratings given after hearing both clips to the end; no headphone check")
+
+
+def test_a_report_carries_the_other_players_state(tmp_path):
+    """Only the latest of two quick reports may arrive: the other player's progress in it is stored as 'sync'."""
+    url, c = make_study(tmp_path, ratings_per_pair=2, raters=1, trials_per_rater=1, attention_checks=0,
+                        playback_min_fraction=1.0)
+    S = db.sessions(db.open_db(url))
+    view = assign.view_for(S, 1)
+    report = {"n": 2, "side": "B", "kind": "play", "env": {"sample_rate": 44100},
+              "clips": {"A": {"plays": 1, "fraction": 1.0, "ended": True}, "B": {"plays": 1, "fraction": 0.0}}}
+    assert assign.record_report(S, 1, view.assignment_id, report) == {"A": 1.0, "B": 0.0}
+    assign.record_report(S, 1, view.assignment_id, {**report, "n": 3, "kind": "pause"})  # A unchanged: no new sync
+    with S() as s:
+        ev = s.scalars(select(db.PlayEvent).order_by(db.PlayEvent.id)).all()
+        assert [(e.side, e.kind, e.fraction) for e in ev] == [("A", "sync", 1.0), ("B", "play", 0.0), ("B", "pause", 0.0)]
+        assert s.get(db.Rater, 1).audio_sample_rate == 44100
+    S.kw["bind"].dispose()

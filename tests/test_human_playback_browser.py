@@ -72,18 +72,15 @@ def test_answer_unlocks_only_after_both_clips_played(served_study):
             time.sleep(1.0)
             assert page.locator("input[type=radio]:checked").count() == 0 and n_ratings(url) == 0
 
-            # seeking to 90 % and playing the rest is not "heard to the end"
-            audio.nth(0).evaluate("a => new Promise(r => { a.onloadedmetadata = null;"
-                                  " const go = () => { a.currentTime = 0.9 * a.duration; a.addEventListener('ended', r,"
-                                  " {once: true}); a.play(); }; a.readyState >= 1 ? go() : a.onloadedmetadata = go; })")
-            time.sleep(1.0)
+            # seeking clip A to 90 % and playing the rest is not "heard to the end", even once B was heard in full
+            audio.nth(0).evaluate("a => new Promise(r => { const go = () => { a.currentTime = 0.9 * a.duration;"
+                                  " a.addEventListener('ended', r, {once: true}); a.play(); };"
+                                  " a.readyState >= 1 ? go() : a.addEventListener('loadedmetadata', go, {once: true}); })")
+            audio.nth(1).evaluate("a => new Promise(r => { a.addEventListener('ended', r, {once: true}); a.play(); })")
+            page.get_by_text("Listen to clip A to the end").wait_for(timeout=30_000)
             assert submit.is_disabled()
-            for i in (0, 1):  # now both from the start, to the end
-                audio.nth(i).evaluate("a => new Promise(r => { a.currentTime = 0; a.addEventListener('ended', r,"
-                                      " {once: true}); a.play(); })")
-                if i == 0:
-                    page.get_by_text("Listen to clip B to the end").wait_for(timeout=30_000)
-                    assert submit.is_disabled()
+            audio.nth(0).evaluate("a => new Promise(r => { a.currentTime = 0; a.addEventListener('ended', r,"
+                                  " {once: true}); a.play(); })")  # now A from the start, to the end
             page.wait_for_function("[...document.querySelectorAll('button')].some(b => b.innerText.includes('Submit')"
                                    " && !b.disabled)", timeout=30_000)
             answer.click()
@@ -106,11 +103,12 @@ def test_answer_unlocks_only_after_both_clips_played(served_study):
         a = s.get(db.Assignment, ratings[0].assignment_id)
         left = a.trial.clip_a_id if a.a_on_left else a.trial.clip_b_id
         by_side = {side: [e for e in events if e.side == side] for side in "AB"}
-        assert {e.kind for e in by_side["A"]} >= {"play", "ended"} and {e.kind for e in by_side["B"]} >= {"play", "ended"}
+        # (Streamlit may deliver only the last of two quick reports; the other player's state then arrives as "sync")
+        for side in "AB":
+            assert "ended" in {e.kind for e in by_side[side]} <= {"play", "pause", "ended", "sync"}
         assert all(e.clip_id == left for e in by_side["A"]) and all(e.clip_id != left for e in by_side["B"])
         # clip A: the 90 % seek first (about a tenth heard), then a replay from the start
-        first_end = next(e for e in by_side["A"] if e.kind == "ended")
-        assert first_end.fraction < 0.3 and first_end.plays == 1
+        assert all(e.fraction < 0.3 for e in by_side["A"] if e.plays == 1) and by_side["A"][0].plays == 1
         assert max(e.fraction for e in by_side["A"]) >= 0.99 and max(e.plays for e in by_side["A"]) == 2
         assert max(e.fraction for e in by_side["B"]) >= 0.99 and max(e.plays for e in by_side["B"]) == 1
         rater = s.get(db.Rater, ratings[0].rater_id)

@@ -213,7 +213,8 @@ class Rating(Base):
 
 
 class PlayEvent(Base):
-    """One report of a player on a rater's page: ``kind`` is play | pause | ended; ``fraction`` is the share
+    """One report of a player on a rater's page: ``kind`` is play | pause | ended (or sync: the player's state as
+    carried by another player's report, when Streamlit delivered only the latest report); ``fraction`` is the share
     of the clip heard so far (the union of played stretches, so seeking forward does not count) and
     ``plays`` how many times it was started (replays = plays − 1). ``side`` is as shown (A = left)."""
 

@@ -194,6 +194,15 @@ def bootstrap_interval(metric: Metric, n_boot: int = 1000, seed: int = 0, method
     both sides gives the zero-width interval (θ̂, θ̂) (nothing to resample). ``jackknife_groups``
     bounds the acceleration's cost at 2 × that many extra evaluations.
     """
+    return bootstrap_intervals(metric, (method,), n_boot, seed, alpha, jackknife_groups)[method]
+
+
+def bootstrap_intervals(metric: Metric, methods: Sequence[str] = METHODS, n_boot: int = 1000, seed: int = 0,
+                        alpha: float = 0.05, jackknife_groups: int = JACKKNIFE_GROUPS) -> dict[str, tuple[float, float]]:
+    """``bootstrap_interval`` for several methods from the same resamples: method → (lo, hi)."""
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, not {n_boot}")
     ref_ids, gen_ids = list(metric.ids("reference")), list(metric.ids("generated"))
@@ -202,17 +211,17 @@ def bootstrap_interval(metric: Metric, n_boot: int = 1000, seed: int = 0, method
     theta = float(metric.value_on(ref_ids, gen_ids))
     n_r, n_g = len(ref_ids), len(gen_ids)
     if n_r <= 1 and n_g <= 1:
-        return theta, theta
+        return dict.fromkeys(methods, (theta, theta))
     rng = np.random.default_rng(seed)
     ref_counts, gen_counts = _multinomial_counts(rng, n_boot, n_r), _multinomial_counts(rng, n_boot, n_g)
     boot = _values_on_counts(metric, ref_ids, gen_ids, ref_counts, gen_counts)
     jack = []
-    if method == "bca":
+    if "bca" in methods:
         jr, jg = _jackknife_rows(n_r, rng, jackknife_groups), _jackknife_rows(n_g, rng, jackknife_groups)
         full_r, full_g = np.ones((len(jg), n_r), np.int64), np.ones((len(jr), n_g), np.int64)
         jack = [_values_on_counts(metric, ref_ids, gen_ids, jr, full_g) if n_r > 1 else np.zeros(0),
                 _values_on_counts(metric, ref_ids, gen_ids, full_r, jg) if n_g > 1 else np.zeros(0)]
-    return _interval(theta, boot, jack, method, alpha)
+    return {method: _interval(theta, boot, jack, method, alpha) for method in methods}
 
 
 # ----------------------------------------------------------------------------- two systems

@@ -1,8 +1,8 @@
 """Intervals and paired tests (metrics.intervals): coverage and error rates proven by simulation.
 
-The FAD simulations need thousands of Fréchet distances per replication, so they use a test-local
-FAD over per-clip moments whose resamples are batched (one Cholesky + one eigvalsh per resample,
-vectorised over resamples); a test checks it against the pipeline's ``metrics.fad_metric.FAD``.
+The FAD simulations need thousands of Fréchet distances per replication, so they use the pipeline's
+``metrics.fad_metric.FAD`` with its resamples batched (``benchmarks.interval_coverage.BatchedFAD``:
+one Cholesky + one eigvalsh per resample, vectorised over resamples); a test checks the two agree.
 """
 
 from __future__ import annotations
@@ -10,63 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.interval_coverage import BatchedFAD
 from metrics.fad import frechet_distance
+from metrics.fad_metric import FAD
 from metrics.intervals import bootstrap_ci, bootstrap_interval, holm, paired_comparison, wilson_ci
 from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult
 
 # ----------------------------------------------------------------------------- test-local metrics
-
-
-def _batched_frechet(mu1, c1, mu2, c2):
-    """FAD per row: tr sqrt(Σ1^½ Σ2 Σ1^½) from the eigenvalues of Lᵀ Σ2 L, Σ1 = L Lᵀ."""
-    low = np.linalg.cholesky(c1)
-    w = np.linalg.eigvalsh(np.swapaxes(low, -1, -2) @ c2 @ low)
-    d = mu1 - mu2
-    return ((d * d).sum(-1) + np.trace(c1, axis1=-2, axis2=-1) + np.trace(c2, axis1=-2, axis2=-1)
-            - 2 * np.sqrt(np.clip(w, 0, None)).sum(-1))
-
-
-class MomentFAD(PerClipOutputs):
-    """FAD whose resample statistics are weighted sums of per-clip frame counts, sums and Gram matrices."""
-
-    name = "fad"
-
-    def reset(self) -> None:
-        super().reset()
-        self._cache: dict = {}
-
-    def _moments(self, side):
-        """Per clip: frame count, frame sum and Gram matrix (flattened), so a resample is a weighted sum."""
-        if side not in self._cache:
-            x = np.stack([np.asarray(self.outputs[side][i], np.float64) for i in self.ids(side)])
-            grams = np.einsum("nfd,nfe->nde", x, x).reshape(len(x), -1)
-            self._cache[side] = (np.full(len(x), x.shape[1], np.float64), x.sum(1), grams)
-        return self._cache[side]
-
-    def _stats(self, side, counts):
-        n, s, g = self._moments(side)
-        w = np.asarray(counts, np.float64)
-        total = w @ n
-        mu = (w @ s) / total[:, None]
-        d = s.shape[1]
-        second = (w @ g).reshape(-1, d, d)
-        return mu, (second - total[:, None, None] * mu[:, :, None] * mu[:, None, :]) / (total - 1)[:, None, None]
-
-    def value_on_counts(self, ref_counts, gen_counts):
-        return _batched_frechet(*self._stats("reference", ref_counts), *self._stats("generated", gen_counts))
-
-    def value_on(self, ref_ids, gen_ids):
-        def counts(side, ids):
-            pos = {c: k for k, c in enumerate(self.ids(side))}
-            out = np.zeros((1, len(pos)))
-            np.add.at(out[0], [pos[c] for c in ids], 1)
-            return out
-
-        return float(self.value_on_counts(counts("reference", ref_ids), counts("generated", gen_ids))[0])
-
-    def compute(self):
-        return MetricResult("fad", self.value_on(self.ids("reference"), self.ids("generated")))
 
 
 class MeanScore(PerClipOutputs):
@@ -86,22 +37,19 @@ class MeanScore(PerClipOutputs):
         return MetricResult("mean", self.value_on([], self.ids("generated")))
 
 
-class NoHook(MomentFAD):
+class NoHook(BatchedFAD):
     """The same FAD without the batched hook: intervals must fall back to value_on."""
 
     value_on_counts = None  # type: ignore[assignment]
 
     def value_on(self, ref_ids, gen_ids):
-        return MomentFAD.value_on_counts.__get__(self)(*self._rows(ref_ids, gen_ids))[0]
-
-    def _rows(self, ref_ids, gen_ids):
-        out = []
+        rows = []
         for side, ids in (("reference", ref_ids), ("generated", gen_ids)):
             pos = {c: k for k, c in enumerate(self.ids(side))}
             row = np.zeros((1, len(pos)))
             np.add.at(row[0], [pos[c] for c in ids], 1)
-            out.append(row)
-        return out
+            rows.append(row)
+        return float(BatchedFAD.value_on_counts(self, *rows)[0])
 
 
 def _covariance(rng, d):
@@ -114,9 +62,9 @@ def _gaussian_clips(rng, mu, chol, n_clips, frames, prefix="c"):
     return {f"{prefix}{i:04d}": x[i] for i in range(n_clips)}
 
 
-def _fad_state(rng, pop, n_clips=200, frames=10, cls=MomentFAD):
+def _fad_state(rng, pop, n_clips=200, frames=10, cls=BatchedFAD):
     mu1, l1, mu2, l2 = pop
-    m = cls()
+    m = cls(n_boot=0)
     m.update("reference", _gaussian_clips(rng, mu1, l1, n_clips, frames))
     m.update("generated", _gaussian_clips(rng, mu2, l2, n_clips, frames))
     return m
@@ -135,9 +83,7 @@ def population():
 # ----------------------------------------------------------------------------- the adapter is FAD
 
 
-def test_moment_fad_equals_the_pipeline_fad(population):
-    from metrics.fad_metric import FAD
-
+def test_batched_fad_equals_the_pipeline_fad(population):
     pop, _ = population
     rng = np.random.default_rng(5)
     fast = _fad_state(rng, pop, n_clips=30)
@@ -149,6 +95,7 @@ def test_moment_fad_equals_the_pipeline_fad(population):
                                ref.value_on_counts(counts[:, 0], counts[:, 1]), rtol=1e-9)
     ids = fast.ids("generated")
     assert fast.value_on(ids, ids) == pytest.approx(ref.compute().value, rel=1e-9)
+    assert isinstance(fast, FAD)
 
 
 # ----------------------------------------------------------------------------- coverage by simulation
@@ -165,7 +112,8 @@ def test_bca_interval_covers_population_fad(population):
     reps, covered, covered_pct, contains = 200, 0, 0, 0
     for r in range(reps):
         m = _fad_state(rng, pop)
-        theta = m.compute().value
+        ids = m.ids("generated")
+        theta = m.value_on(ids, ids)
         lo, hi = bootstrap_interval(m, n_boot=400, seed=r, jackknife_groups=20)
         covered += lo <= true_fad <= hi
         contains += lo <= theta <= hi
@@ -180,7 +128,7 @@ def test_bca_interval_covers_population_fad(population):
 def test_interval_contains_the_estimate_and_is_seeded(population):
     pop, _ = population
     m = _fad_state(np.random.default_rng(3), pop, n_clips=40, frames=10)
-    theta = m.compute().value
+    theta = m.value_on(m.ids("reference"), m.ids("generated"))
     for method in ("bca", "basic", "percentile"):
         lo, hi = bootstrap_interval(m, n_boot=200, seed=1, method=method)
         assert lo <= theta <= hi and lo < hi
@@ -194,7 +142,7 @@ def test_value_on_fallback_gives_the_same_interval(population):
     pop, _ = population
     rng = np.random.default_rng(4)
     fast = _fad_state(rng, pop, n_clips=12, frames=8)
-    slow = NoHook()
+    slow = NoHook(n_boot=0)
     for side in ("reference", "generated"):
         slow.update(side, fast.outputs[side])
     a = bootstrap_interval(fast, n_boot=60, seed=0)
@@ -207,11 +155,11 @@ def test_both_sides_are_resampled(population):
     pop, _ = population
     m = _fad_state(np.random.default_rng(8), pop, n_clips=60)
 
-    class FixedRef(MomentFAD):
+    class FixedRef(BatchedFAD):
         def value_on_counts(self, ref_counts, gen_counts):
             return super().value_on_counts(np.ones_like(ref_counts), gen_counts)
 
-    f = FixedRef()
+    f = FixedRef(n_boot=0)
     for side in ("reference", "generated"):
         f.update(side, m.outputs[side])
     lo, hi = bootstrap_interval(m, n_boot=400, seed=0, method="basic")
@@ -273,7 +221,7 @@ def _fad_pair(shift):
     def make(rng):
         n = 60
         ref = _gaussian_clips(rng, np.zeros(d), chol, n, 10)
-        a, b = MomentFAD(), MomentFAD()
+        a, b = BatchedFAD(n_boot=0), BatchedFAD(n_boot=0)
         for m, mu in ((a, np.full(d, 0.25 + shift)), (b, np.full(d, 0.25))):
             m.update("reference", ref)
             m.update("generated", _gaussian_clips(rng, mu, chol, n, 10))
@@ -301,7 +249,7 @@ def test_pairing_cancels_shared_difficulty():
     assert out["n_pairs"] == 60 and out["ci95"][1] - out["ci95"][0] < 0.5 * (ha - la)
     assert out["method"].startswith("clip-paired bootstrap (bca")
     with pytest.raises(ValueError, match="different metrics"):
-        paired_comparison(a, MomentFAD())
+        paired_comparison(a, BatchedFAD(n_boot=0))
 
 
 def test_paired_comparison_uses_only_shared_ids():

@@ -264,7 +264,11 @@ class EmbeddingStats:
         return self
 
     def partial(self) -> tuple[int, int, np.ndarray | None, np.ndarray | None]:
-        """(frames, clips, mean, M2) exactly: what a worker ships so that another process can merge it."""
+        """(frames, clips, mean, M2) exactly: what a worker ships so that another process can merge it.
+
+        Statistics that know their ``dim`` but saw no frame ship zeros (an empty partial merges as a no-op)."""
+        if self.dim is not None:
+            self._ensure(self.dim)
         return self.n, self.n_clips, self._mean, self._m2
 
     @classmethod

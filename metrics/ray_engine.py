@@ -135,8 +135,7 @@ class _EmbedActor:
 
 def _block_stats(batch: dict, dim: int) -> dict:
     """Stage 3 (in the actor): a batch → one row with its partial ``EmbeddingStats`` and per-clip report."""
-    s = EmbeddingStats()
-    s._ensure(dim)
+    s = EmbeddingStats(dim=dim)
     report = []
     for i in range(len(batch["idx"])):
         st = str(batch["status"][i])

@@ -20,6 +20,7 @@ from metrics.audio import save_audio
 from metrics.io import (
     JSONFormatError,
     atomic_write_text,
+    ci_list,
     dumps_json,
     file_sha256,
     format_ci,
@@ -234,6 +235,21 @@ def test_store_behind_a_symlink_keeps_paths_valid(tmp_path, monkeypatch):
     assert Path(read_store(tmp_path / "link").per_clip.loc[0, "audio_path"]).is_file()
 
 
+def test_path_on_another_drive_is_stored_absolute(tmp_path, monkeypatch):
+    """Where no relative path exists (Windows: another drive, relpath raises ValueError) the store keeps it absolute."""
+    save_audio(tmp_path / "audio/ytA.wav", tone(0), 8000)
+
+    def no_relative_path(path, start=None):
+        raise ValueError("path is on mount 'D:', start on mount 'C:'")
+
+    monkeypatch.setattr(os.path, "relpath", no_relative_path)
+    write_store(tmp_path / "s", "fad", {"s": {"fad_mel": 1.0}},
+                per_clip=pd.DataFrame({"system": ["s"], "ytid": ["ytA"], "audio_path": [str(tmp_path / "audio/ytA.wav")]}))
+    monkeypatch.undo()
+    assert pd.read_csv(tmp_path / "s" / PER_CLIP_FILE)["audio_path"].tolist() == [str((tmp_path / "audio/ytA.wav").resolve())]
+    assert Path(read_store(tmp_path / "s").per_clip.loc[0, "audio_path"]).is_file()
+
+
 def test_write_results_keeps_the_old_entry_point(tmp_path, monkeypatch):
     save_audio(tmp_path / "ref/ytA.wav", tone(0), 8000)
     monkeypatch.chdir(tmp_path)
@@ -319,3 +335,4 @@ def test_format_value_and_ci():
     assert format_value(1.23456, 3, "f") == "1.235" and format_value("n/a") == "n/a"
     assert format_ci([3.5, 4.9]) == "[3.5, 4.9]" and format_ci((0.1, 0.25), 3, "f") == "[0.100, 0.250]"
     assert format_ci(None) == "—" and format_ci([1.0, None]) == "—" and format_ci("wide") == "—"
+    assert ci_list(None) is None and ci_list((np.float32(0.5), 2)) == [0.5, 2.0] and ci_list((1, float("inf"))) == [1.0, None]

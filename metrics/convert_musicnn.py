@@ -165,6 +165,23 @@ class OriginalGraph:
         self.session.close()
 
 
+def parity(ckpt_dir: Path, state: dict[str, torch.Tensor], cfg: MusicnnConfig, n: int = 16, seed: int = 0) -> dict:
+    """Max |original graph − port| on ``n`` seeded random log-mel patches (values 0–4, musicnn's range)."""
+    x = np.random.default_rng(seed).uniform(0.0, 4.0, (n, 187, 96)).astype(np.float32)
+    graph = OriginalGraph(ckpt_dir)
+    try:
+        ref = graph(x)
+    finally:
+        graph.close()
+    model = Musicnn(cfg)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        logits, penultimate = model.eval()(torch.from_numpy(x))
+    return {"patches": n, "seed": seed,
+            "taggram_max_abs": float(np.abs(torch.sigmoid(logits).numpy() - ref["taggram"]).max()),
+            "penultimate_max_abs": float(np.abs(penultimate.numpy() - ref["penultimate"]).max())}
+
+
 def convert(wheel: str | Path | None = None, out: str | Path = CHECKPOINT_DIR, command: str | None = None) -> dict:
     """Fetch (or take) the wheel, convert MTT and MSD, write ``<folder>.pt``, LICENSE, manifest.json."""
     out = Path(out)
@@ -189,7 +206,7 @@ def convert(wheel: str | Path | None = None, out: str | Path = CHECKPOINT_DIR, c
                         "state_dict": state, "meta": meta}, path)
             manifest["models"][name] = {"file": path.name, "sha256": sha256(path), "labels": len(labels[folder]),
                                         "parameters": int(sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))),
-                                        **meta}
+                                        "parity_with_original_graph": parity(dirs[folder], state, cfg), **meta}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 

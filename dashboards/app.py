@@ -74,6 +74,13 @@ def page_leaderboard(runs: list[data.Run]) -> None:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="%.4g") for c in numeric})
     st.caption("Lower is better for FAD and KL; higher is better for MCC. Click a column header to sort in place.")
+    pairs = data.pairwise(have)
+    if len(pairs):
+        st.subheader("Paired comparisons")
+        st.dataframe(pairs, hide_index=True, width="stretch")
+        st.caption("A − B over the clip ids both systems share, clip-paired bootstrap (same resampled ids for the "
+                   "reference and both systems), Holm-corrected across the pairs of each metric; significant = "
+                   "p (Holm) < 0.05.")
     skipped = data.skipped_files(have)
     if len(skipped):
         with st.expander(f"{len(skipped)} clip(s) left out of the metrics (missing or skipped)"):

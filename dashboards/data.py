@@ -349,6 +349,27 @@ def leaderboard(runs: list[Run], sort_by: str | None = None, descending: bool = 
     return table.reset_index(drop=True)
 
 
+PAIRWISE_COLUMNS = ["run", "metric", "system_a", "system_b", "diff", "diff 95% CI", "p", "p (Holm)", "significant", "n_pairs"]
+
+
+def pairwise(runs: list[Run], alpha: float = 0.05) -> pd.DataFrame:
+    """The runs' clip-paired comparisons (``metadata.pairwise`` of the store; metrics.intervals): one row per
+    (run, metric, pair) with A − B, its 95% CI, the p-value and the Holm-corrected one."""
+    rows = []
+    for run in runs:
+        for r in (run.data.get("metadata") or {}).get("pairwise") or []:
+            if not isinstance(r, dict):
+                continue
+            p_holm = _to_float(r.get("p_holm"))
+            rows.append({"run": run.name, "metric": str(r.get("metric")), "system_a": str(r.get("system_a")),
+                         "system_b": str(r.get("system_b")), "diff": _to_float(r.get("diff")),
+                         "diff 95% CI": fmt_ci(r.get("ci95")) if r.get("ci95") else "—",
+                         "p": _to_float(r.get("p_value")), "p (Holm)": p_holm,
+                         "significant": bool(p_holm is not None and not math.isnan(p_holm) and p_holm < alpha),
+                         "n_pairs": _to_float(r.get("n_pairs"))})
+    return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
+
+
 def _count(v: object) -> float:
     return float(len(v)) if isinstance(v, list) else np.nan
 

@@ -127,3 +127,22 @@ def test_table_marks_a_system_significantly_better_than_the_next():
     assert list(df.columns) == ["FAD_mel ↓", "KLD (audiocraft) ↓", "MCC ↑"]
     marked = {(s, c) for s in df.index for c in df.columns if df.loc[s, c].endswith(BETTER_MARK)}
     assert marked == {("a", "FAD_mel ↓"), ("b", "MCC ↑"), ("a", "KLD (audiocraft) ↓")}
+
+
+def test_dashboard_lists_the_stores_paired_comparisons(tmp_path):
+    """The leaderboard page's paired table reads the store's tests back exactly (Holm p < 0.05 = significant)."""
+    from dashboards import data as dash
+    from metrics.result import MetricResult
+    from metrics.store import write_store
+
+    rows = [{"metric": "fad_mel", "system_a": "a", "system_b": "b", "diff": -1.5, "ci95": [-2.0, -1.0],
+             "p_value": 0.004, "p_holm": 0.012, "n_pairs": 20, "method": "clip-paired bootstrap (bca)"},
+            {"metric": "mcc", "system_a": "a", "system_b": "b", "diff": 0.01, "ci95": [-0.05, 0.07],
+             "p_value": 0.6, "p_holm": 0.6, "n_pairs": 20, "method": "clip-paired bootstrap (bca)"}]
+    systems = {s: {"fad_mel": MetricResult("fad_mel", v, (v - 1, v + 1)), "mcc": MetricResult("mcc", 0.2, (0.1, 0.3))}
+               for s, v in (("a", 10.0), ("b", 11.5))}
+    write_store(tmp_path / "s", "compare", systems=systems, metadata={"pairwise": rows})
+    table = dash.pairwise([dash.load_run(tmp_path / "s")]).set_index("metric")
+    assert table.loc["fad_mel", "diff"] == -1.5 and bool(table.loc["fad_mel", "significant"])
+    assert table.loc["mcc", "p (Holm)"] == 0.6 and not bool(table.loc["mcc", "significant"])
+    assert dash.pairwise([]).columns.tolist() == dash.PAIRWISE_COLUMNS

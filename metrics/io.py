@@ -4,8 +4,8 @@
   temp file in the same directory + ``os.replace``, so a crash or a reader running at the same time
   never sees half a file (checkpoints, cache entries, the results store).
 - ``to_jsonable`` / ``dumps_json`` / ``loads_json``: **standard** JSON only. ``NaN`` and ``±Infinity``
-  are not JSON (Python's ``json`` writes them as bare tokens that strict parsers — browsers, ``jq``,
-  pandas with ``engine="ujson"`` — reject), so they become ``null`` and the writer records why:
+  are not JSON (RFC 8259; Python's ``json`` writes them as bare tokens that strict parsers such as
+  JavaScript's ``JSON.parse`` reject), so they become ``null`` and the writer records why:
 
   * an object key ``"value"`` that is not finite becomes ``"value": null`` and the object gains
     ``"reason": "<why>"``; any other key ``k`` gains ``"k_reason"``. A reason the producer already

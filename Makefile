@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,tfhub,postgres,hf,ray
+EXTRAS ?= dev,tfhub,postgres,hf,ray,melody
 STAMP  := $(VENV)/.installed
 OUT    ?= results/demo
 

@@ -357,7 +357,7 @@ def pairwise(runs: list[Run], alpha: float = 0.05) -> pd.DataFrame:
     (run, metric, pair) with A − B, its 95% CI, the p-value and the Holm-corrected one."""
     rows = []
     for run in runs:
-        for r in (run.data.get("metadata") or {}).get("pairwise") or []:
+        for r in run.metadata.get("pairwise") or []:
             if not isinstance(r, dict):
                 continue
             p_holm = _to_float(r.get("p_holm"))

@@ -6,7 +6,7 @@ EXTRAS ?= dev,tfhub,postgres,hf,ray,melody
 STAMP  := $(VENV)/.installed
 OUT    ?= results/demo
 
-.PHONY: run test bench lint venv clean-venv
+.PHONY: run test bench lint figures venv clean-venv
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ bench: $(STAMP)
 	@mkdir -p benchmarks/results
 	POT_BACKEND_DISABLE_TENSORFLOW=1 $(PY) -m pytest benchmarks/perf -p no:randomly \
 		--benchmark-json=benchmarks/results/bench-$$(date -u +%Y%m%dT%H%M%SZ).json $(PYTEST_ARGS)
+
+# Every number table in README.md and docs/ from its committed artifact (benchmarks/figures.py);
+# after `make run`, FIGURES_ARGS="--from-demo results/demo" refreshes the demo table's artifact first.
+figures: $(STAMP)
+	$(PY) -m benchmarks.figures $(FIGURES_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

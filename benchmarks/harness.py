@@ -84,8 +84,6 @@ def compare(
                   skip_unavailable=skip_unavailable_embedders)
     metadata = {**(extra_metadata or {}), "ratings": None}
     metadata["config"] = {**ev.metadata["config"], "captions": str(captions)}
-    if ratings is not None:
-        metadata["ratings"] = {"db": ratings.split("@")[-1]}
     doc = write_evaluation(out, "compare", ev, captions=caption_of, extra_metadata={**metadata, "ids_sha256": _ids_digest(ref_ids)})
     if ratings is not None:
         doc = _add_wins(out, doc, ratings)
@@ -105,18 +103,18 @@ def _ids_digest(ids: Sequence[str]) -> str:
 
 
 def _add_wins(out: str | Path, doc: dict, ratings: str) -> dict:
-    """The ``wins`` column from the human study (each system's total wins over all its pairs), rewritten into the store."""
+    """The ``wins`` column from the human study (each system's total wins over all its pairs), added to the store."""
     from human_eval.analysis import wins_by_system
-    from metrics.io import write_json
+    from metrics.io import redact_url
+    from metrics.store import add_metrics
 
     wins = wins_by_system(ratings)
-    doc["metadata"]["ratings"] = {"db": ratings.split("@")[-1], "systems": sorted(wins)}
+    rows = {}
     for name, w in wins.items():
         key = name if name in doc["systems"] else (GROUND_TRUTH if name in ("reference", "ground truth", "ground_truth") else None)
-        if key is not None:
-            doc["systems"][key]["metrics"]["wins"] = {"value": int(w), "ci95": None}
-    write_json(Path(out) / "results.json", doc)
-    return doc
+        if key in doc["systems"]:  # the reference's wins need its row (there is one when MCC ran)
+            rows[key] = {"wins": {"value": int(w), "ci95": None}}
+    return add_metrics(out, rows, metadata={"ratings": {"db": redact_url(ratings), "systems": sorted(wins)}})
 
 
 def summarize(data: dict) -> str:

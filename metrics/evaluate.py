@@ -297,7 +297,7 @@ def evaluate(
     results = {name: score(name, systems[name], files, run(files, list(audio)), factories)
                for name, files in sys_files.items()}
     for name, r in results.items():
-        if not r.metrics and not r.skipped:
+        if audio and not r.metrics and not r.skipped:
             raise AudioError(systems[name], "no metric could be computed (no usable clips)")
 
     pairs = paired_comparisons(results, n_boot, seed) if pairwise and n_boot and len(results) > 1 else []

@@ -216,3 +216,29 @@ def test_clip_seconds_crops_and_pads_before_every_model(tmp_path):
     out = extract(sorted(tmp_path.glob("*.wav")), {"m": fixed})["m"]
     np.testing.assert_array_equal(out["long"], out["first"])
     np.testing.assert_array_equal(out["short"], out["padded"])
+
+
+def test_compare_adds_the_human_study_wins_to_the_store(dirs, tmp_path):
+    """--ratings: each system's wins from the study database land in the store (validated, URL redacted)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from dashboard_fixtures import make_study_db
+    from human_fixtures import SYSTEMS
+
+    from benchmarks.harness import compare
+    from human_eval.analysis import wins_by_system
+
+    url = make_study_db(tmp_path / "study")
+    want = wins_by_system(url)
+    ref, a, b, caps = dirs
+    names = [s for s in SYSTEMS if s in want][:2]
+    doc = compare(dict(zip(names, (a, b))), ref, caps, tmp_path / "out", embedders=[], classifier=None, joint=None,
+                  ratings=url, n_boot=0)
+    store = read_store(tmp_path / "out")
+    assert not store.problems
+    for name in names:
+        assert doc["systems"][name]["metrics"]["wins"]["value"] == want[name]
+        assert store.data["systems"][name]["metrics"]["wins"]["value"] == want[name]
+    assert store.data["metadata"]["ratings"]["systems"] == sorted(want)

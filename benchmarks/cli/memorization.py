@@ -19,45 +19,35 @@ os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 from benchmarks.cli.options import engine_options  # noqa: E402
 from metrics.engine import EngineUnavailableError, make_engine  # noqa: E402
 from metrics.memorization import (  # noqa: E402
+    DEFAULT_CLIP_FPR,
     DEFAULT_FPR,
     PROMPT_LENGTHS,
     WINDOW_TOKENS,
     Example,
     LevelConfig,
     MemorizationError,
-    audit,
     get_tokenizer,
-    plot_audit,
     plot_match_rate,
     prompt_sweep,
     select_examples,
-    tokenize_dir,
     write_outputs,
 )
+from metrics.memorization.pipeline import audit_dirs  # noqa: E402
 
 
 def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokenizer: str = "semantic-ref",
-              fpr: float = DEFAULT_FPR, window_s: float = WINDOW_TOKENS / 25, gen_hop_s: float = 1.0,
+              fpr: float = DEFAULT_CLIP_FPR, window_s: float = WINDOW_TOKENS / 25, gen_hop_s: float = 1.0,
               train_hop_s: float = 0.04, eps: float | None = None, seed: int = 0, on_error: str = "raise",
-              device: str = "cpu", max_negatives: int = 100_000, level: LevelConfig = LevelConfig(),
-              phases: int = 4, engine=None) -> dict:
-    """Tokenize both folders (level-normalized; generated clips at ``phases`` sub-frame phases), run
-    :func:`audit`, write memorization.json / matches.csv / match_rate.png."""
-    tok = get_tokenizer(tokenizer)
-    fr = int(tok.frame_rate)
-    gen, skipped_g = tokenize_dir(generated, tok, on_error, level, phases)
-    trn, skipped_t = tokenize_dir(train, tok, on_error, level, 1)
+              device: str = "cpu", level: LevelConfig = LevelConfig(), phases: int = 4, engine=None,
+              embedders: tuple[str, ...] = ("mel",), null: str | Path | None = None, detect: int = 20,
+              max_null: int = 200, heldout: float = 0.5) -> dict:
+    """The audit with the semantic-token matcher and one embedding matcher per ``embedders`` (library:
+    :func:`metrics.memorization.pipeline.audit_dirs`)."""
+    matchers = [tokenizer] + [f"embedding:{e}" for e in embedders if e and e != "none"]
     kw = {} if eps is None else {"eps": eps}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = (audit if engine is None else engine.audit)(gen, trn, tok.centroids, fpr=fpr, window=round(window_s * fr), gen_hop=max(1, round(gen_hop_s * fr)),
-                    train_hop=max(1, round(train_hop_s * fr)), seed=seed, device=device, max_negatives=max_negatives, **kw)
-    summary = {**res.to_dict(), "tokenizer": tok.id, "generated_dir": str(generated), "train_dir": str(train),
-               "skipped": skipped_g + skipped_t, "warnings": [str(w.message) for w in caught], "seed": seed,
-               "level": {"mode": level.mode, "ref_dbfs": level.ref_dbfs, "window_s": level.window_s,
-                         "floor_db": level.floor_db}, "phases": phases}
-    paths = write_outputs(out, summary, res.matches, lambda d: plot_audit(res, d))
-    return {**summary, "files": {k: str(v) for k, v in paths.items()}}
+    return audit_dirs(generated, train, out, matchers, null, on_error, fpr=fpr, window_s=window_s, gen_hop_s=gen_hop_s,
+                      train_hop_s=train_hop_s, level=level, phases=phases, seed=seed, heldout=heldout, max_null=max_null,
+                      detect=detect, device=device, engine=engine, **kw)
 
 
 def load_examples(train: str | Path, model, tokenizer, on_error: str = "raise") -> list[Example]:
@@ -110,8 +100,14 @@ def _echo(result: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2, default=str))
         return
-    click.echo(f"tau={result['tau']:.4g}  fpr(held-out)={result['fpr']}  exact_rate={result['exact_rate']:.3f}  "
-               f"approx_rate={result['approx_rate']:.3f}")
+    for name, r in result.get("matchers", {"": result}).items():
+        cal = r.get("calibration", {})
+        fa = (f"  per-clip false alarms {cal.get('clip_false_alarms')}/{cal.get('n_heldout')} held-out nulls"
+              if "clip_false_alarms" in cal else f"  fpr(held-out)={result['fpr']}")
+        click.echo(f"{name + ': ' if name else ''}tau={r['tau']:.4g}{fa}  exact_rate={r['exact_rate']:.3f}  "
+                   f"approx_rate={r['approx_rate']:.3f}")
+        for alt, t in r.get("detection", {}).items():
+            click.echo(f"    detected {alt:>14}: {t['detected']}/{t['n']}")
     for w in result.get("warnings", []):
         click.echo(f"warning: {w}", err=True)
     click.echo(f"wrote {', '.join(result['files'].values())}")
@@ -147,14 +143,23 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @memorization.command(name="audit")
 @click.option("--generated", required=True, type=click.Path(exists=True, file_okay=False), help="Generated clips folder.")
 @click.option("--train", "train", required=True, type=click.Path(exists=True, file_okay=False), help="Training clips folder.")
+@click.option("--null", "null", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Audio known not to be in the training set, to calibrate τ per clip (default: leave-one-out "
+              "excerpts of the training clips).")
 @click.option("--tokenizer", default="semantic-ref", show_default=True, help="Tokenizer name or checkpoint path.")
-@click.option("--fpr", type=float, default=DEFAULT_FPR, show_default=True, help="False-positive rate per window pair.")
+@click.option("--embedder", "embedders", multiple=True, default=("mel",), show_default=True,
+              help="Embedding matcher(s) beside the token matcher: any registered embedder; 'none' for none. Repeatable.")
+@click.option("--fpr", type=float, default=DEFAULT_CLIP_FPR, show_default=True,
+              help="Fraction of novel generated clips reported as copies (τ calibrated per clip on null clips).")
 @click.option("--window-s", type=float, default=5.0, show_default=True)
 @click.option("--gen-hop-s", type=float, default=1.0, show_default=True)
 @click.option("--train-hop-s", type=float, default=0.04, show_default=True)
-@click.option("--max-negatives", type=int, default=100_000, show_default=True)
+@click.option("--max-null", type=int, default=200, show_default=True, help="Null clips at most (seeded draw).")
+@click.option("--heldout", type=float, default=0.5, show_default=True, help="Fraction of nulls that measure the false-alarm rate.")
+@click.option("--detect", type=int, default=20, show_default=True,
+              help="Planted altered copies per alteration for the detection table (0: none).")
 @click.option("--level", type=click.Choice(["agc", "rms", "none"]), default="agc", show_default=True,
-              help="Loudness normalization before tokenizing: short-term (agc), whole-clip RMS, or none.")
+              help="Loudness normalization before featurizing: short-term (agc), whole-clip RMS, or none.")
 @click.option("--level-dbfs", type=float, default=LevelConfig.ref_dbfs, show_default=True, help="Reference level.")
 @click.option("--level-window-s", type=float, default=LevelConfig.window_s, show_default=True, help="agc window.")
 @click.option("--phases", type=int, default=4, show_default=True, help="Sub-frame phases of the generated clips.")
@@ -164,13 +169,14 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @engine_options
-def audit_cmd(generated, train, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, max_negatives, level, level_dbfs,
-              level_window_s, phases, seed, on_error, device, as_json, out, engine, ray_address) -> None:
-    """Does any generated clip copy a training clip? Matches with ids, offsets and costs."""
+def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout, detect,
+              level, level_dbfs, level_window_s, phases, seed, on_error, device, as_json, out, engine, ray_address) -> None:
+    """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher."""
     try:
         res = run_audit(generated, train, out, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
-                        device, max_negatives, LevelConfig(level, level_dbfs, level_window_s), phases,
-                        engine=make_engine(engine, ray_address))
+                        device, LevelConfig(level, level_dbfs, level_window_s), phases,
+                        engine=make_engine(engine, ray_address), embedders=embedders, null=null, detect=detect,
+                        max_null=max_null, heldout=heldout)
     except (MemorizationError, ValueError, EngineUnavailableError) as e:
         raise click.ClickException(str(e)) from None
     _echo(res, as_json)

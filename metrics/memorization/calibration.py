@@ -1,0 +1,209 @@
+"""τ calibration, counted where the false alarms are counted.
+
+* :func:`calibrate_tau` — pairs: τ from the empirical quantile of negative-pair costs. Right for the
+  paper's sweep, where each continuation is compared with exactly one target (one pair = one clip).
+* :func:`calibrate_clips` — the audit: a generated clip is reported when its *minimum* cost over
+  the whole training set is below τ, so τ is a quantile of the minima of *null clips* (audio known
+  not to be in the training set) over the same training set. A per-pair rate would not bound this:
+  with N training windows a clip gets N chances, and the per-clip false-alarm rate of a per-pair τ
+  grows toward 1 with N. The measured per-clip rate on held-out nulls comes with a Wilson interval.
+
+Rank rule: with n calibration minima s_(1) ≤ … ≤ s_(n) of exchangeable nulls, a new null falls
+below s_(j) with probability j/(n+1), so τ = s_(j) with j = ⌊fpr·(n+1)⌋; when that is 0 (too few
+nulls to express the rate) j = 1 and a :class:`FewNegativesWarning` says what the nulls can certify.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from metrics.memorization.registry import DEFAULT_FPR, FewNegativesWarning, MemorizationError
+from metrics.result import wilson_ci
+
+Z95_SQ = 1.959964**2
+
+
+@dataclass
+class Calibration:
+    tau: float
+    fpr_target: float
+    fpr_calibration: float  # empirical FPR on the negatives τ was chosen on (≤ target by construction)
+    fpr_heldout: float  # measured on held-out negatives
+    fpr_heldout_ci95: tuple[float, float]
+    n_calibration: int
+    n_heldout: int
+    resolution: float  # 1 / n_calibration: the smallest FPR the calibration set can express
+    certified: bool  # Wilson upper bound on held-out FPR ≤ target
+    n_solved: int  # Sinkhorn problems actually solved (the rest were pruned by the lower bound)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fpr_heldout_ci95"] = list(self.fpr_heldout_ci95)
+        return d
+
+
+def _smallest_costs(scorer, a: np.ndarray, b: np.ndarray, k: int, batch: int = 256) -> tuple[np.ndarray, int]:
+    """The ``k`` smallest OT costs among aligned pairs, solving pairs in lower-bound order until no
+    unsolved pair can beat the current k-th smallest (its bound is already ≥ it)."""
+    lb = scorer.lower_bound(a, b)
+    order = np.argsort(lb, kind="stable")
+    found = np.empty(0)
+    solved = 0
+    for s in range(0, len(order), batch):
+        if len(found) >= k and lb[order[s]] >= found[k - 1]:
+            break
+        idx = order[s : s + batch]
+        found = np.sort(np.concatenate([found, scorer.costs(a[idx], b[idx])]))[: max(k, 1)]
+        solved += len(idx)
+    return found[:k], solved
+
+
+def _count_below(scorer, a: np.ndarray, b: np.ndarray, tau: float) -> tuple[int, int]:
+    lb = scorer.lower_bound(a, b)
+    cand = np.flatnonzero(lb < tau)
+    if len(cand) == 0:
+        return 0, 0
+    return int((scorer.costs(a[cand], b[cand]) < tau).sum()), len(cand)
+
+
+def calibrate_tau(scorer, neg_a: np.ndarray, neg_b: np.ndarray, fpr: float = DEFAULT_FPR,
+                  heldout: float = 0.5, seed: int = 0) -> Calibration:
+    """τ such that at most ``fpr`` of the calibration negatives have cost < τ; FPR re-measured on held-out ones.
+
+    ``neg_a[i]``/``neg_b[i]`` are windows that must *not* match (e.g. a continuation and the target of
+    another example). τ is the (⌊fpr·n⌋+1)-th smallest calibration cost, so a match is ``cost < τ``.
+    """
+    if not 0 < fpr < 1:
+        raise MemorizationError(f"fpr must be in (0, 1), got {fpr}")
+    n = len(neg_a)
+    if n != len(neg_b):
+        raise MemorizationError(f"negative pairs misaligned: {len(neg_a)} vs {len(neg_b)}")
+    if n < 4:
+        raise MemorizationError(f"only {n} negative pairs: need at least 4 to calibrate τ (more examples or clips)")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_held = int(round(n * heldout))
+    held, cal = perm[:n_held], perm[n_held:]
+    k = int(math.floor(fpr * len(cal)))
+    smallest, solved = _smallest_costs(scorer, neg_a[cal], neg_b[cal], k + 1)
+    tau = float(smallest[k])
+    fp_cal = int((smallest < tau).sum())
+    fp_held, solved_h = _count_below(scorer, neg_a[held], neg_b[held], tau) if n_held else (0, 0)
+    ci = wilson_ci(fp_held, n_held) if n_held else (0.0, 1.0)
+    cal_res = Calibration(tau=tau, fpr_target=fpr, fpr_calibration=fp_cal / len(cal),
+                          fpr_heldout=fp_held / n_held if n_held else float("nan"), fpr_heldout_ci95=ci,
+                          n_calibration=len(cal), n_heldout=n_held, resolution=1.0 / len(cal),
+                          certified=bool(n_held and ci[1] <= fpr), n_solved=solved + solved_h)
+    if 1.0 / len(cal) > fpr or not cal_res.certified:
+        warnings.warn(f"{len(cal)} calibration / {n_held} held-out negatives cannot certify FPR {fpr:g} "
+                      f"(resolution {1 / len(cal):.2g}, held-out FPR 95% CI up to {ci[1]:.2g}); "
+                      f"need about {math.ceil(3.7 / fpr)} held-out negatives with none below τ", FewNegativesWarning,
+                      stacklevel=2)
+    return cal_res
+
+
+def negative_pairs(n_items: int, group: np.ndarray, max_pairs: int, rng: np.random.Generator,
+                    other: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) with ``group[i] != other_group[j]``: all of them if few, else a uniform sample."""
+    og = group if other is None else other
+    n_other = len(og)
+    total = n_items * n_other
+    if total <= max_pairs:
+        i, j = np.divmod(np.arange(total), n_other)
+    else:
+        i = rng.integers(0, n_items, size=int(max_pairs * 1.2))
+        j = rng.integers(0, n_other, size=len(i))
+    keep = group[i] != og[j]
+    i, j = i[keep][:max_pairs], j[keep][:max_pairs]
+    return i, j
+
+
+
+def nulls_needed(fpr: float) -> int:
+    """Held-out nulls needed for the Wilson 95 % upper bound of 0 false alarms to reach ``fpr``: z²/(n+z²) ≤ fpr."""
+    return math.ceil(Z95_SQ / fpr - Z95_SQ)
+
+
+@dataclass
+class ClipCalibration:
+    """τ for per-clip decisions, from null clips' minimum costs, and its measured false-alarm rates."""
+
+    tau: float
+    fpr_target: float
+    source: str  # "null" (a folder of audio known not to be in the training set) or "leave-one-out" (training excerpts)
+    n_calibration: int
+    n_heldout: int
+    rank: int  # τ is the rank-th smallest calibration minimum
+    clip_false_alarms: int  # held-out nulls reported as copies
+    clip_false_alarm_rate: float
+    clip_false_alarm_ci95: tuple[float, float]
+    n_heldout_windows: int
+    window_false_alarm_rate: float  # fraction of held-out null windows with any training window below τ
+    window_false_alarm_ci95: tuple[float, float]
+    certified: bool  # Wilson upper bound of the held-out per-clip rate ≤ target
+    nulls_needed: int
+    guaranteed_fpr: float  # rank / (n_calibration + 1): what the rank rule promises for exchangeable nulls
+    n_solved: int
+    null_minima: list = field(default_factory=list)  # calibration minima, ascending (values ≥ the first censored one are upper bounds)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["clip_false_alarm_ci95"] = list(self.clip_false_alarm_ci95)
+        d["window_false_alarm_ci95"] = list(self.window_false_alarm_ci95)
+        # the names earlier versions wrote, kept for readers of older memorization.json files
+        d.update(level="clip", fpr_heldout=self.clip_false_alarm_rate, fpr_heldout_ci95=list(self.clip_false_alarm_ci95),
+                 resolution=1.0 / (self.n_calibration + 1))
+        return d
+
+    @property
+    def fpr_heldout(self) -> float:
+        return self.clip_false_alarm_rate
+
+
+def clip_rank(fpr: float, n_calibration: int) -> int:
+    return max(1, min(n_calibration, math.floor(fpr * (n_calibration + 1))))
+
+
+def finish_clip_calibration(cal_minima: np.ndarray, fpr: float, source: str, heldout_flags: np.ndarray,
+                            heldout_window_flags: np.ndarray, n_solved: int, warn: bool = True) -> ClipCalibration:
+    """τ from calibration minima + the held-out measurements (flags: which held-out nulls/windows were reported)."""
+    n_cal, n_held = len(cal_minima), len(heldout_flags)
+    rank = clip_rank(fpr, n_cal)
+    srt = np.sort(np.asarray(cal_minima, dtype=np.float64))
+    tau = float(srt[rank - 1])
+    k, nw, kw = int(np.sum(heldout_flags)), len(heldout_window_flags), int(np.sum(heldout_window_flags))
+    ci = wilson_ci(k, n_held) if n_held else (0.0, 1.0)
+    cal = ClipCalibration(tau=tau, fpr_target=fpr, source=source, n_calibration=n_cal, n_heldout=n_held, rank=rank,
+                          clip_false_alarms=k, clip_false_alarm_rate=k / n_held if n_held else float("nan"),
+                          clip_false_alarm_ci95=ci, n_heldout_windows=nw,
+                          window_false_alarm_rate=kw / nw if nw else float("nan"),
+                          window_false_alarm_ci95=wilson_ci(kw, nw) if nw else (0.0, 1.0),
+                          certified=bool(n_held and ci[1] <= fpr), nulls_needed=nulls_needed(fpr),
+                          guaranteed_fpr=rank / (n_cal + 1), n_solved=n_solved,
+                          null_minima=[float(x) for x in srt])
+    if warn and not cal.certified:
+        warnings.warn(f"{n_cal} calibration / {n_held} held-out null clips cannot certify a per-clip false-alarm rate of "
+                      f"{fpr:g}: τ is the {rank}{'st' if rank == 1 else 'th'} smallest of {n_cal} null minima "
+                      f"(guarantee {cal.guaranteed_fpr:.2g}); measured {k}/{n_held} held-out nulls reported, 95% CI up to "
+                      f"{ci[1]:.2g}; need about {cal.nulls_needed} held-out nulls with none reported (--null DIR)",
+                      FewNegativesWarning, stacklevel=3)
+    return cal
+
+
+def split_nulls(ids: list[str], heldout: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split of null clip ids into (calibration, held-out); at least 2 for calibration."""
+    if len(ids) < 3:
+        raise MemorizationError(f"only {len(ids)} null clips: need at least 3 (2 to calibrate τ, 1 held out); "
+                                "give more --null clips or longer training clips")
+    perm = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    n_held = min(len(ids) - 2, max(1, int(round(len(ids) * heldout))))
+    return sorted(perm[n_held:]), sorted(perm[:n_held])
+
+
+def fixed_clip_calibration(tau: float, fpr: float) -> ClipCalibration:
+    """A user-given τ: nothing measured."""
+    return ClipCalibration(float(tau), fpr, "given", 0, 0, 0, 0, float("nan"), (0.0, 1.0), 0, float("nan"), (0.0, 1.0),
+                           False, nulls_needed(fpr), float("nan"), 0)

@@ -1,0 +1,173 @@
+"""Audio in, matchers side by side, files out: what ``musiclm-eval memorization audit`` calls.
+
+For each matcher (``semantic-ref`` → the paper's token OT matcher; ``embedding:<name>`` → cosine over
+windows of any registered embedder) the same steps, with the same keys in ``memorization.json``:
+featurize (level-normalized; generated, null and planted clips at sub-frame phases), calibrate τ
+per clip on null clips (``null`` audio, else leave-one-out excerpts of the training audio), audit,
+then plant altered copies of training excerpts and measure the detection table at that τ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from metrics.memorization.audit import AuditResult, audit
+from metrics.memorization.detection import LAG_TOL_S, detection_table, plant_copies
+from metrics.memorization.levels import LevelConfig, embed_clip, tokenize_clip
+from metrics.memorization.matchers import EmbeddingMatcher, OTScorer, embedder_frame_rate
+from metrics.memorization.registry import DEFAULT_CLIP_FPR, MemorizationError, get_tokenizer
+from metrics.sinkhorn import DEFAULT_EPS
+
+Clips = Mapping[str, tuple[np.ndarray, int]]
+DEFAULT_MATCHERS = ("semantic-ref",)
+
+
+@dataclass
+class Featurizer:
+    """A matcher and the function that turns ``(wave, sr, phases)`` into what it compares."""
+
+    matcher: object
+    fn: Callable[[np.ndarray, int, int], object]
+    model_id: str
+
+
+def featurizer(name: str, level: LevelConfig = LevelConfig(), eps: float = DEFAULT_EPS, device: str = "cpu") -> Featurizer:
+    """``embedding:<embedder>`` (any name of the embedder registry) or a tokenizer name/checkpoint."""
+    if name.startswith("embedding:"):
+        from metrics.embedders import EmbedderError, get_embedder
+
+        try:
+            emb = get_embedder(name.split(":", 1)[1], device=device)
+        except EmbedderError as e:
+            raise MemorizationError(f"matcher {name!r}: {e}") from None
+        fr = embedder_frame_rate(emb)
+        m = EmbeddingMatcher(emb.name or name.split(":", 1)[1], fr, emb.dim)
+        return Featurizer(m, lambda w, sr, p: embed_clip(w, sr, emb, fr, level, p), emb.id)
+    tok = get_tokenizer(name)
+    m = OTScorer(tok.centroids, eps=eps, device=device, frame_rate=int(tok.frame_rate))
+    return Featurizer(m, lambda w, sr, p: tokenize_clip(w, sr, tok, level, p), tok.id)
+
+
+def audio_nulls(train: Clips, length_s: float, max_null: int, seed: int = 0) -> tuple[dict, dict[str, set[str]]]:
+    """Leave-one-out null clips from the training audio: non-overlapping excerpts of ``length_s``, each
+    excluded from its own source clip."""
+    cands = []
+    for cid in sorted(train):
+        wave, sr = train[cid]
+        n = int(round(length_s * sr))
+        cands += [(cid, o, n) for o in range(0, len(wave) - n + 1, n)]
+    if len(cands) > max_null:
+        keep = np.sort(np.random.default_rng(seed).choice(len(cands), max_null, replace=False))
+        cands = [cands[i] for i in keep]
+    null = {f"{cid}@{o / train[cid][1]:.2f}s": (train[cid][0][o : o + n], train[cid][1]) for cid, o, n in cands}
+    return null, {k: {k.rsplit("@", 1)[0]} for k in null}
+
+
+@dataclass
+class AudioAudit:
+    results: dict[str, AuditResult]  # matcher name -> audit of the generated clips
+    detection: dict[str, dict]  # matcher name -> alteration -> {n, detected, rate, ci95, reported}
+    settings: dict = field(default_factory=dict)
+    model_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> str:
+        return next(iter(self.results))
+
+    def summary(self) -> dict:
+        """``memorization.json``: the first matcher's keys at the top (readers of earlier versions), every
+        matcher under ``matchers`` with the same keys, the detection tables under ``detection``."""
+        per = {}
+        for name, res in self.results.items():
+            d = res.to_dict()
+            d["detection"] = self.detection.get(name, {})
+            d["model_id"] = self.model_ids.get(name)
+            per[name] = d
+        top = dict(per[self.primary])
+        return {**top, "matcher": self.primary, "matchers": per, "detection": self.detection, **self.settings}
+
+
+def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAULT_MATCHERS, null: Clips | None = None,
+                fpr: float = DEFAULT_CLIP_FPR, window_s: float = 5.0, gen_hop_s: float = 1.0, train_hop_s: float = 0.04,
+                level: LevelConfig = LevelConfig(), phases: int = 4, seed: int = 0, heldout: float = 0.5,
+                max_null: int = 200, detect: int = 20, alterations: Mapping | None = None, lag_tol_s: float = LAG_TOL_S,
+                eps: float = DEFAULT_EPS, device: str = "cpu", engine=None) -> AudioAudit:
+    """Audit ``generated`` against ``train`` with every matcher; ``detect`` planted copies per alteration (0: none)."""
+    if not generated or not train:
+        raise MemorizationError("audit: " + ("no generated clips" if not generated else "no training clips"))
+    length_s = float(np.median([len(w) / sr for w, sr in generated.values()]))
+    length_s = min(length_s, min(len(w) / sr for w, sr in train.values()))
+    results, tables, ids = {}, {}, {}
+    for spec in matchers:
+        fz = featurizer(spec, level, eps, device)
+        m = fz.matcher
+        fr = m.frame_rate
+        kw = {"fpr": fpr, "window": max(1, round(window_s * fr)), "gen_hop": max(1, round(gen_hop_s * fr)),
+              "train_hop": max(1, round(train_hop_s * fr)), "seed": seed, "matcher": m}
+        gen = {cid: fz.fn(w, sr, phases) for cid, (w, sr) in generated.items()}
+        trn = {cid: fz.fn(w, sr, 1) for cid, (w, sr) in train.items()}
+        if null is not None:
+            nul, excl, source = null, None, "null"
+        else:
+            nul, excl = audio_nulls(train, length_s, max_null, seed)
+            source = "leave-one-out"
+        feats = {cid: fz.fn(w, sr, phases) for cid, (w, sr) in nul.items()}
+        run = audit if engine is None else engine.audit
+        res = run(gen, trn, None, null=feats, null_exclude=excl, null_source=source, heldout=heldout, **kw)
+        results[m.name], ids[m.name] = res, fz.model_id
+        if detect:
+            plants, truth = plant_copies(train, length_s, detect, seed, alterations, frame_rate=fr)
+            pf = {pid: fz.fn(w, sr, phases) for pid, (w, sr) in plants.items()}
+            det = audit(pf, trn, tau=res.tau, **kw)
+            tables[m.name] = detection_table(det.matches, truth, lag_tol_s)
+    settings = {"window_s": window_s, "gen_hop_s": gen_hop_s, "train_hop_s": train_hop_s, "phases": phases,
+                "detection_per_alteration": detect, "detection_lag_tol_s": lag_tol_s, "excerpt_s": length_s,
+                "level": {"mode": level.mode, "ref_dbfs": level.ref_dbfs, "window_s": level.window_s,
+                          "floor_db": level.floor_db}}
+    return AudioAudit(results, tables, settings, ids)
+
+
+def load_clips(directory: str | Path, on_error: str = "raise") -> tuple[dict[str, tuple[np.ndarray, int]], list[str]]:
+    """A folder of audio (decoded by ``metrics.audio.load_dir``) → {id: (wave, sr)} and skip notes."""
+    from metrics.audio import load_dir
+
+    report = load_dir(directory, on_error=on_error)
+    if not report.clips:
+        raise MemorizationError(f"{directory}: no usable audio clips" +
+                                (f" ({len(report.skipped)} skipped)" if report.skipped else ""))
+    return {c.id: (c.wave, c.sr) for c in report.clips}, [f"{s.path}: {s.reason}" for s in report.skipped]
+
+
+def audit_dirs(generated: str | Path, train: str | Path, out: str | Path, matchers: Sequence[str] = DEFAULT_MATCHERS,
+               null: str | Path | None = None, on_error: str = "raise", **kw) -> dict:
+    """Folders in (decoded by ``metrics.audio``), :func:`audit_audio`, files out: ``memorization.json``,
+    ``matches.csv`` (every matcher, a ``matcher`` column), ``match_rate.png`` and ``detection.png``."""
+    import warnings
+
+    from metrics.memorization.io import write_outputs
+    from metrics.memorization.plots import plot_audit, plot_detection
+
+    gen, skipped = load_clips(generated, on_error)
+    trn, skipped_t = load_clips(train, on_error)
+    nul, skipped_n = load_clips(null, on_error) if null is not None else (None, [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = audit_audio(gen, trn, matchers, nul, **kw)
+    summary = {**res.summary(), "generated_dir": str(generated), "train_dir": str(train),
+               "null_dir": None if null is None else str(null), "skipped": skipped + skipped_t + skipped_n,
+               "warnings": sorted({str(w.message) for w in caught}), "seed": kw.get("seed", 0)}
+    matches = [{**m, "matcher": name} for name, r in res.results.items() for m in r.matches]
+
+    def plots(d: Path) -> Path:
+        if res.detection:
+            plot_detection(res.detection, d)
+        return plot_audit(res.results[res.primary], d)
+
+    paths = write_outputs(out, summary, matches, plots)
+    if res.detection:
+        paths["detection_png"] = Path(out) / "detection.png"
+    return {**summary, "files": {k: str(v) for k, v in paths.items()}}

@@ -30,6 +30,7 @@ class FAD(PerClipOutputs):
 
     name = "fad"
     output = "embedding"
+    bounds = (0.0, None)
 
     def __init__(self, embedder_id: str = "", inf: bool = False, reference_stats: EmbeddingStats | None = None,
                  n_boot: int = 1000, seed: int = 0):

@@ -182,6 +182,7 @@ class MCC(PerClipOutputs):
 
     name = "mcc"
     output = "joint"
+    bounds = (-1.0, 1.0)
 
     def __init__(self, joint_id: str = "", n_boot: int = 1000, seed: int = 0):
         self.joint_id = joint_id

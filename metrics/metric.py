@@ -44,6 +44,9 @@ class Metric(ABC):
 
     name: str = "metric"
     output: str = "embedding"
+    # The range the population value can take (FAD and KL divergences are ≥ 0, a cosine is in [-1, 1]);
+    # an interval endpoint outside it (a pivot interval 2θ̂ − q can go below 0) is moved onto it.
+    bounds: tuple[float | None, float | None] = (None, None)
 
     def __init__(self, n_boot: int = 1000, seed: int = 0) -> None:
         self.n_boot, self.seed = n_boot, seed
@@ -89,6 +92,11 @@ class Metric(ABC):
         if not self.n_boot or len(self.ids("generated")) < 2:
             return None
         lo, hi = bootstrap_interval(self, n_boot=self.n_boot, seed=self.seed)
+        floor, ceil = self.bounds
+        if floor is not None:
+            lo, hi = max(lo, floor), max(hi, floor)
+        if ceil is not None:
+            lo, hi = min(lo, ceil), min(hi, ceil)
         return float(lo), float(hi)
 
     def config(self) -> dict:

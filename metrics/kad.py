@@ -248,6 +248,8 @@ class KAD(PerClipOutputs):
 
     name = "kad"
     output = "embedding"
+    # no bounds: the population MMD² is >= 0 but the unbiased estimate (the point value) can be
+    # slightly negative; clipping the interval at 0 would exclude the point value itself
 
     def __init__(self, embedder_id: str = "", bandwidth: str | float = "generated", inf: bool = False, inf_steps: int = 25, inf_min_n: int = 500,
                  block: int = BLOCK, device: str = "cpu", precision: str = "float64", n_boot: int = 1000, seed: int = 0):

@@ -210,6 +210,7 @@ class PitchAdherence(_PairedMelody):
 
     name = "melody_rca"
     output = "pitch"
+    bounds = (0.0, 1.0)  # a share of frames
 
     def __init__(self, threshold: float = VOICING_THRESHOLD, tolerance_cents: float = 50.0, n_boot: int = 1000, seed: int = 0):
         self.threshold, self.tolerance_cents = threshold, tolerance_cents
@@ -229,6 +230,7 @@ class ChromaCosine(_PairedMelody):
 
     name = "chroma_cosine"
     output = "chroma"
+    bounds = (0.0, 1.0)  # cosine of non-negative chroma vectors
 
     def config(self) -> dict:
         return {"feature": "chroma", "source": "audiocraft/metrics/chroma_cosinesim.py", "weighting": "frames"}

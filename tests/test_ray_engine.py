@@ -185,17 +185,17 @@ def _planted_tokens(seed: int = 4):
 def test_sharded_audit_equals_local(ray_cluster):
     """The distributed join (3 shards of whole training clips, one Ray task each) gives the local
     audit's matches (ids, offsets, exact flags, window counts), rates and pair counts exactly; costs
-    agree to 1e-7 relative — the batched Sinkhorn's ε schedule depends on the largest cost in its
-    batch, and shards batch different pairs together — and a shard skips only its own exact copies
+    agree to the solver's tolerance — the batched Sinkhorn's ε schedule depends on the largest cost in
+    its batch, and shards batch different pairs together — and a shard skips only its own exact copies
     in the candidate search, so it solves at least as many pairs (see docs/ray.md)."""
     import json
     import warnings
 
-    from metrics.memorization import FewNegativesWarning
-    from metrics.ray_engine import RayEngine, shard_clips
+    from metrics.memorization import FewNegativesWarning, shard_clips
+    from metrics.ray_engine import RayEngine
 
     gen, train, c = _planted_tokens()
-    kw = {"fpr": 5e-3, "gen_hop": 25, "train_hop": 3, "max_negatives": 2000, "seed": 0}
+    kw = {"fpr": 0.05, "gen_hop": 25, "train_hop": 3, "seed": 0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewNegativesWarning)
         want = LOCAL.audit(gen, train, c, **kw)
@@ -203,10 +203,10 @@ def test_sharded_audit_equals_local(ray_cluster):
     assert len(shard_clips(train, 3)) == 3
     assert sorted(k for s in shard_clips(train, 3) for k in s) == sorted(train)
     def strip(matches):
-        return [{k: v for k, v in m.items() if k != "cost"} for m in matches]
+        return [{k: v for k, v in m.items() if k not in ("cost", "min_cost")} for m in matches]
 
     assert strip(got.matches) == strip(want.matches)
-    np.testing.assert_allclose([m["cost"] for m in got.matches], [m["cost"] for m in want.matches], rtol=1e-7)
+    np.testing.assert_allclose([m["cost"] for m in got.matches], [m["cost"] for m in want.matches], rtol=1e-4)
     assert {m["generated_id"] for m in want.matches if m["exact"]} >= {"exact0", "exact1", "exact2"}
     assert {m["generated_id"] for m in want.matches} >= {"shift0", "shift1", "shift2", "changed"}
     assert got.n_solved >= want.n_solved
@@ -215,7 +215,7 @@ def test_sharded_audit_equals_local(ray_cluster):
         g.pop(key, None), w.pop(key, None)
     assert json.dumps(g, sort_keys=True, default=str) == json.dumps(w, sort_keys=True, default=str)
     np.testing.assert_allclose([got.best_cost[k] for k in sorted(want.best_cost)],
-                               [want.best_cost[k] for k in sorted(want.best_cost)], rtol=1e-7)
+                               [want.best_cost[k] for k in sorted(want.best_cost)], rtol=1e-4)
 
 
 @needs_ray
@@ -239,7 +239,7 @@ def test_memorization_audit_cli_ray_equals_local(ray_cluster, small_corpus, tmp_
     for engine in ("local", "ray"):
         out = tmp_path / engine
         r = CliRunner().invoke(main, ["memorization", "audit", "--generated", str(gen), "--train", str(train),
-                                      "--window-s", "2", "--fpr", "1e-2", "--max-negatives", "2000",
+                                      "--window-s", "2", "--embedder", "none", "--detect", "0",
                                       "--out", str(out), "--engine", engine])
         assert r.exit_code == 0, r.output
         docs[engine] = json.loads((out / "memorization.json").read_text())

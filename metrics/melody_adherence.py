@@ -246,3 +246,22 @@ def melody_metric(output: str, **kw) -> _PairedMelody:
     if output not in kinds:
         raise MetricError(f"melody adherence output must be 'pitch' or 'chroma', not {output!r}")
     return kinds[output](**kw)
+
+
+EXTRACTORS = {"pitch": crepe_pitch, "chroma": chroma}
+
+
+def melody_adherence(prompts, generated, outputs: Sequence[str] = ("pitch", "chroma"), device: str = "cpu",
+                     n_boot: int = 1000, seed: int = 0) -> dict[str, MetricResult]:
+    """``{"melody_rca": …, "chroma_cosine": …}`` for prompt and generated clips (``metrics.audio.Clip``s,
+    paired by id) without the pipeline: each clip resampled to the extractor's rate, features extracted,
+    the paired Metric computed. The pipeline does the same through its cache (see ``EXTRACTORS``)."""
+    from metrics.audio import resample
+
+    out = {}
+    for kind in outputs:
+        extractor, metric = EXTRACTORS[kind](device=device), melody_metric(kind, n_boot=n_boot, seed=seed)
+        for side, clips in (("reference", prompts), ("generated", generated)):
+            metric.update(side, {c.id: extractor.embed(resample(c.wave, c.sr, extractor.sample_rate)) for c in clips})
+        out[metric.name] = metric.compute()
+    return out

@@ -132,3 +132,18 @@ def test_crepe_hears_the_same_melody_through_another_instrument():
     # measured (seed 3): same melody on piano 0.48 (its notes decay into unvoiced frames), an octave up
     # on flute 0.81, another melody 0.15
     assert rca["octave"] > 0.6 and min(rca["same"], rca["octave"]) > rca["other"] + 0.25, rca
+
+
+def test_melody_adherence_on_clips_prompt_vs_other_melody():
+    pytest.importorskip("torchcrepe")
+    from metrics.audio import Clip
+    from metrics.melody_adherence import melody_adherence
+
+    prompts = [Clip(f"m{i}", rendered("lullaby", i, 2.5, 24000, timbre="flute"), 24000) for i in (2, 7)]
+    same = [Clip(c.id, rendered("lullaby", i, 2.5, 24000, timbre="flute", octave=1), 24000) for c, i in zip(prompts, (2, 7))]
+    swapped = [Clip(c.id, rendered("lullaby", i, 2.5, 24000, timbre="flute"), 24000) for c, i in zip(prompts, (7, 2))]
+    follows = melody_adherence(prompts, same, n_boot=0)
+    ignores = melody_adherence(prompts, swapped, n_boot=0)
+    assert set(follows) == {"melody_rca", "chroma_cosine"}
+    assert follows["melody_rca"].value > ignores["melody_rca"].value + 0.25
+    assert follows["chroma_cosine"].value > ignores["chroma_cosine"].value

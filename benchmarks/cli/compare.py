@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from benchmarks.cli.options import evaluation_options, make_cache, parse_paths
+from benchmarks.cli.protocols import protocol_option, resolve_protocol
 
 
 @click.group()
@@ -51,9 +52,10 @@ def musiccaps_prepare(csv_path: Path, audio_dir: Path, out_dir: Path, subset: st
 @click.option("--ratings", default=None, help="Ratings database URL: adds the human-study wins column.")
 @click.option("--skip-unavailable", is_flag=True, help="Report and skip embedders whose models cannot be loaded.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write results.json here.")
+@protocol_option
 @evaluation_options
 def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, json_out,
-            kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
+            protocol, kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
             workers, progress, engine, ray_address) -> None:
     """Score systems against a reference set: the paper's Table 1 with bootstrap 95% CIs."""
     from benchmarks.harness import compare as run_compare
@@ -62,6 +64,8 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
     from metrics.engine import make_engine
     from metrics.musiccaps import CaptionsError
 
+    embedders, classifier, joint, kld_convention, clip_seconds, protocol_meta = resolve_protocol(
+        protocol, embedders, classifier, joint, kld_convention, clip_seconds, embedder_path)
     try:
         data = run_compare(
             parse_systems(systems), reference, captions, out_dir,
@@ -71,6 +75,7 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
             cache=make_cache(no_cache, cache_dir), skip_unavailable_embedders=skip_unavailable, progress=progress,
             engine=make_engine(engine, ray_address), kld_convention=kld_convention, kad=kad, clip_seconds=clip_seconds,
             embedder_paths=parse_paths(embedder_path), batch_size=batch_size, workers=workers,
+            extra_metadata=protocol_meta,
         )  # fmt: skip
     except (ValueError, AudioError, PairingError, CaptionsError, RuntimeError, ImportError) as e:
         raise click.ClickException(str(e)) from None

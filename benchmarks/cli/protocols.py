@@ -8,7 +8,7 @@ from collections.abc import Callable
 import click
 
 from benchmarks.cli.options import emit_json, json_option
-from metrics.protocols import PROTOCOLS, apply, status
+from metrics.protocols import PROTOCOLS, apply, metadata, status
 
 
 def protocol_option(f: Callable) -> Callable:
@@ -18,20 +18,47 @@ def protocol_option(f: Callable) -> Callable:
                         "classifier + KLD convention, joint model and clip length, for the flags not given.")(f)
 
 
-def resolve_protocol(protocol: str | None, **values) -> dict:
-    """The flag values of this run: the user's where given on the command line, the protocol's otherwise."""
+def resolve_protocol(protocol: str | None, embedders: str, classifier: str, joint: str, kld_convention: str,
+                     clip_seconds: float | None, embedder_path: tuple[str, ...] = ()) -> tuple:
+    """This run's (embedders, classifier, joint, kld_convention, clip_seconds, metadata): the user's value for
+    every flag given on the command line, the protocol's for the others. ``--embedder-path NAME=PATH`` for the
+    joint model becomes ``NAME:PATH``; ``metadata`` (``protocol_name``, ``protocol_settings``) goes into results.json."""
     ctx = click.get_current_context()
-    given = {}
-    for name, value in values.items():
+
+    def user(name: str) -> bool:
         source = ctx.get_parameter_source(name)
-        user = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-        if name == "embedders" and isinstance(value, str):
-            value = [e.strip() for e in value.split(",") if e.strip()]
-        given[name] = value if (user or protocol is None) else None
-    out = apply(protocol, given)
-    if protocol is not None and "clip_seconds" in values and given.get("clip_seconds") is None:
-        out["clip_seconds"] = PROTOCOLS[protocol].clip_seconds
-    return out
+        return protocol is None or (source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"))
+
+    given = {"embedders": [e.strip() for e in embedders.split(",") if e.strip()] if user("embedders") else None,
+             "classifier": classifier if user("classifier") else None, "joint": joint if user("joint") else None,
+             "kld_convention": kld_convention if user("kld_convention") else None}
+    used = apply(protocol, given)
+    if protocol is not None and not user("clip_seconds"):
+        clip_seconds = PROTOCOLS[protocol].clip_seconds
+    paths = dict(p.partition("=")[::2] for p in embedder_path)
+    if used["joint"] in paths and ":" not in used["joint"]:
+        used["joint"] = f"{used['joint']}:{paths[used['joint']]}"
+    meta = metadata(protocol, {**used, "joint": str(used["joint"]).split(":", 1)[0]})
+    if meta["protocol_settings"] is not None:
+        models = [m for m in (*used["embedders"], used["classifier"], str(used["joint"]).split(":", 1)[0]) if m]
+        meta["protocol_settings"]["weights_used"] = {m: paths.get(m, "package default location") for m in models}
+        meta["protocol_settings"]["weights_note"] = (
+            "weights given with --embedder-path are whatever the user supplied (the loader's tests use tiny "
+            "random-weight checkpoints): numbers are comparable with the published table only with the published "
+            "checkpoints" if any(m in paths for m in models) else "package default locations (published file names; each model's weights hash is in metadata.models)")
+    if any(str(m).startswith(("passt", "muq")) for m in (used["classifier"], used["joint"])):
+        preload_torchvision()
+    return ",".join(used["embedders"]), used["classifier"], used["joint"], used["kld_convention"], clip_seconds, meta
+
+
+def preload_torchvision() -> None:
+    """Import torchvision (hear21passt's timm, muq's x-clip need it) before TensorFlow can be imported:
+    with tensorflow 2.21 and torchvision 0.29 here, ``import tensorflow; import torchvision`` segfaults,
+    while the other order works — and VGGish/TRILL load TensorFlow before the classifier is built."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        import torchvision  # noqa: F401
 
 
 def _mark(ok: bool | None) -> str:

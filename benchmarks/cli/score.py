@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from benchmarks.cli.options import comma_list, evaluation_options, make_cache, parse_paths
+from benchmarks.cli.protocols import protocol_option, resolve_protocol
 from metrics.audio import AudioError, PairingError
 from metrics.commands import SHIPPED_CLASSIFIER, compute_score
 
@@ -28,9 +29,10 @@ def summary_line(doc: dict) -> str:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write a results store here.")
 @click.option("--per-clip", type=click.Path(dir_okay=False), default=None, help="Per-clip CSV (default: beside --json).")
+@protocol_option
 @evaluation_options
 def score(generated, reference, captions, embedders, classifier, label_space, joint, json_out, out_dir, per_clip,
-          kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
+          protocol, kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
           workers, progress, engine, ray_address):
     """FAD, KLD and MCC in one pass over paired audio."""
     from metrics.classifier import ClassifierError
@@ -41,6 +43,8 @@ def score(generated, reference, captions, embedders, classifier, label_space, jo
     from metrics.mcc import JointModelError
     from metrics.musiccaps import CaptionsError
 
+    embedders, classifier, joint, kld_convention, clip_seconds, protocol_meta = resolve_protocol(
+        protocol, embedders, classifier, joint, kld_convention, clip_seconds, embedder_path)
     if per_clip is None and json_out:
         per_clip = str(Path(json_out).with_suffix("")) + "_per_clip.csv"
     try:
@@ -55,6 +59,7 @@ def score(generated, reference, captions, embedders, classifier, label_space, jo
     except (AudioError, PairingError, ClassifierError, EmbedderError, FADError, JointModelError, CaptionsError,
             EngineUnavailableError, ValueError) as e:
         raise click.ClickException(str(e)) from e
+    doc.update(protocol_meta)
     if json_out:
         write_json(json_out, doc)
     click.echo(summary_line(doc))

@@ -115,7 +115,8 @@ class PasstLogits(Embedder):
         self.rule, hop, min_s, self.peak_db = WINDOWING[name]
         self.window, self.hop, self.min_samples = (int(WINDOW_SECONDS * SAMPLE_RATE), int(hop * SAMPLE_RATE),
                                                    int(min_s * SAMPLE_RATE))
-        self.min_seconds = min_s + 1.0 / SAMPLE_RATE  # a shorter clip yields no window
+        # PaSST's 16x16 patches need 16 mel frames (0.15 s); audiocraft drops segments of 0.15 s or less
+        self.min_seconds = 0.16
         self.path = find_weights(path, [torch_hub_checkpoints() / CHECKPOINT], "PaSST", URL)
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)

@@ -188,6 +188,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "classifier-map": classifier_map, "mulan-recall": mulan_recall, "demo-table": demo_table,
     "demo-contrast": demo_contrast, "interval-coverage": interval_coverage,
 }
+RENDERERS.update(__import__("benchmarks.figures_real", fromlist=["REAL_MODEL_RENDERERS"]).REAL_MODEL_RENDERERS)
 
 
 # ----------------------------------------------------------------------------- documents

@@ -227,12 +227,18 @@ def kad_inf(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None, steps:
 
 def _clip_kernel_sums(a: torch.Tensor, a_clip: torch.Tensor, n_a: int, b: torch.Tensor, b_clip: torch.Tensor, n_b: int,
                       gamma: float, block: int) -> torch.Tensor:
-    """[clips_a, clips_b] sums of k over the frame pairs of each pair of clips (O(clips²) memory)."""
+    """[clips_a, clips_b] sums of k over the frame pairs of each pair of clips (O(clips²) memory).
+
+    Frames are laid out clip after clip (``a_clip``/``b_clip`` non-decreasing), so a block of frames
+    touches a contiguous tile of clips: the per-block scratch is at most block², never block × clips."""
     out = torch.zeros(n_a, n_b, dtype=torch.float64, device=a.device)
     for i, j, d2 in _sq_dist_blocks(a, b, block, False):
         k = d2.mul_(-gamma).exp_().double()
-        rows = torch.zeros(k.shape[0], n_b, dtype=torch.float64, device=a.device).index_add_(1, b_clip[j : j + k.shape[1]], k)
-        out.index_add_(0, a_clip[i : i + k.shape[0]], rows)
+        ac, bc = a_clip[i : i + k.shape[0]], b_clip[j : j + k.shape[1]]
+        a0, b0 = int(ac[0]), int(bc[0])
+        h, w = int(ac[-1]) - a0 + 1, int(bc[-1]) - b0 + 1
+        cols = torch.zeros(k.shape[0], w, dtype=torch.float64, device=a.device).index_add_(1, bc - b0, k)
+        out[a0 : a0 + h, b0 : b0 + w] += torch.zeros(h, w, dtype=torch.float64, device=a.device).index_add_(0, ac - a0, cols)
     return out
 
 

@@ -162,3 +162,18 @@ def test_float32_precision_is_close_and_named():
     with pytest.raises(KADError, match="precision must be"):
         kernel_audio_distance(x, y, precision="float16")
     assert KAD(precision="float32").config()["precision"] == "float32"
+
+
+def test_small_blocks_give_the_same_values(filled):
+    """Blocks smaller than a clip and straddling clip boundaries (the clip-level tiles of resampling)."""
+    big = filled.compute()
+    rng = np.random.default_rng(8)
+    r, g = list(rng.choice(filled.ids("reference"), 12)), list(rng.choice(filled.ids("generated"), 10))
+    expected = filled.value_on(r, g)
+    small = KAD(block=5, n_boot=0)
+    small.update("reference", filled.outputs["reference"])
+    small.update("generated", filled.outputs["generated"])
+    res = small.compute()
+    assert res.value == pytest.approx(big.value, rel=1e-9)
+    assert all(res.per_item[c] == pytest.approx(v, rel=1e-9) for c, v in big.per_item.items())
+    assert small.value_on(r, g) == pytest.approx(expected, rel=1e-9)

@@ -1,0 +1,146 @@
+"""Published protocols (metrics/protocols.py, --protocol on score/compare, `musiclm-eval protocols`).
+
+End to end on small audio with the loaders' tiny random-weight checkpoints (tests/loader_fixtures.py): the
+numbers are meaningless as music metrics; what is checked is that each protocol selects its models,
+conventions and clip length, runs, and records itself in results.json.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from loader_fixtures import clap_checkpoint, openl3_checkpoint, passt_checkpoint
+
+from metrics import protocols as P
+
+IDS = ("a1", "b2")
+
+
+def test_apply_fills_only_what_the_user_did_not_give():
+    got = P.apply("musicgen", {"embedders": None, "classifier": None, "joint": "mulan-ref", "kld_convention": None})
+    assert got == {"embedders": ["vggish"], "classifier": "passt", "joint": "mulan-ref", "kld_convention": "audiocraft"}
+    assert P.apply(None, {"classifier": "leaf-corpus", "joint": None}) == {"classifier": "leaf-corpus"}
+    meta = P.metadata("musicgen", got)
+    assert meta["protocol_name"] == "musicgen" and meta["protocol_settings"]["overridden"] == ["joint"]
+    assert P.metadata(None, {}) == {"protocol_name": "custom", "protocol_settings": None}
+    with pytest.raises(P.ProtocolError, match="unknown protocol 'audioldm'"):
+        P.get("audioldm")
+
+
+def test_every_protocol_names_registered_models_and_conventions():
+    from metrics.embedders import EMBEDDERS
+    from metrics.kld import KLD_CONVENTIONS
+    from metrics.models import CLASSIFIERS, JOINT
+
+    for p in P.PROTOCOLS.values():
+        assert all(e in EMBEDDERS for e in p.embedders), p.name
+        assert p.classifier in CLASSIFIERS and p.joint in JOINT and p.kld_convention in KLD_CONVENTIONS, p.name
+        assert set(p.sample_rates) == {*p.embedders, p.classifier, p.joint}
+        for key in ("embedders", "classifier", "joint", "clip_seconds"):
+            assert p.sources.get(key), f"{p.name}: no source for {key}"
+
+
+def test_published_tables_map_onto_the_keys_each_protocol_writes():
+    """Each printed column maps to a result key that protocol's run produces (FAD per embedder, the
+    convention's headline KLD key, mcc) — so the dashboard can put a run beside its table."""
+    from metrics.kld import kld_metrics
+
+    tables = P.published_tables()["tables"]
+    assert tables["musiclm"]["rows"][2] == {"system": "MusicLM", "FAD_TRILL": 0.44, "FAD_VGG": 4.0, "KLD": 1.01, "MCC": 0.51}
+    for name, p in P.PROTOCOLS.items():
+        t = tables[p.table]
+        produced = {f"fad_{e}" for e in p.embedders} | {next(iter(kld_metrics(p.kld_convention)))} | {"mcc"}
+        assert set(t["columns"].values()) == produced, name
+        for row in t["rows"]:
+            assert set(row) == {"system", *t["columns"]}
+            nulls = [c for c in t["columns"] if row[c] is None]
+            assert not nulls or t.get("null_reason"), f"{name}: null values need a reason"
+
+
+def test_comparable_refuses_mixed_protocols_and_says_why():
+    assert P.comparable({"run1": "musicgen", "run2": "musicgen"}) is None
+    why = P.comparable({"run1": "musicgen", "run2": "stable-audio", "old": "custom"})
+    assert "cannot be ranked in one column" in why and "stable-audio: run2" in why and "custom: old" in why
+    assert P.run_protocol({"protocol": {"fad": {}}}) == "custom"
+    assert P.run_protocol({"protocol_name": "musiclm"}) == "musiclm"
+
+
+def test_protocols_command_lists_packages_and_weights(tmp_path, monkeypatch):
+    from benchmarks.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    passt_checkpoint(tmp_path / "hub" / "checkpoints" / "passt-s-f128-p16-s10-ap.476-swa.pt")
+    res = CliRunner().invoke(main, ["protocols", "--json", "-"])
+    assert res.exit_code == 0, res.output
+    docs = {d["name"]: d for d in json.loads(res.output)["protocols"]}
+    assert set(docs) == {"musiclm", "musicgen", "stable-audio"}
+    passt = next(m for m in docs["musicgen"]["models"] if m["model"] == "passt")
+    assert passt["installed"] is True and passt["weights_present"] is True
+    ol3 = next(m for m in docs["stable-audio"]["models"] if m["model"] == "openl3")
+    assert ol3["weights_present"] is False and "torchopenl3_mel256_music_512.pth.tar" in ol3["download"]
+    text = CliRunner().invoke(main, ["protocols"]).output
+    assert "musicgen" in text and "download:" in text and "hear21passt installed" in text
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("proto")
+    rng = np.random.default_rng(0)
+    for src, f0 in (("ref", 220.0), ("sys", 330.0)):
+        (root / src).mkdir()
+        for k, i in enumerate(IDS):
+            t = np.arange(8000) / 16000  # 0.5 s: one OpenL3 frame (the slowest model here)
+            w = 0.3 * np.sin(2 * np.pi * f0 * (k + 1) * t) + 0.05 * rng.standard_normal(len(t))
+            sf.write(root / src / f"{i}.wav", w.astype(np.float32), 16000)
+    (root / "captions.csv").write_text("ytid,caption\n" + "".join(f"{i},calm piano song\n" for i in IDS))
+    hub = root / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    passt_checkpoint(hub / "passt-s-f128-p16-s10-ap.476-swa.pt")
+    return root
+
+
+def _compare(corpus, tmp, protocol, *extra):
+    from benchmarks.cli import main
+
+    out = tmp / f"out-{protocol}"
+    res = CliRunner().invoke(main, ["compare", "--protocol", protocol, "--system", f"tiny={corpus / 'sys'}",
+                                    "--reference", str(corpus / "ref"), "--captions", str(corpus / "captions.csv"),
+                                    "--out", str(out), "--bootstrap", "0", "--no-cache", *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads((out / "results.json").read_text()), res.output
+
+
+@pytest.mark.slow
+def test_compare_musicgen_protocol_end_to_end(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(corpus / "torch"))
+    clap = clap_checkpoint(tmp_path / "clap")
+    data, output = _compare(corpus, tmp_path, "musicgen", "--embedders", "", "--embedder-path", f"clap={clap}")
+    md = data["metadata"]
+    assert md["protocol_name"] == "musicgen" and md["protocol_settings"]["overridden"] == ["embedders"]
+    assert md["config"]["classifier"] == "passt" and md["config"]["kld_convention"] == "audiocraft"
+    assert md["protocol_settings"]["weights_used"]["clap"] == str(clap)
+    metrics = data["systems"]["tiny"]["metrics"]
+    assert {"kld_audiocraft", "mcc"} <= set(metrics) and np.isfinite(metrics["mcc"]["value"])
+    assert md["models"]["classifier"].startswith("passt-") and md["models"]["joint"].startswith("clap-")
+
+
+@pytest.mark.slow
+def test_compare_stable_audio_protocol_end_to_end(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(corpus / "torch"))
+    clap = clap_checkpoint(tmp_path / "clapf", fusion=True)
+    ol3 = openl3_checkpoint(tmp_path / "openl3-tiny-random.pth.tar")
+    data, _ = _compare(corpus, tmp_path, "stable-audio", "--embedder-path", f"openl3={ol3}",
+                       "--embedder-path", f"clap-sam={clap}")
+    md = data["metadata"]
+    assert md["protocol_name"] == "stable-audio" and md["protocol_settings"]["overridden"] == []
+    assert md["config"]["embedders"] == ["openl3"] and md["config"]["kld_convention"] == "stable-audio"
+    assert md["protocol"]["fad"]["openl3"]["sample_rate"] == 44100 and md["protocol"]["fad"]["openl3"]["dim"] == 1024
+    metrics = data["systems"]["tiny"]["metrics"]
+    assert {"fad_openl3", "kld_stable_audio", "mcc"} <= set(metrics)
+    assert "random-weight" in md["protocol_settings"]["weights_note"]

@@ -83,29 +83,39 @@ class FAD(PerClipOutputs):
             self._moments[side] = (ids, counts, sums, grams, frames, owner)
         return self._moments[side]
 
-    def _mean_cov(self, side: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and (ddof=1) covariance of the frames of clips drawn ``weights[i]`` times each."""
+    def _mean_covs(self, side: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Means [B, d] and (ddof=1) covariances [B, d, d] of the frames of clips drawn ``weights[b, i]`` times.
+
+        With per-clip Grams, a block of resamples is one GEMM ([B, clips] @ [clips, d²]) that reads the
+        Grams once per block, instead of once per resample."""
         _, counts, sums, grams, frames, owner = self._side_moments(side)
-        n = float(weights @ counts)
-        if n < 2:
-            raise FADError(f"{side}: a resample with {n:.0f} frame(s) has no covariance")
-        mean = (weights @ sums) / n
+        w = np.asarray(weights, dtype=np.float64)
+        n = w @ counts
+        if (n < 2).any():
+            raise FADError(f"{side}: a resample with {n.min():.0f} frame(s) has no covariance")
+        mean = (w @ sums) / n[:, None]
+        d = sums.shape[1]
         if grams is not None:
-            second = np.tensordot(weights, grams, axes=1)
+            second = (w @ grams.reshape(len(grams), d * d)).reshape(len(w), d, d)
         else:
-            second = (frames * weights[owner][:, None]).T @ frames
-        cov = (second - n * np.outer(mean, mean)) / (n - 1)
+            second = np.stack([(frames * row[owner][:, None]).T @ frames for row in w])
+        cov = (second - n[:, None, None] * mean[:, :, None] * mean[:, None, :]) / (n - 1)[:, None, None]
         return mean, cov
 
-    def value_on_counts(self, ref_counts: np.ndarray, gen_counts: np.ndarray) -> np.ndarray:
+    def value_on_counts(self, ref_counts: np.ndarray, gen_counts: np.ndarray, block: int = 64) -> np.ndarray:
         """FAD on each row of clip counts (rows aligned with ``ids(side)``); the resampling fast path."""
         out = np.empty(len(gen_counts))
         fixed = self.reference_stats
-        for b in range(len(gen_counts)):
-            mu_r, cov_r = (fixed.mean, fixed.cov) if fixed is not None else self._mean_cov(
-                "reference", np.asarray(ref_counts[b], dtype=np.float64))
-            mu_g, cov_g = self._mean_cov("generated", np.asarray(gen_counts[b], dtype=np.float64))
-            out[b] = frechet_distance(mu_r, cov_r, mu_g, cov_g)
+        for start in range(0, len(gen_counts), block):
+            rows = slice(start, start + block)
+            mu_g, cov_g = self._mean_covs("generated", gen_counts[rows])
+            if fixed is None:
+                mu_r, cov_r = self._mean_covs("reference", ref_counts[rows])
+            for j in range(len(mu_g)):
+                if fixed is not None:
+                    out[start + j] = frechet_distance(fixed.mean, fixed.cov, mu_g[j], cov_g[j])
+                else:
+                    out[start + j] = frechet_distance(mu_r[j], cov_r[j], mu_g[j], cov_g[j])
         return out
 
     def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:

@@ -57,12 +57,15 @@ class Registry:
         self._scan()
         return name in self._entries
 
+    @property
+    def singular(self) -> str:
+        return self.kind[:-1] if self.kind.endswith("s") else self.kind
+
     def factory(self, name: str) -> Factory:
         """The callable behind ``name`` (importing its module now if it was registered as a string)."""
         self._scan()
         if name not in self._entries:
-            raise self._error(f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {name!r}; "
-                              f"available: {', '.join(self.names())}")
+            raise self._error(f"unknown {self.singular} {name!r}; available: {', '.join(self.names())}")
         entry = self._entries[name]
         if callable(entry):
             return entry
@@ -70,4 +73,4 @@ class Registry:
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
-            raise self._error(f"{self.kind} entry {name!r} is registered as {entry} but it cannot be imported: {e}") from e
+            raise self._error(f"{self.singular} {name!r} is registered as {entry} but it cannot be imported: {e}") from e

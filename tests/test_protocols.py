@@ -56,8 +56,9 @@ def test_published_tables_map_onto_the_keys_each_protocol_writes():
         assert set(t["columns"].values()) == produced, name
         for row in t["rows"]:
             assert set(row) == {"system", *t["columns"]}
-            nulls = [c for c in t["columns"] if row[c] is None]
-            assert not nulls or t.get("null_reason"), f"{name}: null values need a reason"
+            assert all(row[c] is None or row[c] == "-" or isinstance(row[c], float) for c in t["columns"])
+            assert all(row[c] is not None for c in t["columns"]) or t.get("null_reason"), f"{name}: nulls need a reason"
+            assert all(row[c] != "-" for c in t["columns"]) or t.get("dash_reason"), f"{name}: '-' needs a reason"
 
 
 def test_comparable_refuses_mixed_protocols_and_says_why():
@@ -144,3 +145,22 @@ def test_compare_stable_audio_protocol_end_to_end(corpus, tmp_path, monkeypatch)
     metrics = data["systems"]["tiny"]["metrics"]
     assert {"fad_openl3", "kld_stable_audio", "mcc"} <= set(metrics)
     assert "random-weight" in md["protocol_settings"]["weights_note"]
+
+
+def test_docs_tables_are_what_the_artifact_renders(tmp_path):
+    """docs/protocol.md's published tables are rendered from docs/published_tables.json, never edited by hand;
+    changing a value in the artifact makes the check fail until the docs are re-rendered."""
+    import shutil
+    from pathlib import Path
+
+    from benchmarks.figures_protocols import ROOT, rewrite
+
+    assert rewrite(ROOT, check=True) == []
+    (tmp_path / "docs").mkdir()
+    for f in ("docs/protocol.md", "docs/published_tables.json"):
+        shutil.copy(ROOT / f, tmp_path / f)
+    p = Path(tmp_path / "docs/published_tables.json")
+    p.write_text(p.read_text().replace('"MCC": 0.51', '"MCC": 0.52'))
+    assert rewrite(tmp_path, check=True) == ["published-musiclm"]
+    rewrite(tmp_path)
+    assert "| MusicLM | 0.44 | 4.0 | 1.01 | 0.52 |" in (tmp_path / "docs/protocol.md").read_text()

@@ -227,3 +227,19 @@ def status(name: str) -> dict:
                      "weights_present": present, "weights": where, "download": p.weights.get(m)})
     return {"name": p.name, "paper": p.paper, "kld_convention": p.kld_convention, "clip_seconds": p.clip_seconds,
             "loudness": p.loudness, "channels": p.channels, "sample_rates": dict(p.sample_rates), "models": rows}
+
+
+def published_rows(name: str, path: str | Path = TABLES) -> list[dict]:
+    """The protocol's published table as leaderboard rows keyed by this suite's result keys
+    (``run`` names the paper; values the paper does not print, or that are not transcribed, are None)."""
+    p = get(name)
+    table = published_tables(path)["tables"][p.table]
+    label = f"published: {table['source'].split(',')[0]} ({name})"
+    rows = []
+    for r in table["rows"]:
+        row = {"run": label, "system": r["system"]}
+        for col, key in table["columns"].items():
+            v = r.get(col)
+            row[key] = float(v) if isinstance(v, int | float) else None
+        rows.append(row)
+    return rows

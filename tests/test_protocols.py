@@ -164,3 +164,13 @@ def test_docs_tables_are_what_the_artifact_renders(tmp_path):
     assert rewrite(tmp_path, check=True) == ["published-musiclm"]
     rewrite(tmp_path)
     assert "| MusicLM | 0.44 | 4.0 | 1.01 | 0.52 |" in (tmp_path / "docs/protocol.md").read_text()
+
+
+def test_published_rows_use_the_suites_keys():
+    rows = P.published_rows("musiclm")
+    assert [r["system"] for r in rows] == ["Riffusion", "Mubert", "MusicLM"]
+    assert rows[0] == {"run": rows[0]["run"], "system": "Riffusion", "fad_trill": 0.76, "fad_vggish": 13.4,
+                       "kld_musiclm": 1.19, "mcc": 0.34}
+    assert "musiclm" in rows[0]["run"] and "Agostinelli" in rows[0]["run"]
+    mg = {r["system"]: r for r in P.published_rows("musicgen")}
+    assert mg["MusicLM"]["kld_audiocraft"] is None and mg["MusicLM"]["fad_vggish"] == 4.0

@@ -54,6 +54,7 @@ def compare(
     kld_convention: str = "musiclm",
     kad: bool = False,
     clip_seconds: float | None = None,
+    melody_prompts: str | Path | None = None,
     embedder_paths: dict[str, str] | None = None,
     batch_size: int = 8,
     workers: int = 0,
@@ -73,7 +74,7 @@ def compare(
     joint_name, joint_path = joint_plan(joint)
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad,
-                clip_seconds=clip_seconds)
+                clip_seconds=clip_seconds, melody=("pitch", "chroma") if melody_prompts else ())
     ref_ids = sorted(scan_dir(reference))
     lacking = [i for i in ref_ids if i not in caption_of]
     if lacking:
@@ -81,7 +82,7 @@ def compare(
     ev = evaluate(reference, systems, plan, captions=caption_of, paired=True, ground_truth=True, pairwise=True,
                   n_boot=n_boot, seed=seed, device=device, cache=cache, on_error=on_error, engine=engine,
                   progress=progress, batch_size=batch_size, workers=workers,
-                  skip_unavailable=skip_unavailable_embedders)
+                  skip_unavailable=skip_unavailable_embedders, melody_prompts=melody_prompts)
     metadata = {**(extra_metadata or {}), "ratings": None}
     metadata["config"] = {**ev.metadata["config"], "captions": str(captions)}
     doc = write_evaluation(out, "compare", ev, captions=caption_of, extra_metadata={**metadata, "ids_sha256": _ids_digest(ref_ids)})

@@ -19,8 +19,12 @@ TABLE_COLUMNS = [
     ("fad_trill", "FAD_TRILL ↓"),
     ("fad_vggish", "FAD_VGGish ↓"),
     ("fad_mel", "FAD_mel ↓"),
+    ("fad_musicnn-mtt", "FAD_musicnn ↓"),
+    ("kad_musicnn-mtt", "KAD_musicnn ↓"),
     ("kld", "KLD ↓"),
+    ("kld+musicnn_mtt", "KLD_musicnn ↓"),
     ("mcc", "MCC ↑"),
+    ("melody_rca", "Melody RCA ↑"),
     ("wins", "Wins ↑"),
 ]
 BETTER_MARK = "†"
@@ -41,7 +45,10 @@ def columns(data: dict) -> list[tuple[str, str]]:
     """(store key, label) of the Table-1 columns this store has."""
     kld = kld_key(data)
     conv = kld[len("kld_"):].replace("_", "-") if kld != "kld" else None
-    cols = [(kld if k == "kld" else k, f"KLD ({conv}) ↓" if k == "kld" and conv else label) for k, label in TABLE_COLUMNS]
+    # "kld" = the headline KLD key; "kld+<classifier>" = the same convention with another classifier (compare's
+    # comma-listed --classifier suffixes its keys with _<classifier>)
+    cols = [(kld if k == "kld" else f"{kld}_{k.split('+', 1)[1]}" if k.startswith("kld+") else k,
+             f"KLD ({conv}) ↓" if k == "kld" and conv else label) for k, label in TABLE_COLUMNS]
     return [(k, label) for k, label in cols if any(k in s["metrics"] for s in data["systems"].values())]
 
 

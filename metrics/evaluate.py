@@ -92,6 +92,10 @@ class Plan:
     kad: bool = False
     label_space: str | None = None
     clip_seconds: float | None = None  # crop/zero-pad every clip to this length before the models (None: as is)
+    melody: Sequence[str] = ()  # "pitch", "chroma": melody adherence against the melody prompts (same ids)
+
+
+MELODY_MODELS = {"pitch": "crepe-pitch", "chroma": "chroma"}  # embedder registry names of the melody features
 
 
 def run_metadata() -> dict:
@@ -120,6 +124,10 @@ def _specs(plan: Plan, device: str) -> dict[str, ModelSpec]:
         specs[f"classifier:{name}"] = ModelSpec(name, None, device, kind="classifier", seconds=sec)
     if plan.joint is not None:
         specs["joint"] = ModelSpec(plan.joint, plan.joint_path, device, kind="joint", seconds=sec)
+    for kind in plan.melody:
+        if kind not in MELODY_MODELS:
+            raise ValueError(f"unknown melody feature {kind!r}; expected one of {', '.join(MELODY_MODELS)}")
+        specs[f"melody:{kind}"] = ModelSpec(MELODY_MODELS[kind], None, device, seconds=sec)
     return specs
 
 
@@ -172,6 +180,11 @@ def _metric_factories(plan: Plan, built: Mapping, reference_stats: Mapping[str, 
                         lambda k=k, a=activation: _kld_metrics(plan, a, n_boot, seed)[k]))
     if "joint" in built:
         out.append(("mcc", "joint", lambda: MCC(built["joint"].id, n_boot=n_boot, seed=seed)))
+    for kind in plan.melody:
+        from metrics.melody_adherence import melody_metric
+
+        key = melody_metric(kind, n_boot=0).name
+        out.append((key, f"melody:{kind}", lambda k=kind: melody_metric(k, n_boot=n_boot, seed=seed)))
     return out
 
 
@@ -202,12 +215,14 @@ def evaluate(
     workers: int = 0,
     skip_unavailable: bool = False,
     prebuilt: Mapping[ModelSpec, object] | None = None,
+    melody_prompts: str | Path | None = None,
 ) -> Evaluation:
     """Score every system against the reference (a directory, or a stats ``.npz`` for FAD alone).
 
     ``paired``: systems are matched to reference clips by id (KLD and MCC need it; a mismatch is a
     ``PairingError`` unless ``on_error="skip"``, which drops the unpaired clips and reports them).
     ``prebuilt``: models the caller already holds, by spec (they are not built again).
+    ``melody_prompts``: the melody each system was conditioned on, one file per id (``plan.melody``).
     The FAD reference is every reference clip. ``ground_truth`` adds the reference's own MCC row.
     """
     engine = engine or LOCAL
@@ -255,8 +270,13 @@ def evaluate(
         return engine.extract(list(files.values()), {k: audio[k] for k in keys}, {k: specs[k] for k in keys}, cache,
                               batch_size=batch_size, workers=workers, progress=progress, on_error=on_error)
 
-    ref_keys = [k for k in audio if k != "joint" or ground_truth]
+    ref_keys = [k for k in audio if (k != "joint" or ground_truth) and not k.startswith("melody:")]
     ref_out = run(ref_files, ref_keys)
+    prompt_out: dict[str, EmbeddingSet] = {}
+    if plan.melody:
+        if melody_prompts is None:
+            raise ValueError("melody adherence needs the melody prompts (--melody-prompts DIR, one file per clip id)")
+        prompt_out = run(_source("melody prompts", melody_prompts), [k for k in audio if k.startswith("melody:")])
     text: dict[str, np.ndarray] = {}
     if "joint" in built:
         if captions is None:
@@ -282,6 +302,9 @@ def evaluate(
             metric = make()
             if model_key == "joint":
                 metric.update("reference", {i: text[i] for i in got})
+            elif model_key.startswith("melody:"):
+                prompts = prompt_out.get(model_key, {})
+                metric.update("reference", {i: prompts[i] for i in got if i in prompts})
             else:
                 ref = ref_out.get(model_key, {})
                 metric.update("reference", ref if key.startswith(("fad_", "kad_")) else {i: ref[i] for i in got if i in ref})
@@ -305,7 +328,8 @@ def evaluate(
                 "config": {"embedders": list(plan.embedders), "classifier": plan.classifier,
                            "extra_classifiers": list(plan.extra_classifiers), "joint": plan.joint,
                            "kld_convention": plan.kld_convention if plan.classifier else None,
-                           "fad_inf": plan.fad_inf, "kad": plan.kad, "clip_seconds": plan.clip_seconds, "on_error": on_error, "device": device,
+                           "fad_inf": plan.fad_inf, "kad": plan.kad, "clip_seconds": plan.clip_seconds,
+                           "melody": list(plan.melody), "melody_prompts": str(melody_prompts) if melody_prompts else None, "on_error": on_error, "device": device,
                            "n_boot": n_boot, "paired": paired, "reference": str(reference), "engine": engine.name},
                 "seeds": {"bootstrap": seed},
                 "models": {k: getattr(m, "id", None) for k, m in built.items()},

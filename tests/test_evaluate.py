@@ -242,3 +242,17 @@ def test_compare_adds_the_human_study_wins_to_the_store(dirs, tmp_path):
         assert doc["systems"][name]["metrics"]["wins"]["value"] == want[name]
         assert store.data["systems"][name]["metrics"]["wins"]["value"] == want[name]
     assert store.data["metadata"]["ratings"]["systems"] == sorted(want)
+
+
+def test_compare_scores_melody_adherence_against_the_prompts(dirs, tmp_path):
+    """--melody-prompts: a system that keeps the prompt's melody scores higher on both melody metrics
+    than one whose audio is buried in noise (pitch RCA and chroma cosine, paired by id)."""
+    pytest.importorskip("torchcrepe", reason="the optional 'melody' extra (torchcrepe) is not installed")
+    from benchmarks.harness import compare
+
+    ref, a, b, caps = dirs
+    doc = compare({"a": a, "b": b}, ref, caps, tmp_path / "out", embedders=[], classifier=None, joint=None,
+                  melody_prompts=ref, n_boot=0)
+    for key in ("melody_rca", "chroma_cosine"):
+        va, vb = (doc["systems"][s]["metrics"][key]["value"] for s in ("a", "b"))
+        assert 0.0 <= vb < va <= 1.0, (key, va, vb)

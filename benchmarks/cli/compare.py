@@ -51,10 +51,13 @@ def musiccaps_prepare(csv_path: Path, audio_dir: Path, out_dir: Path, subset: st
 @click.option("--joint", default="mulan-ref", show_default=True, help="mulan-ref (shipped), a checkpoint, clap:CKPT, or 'none'.")
 @click.option("--ratings", default=None, help="Ratings database URL: adds the human-study wins column.")
 @click.option("--skip-unavailable", is_flag=True, help="Report and skip embedders whose models cannot be loaded.")
+@click.option("--melody-prompts", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The melody each clip was conditioned on (<ytid>.wav): adds melody adherence (CREPE pitch RCA, "
+              "audiocraft chroma cosine; the 'melody' extra).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write results.json here.")
 @protocol_option
 @evaluation_options
-def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, json_out,
+def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, melody_prompts, json_out,
             protocol, kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
             workers, progress, engine, ray_address) -> None:
     """Score systems against a reference set: the paper's Table 1 with bootstrap 95% CIs."""
@@ -75,6 +78,7 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
             cache=make_cache(no_cache, cache_dir), skip_unavailable_embedders=skip_unavailable, progress=progress,
             engine=make_engine(engine, ray_address), kld_convention=kld_convention, kad=kad, clip_seconds=clip_seconds,
             embedder_paths=parse_paths(embedder_path), batch_size=batch_size, workers=workers,
+            melody_prompts=melody_prompts,
             extra_metadata=protocol_meta,
         )  # fmt: skip
     except (ValueError, AudioError, PairingError, CaptionsError, RuntimeError, ImportError) as e:

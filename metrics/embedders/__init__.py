@@ -70,6 +70,9 @@ EMBEDDERS = Registry("embedders", {
     "musicnn-mtt": "metrics.embedders.musicnn:mtt",
     "musicnn-msd": "metrics.embedders.musicnn:msd",
     "classifier": "metrics.classifier:embedder",
+    # melody adherence features (metrics/melody_adherence.py; the optional `melody` extra)
+    "crepe-pitch": "metrics.melody_adherence:crepe_pitch",
+    "chroma": "metrics.melody_adherence:chroma",
 }, error=EmbedderError)
 
 

@@ -18,7 +18,9 @@ from metrics.audio import save_audio
 from metrics.musiccaps import load_captions, write_captions
 
 SYSTEMS = ("musiclm-ref", "musiclm-ref-no-semantic", "unconditional", "retrieval")
-EMBEDDERS = ("trill", "vggish", "mel")
+EMBEDDERS = ("trill", "vggish", "mel", "musicnn-mtt")  # the paper's two (TF-Hub; skipped offline), ours, a real tagger
+CLASSIFIERS = "leaf-corpus,musicnn-mtt"  # KLD with the shipped LEAF classifier and with the real MagnaTagATune tagger
+MELODY_CLIPS = 8  # captions generated again under one melody prompt (CREPE costs ~3 s per 10 s clip on one core)
 
 
 def _split(corpus: Path, out: Path, split: str) -> Path:
@@ -96,10 +98,11 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     log("[2/5] generating audio for the eval captions with each built-in system")
     dirs = generate_systems(eval_dir, train_dir, out / "systems", seconds, seed, device, log)
 
-    log("[3/5] compare: FAD (embedders available offline), KLD, MCC")
+    log("[3/5] compare: FAD and KAD (embedders available offline), KLD (LEAF, musicnn), MCC, paired tests")
+    cache = EmbeddingCache(out / "cache")
     data = compare(
         dict(dirs), eval_dir, eval_dir / "captions.csv", out / "results",
-        embedders=EMBEDDERS, device=device, seed=seed, cache=EmbeddingCache(out / "cache"),
+        embedders=EMBEDDERS, classifier=CLASSIFIERS, kad=True, device=device, seed=seed, cache=cache,
         skip_unavailable_embedders=True, progress=True,
         extra_metadata={"demo": {"corpus_seed": seed, "n": n, "seconds": seconds, "corpus_sha256": info.data_sha256}},
     )  # fmt: skip
@@ -110,6 +113,8 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
         log("  (VGGish/TRILL are TF-Hub models and nothing is downloaded here; pass --embedder-path or set "
             "TFHUB_CACHE_DIR to a populated cache to include them. FAD_mel is not comparable to published FAD.)")
 
+    melody = _melody(dirs, eval_dir, out, seconds, seed, device, cache, log)
+
     log(f"[4/5] memorization sweep on {memorization_n} training examples")
     memo = _memorization(train_dir, out / "results" / "memorization", memorization_n, seed, device, log, seconds)
 
@@ -119,6 +124,10 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     log("")
     log(summarize(data))
     log("")
+    if melody:
+        log("melody adherence (CREPE pitch RCA / audiocraft chroma cosine against one melody prompt):")
+        for name, m in melody.items():
+            log(f"  {name}: RCA {m['melody_rca']:.3f}, chroma cosine {m['chroma_cosine']:.3f}")
     if memo:
         log(f"memorization: exact {memo['exact_rate']:.3f}, approximate {memo['approx_rate']:.3f} (τ = {memo['tau']:.3f})")
     log(f"done in {time.time() - t_start:.0f} s; everything is in {out}/")
@@ -128,6 +137,48 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": round(time.time() - t_start, 1)}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     return data
+
+
+def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, seed: int, device: str, cache,
+            log: Callable[[str], None]) -> dict | None:
+    """Melody conditioning, measured: the first ``MELODY_CLIPS`` captions generated again under one melody
+    prompt (an eval clip's own melody) and scored — beside the same captions generated without it —
+    for melody adherence against that prompt (``compare --melody-prompts``)."""
+    from benchmarks.harness import compare
+    from metrics.audio import load_audio
+    from musiclm_ref.pipeline import SAMPLE_RATE, MusicLM, PipelineError
+
+    if "musiclm-ref" not in dirs:
+        return None
+    try:
+        import torchcrepe  # noqa: F401
+    except ImportError:
+        log("  melody adherence skipped: the 'melody' extra (torchcrepe) is not installed")
+        return None
+    caps = load_captions(eval_dir / "captions.csv")["caption"].to_dict()
+    ids = sorted(caps)[:MELODY_CLIPS]
+    prompt = load_audio(eval_dir / f"{sorted(caps)[-1]}.wav", sr=SAMPLE_RATE)  # an eval clip not among `ids`
+    root = out / "melody"
+    prompts, with_melody, without = root / "prompts", root / "musiclm-ref+melody", root / "musiclm-ref"
+    try:
+        model = MusicLM.from_pretrained(device=device)
+    except PipelineError as e:
+        log(f"  melody adherence skipped: the reference model cannot be loaded ({e})")
+        return None
+    t0 = time.time()
+    waves = model.generate([caps[i] for i in ids], seconds=seconds, seed=seed, melody=prompt.wave, melody_sr=prompt.sr,
+                           progress=True)
+    for i, w in zip(ids, waves):
+        save_audio(with_melody / f"{i}.wav", w, SAMPLE_RATE)
+        save_audio(prompts / f"{i}.wav", prompt.wave, prompt.sr)
+        without.mkdir(parents=True, exist_ok=True)
+        shutil.copy(dirs["musiclm-ref"] / f"{i}.wav", without / f"{i}.wav")
+    log(f"  musiclm-ref+melody: {len(ids)} clips in {time.time() - t0:.1f} s; scoring melody adherence")
+    doc = compare({"musiclm-ref+melody": with_melody, "musiclm-ref": without}, prompts, eval_dir / "captions.csv",
+                  out / "results-melody", embedders=[], classifier=None, joint=None, melody_prompts=prompts,
+                  device=device, seed=seed, cache=cache, progress=True)
+    return {name: {k: s["metrics"][k]["value"] for k in ("melody_rca", "chroma_cosine")}
+            for name, s in doc["systems"].items()}
 
 
 def _memorization(train_dir: Path, out: Path, n: int, seed: int, device: str, log: Callable[[str], None],

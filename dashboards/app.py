@@ -70,7 +70,9 @@ def page_leaderboard(runs: list[data.Run]) -> None:
     c1, c2 = st.columns([3, 1])
     sort_by = c1.selectbox("Sort by", ["run", "system", *numeric], index=0)
     descending = c2.toggle("Descending", value=False)
-    table = data.leaderboard(have, sort_by=sort_by, descending=descending)
+    beside = st.toggle("Beside the published table of each run's protocol", value=False,
+                       help="docs/published_tables.json: the paper's numbers, named by paper and protocol")
+    table = data.leaderboard(have, sort_by=sort_by, descending=descending, published=beside)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="%.4g") for c in numeric})
     st.caption("Lower is better for FAD and KL; higher is better for MCC. Click a column header to sort in place.")

@@ -325,10 +325,34 @@ def metric_long(runs: list[Run]) -> pd.DataFrame:
     return df.astype({"value": float, "lo": float, "hi": float})
 
 
-def leaderboard(runs: list[Run], sort_by: str | None = None, descending: bool = False) -> pd.DataFrame:
-    """The Table-1 view: a row per (run, system), a numeric column per metric and its 95% CI as text."""
+def leaderboard(runs: list[Run], sort_by: str | None = None, descending: bool = False,
+                published: bool = False) -> pd.DataFrame:
+    """The Table-1 view: a row per (run, system), a numeric column per metric and its 95% CI as text.
+
+    Runs of different protocols (``metadata.protocol_name``; ``custom`` when none) never share a column:
+    each metric column is split per protocol (``fad_vggish [musicgen]``), so no sort ranks them together
+    (``protocol_refusal`` says why). ``published`` adds, for each protocol of the runs, the rows of the
+    table it reproduces (docs/published_tables.json), named by paper and protocol.
+    """
+    from metrics.protocols import PROTOCOLS, published_rows
+
     long = metric_long(runs)
     base = []
+    protocols = run_protocols(runs)
+    extra: list[dict] = []
+    if published:
+        for p in dict.fromkeys(v for v in protocols.values() if v in PROTOCOLS):
+            for row in published_rows(p):
+                protocols[row["run"]] = p
+                base.append({"run": row["run"], "system": row["system"], "n_clips": np.nan, "missing": np.nan,
+                             "skipped": np.nan})
+                extra += [{"run": row["run"], "system": row["system"], "metric": k, "value": v, "lo": np.nan,
+                           "hi": np.nan} for k, v in row.items() if k not in ("run", "system") and v is not None]
+    if extra:
+        long = pd.concat([long, pd.DataFrame(extra).astype({"value": float, "lo": float, "hi": float})],
+                         ignore_index=True)
+    if len(set(protocols.values())) > 1:
+        long = long.assign(metric=[f"{m} [{protocols.get(r, 'custom')}]" for r, m in zip(long["run"], long["metric"])])
     for run in runs:
         for system, sysd in run.data.get("systems", {}).items():
             sysd = sysd if isinstance(sysd, dict) else {}
@@ -404,6 +428,21 @@ def flatten(d: object, prefix: str = "") -> dict[str, object]:
     return out
 
 
+def run_protocols(runs: list[Run]) -> dict[str, str]:
+    """Each run's published protocol (``metadata.protocol_name``; ``custom`` for runs that name none)."""
+    from metrics.protocols import run_protocol
+
+    return {r.name: run_protocol(r.metadata) for r in runs}
+
+
+def protocol_refusal(runs: list[Run]) -> str | None:
+    """Why these runs are not ranked in one column (None when they share a protocol)."""
+    from metrics.protocols import comparable
+
+    why = comparable(run_protocols(runs))
+    return None if why is None else f"{why}. The leaderboard shows one column per protocol."
+
+
 def comparability_facts(run: Run) -> dict[str, object]:
     """What must agree for two runs' numbers to be comparable: embedders, reference set, protocol."""
     md = run.metadata
@@ -415,11 +454,13 @@ def comparability_facts(run: Run) -> dict[str, object]:
 
 
 def comparability_warnings(runs: list[Run]) -> list[str]:
-    """One sentence per run that differs from the first run in embedders, reference set or protocol."""
+    """One sentence per run that differs from the first run in embedders, reference set or protocol
+    (first, when their published protocols differ: the leaderboard then keeps their columns apart)."""
     runs = [r for r in runs if r.results is not None]
     if len(runs) < 2:
         return []
-    out = []
+    refusal = protocol_refusal(runs)
+    out = [refusal] if refusal else []
     first = runs[0]
     base = comparability_facts(first)
     for run in runs[1:]:

@@ -189,6 +189,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "demo-contrast": demo_contrast, "interval-coverage": interval_coverage,
 }
 RENDERERS.update(__import__("benchmarks.figures_real", fromlist=["REAL_MODEL_RENDERERS"]).REAL_MODEL_RENDERERS)
+RENDERERS.update(__import__("benchmarks.figures_perf", fromlist=["PERF_RENDERERS"]).PERF_RENDERERS)
 
 
 # ----------------------------------------------------------------------------- documents

@@ -20,6 +20,8 @@ TABLE_COLUMNS = [
     ("fad_vggish", "FAD_VGGish ↓"),
     ("fad_mel", "FAD_mel ↓"),
     ("fad_musicnn-mtt", "FAD_musicnn ↓"),
+    ("fad_openl3", "FD_openl3 ↓"),
+    ("fad_clap", "FAD_clap ↓"),
     ("kad_musicnn-mtt", "KAD_musicnn ↓"),
     ("kld", "KLD ↓"),
     ("kld+musicnn_mtt", "KLD_musicnn ↓"),

@@ -129,7 +129,8 @@ def load_classifier_spec(spec: str | None, device: str = "cpu", label_space: str
 
 
 def classifier_plan(spec: str | None) -> tuple[str | None, str | None]:
-    """``--classifier`` value → (registry name, weights path): a registered name, or a LEAF checkpoint path."""
+    """``--classifier`` value → (registry name, weights path): a registered name, ``NAME:PATH`` (a registered
+    classifier with local weights), or a LEAF checkpoint path."""
     from metrics.classifier import ClassifierError
     from metrics.models import CLASSIFIERS
 
@@ -137,6 +138,9 @@ def classifier_plan(spec: str | None) -> tuple[str | None, str | None]:
         return None, None
     if spec in CLASSIFIERS:
         return spec, None
+    name, sep, path = spec.partition(":")
+    if sep and name in CLASSIFIERS:  # NAME:PATH = a registered classifier with local weights
+        return name, path
     if Path(spec).exists():
         return SHIPPED_CLASSIFIER, spec
     raise ClassifierError(f"unknown classifier {spec!r}: not one of {', '.join(CLASSIFIERS.names())} "
@@ -188,6 +192,7 @@ def compute_score(
     out: str | Path | None = None,
     clip_seconds: float | None = None,
     kad: bool = False,
+    extra_metadata: Mapping | None = None,
 ) -> dict:
     """FAD per embedder, KLD (the convention's keys) and MCC over generated/reference pairs matched by id.
 
@@ -229,7 +234,7 @@ def compute_score(
         atomic_write_bytes(Path(per_clip), buf.getvalue().encode())
         doc["per_clip"] = str(per_clip)
     if out is not None:
-        write_evaluation(out, "score", ev, captions=caps)
+        write_evaluation(out, "score", ev, captions=caps, extra_metadata=extra_metadata)
     return doc
 
 

@@ -54,7 +54,7 @@ def score(generated, reference, captions, embedders, classifier, label_space, jo
             device=device, seed=seed, on_error=on_error, cache=make_cache(no_cache, cache_dir), per_clip=per_clip,
             kld_convention=kld_convention, label_space=label_space, clip_seconds=clip_seconds, kad=kad, n_boot=bootstrap,
             engine=make_engine(engine, ray_address), progress=progress, embedder_paths=parse_paths(embedder_path),
-            out=out_dir,
+            out=out_dir, extra_metadata=protocol_meta,
         )
     except (AudioError, PairingError, ClassifierError, EmbedderError, FADError, JointModelError, CaptionsError,
             EngineUnavailableError, ValueError) as e:

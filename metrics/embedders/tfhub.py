@@ -55,6 +55,10 @@ def _how_to_provide(name: str, handle: str) -> str:
 def load_saved_model(name: str, handle: str, default_handle: str):
     """Resolve + load a TF-Hub handle or SavedModel directory; returns (model, local_dir)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its start-up log lines are not for the user's terminal
+    try:  # torchvision imported after TensorFlow segfaults here (measured); before it, both work
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
     try:
         import tensorflow as tf  # (tensorflow_hub needs it; import errors are clearer this way)
         import tensorflow_hub as hub

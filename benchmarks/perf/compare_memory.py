@@ -1,0 +1,69 @@
+"""Peak RSS and clips/s of ``compare`` on the memory benchmark's data, for any source tree (before/after).
+
+    python -m benchmarks.perf.compare_memory --clips 400 --label pipeline
+    python -m benchmarks.perf.compare_memory --clips 400 --label before --tree /tmp/old   # a `git worktree` of an old commit
+
+Each run writes N clips × 10 s × 3 sets (reference + 2 systems; ``test_bench_memory``'s seeded data),
+runs that tree's ``python -m benchmarks.cli compare`` with mel + classifier + joint model and no
+cache in a child process, and appends one record (peak RSS = the child's ``ru_maxrss``, clips/s, load
+average) to ``--out`` (default ``docs/figures/memory.json``, which ``make figures`` renders).
+Run the two trees at the same time so they see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.perf.test_bench_memory import _captions, _write_set
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def measure(clips: int, tree: Path, label: str, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        ref, a, b = (_write_set(root, name, clips, seed) for name, seed in (("reference", 0), ("a", 1), ("b", 2)))
+        caps = _captions(root / "captions.csv", clips)
+        cmd = [sys.executable, "-m", "benchmarks.cli", "compare", "--system", f"a={a}", "--system", f"b={b}",
+               "--reference", str(ref), "--captions", str(caps), "--out", str(root / "out"), "--embedders", "mel",
+               "--no-cache", *extra]
+        env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "POT_BACKEND_DISABLE_TENSORFLOW": "1"}
+        load = os.getloadavg()
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, cwd=tree, capture_output=True)
+        wall = time.perf_counter() - t0
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {"label": label, "commit": commit, "clips": clips, "sets": 3, "seconds_per_clip": 10.0,
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 3),
+            "clips_per_s": round(3 * clips / wall, 2), "wall_s": round(wall, 1),
+            "loadavg_start": [round(x, 1) for x in load], "extra_args": extra}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clips", type=int, required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--tree", type=Path, default=ROOT)
+    p.add_argument("--out", type=Path, default=ROOT / "docs/figures/memory.json")
+    p.add_argument("extra", nargs="*", help="extra compare arguments (after --)")
+    args = p.parse_args(argv)
+    record = measure(args.clips, args.tree.resolve(), args.label, args.extra)
+    doc = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
+    doc["runs"].append(record)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -197,11 +197,35 @@ def page_memorization(runs: list[data.Run]) -> None:
     run = _pick_run(have, "memo_run")
     memo = run.memorization
     d = memo.data
+    fa = data.memo_false_alarms(memo)
     c = st.columns(4)
     c[0].metric("τ (match threshold)", data.fmt(d.get("tau")))
-    c[1].metric("FPR on permuted negatives", data.fmt(d.get("fpr")))
+    if fa is not None:
+        r0 = fa.iloc[0]
+        c[1].metric("Per-clip false-alarm rate (held-out nulls)", data.fmt(r0["clip_false_alarm_rate"]),
+                    help=f"{r0['false_alarms']} of {r0['n_null_heldout']} held-out null clips reported; "
+                         f"95% CI [{data.fmt(r0['ci95_lo'])}, {data.fmt(r0['ci95_hi'])}]")
+    else:
+        c[1].metric("FPR on held-out negatives", data.fmt(d.get("fpr")))
     c[2].metric("Exact match rate", data.fmt(d.get("exact_rate")))
-    c[3].metric("Approximate match rate", data.fmt(d.get("approx_rate")))
+    c[3].metric("Reported clips (approximate match rate)", data.fmt(d.get("approx_rate")))
+    if fa is not None:
+        st.subheader("False alarms per generated clip, by matcher")
+        st.caption("τ is calibrated on null clips (audio not in the training set): the share of novel clips the "
+                   "audit reports. 'certified': the Wilson upper bound is within the target.")
+        st.dataframe(fa, hide_index=True, width="stretch")
+    det = data.memo_detection(memo)
+    if det is not None:
+        st.subheader("Detection of planted altered copies")
+        st.caption("Altered excerpts of the training clips, audited at the calibrated τ; detected = reported "
+                   "against the right training clip at the right lag. Bars: Wilson 95% CI.")
+        base = alt.Chart(det).encode(y=alt.Y("alteration:N", sort=None, title=None), color="matcher:N",
+                                     yOffset="matcher:N")
+        bars = base.mark_bar().encode(x=alt.X("rate:Q", title="detected", scale=alt.Scale(domain=[0, 1])),
+                                      tooltip=["matcher", "alteration", "detected", "n", "rate", "ci95_lo", "ci95_hi"])
+        err = base.mark_rule().encode(x="ci95_lo:Q", x2="ci95_hi:Q")
+        st.altair_chart(bars + err, width="stretch")
+        st.dataframe(det, hide_index=True, width="stretch")
     if memo.rows is not None:
         st.subheader("Match rate vs prompt length")
         long = pd.concat([

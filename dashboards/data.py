@@ -273,6 +273,41 @@ def load_memorization(path: str | Path) -> Memorization | None:
     return memo
 
 
+def memo_false_alarms(memo: Memorization) -> pd.DataFrame | None:
+    """One row per matcher of an audit: τ, the measured per-clip false-alarm rate on held-out nulls (Wilson 95 %),
+    how many nulls calibrated / measured it, whether they certify the target. None for a sweep (no nulls)."""
+    per = memo.data.get("matchers") or ({memo.data.get("matcher", "audit"): memo.data} if "clip_false_alarm_rate" in memo.data else {})
+    rows = []
+    for name, m in per.items():
+        if not isinstance(m, dict) or "clip_false_alarm_rate" not in m:
+            continue
+        cal = m.get("calibration") or {}
+        lo, hi = (list(m.get("clip_false_alarm_ci95") or [None, None]) + [None, None])[:2]
+        rows.append({"matcher": name, "tau": m.get("tau"), "fpr_target": m.get("fpr_target"),
+                     "clip_false_alarm_rate": m.get("clip_false_alarm_rate"), "ci95_lo": lo, "ci95_hi": hi,
+                     "false_alarms": cal.get("clip_false_alarms"), "n_null_calibration": m.get("n_null_calibration"),
+                     "n_null_heldout": m.get("n_null_heldout"), "certified": m.get("certified"),
+                     "nulls_needed": cal.get("nulls_needed"), "null_source": cal.get("source"),
+                     "window_false_alarm_rate": m.get("window_false_alarm_rate"),
+                     "exact_rate": m.get("exact_rate"), "approx_rate": m.get("approx_rate")})
+    return pd.DataFrame(rows) if rows else None
+
+
+def memo_detection(memo: Memorization) -> pd.DataFrame | None:
+    """The measured detection table, long form: matcher, alteration, detected / n, rate and its Wilson 95 % CI."""
+    det = memo.data.get("detection")
+    if not isinstance(det, dict):
+        return None
+    rows = []
+    for name, table in det.items():
+        for alt, t in (table or {}).items():
+            if isinstance(t, dict):
+                lo, hi = (list(t.get("ci95") or [None, None]) + [None, None])[:2]
+                rows.append({"matcher": name, "alteration": alt, "detected": t.get("detected"), "n": t.get("n"),
+                             "rate": t.get("rate"), "ci95_lo": lo, "ci95_hi": hi, "reported": t.get("reported")})
+    return pd.DataFrame(rows) if rows else None
+
+
 def _memo_rows(rows: object, src: Path, problems: list[str]) -> pd.DataFrame | None:
     if rows is None:
         problems.append(f"{src}: no 'rows' (match rate vs prompt length unavailable)")

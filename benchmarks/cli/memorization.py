@@ -180,3 +180,68 @@ def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_h
     except (MemorizationError, ValueError, EngineUnavailableError) as e:
         raise click.ClickException(str(e)) from None
     _echo(res, as_json)
+
+
+REAL_MUSIC = "/usr/share/games/wesnoth/*/data/core/music/*.ogg"  # Debian: wesnoth-1.16-music (GPL-2+)
+
+
+def prepare_real_set(out: str | Path, sr: int = 16000, n_train: int = 8, n_novel: int = 6, n_null: int = 12,
+                     seed: int = 0) -> dict:
+    """Folders train/ gen/ null/ of excerpts of real orchestral recordings (the Wesnoth soundtrack from
+    Debian's ``wesnoth-1.16-music``): 20 s training excerpts of ``n_train`` pieces; generated = 3 exact 8 s
+    excerpts (on and off the 40 ms grid), 2 at −6 dB with 30 dB-SNR noise, and 8 s of ``n_novel`` *other*
+    pieces; null = two 8 s excerpts of each of ``n_null`` further pieces. Written as 16-bit WAV; the truth
+    (planted copies' source and start) goes to truth.json. Same cut as tests/test_memorization_real.py."""
+    import glob
+
+    import soundfile as sf
+
+    from metrics.audio import resample, save_audio
+
+    files = sorted(f for f in glob.glob(REAL_MUSIC) if sf.info(f).duration > 150)
+    need = 2 * n_train + n_null
+    if len(files) < need:
+        raise MemorizationError(f"{REAL_MUSIC}: {len(files)} pieces, need {need} (apt-get install wesnoth-1.16-music)")
+
+    def cut(path, start, dur):
+        info = sf.info(path)
+        w, s = sf.read(path, start=int(start * info.samplerate), frames=int(dur * info.samplerate), dtype="float32")
+        return resample(w.mean(1) if w.ndim == 2 else w, s, sr)
+
+    root = Path(out)
+    for d in ("train", "gen", "null"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    train_f, novel_f = files[0 : 2 * n_train : 2], files[1 : 2 * n_novel : 2]
+    null_f = files[2 * n_train : 2 * n_train + n_null]
+    train = {Path(f).stem: cut(f, 30, 20) for f in train_f}
+    for k, w in train.items():
+        save_audio(root / "train" / f"{k}.wav", w, sr)
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for i, (f, start) in enumerate(zip(train_f[:3], (2.0, 4.37, 6.74))):
+        save_audio(root / "gen" / f"exact{i}.wav", train[Path(f).stem][int(start * sr) : int(start * sr) + 8 * sr], sr)
+        truth[f"exact{i}"] = [Path(f).stem, start]
+    for i, f in enumerate(train_f[3:5]):
+        x = train[Path(f).stem][int(5.13 * sr) : int(5.13 * sr) + 8 * sr] * 10 ** (-6 / 20)
+        x = x + rng.normal(0, np.sqrt(np.mean(x**2)) * 10 ** (-30 / 20), len(x))
+        save_audio(root / "gen" / f"altered{i}.wav", x.astype(np.float32), sr)
+        truth[f"altered{i}"] = [Path(f).stem, 5.13]
+    for f in novel_f:
+        save_audio(root / "gen" / f"novel_{Path(f).stem}.wav", cut(f, 60, 8), sr)
+    for f in null_f:
+        for k, s in enumerate((40, 100)):
+            save_audio(root / "null" / f"null_{Path(f).stem}_{k}.wav", cut(f, s, 8), sr)
+    (root / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
+    return truth
+
+
+@memorization.command(name="real-set")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+def real_set_cmd(out, seed) -> None:
+    """Cut the real-music audit set (train/ gen/ null/, truth.json) from Debian's wesnoth-1.16-music."""
+    try:
+        truth = prepare_real_set(out, seed=seed)
+    except MemorizationError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {out}/train, gen, null ({len(truth)} planted copies in truth.json)")

@@ -23,8 +23,10 @@ import numpy as np
 from metrics.memorization.calibration import (
     ClipCalibration,
     clip_rank,
+    clip_tau,
     finish_clip_calibration,
     fixed_clip_calibration,
+    needs_tail,
     split_nulls,
 )
 from metrics.memorization.matchers import OTScorer
@@ -108,9 +110,9 @@ def calibrate_clips(null: Mapping[str, np.ndarray | Sequence[np.ndarray]], shard
     qw = matcher.windows(cal_seqs, window, gen_hop)
     index = {cid: i for i, cid in enumerate(cal_ids)}
     q_clip = np.array([index[phase_of[qw.ids[c]][0]] for c in qw.clip], dtype=np.int64)
-    minima, n_solved = clip_minima(qw, q_clip, len(cal_ids), shards, matcher, window, train_hop, clip_rank(fpr, len(cal_ids)),
-                                   excl)
-    tau = float(np.sort(minima)[clip_rank(fpr, len(cal_ids)) - 1])
+    rank = len(cal_ids) if needs_tail(fpr, len(cal_ids)) else clip_rank(fpr, len(cal_ids))  # the tail fit needs all minima
+    minima, n_solved = clip_minima(qw, q_clip, len(cal_ids), shards, matcher, window, train_hop, rank, excl)
+    tau, _ = clip_tau(minima, fpr)
     hw = matcher.windows({k: v for k, v in seqs.items() if phase_of[k][0] in set(held_ids)}, window, gen_hop)
     hits = PairHits.concat([audit_shard(hw, s, matcher, tau, window, train_hop, excl) for s in shards])
     flagged = {phase_of[hw.ids[hw.clip[g]]][0] for g in hits.g}

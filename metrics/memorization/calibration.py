@@ -9,8 +9,12 @@
   grows toward 1 with N. The measured per-clip rate on held-out nulls comes with a Wilson interval.
 
 Rank rule: with n calibration minima s_(1) ≤ … ≤ s_(n) of exchangeable nulls, a new null falls
-below s_(j) with probability j/(n+1), so τ = s_(j) with j = ⌊fpr·(n+1)⌋; when that is 0 (too few
-nulls to express the rate) j = 1 and a :class:`FewNegativesWarning` says what the nulls can certify.
+below s_(j) with probability j/(n+1), so τ = s_(j) with j = ⌊fpr·(n+1)⌋. When that is 0 (too few
+nulls to express the rate: fewer than 1/fpr − 1) the empirical rule cannot reach fpr — τ = s_(1)
+would promise only 1/(n+1) — so the lower tail is extrapolated with a normal fit of the minima
+(median and 1.4826·MAD, robust to a null that happens to contain a near-copy): τ = min(s_(1),
+median + z_fpr · σ), at least 1e-6 so exact copies (cost 0) still count. ``tail`` records which rule
+set τ, and a :class:`FewNegativesWarning` says what the held-out nulls can certify.
 """
 
 from __future__ import annotations
@@ -147,6 +151,7 @@ class ClipCalibration:
     nulls_needed: int
     guaranteed_fpr: float  # rank / (n_calibration + 1): what the rank rule promises for exchangeable nulls
     n_solved: int
+    tail: str = "empirical"  # "empirical" (rank rule) or "normal" (too few nulls: extrapolated, see module docstring)
     null_minima: list = field(default_factory=list)  # calibration minima, ascending (values ≥ the first censored one are upper bounds)
 
     def to_dict(self) -> dict:
@@ -167,13 +172,26 @@ def clip_rank(fpr: float, n_calibration: int) -> int:
     return max(1, min(n_calibration, math.floor(fpr * (n_calibration + 1))))
 
 
+def needs_tail(fpr: float, n_calibration: int) -> bool:
+    """Too few nulls for the rank rule to express ``fpr`` (then every minimum must be exact for the fit)."""
+    return math.floor(fpr * (n_calibration + 1)) == 0
+
+
+def clip_tau(minima: np.ndarray, fpr: float) -> tuple[float, str]:
+    """τ and the rule that set it: the rank rule, or the normal tail when the nulls are too few."""
+    srt = np.sort(np.asarray(minima, dtype=np.float64))
+    if needs_tail(fpr, len(srt)):
+        return extrapolated_tau(srt, fpr), "normal"
+    return float(srt[clip_rank(fpr, len(srt)) - 1]), "empirical"
+
+
 def finish_clip_calibration(cal_minima: np.ndarray, fpr: float, source: str, heldout_flags: np.ndarray,
                             heldout_window_flags: np.ndarray, n_solved: int, warn: bool = True) -> ClipCalibration:
     """τ from calibration minima + the held-out measurements (flags: which held-out nulls/windows were reported)."""
     n_cal, n_held = len(cal_minima), len(heldout_flags)
     rank = clip_rank(fpr, n_cal)
     srt = np.sort(np.asarray(cal_minima, dtype=np.float64))
-    tau = float(srt[rank - 1])
+    tau, tail = clip_tau(srt, fpr)
     k, nw, kw = int(np.sum(heldout_flags)), len(heldout_window_flags), int(np.sum(heldout_window_flags))
     ci = wilson_ci(k, n_held) if n_held else (0.0, 1.0)
     cal = ClipCalibration(tau=tau, fpr_target=fpr, source=source, n_calibration=n_cal, n_heldout=n_held, rank=rank,
@@ -182,15 +200,27 @@ def finish_clip_calibration(cal_minima: np.ndarray, fpr: float, source: str, hel
                           window_false_alarm_rate=kw / nw if nw else float("nan"),
                           window_false_alarm_ci95=wilson_ci(kw, nw) if nw else (0.0, 1.0),
                           certified=bool(n_held and ci[1] <= fpr), nulls_needed=nulls_needed(fpr),
-                          guaranteed_fpr=rank / (n_cal + 1), n_solved=n_solved,
+                          guaranteed_fpr=rank / (n_cal + 1), n_solved=n_solved, tail=tail,
                           null_minima=[float(x) for x in srt])
     if warn and not cal.certified:
         warnings.warn(f"{n_cal} calibration / {n_held} held-out null clips cannot certify a per-clip false-alarm rate of "
-                      f"{fpr:g}: τ is the {rank}{'st' if rank == 1 else 'th'} smallest of {n_cal} null minima "
-                      f"(guarantee {cal.guaranteed_fpr:.2g}); measured {k}/{n_held} held-out nulls reported, 95% CI up to "
+                      f"{fpr:g}: " + (f"τ is the {rank}{'st' if rank == 1 else 'th'} smallest of {n_cal} null minima "
+                      f"(guarantee {cal.guaranteed_fpr:.2g})" if tail == "empirical" else
+                      f"τ = {tau:.3g} extrapolated from a normal fit of {n_cal} null minima (the smallest is {srt[0]:.3g})")
+                      + f"; measured {k}/{n_held} held-out nulls reported, 95% CI up to "
                       f"{ci[1]:.2g}; need about {cal.nulls_needed} held-out nulls with none reported (--null DIR)",
                       FewNegativesWarning, stacklevel=3)
     return cal
+
+
+def extrapolated_tau(minima: np.ndarray, fpr: float) -> float:
+    """The fpr-quantile of a robust normal fit of the null minima, capped by the smallest one (see module docstring)."""
+    from statistics import NormalDist
+
+    m = np.asarray(minima, dtype=np.float64)
+    med = float(np.median(m))
+    sigma = 1.4826 * float(np.median(np.abs(m - med)))
+    return float(min(m.min(), max(1e-6, med + NormalDist().inv_cdf(fpr) * sigma)))
 
 
 def split_nulls(ids: list[str], heldout: float, seed: int) -> tuple[list[str], list[str]]:

@@ -8,7 +8,11 @@ import numpy as np
 
 
 def _plt():
-    plt = _plt()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     return plt
 
 

@@ -40,9 +40,10 @@ def tokenizer():
 def planted_dirs(tmp_path_factory, tokenizer):
     synth = pytest.importorskip("musiclm_ref.data.synth")
     root = tmp_path_factory.mktemp("memo")
-    train, novel, gen = root / "train", root / "novel", root / "gen"
+    train, novel, gen, null = root / "train", root / "novel", root / "gen", root / "null"
     synth.generate_corpus(train, n=6, seconds=10.0, seed=21, sample_rate=SR)
     synth.generate_corpus(novel, n=12, seconds=7.0, seed=99, sample_rate=SR)
+    synth.generate_corpus(null, n=10, seconds=7.0, seed=77, sample_rate=SR)
     seen = set()
     for i in range(6):
         spec = synth.sample_spec(21, i)
@@ -71,7 +72,7 @@ def planted_dirs(tmp_path_factory, tokenizer):
     assert len(novel_clips) == 3
     for c in novel_clips:
         save_audio(gen / f"novel_{c.id}.wav", c.wave, SR)
-    return train, gen, truth
+    return train, gen, truth, null
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +81,10 @@ def cli_audit(planted_dirs, tmp_path_factory):
 
     from benchmarks.cli import main
 
-    train, gen, _ = planted_dirs
+    train, gen, _, null = planted_dirs
     out = tmp_path_factory.mktemp("audit_out")
     r = CliRunner().invoke(main, ["memorization", "audit", "--generated", str(gen), "--train", str(train),
-                                  "--fpr", "1e-3", "--max-negatives", "4000", "--out", str(out), "--json"])
+                                  "--null", str(null), "--detect", "1", "--phases", "2", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
     return out, json.loads((out / "memorization.json").read_text())
 
@@ -104,7 +105,7 @@ def _missed(out, truth, names):
 
 def test_audit_finds_planted_audio_copies(planted_dirs, cli_audit):
     """Exact copies and copies shifted by whole or fractional token frames: right clip, lag within 2 frames."""
-    _, _, truth = planted_dirs
+    _, _, truth, _ = planted_dirs
     out, _ = cli_audit
     rows, missed = _missed(out, truth, ["exact", "shift_frames", "shift_fraction"])
     assert not missed, missed
@@ -114,30 +115,39 @@ def test_audit_finds_planted_audio_copies(planted_dirs, cli_audit):
 def test_audit_finds_gain_changed_and_noised_audio_copies(planted_dirs, cli_audit):
     """Short-term level normalization cancels the gain; the −50 dBFS reference sinks the noise floor under
     the tokenizer's log floor; the half-frame phase puts the gain copy back on the token grid."""
-    _, _, truth = planted_dirs
+    _, _, truth, _ = planted_dirs
     out, _ = cli_audit
     _, missed = _missed(out, truth, ["gain", "noise"])
     assert not missed, missed
 
 
 def test_audit_outputs(cli_audit):
+    """Both matchers side by side with the same keys; the per-clip false-alarm rate and the detection table."""
     out, summary = cli_audit
-    for key in ("tau", "fpr", "exact_rate", "approx_rate"):
-        assert key in summary
-    assert (out / "match_rate.png").read_bytes()[:4] == b"\x89PNG"
+    assert list(summary["matchers"]) == ["semantic-ot", "embedding-mel"]
+    keys = {"tau", "fpr", "exact_rate", "approx_rate", "clip_false_alarm_rate", "clip_false_alarm_ci95",
+            "n_null_calibration", "n_null_heldout", "calibration", "detection"}
+    for name, m in summary["matchers"].items():
+        assert keys <= set(m), name
+        assert m["n_null_calibration"] + m["n_null_heldout"] == 10 and m["calibration"]["source"] == "null"
+        assert set(summary["detection"][name]) == {"exact", "gain_+6db", "gain_-6db", "noise_40db", "noise_30db", "noise_20db",
+                                                   "shift_offgrid", "lowpass_8k", "pitch_+1", "pitch_-1", "tempo_+3%",
+                                                   "tempo_-3%"}
+        lo, hi = m["clip_false_alarm_ci95"]
+        assert (lo, hi) == pytest.approx(wilson_ci(m["calibration"]["clip_false_alarms"], m["n_null_heldout"]))
+    assert summary["tau"] == summary["matchers"]["semantic-ot"]["tau"]
+    for png in ("match_rate.png", "detection.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
     header = (out / "matches.csv").read_text().splitlines()[0]
     assert header.startswith("generated_id,train_id,gen_offset_s,train_offset_s,cost,exact")
+    assert "matcher" in header.split(",")
 
 
-def test_audit_flags_novel_audio_clips_within_fpr(cli_audit):
-    out, summary = cli_audit
-    novel = [v for k, v in summary_pairs(summary).items() if k.startswith("novel_")]
-    n, k = map(sum, zip(*novel))
-    assert wilson_ci(k, n)[0] <= summary["calibration"]["fpr_target"]
-
-
-def summary_pairs(summary):
-    return {k: tuple(v) for k, v in summary["pairs_by_clip"].items()}
+def test_audit_reports_no_novel_audio_clip(cli_audit):
+    """Novel procedural pieces: the per-clip decision at the default --fpr reports none of them."""
+    _, summary = cli_audit
+    for name, m in summary["matchers"].items():
+        assert [k for k, v in m["best_cost"].items() if k.startswith("novel_") and v is not None] == [], name
 
 
 def test_audit_bad_input_errors(planted_dirs, tmp_path):
@@ -145,7 +155,7 @@ def test_audit_bad_input_errors(planted_dirs, tmp_path):
 
     from benchmarks.cli import main
 
-    train, _, _ = planted_dirs
+    train, _, _, _ = planted_dirs
     short = tmp_path / "short"
     short.mkdir()
     save_audio(short / "tiny.wav", np.sin(np.arange(3 * SR) / 10).astype(np.float32) * 0.3, SR)
@@ -171,7 +181,7 @@ def test_sweep_cli_on_the_reference_model(planted_dirs, tmp_path):
 
     from benchmarks.cli import main
 
-    train, _, _ = planted_dirs
+    train, _, _, _ = planted_dirs
     r = CliRunner().invoke(main, ["memorization", "sweep", "--train", str(train), "--n", "4", "--prompt-lengths",
                                   "0,25,50", "--fpr", "0.01", "--out", str(tmp_path / "s")])
     assert r.exit_code == 0, r.output

@@ -40,14 +40,14 @@ def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokeniz
               train_hop_s: float = 0.04, eps: float | None = None, seed: int = 0, on_error: str = "raise",
               device: str = "cpu", level: LevelConfig = LevelConfig(), phases: int = 4, engine=None,
               embedders: tuple[str, ...] = ("mel",), null: str | Path | None = None, detect: int = 20,
-              max_null: int = 200, heldout: float = 0.5) -> dict:
+              max_null: int = 200, heldout: float = 0.5, min_entropy_bits: float = 1.0) -> dict:
     """The audit with the semantic-token matcher and one embedding matcher per ``embedders`` (library:
     :func:`metrics.memorization.pipeline.audit_dirs`)."""
     matchers = [tokenizer] + [f"embedding:{e}" for e in embedders if e and e != "none"]
     kw = {} if eps is None else {"eps": eps}
     return audit_dirs(generated, train, out, matchers, null, on_error, fpr=fpr, window_s=window_s, gen_hop_s=gen_hop_s,
                       train_hop_s=train_hop_s, level=level, phases=phases, seed=seed, heldout=heldout, max_null=max_null,
-                      detect=detect, device=device, engine=engine, **kw)
+                      detect=detect, device=device, engine=engine, min_entropy_bits=min_entropy_bits, **kw)
 
 
 def load_examples(train: str | Path, model, tokenizer, on_error: str = "raise") -> list[Example]:
@@ -158,6 +158,8 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--heldout", type=float, default=0.5, show_default=True, help="Fraction of nulls that measure the false-alarm rate.")
 @click.option("--detect", type=int, default=20, show_default=True,
               help="Planted altered copies per alteration for the detection table (0: none).")
+@click.option("--min-entropy-bits", type=float, default=1.0, show_default=True,
+              help="Token windows below this entropy carry no evidence and are not compared (0: compare all).")
 @click.option("--level", type=click.Choice(["agc", "rms", "none"]), default="agc", show_default=True,
               help="Loudness normalization before featurizing: short-term (agc), whole-clip RMS, or none.")
 @click.option("--level-dbfs", type=float, default=LevelConfig.ref_dbfs, show_default=True, help="Reference level.")
@@ -170,13 +172,13 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @engine_options
 def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout, detect,
-              level, level_dbfs, level_window_s, phases, seed, on_error, device, as_json, out, engine, ray_address) -> None:
+              min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, as_json, out, engine, ray_address) -> None:
     """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher."""
     try:
         res = run_audit(generated, train, out, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
                         device, LevelConfig(level, level_dbfs, level_window_s), phases,
                         engine=make_engine(engine, ray_address), embedders=embedders, null=null, detect=detect,
-                        max_null=max_null, heldout=heldout)
+                        max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits)
     except (MemorizationError, ValueError, EngineUnavailableError) as e:
         raise click.ClickException(str(e)) from None
     _echo(res, as_json)
@@ -185,7 +187,7 @@ def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_h
 REAL_MUSIC = "/usr/share/games/wesnoth/*/data/core/music/*.ogg"  # Debian: wesnoth-1.16-music (GPL-2+)
 
 
-def prepare_real_set(out: str | Path, sr: int = 16000, n_train: int = 8, n_novel: int = 6, n_null: int = 12,
+def prepare_real_set(out: str | Path, sr: int = 16000, n_train: int = 8, n_novel: int = 6, n_null: int = 11,
                      seed: int = 0) -> dict:
     """Folders train/ gen/ null/ of excerpts of real orchestral recordings (the Wesnoth soundtrack from
     Debian's ``wesnoth-1.16-music``): 20 s training excerpts of ``n_train`` pieces; generated = 3 exact 8 s

@@ -1,4 +1,4 @@
-"""Batched Sinkhorn vs Python loops of per-pair ``ot.sinkhorn2``, and audit cost growth with training size.
+"""Batched Sinkhorn vs Python loops of per-pair ``ot.sinkhorn2`` (the audit's scaling lives in test_bench_memorization.py).
 
 1,024-bin histograms of 125-token windows (the paper's vocabulary and window), one source vs many targets.
 Peers, each timed in the same run on the same data, and whether they compute the same cost:
@@ -26,7 +26,6 @@ os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 ot = pytest.importorskip("ot")
 torch = pytest.importorskip("torch")
 
-from metrics.memorization import audit  # noqa: E402
 from metrics.sinkhorn import DEFAULT_EPS, ground_cost, sinkhorn_pairs, sparse_from_tokens  # noqa: E402
 
 K, D, W = 1024, 32, 125
@@ -81,21 +80,3 @@ def test_bench_batched_vs_pot_loop(benchmark, problem):
         "ratio_vs_pot_knopp_1024_wrong_cost": batched_pps / knopp_pps, "target_ratio": 50,
         "max_rel_diff_vs_pot_log_1024": rel_log, "max_rel_diff_vs_pot_restricted": rel_restr,
     })
-
-
-def test_bench_audit_cost_growth(benchmark):
-    """Audit time at 100 / 1k / 10k training windows (τ fixed: the scoring path); fitted exponent."""
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(1)
-    cent = rng.normal(size=(256, 16))
-    gen = {f"g{i}": rng.integers(0, 256, size=150) for i in range(2)}
-    sizes, times = [100, 1000, 10000], []
-    for n in sizes:
-        n_clips = max(1, n // 126)
-        train = {f"t{i}": rng.integers(0, 256, size=125 + min(n, 126) - 1) for i in range(n_clips)}
-        t0 = time.perf_counter()
-        audit(gen, train, cent, tau=0.05)  # low τ: mostly the hashing + bound scan, few solves
-        times.append(time.perf_counter() - t0)
-    slope = float(np.polyfit(np.log(sizes), np.log(times), 1)[0])
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    benchmark.extra_info.update({"windows": sizes, "seconds": times, "fitted_exponent": slope})

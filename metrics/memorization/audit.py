@@ -107,19 +107,26 @@ def calibrate_clips(null: Mapping[str, np.ndarray | Sequence[np.ndarray]], shard
     excl = _by_phase_key(exclude, phase_of)
     cal_ids, held_ids = split_nulls(sorted({c for c, _ in phase_of.values()}), heldout, seed)
     cal_seqs = {k: v for k, v in seqs.items() if phase_of[k][0] in set(cal_ids)}
-    qw = matcher.windows(cal_seqs, window, gen_hop)
+    qw = informative(matcher, matcher.windows(cal_seqs, window, gen_hop))
     index = {cid: i for i, cid in enumerate(cal_ids)}
     q_clip = np.array([index[phase_of[qw.ids[c]][0]] for c in qw.clip], dtype=np.int64)
     rank = len(cal_ids) if needs_tail(fpr, len(cal_ids)) else clip_rank(fpr, len(cal_ids))  # the tail fit needs all minima
     minima, n_solved = clip_minima(qw, q_clip, len(cal_ids), shards, matcher, window, train_hop, rank, excl)
     tau, _ = clip_tau(minima, fpr)
-    hw = matcher.windows({k: v for k, v in seqs.items() if phase_of[k][0] in set(held_ids)}, window, gen_hop)
+    hw = informative(matcher, matcher.windows({k: v for k, v in seqs.items() if phase_of[k][0] in set(held_ids)}, window,
+                                              gen_hop))
     hits = PairHits.concat([audit_shard(hw, s, matcher, tau, window, train_hop, excl) for s in shards])
     flagged = {phase_of[hw.ids[hw.clip[g]]][0] for g in hits.g}
     wflags = np.zeros(len(hw), bool)
     wflags[hits.g] = True
     return finish_clip_calibration(minima, fpr, source, np.array([c in flagged for c in held_ids]), wflags,
                                    n_solved + hits.n_solved)
+
+
+def informative(matcher, w: Windows) -> Windows:
+    """The query windows the matcher can use as evidence (all of them unless it says otherwise)."""
+    keep = matcher.informative(w) if hasattr(matcher, "informative") else None
+    return w if keep is None or keep.all() else w.take(np.flatnonzero(keep))
 
 
 @dataclass
@@ -168,7 +175,7 @@ def prepare_audit(generated, train, centroids=None, fpr: float = DEFAULT_CLIP_FP
             null, null_exclude = leave_one_out_nulls(trn, length, max_null, seed, groups)
             source = "leave-one-out"
         cal = calibrate_clips(null, shards, matcher, fpr, window, gen_hop, train_hop, heldout, seed, source, null_exclude)
-    gw = matcher.windows(gen, window, gen_hop)
+    gw = informative(matcher, matcher.windows(gen, window, gen_hop))
     n_tw = sum(len(window_starts(len(v), window, train_hop)) for v in trn.values())
     return AuditPlan(matcher, gw, phase_of, shards, cal, window, gen_hop, train_hop, len(trn), n_tw)
 

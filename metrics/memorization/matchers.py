@@ -25,6 +25,8 @@ from metrics.memorization.registry import FRAME_RATE, WINDOW_TOKENS, Memorizatio
 from metrics.memorization.windows import Windows, check_frames, check_tokens, cut_windows
 from metrics.sinkhorn import DEFAULT_EPS, DEFAULT_TOL, ground_cost, sinkhorn_pairs, sparse_from_tokens
 
+MIN_ENTROPY_BITS = 1.0  # query windows below this token entropy are not compared (see OTScorer.informative)
+
 
 def _sq_dist_block(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """‖a_i − b_j‖ for blocks (float32 GEMM: the bound scan is the audit's only O(N·M) step)."""
@@ -45,7 +47,7 @@ class OTScorer:
     exact_by_hash = True
 
     def __init__(self, centroids: np.ndarray, vocab_size: int | None = None, eps: float = DEFAULT_EPS, device: str = "cpu",
-                 chunk: int = 256, frame_rate: float = FRAME_RATE):
+                 chunk: int = 256, frame_rate: float = FRAME_RATE, min_entropy_bits: float = MIN_ENTROPY_BITS):
         c = np.asarray(centroids, dtype=np.float64)
         if vocab_size is not None and (c.ndim != 2 or c.shape[0] != vocab_size):
             raise MemorizationError(f"vocabulary mismatch: vocab_size={vocab_size} but centroids have shape {c.shape}")
@@ -53,6 +55,7 @@ class OTScorer:
         self.centroids = c / self.scale  # so mean-embedding distances are in cost units
         self.vocab_size = len(c)
         self.eps, self.device, self.chunk = eps, device, chunk
+        self.min_entropy_bits = float(min_entropy_bits)
         self.frame_rate = float(frame_rate)
         self.default_window = WINDOW_TOKENS
         # Sinkhorn's plan meets its marginals to DEFAULT_TOL (L1), so its cost may undercut the bound by
@@ -62,7 +65,17 @@ class OTScorer:
 
     def config(self) -> dict:
         return {"matcher": self.name, "eps": self.eps, "cost_scale": self.scale, "vocab_size": self.vocab_size,
-                "frame_rate": self.frame_rate}
+                "frame_rate": self.frame_rate, "min_entropy_bits": self.min_entropy_bits}
+
+    def informative(self, w: Windows) -> np.ndarray:
+        """Query windows that can carry evidence: token entropy ≥ ``min_entropy_bits``. A window of (nearly)
+        one token — silence, a held chord to a coarse tokenizer — has the same histogram as any other such
+        window and would match it, exactly or approximately, whatever the music around it."""
+        if self.min_entropy_bits <= 0 or w.tokens is None or not len(w):
+            return np.ones(len(w), bool)
+        h = sparse_from_tokens(w.tokens, self.vocab_size).w
+        ent = -(h * np.log2(np.where(h > 0, h, 1.0))).sum(1)
+        return ent >= self.min_entropy_bits
 
     def check(self, seqs: Mapping[str, np.ndarray], what: str, min_len: int) -> dict[str, np.ndarray]:
         return check_tokens(seqs, self.vocab_size, what, min_len)

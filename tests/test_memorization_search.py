@@ -138,3 +138,17 @@ def test_per_clip_false_alarms_hold_where_a_per_pair_tau_does_not():
         warnings.simplefilter("ignore", FewNegativesWarning)
         pair_tau = calibrate_tau(sc, fw.tokens[i], tw.tokens[j], fpr=0.05).tau
     assert np.mean(minima < pair_tau) > 0.3 > 5 * 0.05  # per pair: several times the requested per-clip rate
+
+
+def test_too_few_nulls_warn_and_extrapolate(small):
+    """6 nulls cannot express a 1 % per-clip rate: τ comes from the normal tail (below the smallest null
+    minimum), and the warning says how many held-out nulls would certify it."""
+    c, train, gen = small
+    rng = np.random.default_rng(9)
+    null = {f"n{i}": style_clip(rng, 130, 12, segment=25) for i in range(6)}
+    with pytest.warns(FewNegativesWarning, match=r"cannot certify a per-clip false-alarm rate of 0.01.*need about 381"):
+        res = audit(gen, train, c, fpr=0.01, gen_hop=3, train_hop=2, null=null)
+    cal = res.calibration
+    assert cal.tail == "normal" and cal.n_calibration == 3 and not cal.certified
+    assert 0 < cal.tau <= min(cal.null_minima)
+    assert "copy" in {k for k, v in res.best_cost.items() if v < np.inf}

@@ -341,8 +341,27 @@ def progress_tables(engine) -> dict:
             "raters_completed": n_done, "by_pair": by_pair}
 
 
+def store_systems(a: StudyAnalysis) -> dict[str, dict]:
+    """Each system's study numbers as results-store metrics: wins/losses/ties/comparisons (counts) and the
+    Bradley–Terry log-strength with its rater-resampled 95% CI."""
+    bt = {r.system: r for r in a.strengths.itertuples()}
+    out: dict[str, dict] = {}
+    for r in a.wins.itertuples():
+        m = {k: {"value": int(getattr(r, k)), "ci95": None} for k in ("wins", "losses", "ties", "comparisons")}
+        if r.system in bt:
+            b = bt[r.system]
+            m["bt_log_strength"] = {"value": float(b.log_strength), "ci95": [float(b.ci_low), float(b.ci_high)],
+                                    "n_raters": int(b.n_raters)}
+        out[str(r.system)] = {"metrics": m}
+    return out
+
+
 def write_outputs(a: StudyAnalysis, out: str | Path) -> dict[str, Path]:
-    """analysis.json, wins.csv, wins_matrix.csv, pairs.csv, bradley_terry.csv, raters.csv, ratings.csv and two PNGs."""
+    """analysis.json, wins.csv, wins_matrix.csv, pairs.csv, bradley_terry.csv, raters.csv, ratings.csv, two PNGs,
+    and the project's one results store (results.json + pairwise.csv, ``kind: "rate-analyze"``) that the
+    dashboard and every other reader open like any other command's."""
+    from metrics.store import write_store
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "analysis.json"}
@@ -353,6 +372,10 @@ def write_outputs(a: StudyAnalysis, out: str | Path) -> dict[str, Path]:
         paths[name] = out / f"{name}.csv"
         df.to_csv(paths[name], index=index)
     paths.update(_plots(a, out))
+    if len(a.wins):
+        write_store(out, "rate-analyze", store_systems(a), pairwise=a.pairs,
+                    metadata={"inference": a.inference, "exclusions": a.exclusions, "agreement": a.agreement})
+        paths["results"] = out / "results.json"
     return paths
 
 

@@ -224,3 +224,22 @@ def test_analysis_reports_rater_aware_tests_screening_playback_and_sequential_lo
     with pytest.raises(ValueError, match="primary must be one of wilcoxon, rater"):
         analysis.analyze(url, primary="bayes")
     Session_.kw["bind"].dispose()
+
+
+def test_rate_analyze_writes_the_one_results_store(tmp_path):
+    """`rate analyze --out` also writes results.json (kind rate-analyze) that read_store opens: the same
+    wins as the analysis, the pairwise tests as pairwise.csv, standard JSON."""
+    from dashboard_fixtures import make_study_db
+
+    from metrics.store import read_store
+
+    url = make_study_db(tmp_path / "study")
+    a = analysis.analyze(url, n_boot=50)
+    analysis.write_outputs(a, tmp_path / "out")
+    store = read_store(tmp_path / "out")
+    assert store.kind == "rate-analyze"
+    for r in a.wins.itertuples():
+        assert store.data["systems"][r.system]["metrics"]["wins"]["value"] == r.wins
+    assert (tmp_path / "out" / "pairwise.csv").exists()
+    text = (tmp_path / "out" / "results.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON token {c}"))

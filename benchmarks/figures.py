@@ -138,13 +138,14 @@ def demo_table(root: Path) -> str:
         return f"\n({NO_DEMO})\n"
     d = load(root, DEMO)
     lines = [f"The table `make run` wrote ({d['n_eval_clips']} eval clips; 95% BCa bootstrap CIs over the clips "
-             f"of both sides; KLD convention `{d['kld_convention']}`; {DEMO} from commit {d['git_commit'] or '?'}):",
+             f"of both sides; KLD convention `{d['kld_convention']}`; `{DEMO}`, commit {(d['git_commit'] or '?')[:10]}):",
              "", "| System | " + " | ".join(c[0] for c in DEMO_COLUMNS) + " |",
              "|---|" + "---|" * len(DEMO_COLUMNS)]
     for name, row in d["systems"].items():
         lines.append(f"| {name} | " + " | ".join(with_ci(row.get(k), digits) for _, k, digits in DEMO_COLUMNS) + " |")
     sig = [p for p in d.get("pairwise", []) if p.get("p_holm") is not None and p["p_holm"] < 0.05]
-    lines += ["", f"Paired differences with Holm-corrected p < 0.05: {len(sig)} of {len(d.get('pairwise', []))}"
+    lines += ["", f"Clip-paired differences (A − B) with Holm-corrected p < 0.05: {len(sig)} of "
+              f"{len(d.get('pairwise', []))} pairs × metrics"
               + ("" if not sig else " (" + "; ".join(
                   f"{p['metric']}: {p['system_a']} − {p['system_b']} = {num(p['diff'], 3)}" for p in sig) + ")") + "."]
     return "\n" + "\n".join(lines) + "\n"
@@ -265,8 +266,11 @@ def demo_artifact(store: Path) -> dict:
         systems[name] = {k: ({"value": v.get("value"), "ci95": v.get("ci95")} if isinstance(v, dict) else None)
                          for k, v in row.items()}
     conv = (meta.get("config") or {}).get("kld_convention")
+    kld_keys = {k for e in doc.get("systems", {}).values() for k, v in e.get("metrics", {}).items()
+                if k.startswith("kld_") and isinstance(v, dict) and v.get("number") == "kld"}
+    shown = {"fad_mel", "mcc", *kld_keys}  # the table's columns
     pairwise = [{k: p.get(k) for k in ("metric", "system_a", "system_b", "diff", "ci95", "p_value", "p_holm")}
-                for p in doc.get("pairwise", [])]
+                for p in (meta.get("pairwise") or doc.get("pairwise") or []) if p.get("metric") in shown]
     n_eval = max((e.get("n_clips", 0) for e in doc.get("systems", {}).values()), default=0)
     return {"written_by": "benchmarks/figures.py --from-demo (from the results store of `make run`)",
             "store_created": doc.get("created"), "git_commit": meta.get("git_commit"), "kld_convention": conv,

@@ -230,6 +230,7 @@ class KLD(PerClipOutputs):
     """
 
     output = "class_logits"
+    bounds = (0.0, None)  # a KL divergence (and a sum or mean of two) is never negative
 
     def __init__(self, convention: str = "musiclm", number: str = "kld", activation: str | None = None,
                  eps: float | None = None, pooling: str = "mean", n_boot: int = 1000, seed: int = 0):

@@ -12,13 +12,12 @@ import pytest
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from test_memorization import centroids, style_clip  # noqa: E402
 
 from dashboards import data  # noqa: E402
 from metrics.memorization import FewNegativesWarning, audit, plot_audit, write_outputs  # noqa: E402
 from metrics.memorization.detection import detection_table  # noqa: E402
 from metrics.memorization.pipeline import AudioAudit  # noqa: E402
-
-from test_memorization import centroids, style_clip  # noqa: E402
 
 
 @pytest.fixture(scope="module")

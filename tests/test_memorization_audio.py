@@ -84,7 +84,7 @@ def cli_audit(planted_dirs, tmp_path_factory):
     train, gen, _, null = planted_dirs
     out = tmp_path_factory.mktemp("audit_out")
     r = CliRunner().invoke(main, ["memorization", "audit", "--generated", str(gen), "--train", str(train),
-                                  "--null", str(null), "--detect", "1", "--phases", "2", "--out", str(out), "--json"])
+                                  "--null", str(null), "--detect", "1", "--phases", "2", "--out", str(out), "--json", "-"])
     assert r.exit_code == 0, r.output
     return out, json.loads((out / "memorization.json").read_text())
 
@@ -141,6 +141,13 @@ def test_audit_outputs(cli_audit):
     header = (out / "matches.csv").read_text().splitlines()[0]
     assert header.startswith("generated_id,train_id,gen_offset_s,train_offset_s,cost,exact")
     assert "matcher" in header.split(",")
+    from metrics.store import read_store
+
+    store = read_store(out)  # the same results store every command writes, beside memorization.json
+    assert store.kind == "memorization"
+    assert store.systems == ["generated"]
+    assert store.metric("generated", "semantic-ot_approx_rate")["value"] == pytest.approx(
+        summary["matchers"]["semantic-ot"]["approx_rate"])
 
 
 def test_audit_reports_no_novel_audio_clip(cli_audit):

@@ -16,7 +16,7 @@ import numpy as np
 
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
-from benchmarks.cli.options import engine_options  # noqa: E402
+from benchmarks.cli.options import emit_json, engine_options, json_option  # noqa: E402
 from metrics.engine import EngineUnavailableError, make_engine  # noqa: E402
 from metrics.memorization import (  # noqa: E402
     DEFAULT_CLIP_FPR,
@@ -96,9 +96,8 @@ def _lengths(value: str) -> list[int]:
         raise click.BadParameter(f"expected comma-separated token counts, got {value!r}") from None
 
 
-def _echo(result: dict, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2, default=str))
+def _echo(result: dict, json_out: str | None) -> None:
+    if emit_json(json_out, {k: v for k, v in result.items() if k != "rows"}):
         return
     for name, r in result.get("matchers", {"": result}).items():
         cal = r.get("calibration", {})
@@ -129,15 +128,15 @@ def memorization() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Write the summary as JSON to PATH ('-': standard output).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_error, device, as_json, out) -> None:
+def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_error, device, json_out, out) -> None:
     """Prompt the semantic stage with T training tokens; match rate of its greedy continuation vs T."""
     try:
         res = run_sweep(checkpoint, train, out, n, _lengths(prompt_lengths), fpr, n_new, tokenizer, seed, on_error, device)
     except (MemorizationError, ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
-    _echo(res, as_json)
+    _echo(res, json_out)
 
 
 @memorization.command(name="audit")
@@ -168,11 +167,11 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Write the summary as JSON to PATH ('-': standard output).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @engine_options
 def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout, detect,
-              min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, as_json, out, engine, ray_address) -> None:
+              min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, json_out, out, engine, ray_address) -> None:
     """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher."""
     try:
         res = run_audit(generated, train, out, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
@@ -181,7 +180,7 @@ def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_h
                         max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits)
     except (MemorizationError, ValueError, EngineUnavailableError) as e:
         raise click.ClickException(str(e)) from None
-    _echo(res, as_json)
+    _echo(res, json_out)
 
 
 REAL_MUSIC = "/usr/share/games/wesnoth/*/data/core/music/*.ogg"  # Debian: wesnoth-1.16-music (GPL-2+)

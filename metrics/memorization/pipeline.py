@@ -172,4 +172,29 @@ def audit_dirs(generated: str | Path, train: str | Path, out: str | Path, matche
     paths = write_outputs(out, summary, matches, plots)
     if res.detection:
         paths["detection_png"] = Path(out) / "detection.png"
+    paths["store"] = write_audit_store(out, res, generated, summary)
     return {**summary, "files": {k: str(v) for k, v in paths.items()}}
+
+
+def write_audit_store(out: str | Path, res: AudioAudit, generated: str | Path, summary: dict) -> Path:
+    """The project's results store beside memorization.json (``kind: memorization``): one system, the
+    audited generated set; per matcher its reported-clip rate, exact rate and measured per-clip false-alarm
+    rate with Wilson 95 % CIs, so every command's outputs open the same way."""
+    from metrics.result import wilson_ci
+    from metrics.store import write_store
+
+    metrics = {}
+    for name, r in res.results.items():
+        n = len(r.best_cost)
+        k_rep = sum(v < float("inf") for v in r.best_cost.values())
+        k_ex = round(r.exact_rate * n)
+        cal = r.calibration
+        metrics[f"{name}_approx_rate"] = {"value": r.approx_rate, "ci95": list(wilson_ci(k_rep, n))}
+        metrics[f"{name}_exact_rate"] = {"value": r.exact_rate, "ci95": list(wilson_ci(k_ex, n))}
+        metrics[f"{name}_clip_false_alarm_rate"] = {"value": cal.clip_false_alarm_rate,
+                                                    "ci95": list(cal.clip_false_alarm_ci95)}
+    write_store(out, "memorization", {"generated": {"dir": str(generated), "n_clips": len(next(iter(res.results.values())).best_cost),
+                                                    "metrics": metrics}},
+                metadata={"matchers": list(res.results), "fpr_target": summary.get("fpr_target"),
+                          "memorization_json": "memorization.json"})
+    return Path(out) / "results.json"

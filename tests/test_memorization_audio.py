@@ -195,3 +195,8 @@ def test_sweep_cli_on_the_reference_model(planted_dirs, tmp_path):
     summary = json.loads((tmp_path / "s" / "memorization.json").read_text())
     assert [row["prompt_tokens"] for row in summary["rows"]] == [0, 25, 50]
     assert (tmp_path / "s" / "match_rate.png").exists() and (tmp_path / "s" / "matches.csv").exists()
+    from metrics.store import read_store
+
+    store = read_store(tmp_path / "s")
+    assert store.kind == "memorization"
+    assert store.metric(store.systems[0], "exact_rate")["value"] == pytest.approx(summary["exact_rate"])

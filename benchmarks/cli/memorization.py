@@ -86,6 +86,13 @@ def run_sweep(checkpoint: str | Path | None, train: str | Path, out: str | Path,
     summary = {**res.to_dict(), "tokenizer": tok.id, "checkpoint": str(checkpoint), "train_dir": str(train),
                "warnings": [str(w.message) for w in caught], "seed": seed}
     paths = write_outputs(out, summary, res.matches, lambda d: plot_match_rate(res, d))
+    from metrics.store import write_store
+
+    write_store(out, "memorization", {str(checkpoint or "shipped-tiny"): {"metrics": {
+        "exact_rate": {"value": res.exact_rate, "ci95": res.extra["exact_ci95"]},
+        "approx_rate": {"value": res.approx_rate, "ci95": res.extra["approx_ci95"]}}}},
+        metadata={"protocol": "prompt-length sweep", "tau": res.tau, "memorization_json": "memorization.json"})
+    paths["store"] = Path(out) / "results.json"
     return {**summary, "files": {k: str(v) for k, v in paths.items()}}
 
 

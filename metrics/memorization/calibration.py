@@ -13,7 +13,7 @@ below s_(j) with probability j/(n+1), so τ = s_(j) with j = ⌊fpr·(n+1)⌋. W
 nulls to express the rate: fewer than 1/fpr − 1) the empirical rule cannot reach fpr — τ = s_(1)
 would promise only 1/(n+1) — so the lower tail is extrapolated with a normal fit of the minima
 (median and 1.4826·MAD, robust to a null that happens to contain a near-copy): τ = min(s_(1),
-median + z_fpr · σ), at least 1e-6 so exact copies (cost 0) still count; with fewer than 10
+median + z_fpr · σ), at least 1e-6 so exact copies (cost 0) still count; with fewer than 5
 calibration nulls no tail is fitted and τ is their smallest minimum (guarantee 1/(n+1)). ``tail`` records which rule
 set τ, and a :class:`FewNegativesWarning` says what the held-out nulls can certify.
 """
@@ -173,7 +173,7 @@ def clip_rank(fpr: float, n_calibration: int) -> int:
     return max(1, min(n_calibration, math.floor(fpr * (n_calibration + 1))))
 
 
-MIN_TAIL_NULLS = 10  # below this a fitted tail means nothing: the rank rule's smallest minimum, and a warning
+MIN_TAIL_NULLS = 5  # below this a fitted tail means nothing: the rank rule's smallest minimum, and a warning
 
 
 def needs_tail(fpr: float, n_calibration: int) -> bool:

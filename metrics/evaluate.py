@@ -292,8 +292,11 @@ def evaluate(
 
     def score(name: str, directory, files: dict[str, str], outputs: dict[str, EmbeddingSet],
               keys: Sequence[tuple[str, str, Callable]]) -> SourceResult:
-        res = SourceResult(name, str(directory) if directory is not None else None, files,
-                           missing.get(name, []),
+        # a clip every model skipped (unreadable, too short) is as good as missing: say so, and do not count it
+        usable = set().union(*map(set, outputs.values())) if outputs else set(files)
+        kept = {i: p for i, p in files.items() if i in usable}
+        res = SourceResult(name, str(directory) if directory is not None else None, kept,
+                           sorted(set(missing.get(name, [])) | (set(files) - usable)),
                            [vars(s) for s in {(s.path, s.reason): s for o in outputs.values() for s in o.skipped}.values()])
         for key, model_key, make in keys:
             got = outputs.get(model_key)

@@ -91,7 +91,7 @@ class FAD(PerClipOutputs):
         _, counts, sums, grams, frames, owner = self._side_moments(side)
         w = np.asarray(weights, dtype=np.float64)
         n = w @ counts
-        if (n < 2).any():
+        if (n < 2).any():  # callers drop such rows first (value_on_counts); a direct call is an error
             raise FADError(f"{side}: a resample with {n.min():.0f} frame(s) has no covariance")
         mean = (w @ sums) / n[:, None]
         d = sums.shape[1]
@@ -104,18 +104,25 @@ class FAD(PerClipOutputs):
 
     def value_on_counts(self, ref_counts: np.ndarray, gen_counts: np.ndarray, block: int = 64) -> np.ndarray:
         """FAD on each row of clip counts (rows aligned with ``ids(side)``); the resampling fast path."""
-        out = np.empty(len(gen_counts))
+        gen_counts = np.asarray(gen_counts, dtype=np.float64)
+        ref_counts = np.asarray(ref_counts, dtype=np.float64)
         fixed = self.reference_stats
-        for start in range(0, len(gen_counts), block):
-            rows = slice(start, start + block)
+        # a resample of fewer than 2 frames on a side has no covariance: NaN, which the intervals drop
+        ok = gen_counts @ self._side_moments("generated")[1] >= 2
+        if fixed is None:
+            ok &= ref_counts @ self._side_moments("reference")[1] >= 2
+        out = np.full(len(gen_counts), np.nan)
+        rows_ok = np.flatnonzero(ok)
+        for start in range(0, len(rows_ok), block):
+            rows = rows_ok[start:start + block]
             mu_g, cov_g = self._mean_covs("generated", gen_counts[rows])
             if fixed is None:
                 mu_r, cov_r = self._mean_covs("reference", ref_counts[rows])
-            for j in range(len(mu_g)):
+            for j, row in enumerate(rows):
                 if fixed is not None:
-                    out[start + j] = frechet_distance(fixed.mean, fixed.cov, mu_g[j], cov_g[j])
+                    out[row] = frechet_distance(fixed.mean, fixed.cov, mu_g[j], cov_g[j])
                 else:
-                    out[start + j] = frechet_distance(mu_r[j], cov_r[j], mu_g[j], cov_g[j])
+                    out[row] = frechet_distance(mu_r[j], cov_r[j], mu_g[j], cov_g[j])
         return out
 
     def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:

@@ -24,11 +24,12 @@ def test_every_renderer_is_used_by_a_document():
 def copy_root(tmp_path):
     """The documents and artifacts in a scratch root, so a test may change them."""
     root = tmp_path / "repo"
+    from benchmarks.figures_memo import ARTIFACTS as MEMO_ARTIFACTS
     from benchmarks.figures_perf import ARTIFACTS as PERF_ARTIFACTS
     from benchmarks.figures_real import ARTIFACTS
 
     for rel in [*DOCS, figures.CODEC_MANIFEST, figures.CLASSIFIER_MANIFEST, figures.MULAN_MANIFEST,
-                figures.COVERAGE, figures.DEMO, *ARTIFACTS, *PERF_ARTIFACTS]:
+                figures.COVERAGE, figures.DEMO, *ARTIFACTS, *PERF_ARTIFACTS, *MEMO_ARTIFACTS]:
         src = figures.ROOT / rel
         if src.exists():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)

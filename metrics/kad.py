@@ -353,12 +353,13 @@ class KAD(PerClipOutputs):
         sxx, syy, sxy, dx, dy, cx, cy = self._clips()
         wr, wg = np.asarray(ref_counts, np.float64), np.asarray(gen_counts, np.float64)
         m, n = wr @ cx, wg @ cy
-        if (m < 2).any() or (n < 2).any():
-            raise KADError("a resample with fewer than 2 frames on a side has no within-set mean")
         xx = ((wr @ sxx) * wr).sum(1) - wr @ dx
         yy = ((wg @ syy) * wg).sum(1) - wg @ dy
         xy = ((wr @ sxy) * wg).sum(1)
-        return SCALE * (xx / (m * (m - 1)) + yy / (n * (n - 1)) - 2.0 * xy / (m * n))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = SCALE * (xx / (m * (m - 1)) + yy / (n * (n - 1)) - 2.0 * xy / (m * n))
+        # a resample with fewer than 2 frames on a side has no within-set mean: NaN, which the intervals drop
+        return np.where((m >= 2) & (n >= 2), out, np.nan)
 
     def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:
         def counts(side: str, ids: Sequence[str]) -> np.ndarray:

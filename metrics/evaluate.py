@@ -35,6 +35,7 @@ from metrics.models import ModelSpec, audio_model
 from metrics.result import MetricResult
 
 GROUND_TRUTH = "ground truth"
+MIN_PAIRS = 10  # paired tests need at least this many shared clips (2 clips have 3 distinct bootstrap resamples)
 REFERENCE = "reference"
 
 
@@ -359,6 +360,11 @@ def paired_comparisons(results: Mapping[str, SourceResult], n_boot: int, seed: i
         for a, b in itertools.combinations(sorted(results), 2):
             sa, sb = results[a].states.get(key), results[b].states.get(key)
             if sa is None or sb is None:
+                continue
+            shared = set(sa.ids("generated")) & set(sb.ids("generated"))
+            if len(shared) < MIN_PAIRS:  # a bootstrap over a handful of clips has a handful of distinct resamples
+                block.append({"metric": key, "system_a": a, "system_b": b, "diff": None, "n_pairs": len(shared),
+                              "reason": f"fewer than {MIN_PAIRS} shared clips: no paired test"})
                 continue
             try:
                 cmp = paired_comparison(sa, sb, n_boot=n_boot, seed=seed)

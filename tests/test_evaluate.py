@@ -18,7 +18,7 @@ from metrics.embedders import get_embedder
 from metrics.fad_metric import FAD
 from metrics.store import read_store
 
-N = 6
+N = 10  # clips: metrics.evaluate.MIN_PAIRS shared clips are needed for the paired tests
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 
 
@@ -256,3 +256,20 @@ def test_compare_scores_melody_adherence_against_the_prompts(dirs, tmp_path):
     for key in ("melody_rca", "chroma_cosine"):
         va, vb = (doc["systems"][s]["metrics"][key]["value"] for s in ("a", "b"))
         assert 0.0 <= vb < va <= 1.0, (key, va, vb)
+
+
+def test_no_paired_test_on_a_handful_of_clips():
+    """Below MIN_PAIRS shared clips a bootstrap has a handful of distinct resamples: no p-value, a reason."""
+    from metrics.evaluate import MIN_PAIRS, SourceResult, paired_comparisons
+
+    rng = np.random.default_rng(1)
+    ids = [f"c{i}" for i in range(MIN_PAIRS - 1)]
+    ref = {i: rng.standard_normal((5, 3)) for i in ids}
+    states = {}
+    for name, shift in (("a", 0.0), ("b", 3.0)):
+        m = FAD(n_boot=50)
+        m.update("reference", ref)
+        m.update("generated", {i: rng.standard_normal((5, 3)) + shift for i in ids})
+        states[name] = SourceResult(name, None, {}, states={"fad_x": m})
+    (row,) = paired_comparisons(states, n_boot=50, seed=0)
+    assert row["diff"] is None and "p_value" not in row and str(MIN_PAIRS) in row["reason"]

@@ -22,14 +22,7 @@ N = 10  # clips: metrics.evaluate.MIN_PAIRS shared clips are needed for the pair
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from benchmarks.cli import main
 from metrics.audio import save_audio
-from metrics.embedders import get_embedder
 from metrics.commands import compute_fad, compute_stats, embed_dir
+from metrics.embedders import get_embedder
 from metrics.fad import EmbeddingStats, FADError, fad, fad_inf
 
 SR = 16000

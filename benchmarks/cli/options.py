@@ -28,6 +28,21 @@ def engine_options(f: Callable) -> Callable:
     return f
 
 
+def _run_options() -> list[Callable]:
+    """Where and how models run over clips: the same spelling, default and help on every command that embeds."""
+    return [
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, …"),
+        click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
+                     help="raise: stop at the first bad clip; skip: leave it out and report it."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Cache root (default $MUSICLM_EVAL_CACHE or ~/.cache/musiclm-eval/embeddings)."),
+        click.option("--batch-size", default=8, show_default=True),
+        click.option("--workers", default=0, show_default=True, help="Processes for decoding/resampling."),
+        click.option("--progress/--no-progress", default=sys.stderr.isatty()),
+    ]
+
+
 def embedder_options(f: Callable) -> Callable:
     """The flags of every command that embeds one folder with one embedder."""
     options = [
@@ -35,14 +50,7 @@ def embedder_options(f: Callable) -> Callable:
                      help=f"One of {', '.join(available_embedders())}, or torch:CKPT.pt (vggish/trill: the paper's; "
                      "mel: weight-free, not comparable with published FAD)."),
         click.option("--embedder-path", default=None, help="Local SavedModel dir / checkpoint overriding the default."),
-        click.option("--device", default="cpu", show_default=True),
-        click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Cache root (default $MUSICLM_EVAL_CACHE or ~/.cache/musiclm-eval/embeddings)."),
-        click.option("--batch-size", default=8, show_default=True),
-        click.option("--workers", default=0, show_default=True, help="Processes for decoding/resampling."),
-        click.option("--progress/--no-progress", default=sys.stderr.isatty()),
+        *_run_options(),
     ]
     for opt in reversed(options):
         f = opt(f)
@@ -78,17 +86,9 @@ def evaluation_options(f: Callable) -> Callable:
         click.option("--bootstrap", default=1000, show_default=True,
                      help="Bootstrap resamples for every 95% CI and paired test (0: point values only)."),
         click.option("--seed", default=0, show_default=True, help="Seed of every resampling."),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, …"),
-        click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
-                     help="raise: stop at the first bad clip; skip: leave it out and report it."),
         click.option("--embedder-path", "embedder_path", multiple=True, metavar="NAME=PATH",
                      help="Local weights for an embedder (SavedModel dir / checkpoint); repeatable."),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Cache root (default $MUSICLM_EVAL_CACHE or ~/.cache/musiclm-eval/embeddings)."),
-        click.option("--batch-size", default=8, show_default=True),
-        click.option("--workers", default=0, show_default=True, help="Processes for decoding/resampling."),
-        click.option("--progress/--no-progress", default=sys.stderr.isatty()),
+        *_run_options(),
     ]
     for opt in reversed(options):
         f = opt(f)

@@ -63,15 +63,16 @@ def compare(
 
     A thin call of ``metrics.evaluate.evaluate`` (the same pipeline as ``fad`` and ``score``), plus the
     paired comparisons of every two systems, the human-study wins, the Table-1 files and the plots."""
-    from metrics.commands import classifier_plan, joint_plan, write_evaluation
+    from metrics.commands import classifier_plan, write_evaluation
     from metrics.evaluate import Plan, evaluate
+    from metrics.mcc import parse_joint_spec
     from metrics.musiccaps import load_captions
 
     caps = load_captions(captions, require_all_columns=False)
     caption_of = caps["caption"].to_dict()
     names = [c.strip() for c in classifier.split(",") if c.strip()] if classifier else []
     clf_name, clf_path = classifier_plan(names[0] if names else None)
-    joint_name, joint_path = joint_plan(joint)
+    joint_name, joint_path = parse_joint_spec(joint)
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad,
                 clip_seconds=clip_seconds, melody=("pitch", "chroma") if melody_prompts else ())

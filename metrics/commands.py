@@ -21,6 +21,7 @@ from metrics.evaluate import Evaluation, Plan, evaluate
 from metrics.extract import EmbeddingSet, preprocessing_key
 from metrics.fad import EmbeddingStats, FADError, SingularCovarianceWarning
 from metrics.io import atomic_write_bytes, ci_list
+from metrics.mcc import parse_joint_spec
 from metrics.models import ModelSpec
 
 SHIPPED_CLASSIFIER = "leaf-corpus"
@@ -116,18 +117,6 @@ def compute_fad(reference: str | Path, generated: str | Path, embedder: Embedder
     return doc
 
 
-def load_classifier_spec(spec: str | None, device: str = "cpu", label_space: str | None = None,
-                         audioset_csv: str | None = None):
-    """``leaf-corpus`` (shipped) or a checkpoint path; ``label_space`` checks what the checkpoint declares."""
-    from metrics.classifier import ClassifierError, load_classifier
-
-    if spec in (None, SHIPPED_CLASSIFIER):
-        return load_classifier(None, expected=label_space or "corpus", device=device, audioset_csv=audioset_csv)
-    if not Path(spec).exists():
-        raise ClassifierError(f"unknown classifier {spec!r}: not {SHIPPED_CLASSIFIER!r} or an existing checkpoint file")
-    return load_classifier(spec, expected=label_space, device=device, audioset_csv=audioset_csv)
-
-
 def classifier_plan(spec: str | None) -> tuple[str | None, str | None]:
     """``--classifier`` value → (registry name, weights path): a registered name, ``NAME:PATH`` (a registered
     classifier with local weights), or a LEAF checkpoint path."""
@@ -145,22 +134,6 @@ def classifier_plan(spec: str | None) -> tuple[str | None, str | None]:
         return SHIPPED_CLASSIFIER, spec
     raise ClassifierError(f"unknown classifier {spec!r}: not one of {', '.join(CLASSIFIERS.names())} "
                           "or an existing checkpoint file")
-
-
-def joint_plan(spec: str | None) -> tuple[str | None, str | None]:
-    """``--joint`` value → (registry name, weights path): ``mulan-ref``, ``clap:CKPT`` or a MuLan checkpoint."""
-    from metrics.mcc import JointModelError
-    from metrics.models import JOINT
-
-    if spec is None:
-        return None, None
-    if ":" in spec and spec.split(":", 1)[0] in JOINT:
-        return tuple(spec.split(":", 1))  # type: ignore[return-value]
-    if spec in JOINT:
-        return spec, None
-    if Path(spec).exists():
-        return "mulan-ref", spec
-    raise JointModelError(f"unknown joint model {spec!r}: not 'mulan-ref', 'clap:<ckpt>' or an existing checkpoint file")
 
 
 def result_fields(key: str, res, doc: dict) -> None:
@@ -202,7 +175,7 @@ def compute_score(
     from metrics.musiccaps import load_captions
 
     clf_name, clf_path = classifier_plan(classifier)
-    joint_name, joint_path = joint_plan(joint if captions is not None else None)
+    joint_name, joint_path = parse_joint_spec(joint if captions is not None else None)
     caps = load_captions(captions, require_all_columns=False)["caption"].to_dict() if captions is not None else None
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, joint=joint_name, joint_path=joint_path, kld_convention=kld_convention,

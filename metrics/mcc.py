@@ -134,6 +134,23 @@ def clap_joint(path: str | None = None, device: str = "cpu"):
     return Joint(f"clap:{Path(path).name}", ClapAudio(), clap.embed_text)
 
 
+def parse_joint_spec(spec: str | None) -> tuple[str | None, str | None]:
+    """``--joint`` value → (registry name, weights path): a registered name (``mulan-ref``), ``NAME:CKPT``
+    (``clap:<checkpoint.pt>``) or a MuLan checkpoint path; None stays None (no MCC)."""
+    from metrics.models import JOINT
+
+    if spec is None:
+        return None, None
+    name, sep, path = spec.partition(":")
+    if sep and name in JOINT:
+        return name, path
+    if spec in JOINT:
+        return spec, None
+    if Path(spec).exists():
+        return "mulan-ref", spec
+    raise JointModelError(f"unknown joint model {spec!r}: not 'mulan-ref', 'clap:<ckpt>' or an existing checkpoint file")
+
+
 def load_joint(spec: str | None = "mulan-ref", device: str = "cpu"):
     """``mulan-ref`` (shipped), a MuLan checkpoint path, or ``clap:<checkpoint.pt>`` → a ``metrics.models.Joint``.
 
@@ -142,15 +159,7 @@ def load_joint(spec: str | None = "mulan-ref", device: str = "cpu"):
     """
     from metrics.models import ModelError, ModelSpec
 
-    spec = spec or "mulan-ref"
-    if spec.startswith("clap:"):
-        name, path = "clap", spec[len("clap:"):]
-    elif spec == "mulan-ref":
-        name, path = spec, None
-    elif Path(spec).exists():
-        name, path = "mulan-ref", spec
-    else:
-        raise JointModelError(f"unknown joint model {spec!r}: not 'mulan-ref', 'clap:<ckpt>' or an existing checkpoint file")
+    name, path = parse_joint_spec(spec or "mulan-ref")
     try:
         return ModelSpec(name, path, device, kind="joint").build()
     except (ModelError, RuntimeError, ValueError) as e:

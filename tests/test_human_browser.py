@@ -6,13 +6,10 @@ URL, and leaves ``artifacts/human_rating.png`` (gitignored) as a screenshot of a
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 
 import pytest
-from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, cli_command, free_port, wait_until_up
+from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port, running_server
 from human_fixtures import SYSTEMS, make_study
 from sqlalchemy import select
 
@@ -25,21 +22,8 @@ pytestmark = BROWSER_MARKS
 def served_study(tmp_path):
     url, c = make_study(tmp_path, ratings_per_pair=4, raters=1, trials_per_rater=3, attention_checks=0)
     port = free_port()
-    cmd = cli_command()
-    proc = subprocess.Popen([*cmd, "rate", "serve", "--db", url, "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "HOME": str(tmp_path)},
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base, proc, "rate serve")
+    with running_server(["rate", "serve", "--db", url, "--port", str(port)], port, tmp_path, "rate serve") as base:
         yield base, url, c
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_rate_two_trials_in_chromium(served_study):

@@ -4,13 +4,10 @@ playing both the rating lands together with its play events and the rater's brow
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 
 import pytest
-from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, cli_command, free_port, wait_until_up
+from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port, running_server
 from human_fixtures import make_study
 from sqlalchemy import func, select
 
@@ -26,20 +23,8 @@ def served_study(tmp_path, request):
     url, c = make_study(tmp_path, ratings_per_pair=4, raters=1, trials_per_rater=2, attention_checks=0,
                         playback_min_fraction=1.0, **extra)
     port = free_port()
-    proc = subprocess.Popen([*cli_command(), "rate", "serve", "--db", url, "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "HOME": str(tmp_path)},
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base, proc, "rate serve")
+    with running_server(["rate", "serve", "--db", url, "--port", str(port)], port, tmp_path, "rate serve") as base:
         yield base, url, c
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def n_ratings(url: str) -> int:

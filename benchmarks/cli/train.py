@@ -12,13 +12,25 @@ import numpy as np
 from benchmarks.cli import LazyGroup
 
 
+def corpus_training_options(corpus_help: str, epochs: int):
+    """The flags of the two metric-model trainers (MuLan, the LEAF classifier): same names, their own defaults."""
+    def wrap(f):
+        for opt in reversed([
+            click.option("--data", required=True, type=click.Path(file_okay=False), help=corpus_help),
+            click.option("--out", required=True, type=click.Path(dir_okay=False),
+                         help="Checkpoint to write (.pt); a .json manifest goes beside it."),
+            click.option("--epochs", default=epochs, show_default=True),
+            click.option("--seed", default=0, show_default=True),
+            click.option("--device", default="cpu", show_default=True),
+            click.option("--threads", default=1, show_default=True, help="torch CPU threads (1 is fastest on a shared CPU)."),
+        ]):
+            f = opt(f)
+        return f
+    return wrap
+
+
 @click.command("mulan")
-@click.option("--data", required=True, type=click.Path(file_okay=False), help="Corpus directory (clips, captions.csv, labels.csv).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt); a .json manifest goes beside it.")
-@click.option("--epochs", default=40, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads (1 is fastest on a shared CPU).")
+@corpus_training_options("Corpus directory (clips, captions.csv, labels.csv).", epochs=40)
 def train_mulan(data, out, epochs, seed, device, threads):
     """Train the MuLan-style joint embedding; report held-out retrieval and the MCC gap."""
     import torch
@@ -43,12 +55,7 @@ def train_mulan(data, out, epochs, seed, device, threads):
 
 
 @click.command("classifier")
-@click.option("--data", required=True, type=click.Path(file_okay=False), help="Corpus directory (clips, labels.csv).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt); a .json manifest goes beside it.")
-@click.option("--epochs", default=12, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads (1 is fastest on a shared CPU).")
+@corpus_training_options("Corpus directory (clips, labels.csv).", epochs=12)
 def train_classifier(data, out, epochs, seed, device, threads):
     """Train the LEAF multi-label classifier on the corpus tags; report held-out mAP."""
     import torch

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from metrics.audio import load_dir, save_audio
+from metrics.audio import AudioError, load_dir, save_audio
 from metrics.commands import compute_fad, compute_score
 from metrics.embedders import get_embedder
 from metrics.fad_metric import FAD
@@ -266,3 +266,30 @@ def test_no_paired_test_on_a_handful_of_clips():
         states[name] = SourceResult(name, None, {}, states={"fad_x": m})
     (row,) = paired_comparisons(states, n_boot=50, seed=0)
     assert row["diff"] is None and "p_value" not in row and str(MIN_PAIRS) in row["reason"]
+
+
+def test_bad_input_to_the_new_options_is_a_clear_error(dirs, tmp_path):
+    """Unknown classifier or joint spec, a missing melody-prompt folder, a clip length below one model
+    frame, a non-positive --clip-seconds: each a clear error naming the value or the path."""
+    from click.testing import CliRunner
+
+    from benchmarks.cli import main
+    from benchmarks.harness import compare
+    from metrics.classifier import ClassifierError
+    from metrics.mcc import JointModelError, parse_joint_spec
+    from metrics.models import ModelError, ModelSpec
+
+    ref, a, _, caps = dirs
+    with pytest.raises(ClassifierError, match=r"unknown classifier 'nope'"):
+        compare({"a": a}, ref, caps, tmp_path / "x", embedders=[], classifier="nope", joint=None)
+    with pytest.raises(JointModelError, match=r"unknown joint model 'nope.pt'"):
+        parse_joint_spec("nope.pt")
+    pytest.importorskip("torchcrepe", reason="the optional 'melody' extra (torchcrepe) is not installed")
+    missing = tmp_path / "no-prompts"
+    with pytest.raises(AudioError, match=rf"{missing}: directory not found \(melody prompts\)"):
+        compare({"a": a}, ref, caps, tmp_path / "y", embedders=[], classifier=None, joint=None, melody_prompts=missing)
+    with pytest.raises(ModelError, match=r"clip length 0.5 s is shorter than one frame of mel"):
+        ModelSpec("mel", seconds=0.5).build()
+    r = CliRunner().invoke(main, ["compare", "--system", f"a={a}", "--reference", str(ref), "--captions", str(caps),
+                                  "--out", str(tmp_path / "z"), "--clip-seconds", "0"])
+    assert r.exit_code == 2 and "--clip-seconds" in r.output

@@ -19,7 +19,7 @@ from metrics.embedders import Embedder
 from metrics.engine import LOCAL, Engine
 from metrics.evaluate import Evaluation, Plan, evaluate
 from metrics.extract import EmbeddingSet, preprocessing_key
-from metrics.fad import EmbeddingStats, FADError, SingularCovarianceWarning
+from metrics.fad import EmbeddingStats, SingularCovarianceWarning
 from metrics.io import atomic_write_bytes, ci_list
 from metrics.mcc import parse_joint_spec
 from metrics.models import ModelSpec
@@ -56,18 +56,6 @@ def compute_stats(audio: str | Path, embedder: Embedder, out: str | Path | None 
     s, _ = dir_stats(audio, embedder, **kw)
     if out is not None:
         s.save(out)
-    return s
-
-
-def load_reference_stats(path: Path, embedder: Embedder) -> EmbeddingStats:
-    """A ``stats`` ``.npz`` as a FAD reference, checked against the embedder and pre-processing of this run."""
-    s = EmbeddingStats.load(path)
-    if s.embedder != embedder.id:
-        raise FADError(f"{path}: statistics were computed with embedder {s.embedder or '(unknown)'!r}, but this run "
-                       f"uses {embedder.id!r}; recompute them with `musiclm-eval stats --embedder {embedder.name}`")
-    pre = s.config.get("preprocessing")
-    if pre is not None and pre != preprocessing_key(embedder):
-        raise FADError(f"{path}: statistics used pre-processing {pre!r}, this run uses {preprocessing_key(embedder)!r}")
     return s
 
 

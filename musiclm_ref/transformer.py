@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -234,6 +235,7 @@ class Transformer(nn.Module):
             self.register_buffer("ticks", torch.zeros(cfg.vocab_size, dtype=torch.long))
             self.register_buffer("resets", torch.zeros(cfg.vocab_size, dtype=torch.bool))
             self.clock_proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.grad_checkpoint = False  # a training-time switch (train_stage sets it), not part of the config
         if self.embed.weight.device.type != "meta":
             self.apply(self._init)
 
@@ -274,8 +276,12 @@ class Transformer(nn.Module):
             if cache is not None:
                 cache.clock = next_t
         x = self.drop(x)
+        checkpointed = self.grad_checkpoint and self.training and cache is None and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x = block(x, bias, cache, i)
+            if checkpointed:  # keep only the block's input; recompute its activations in backward (same RNG)
+                x = torch.utils.checkpoint.checkpoint(block, x, bias, None, i, use_reentrant=False)
+            else:
+                x = block(x, bias, cache, i)
         if cache is not None:
             cache.commit()
         return self.to_logits(self.norm(x))

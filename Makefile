@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,tfhub,postgres,hf,ray,melody,passt,clap,openl3,muq
+EXTRAS ?= dev,tfhub,postgres,hf,ray,melody,passt,clap,openl3,muq,peers
 STAMP  := $(VENV)/.installed
 OUT    ?= results/demo
 
@@ -14,8 +14,12 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
-	@# a peer for tests/test_peers.py: its code only (its pins would take numpy below 2)
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps frechet-audio-distance==0.3.4
+	@# peers for tests/test_peers.py, their code only (their pins would take numpy below 2, torch to 2.1,
+	@# transformers below 5); and transformers 4 beside the venv for muq's parity check (tests/test_loaders_muq.py)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps frechet-audio-distance==0.3.4 fadtk==1.1.0 \
+		audiocraft==1.3.0
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(VENV)/peers/transformers4 --upgrade \
+		transformers==4.57.3 huggingface_hub==0.36.0 tokenizers==0.22.1
 	@touch $@
 
 run: $(STAMP)

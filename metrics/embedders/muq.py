@@ -13,9 +13,15 @@ Weights: a local ``save_pretrained`` folder of ``MuQMuLan`` (``--joint muq-mulan
 ``OpenMuQ/MuQ-MuLan-large`` from the Hugging Face cache. Its config names its two towers by hub id
 (``OpenMuQ/MuQ-large-msd-iter``, ``xlm-roberta-base``), which must be in the cache too.
 
-Compatibility: ``muq`` 0.1.0 reads ``hidden_states`` from ``transformers``' ``Wav2Vec2ConformerEncoder``,
-which transformers 5 no longer returns; with transformers >= 5 the model loads but cannot run, and
-``embed`` says so (``pip install 'transformers<5'`` in an environment of its own).
+Compatibility: ``muq`` 0.1.0 was written for transformers 4, whose ``Wav2Vec2ConformerEncoder`` took a plain
+(``EasyDict``) config and returned ``hidden_states`` itself. transformers 5 moved both out of the encoder: the
+attention back end is read from ``config._attn_implementation`` and hidden states are recorded by hooks of the
+enclosing ``PreTrainedModel``, which muq's conformer does not have. Under transformers >= 5 ``adapt_conformers``
+gives each such encoder in the loaded model (a) ``_attn_implementation = "eager"`` (transformers 4's conformer
+attention was the explicit softmax(QK^T/sqrt(d))V that ``eager`` computes) and (b) transformers 4's
+``hidden_states``: the input of every layer, then the final layer-normed output (``num_hidden_layers + 1`` entries,
+the last equal to ``last_hidden_state``), recorded with forward pre-hooks. The layers' own arithmetic is
+transformers', untouched. tests/test_loaders_muq.py checks the result against the layers run by hand.
 """
 
 from __future__ import annotations
@@ -55,6 +61,51 @@ def _resolve(path: str | None):
                             "(no weights are fetched at run time)") from None
 
 
+def adapt_conformers(model) -> int:
+    """Make muq's transformers-4 use of ``Wav2Vec2ConformerEncoder`` run under transformers 5 (module docstring).
+
+    Returns the number of encoders adapted (0 under transformers 4, where nothing is needed)."""
+    if transformers_major() < 5:
+        return 0
+    from transformers.modeling_outputs import BaseModelOutput
+    from transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer import Wav2Vec2ConformerEncoder
+
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, Wav2Vec2ConformerEncoder) or getattr(module, "_musiclm_adapted", False):
+            continue
+        if getattr(module.config, "_attn_implementation", None) is None:
+            module.config._attn_implementation = "eager"  # the layers share this config object
+        _record_hidden_states(module, BaseModelOutput)
+        module._musiclm_adapted = True
+        count += 1
+    return count
+
+
+def _record_hidden_states(encoder, output_cls) -> None:
+    """Wrap ``encoder.forward`` so ``output_hidden_states=True`` returns transformers 4's tuple."""
+    forward = encoder.forward
+
+    def forward_with_hidden_states(hidden_states, attention_mask=None, output_hidden_states=False, **kwargs):
+        kwargs.pop("output_attentions", None)
+        kwargs.pop("return_dict", None)
+        inputs: list = []
+        hooks = [layer.register_forward_pre_hook(lambda _m, args, kw: inputs.append(args[0] if args else
+                                                                                    kw["hidden_states"]),
+                                                 with_kwargs=True) for layer in encoder.layers]
+        try:
+            out = forward(hidden_states, attention_mask=attention_mask, **kwargs)
+        finally:
+            for h in hooks:
+                h.remove()
+        if not output_hidden_states:
+            return out
+        return output_cls(last_hidden_state=out.last_hidden_state,
+                          hidden_states=(*inputs, out.last_hidden_state))
+
+    encoder.forward = forward_with_hidden_states
+
+
 class MuQMuLanAudio(Embedder):
     """Per-10 s-clip MuQ-MuLan audio latents ``[clips, dim]`` of a mono 24 kHz clip; ``embed_text`` for captions."""
 
@@ -75,6 +126,7 @@ class MuQMuLanAudio(Embedder):
             raise EmbedderError(f"{self.path}: cannot load MuQMuLan offline ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}); its towers {', '.join(TOWERS)} must be "
                                 "in the Hugging Face cache") from None
+        self.adapted = adapt_conformers(self.model)
         self.device = device
         self.sample_rate = int(self.model.sr)
         self.clip_seconds = float(self.model.clip_secs)
@@ -85,7 +137,8 @@ class MuQMuLanAudio(Embedder):
     @property
     def config(self) -> dict:
         return {**super().config, "clip_s": self.clip_seconds, "clips": "MuQMuLan._get_all_clips",
-                "source": "muq 0.1.0 muq_mulan/muq_mulan.py"}
+                "source": "muq 0.1.0 muq_mulan/muq_mulan.py",
+                "transformers5_adapter": self.adapted > 0}
 
     def clips(self, wave: np.ndarray):
         """The package's own cut of one clip into model inputs ``[clips, samples]``."""
@@ -93,18 +146,9 @@ class MuQMuLanAudio(Embedder):
 
         return self.model._get_all_clips(torch.as_tensor(np.asarray(wave, np.float32)))
 
-    def _check_runtime(self) -> None:
-        if transformers_major() >= 5:
-            import transformers
-
-            raise EmbedderError(f"muq 0.1.0 cannot run with transformers {transformers.__version__}: it reads "
-                                "hidden_states from Wav2Vec2ConformerEncoder, which transformers 5 no longer returns; "
-                                "use an environment with transformers<5")
-
     def embed(self, wave: np.ndarray) -> np.ndarray:
         import torch
 
-        self._check_runtime()
         with torch.no_grad():
             rows = [self.model.mulan_module.get_audio_latents(c[None].to(self.device))[0] for c in self.clips(wave)]
         return torch.stack(rows).float().cpu().numpy().astype(np.float32)

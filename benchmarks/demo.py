@@ -1,6 +1,8 @@
 """``musiclm-eval demo`` (= ``make run``): the whole pipeline on the embedded default, offline.
 
-corpus (train / eval split) → audio for the eval captions from each built-in system → ``compare``
+corpus (train split: what the model was fitted on) + held-out clips (the eval split of a corpus seed
+no shipped piece saw, ``musiclm_ref.data.splits.HELD_OUT``) → audio for the held-out captions from
+each built-in system → ``compare``
 (FAD with the embedders available offline, KLD, MCC) → a small memorization sweep → a human-study
 database with the generated pairs → the table and the commands that open the dashboard and the app.
 """
@@ -84,17 +86,27 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     """Run every stage into ``out``; return the compare results document."""
     from benchmarks.harness import compare, summarize
     from metrics.cache import EmbeddingCache
+    from musiclm_ref.data.splits import HELD_OUT, leaks
     from musiclm_ref.data.synth import generate_corpus
 
+    if seed == HELD_OUT["seed"]:
+        raise ValueError(f"--seed {seed} is the held-out corpus seed; the demo's training-side corpus needs another")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-
-    log(f"[1/5] corpus: {n} clips × {seconds:g} s (seed {seed})")
-    info = generate_corpus(out / "corpus", n=n, seconds=seconds, seed=seed, workers=min(2, os.cpu_count() or 1))
+    workers = min(2, os.cpu_count() or 1)
+    n_eval = max(1, n // 5)
+    log(f"[1/5] corpus: {n} clips × {seconds:g} s (seed {seed}; its train split feeds retrieval and the memorization "
+        f"sweep) and {n_eval} held-out clips (seed {HELD_OUT['seed']}, eval split: unseen by every shipped piece)")
+    info = generate_corpus(out / "corpus", n=n, seconds=seconds, seed=seed, workers=workers)
     log(info.summary())
+    held = generate_corpus(out / "held_out", n=n_eval, seconds=seconds, seed=HELD_OUT["seed"], split=HELD_OUT["split"],
+                           workers=workers)
     train_dir = _split(out / "corpus", out / "train", "train")
-    eval_dir = _split(out / "corpus", out / "reference", "eval")
+    eval_dir = _split(out / "held_out", out / "reference", "eval")
+    seen = leaks(load_captions(eval_dir / "captions.csv").index)
+    if seen:  # a shipped piece was refitted on these clips: the table would score memory, not generalization
+        raise RuntimeError(f"held-out clips appear in training manifests: {seen}")
 
     log("[2/5] generating audio for the eval captions with each built-in system")
     dirs = generate_systems(eval_dir, train_dir, out / "systems", seconds, seed, device, log)
@@ -110,7 +122,8 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
         dict(dirs), eval_dir, eval_dir / "captions.csv", out / "results",
         embedders=embedders, classifier=classifiers, kad=True, device=device, seed=seed, cache=cache,
         skip_unavailable_embedders=True, progress=True,
-        extra_metadata={"demo": {"corpus_seed": seed, "n": n, "seconds": seconds, "corpus_sha256": info.data_sha256}},
+        extra_metadata={"demo": {"corpus_seed": seed, "n": n, "seconds": seconds, "corpus_sha256": info.data_sha256,
+                                 "held_out": {**held.ids, "data_sha256": held.data_sha256}}},
     )  # fmt: skip
     unavailable = data["metadata"]["unavailable_embedders"]
     for name, reason in unavailable.items():

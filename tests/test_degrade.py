@@ -75,7 +75,7 @@ def test_degrade_cli(small_corpus, tmp_path):
     assert res.exit_code == 0, res.output
     assert "snr_db = 20" in res.output
     assert (tmp_path / "d" / "captions.csv").is_file()
-    a, b = load_audio(small_corpus / "syn00000.wav"), load_audio(tmp_path / "d" / "syn00000.wav")
+    a, b = load_audio(small_corpus / "syn-s1234-4s-00000.wav"), load_audio(tmp_path / "d" / "syn-s1234-4s-00000.wav")
     assert a.wave.shape == b.wave.shape and not np.allclose(a.wave, b.wave)
     bad = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--out", str(tmp_path / "e"), "--kind", "fuzz", "--severity", "0.5"])
     assert bad.exit_code != 0 and "unknown degradation 'fuzz'; expected one of noise, lowpass, clip" in bad.output

@@ -57,25 +57,25 @@ def test_compare_writes_store_and_orders_fad(small_corpus, systems, tmp_path):
 def test_pairing_by_id_and_missing_clips(small_corpus, systems, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(systems / "light", partial)
-    (partial / "syn00003.wav").unlink()
-    with pytest.raises(PairingError, match=r"system 'p' .*p lacks 1 id\(s\): syn00003"):
+    (partial / "syn-s1234-4s-00003.wav").unlink()
+    with pytest.raises(PairingError, match=r"system 'p' .*p lacks 1 id\(s\): syn-s1234-4s-00003"):
         compare({"p": partial}, small_corpus, small_corpus / "captions.csv", tmp_path / "x", embedders=("mel",), classifier=None, joint=None)
     data = compare({"p": partial}, small_corpus, small_corpus / "captions.csv", tmp_path / "y", embedders=("mel",),
                    classifier=None, joint=None, on_error="skip", n_boot=50)  # fmt: skip
-    assert data["systems"]["p"]["missing_ids"] == ["syn00003"] and data["systems"]["p"]["n_clips"] == 23
+    assert data["systems"]["p"]["missing_ids"] == ["syn-s1234-4s-00003"] and data["systems"]["p"]["n_clips"] == 23
 
 
 def test_corrupt_clip_error_or_reported_skip(small_corpus, systems, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(systems / "light", bad)
-    (bad / "syn00005.wav").write_bytes(b"garbage")
-    with pytest.raises(AudioError, match=r"syn00005\.wav: unreadable or corrupt audio"):
+    (bad / "syn-s1234-4s-00005.wav").write_bytes(b"garbage")
+    with pytest.raises(AudioError, match=r"syn-s1234-4s-00005\.wav: unreadable or corrupt audio"):
         compare({"b": bad}, small_corpus, small_corpus / "captions.csv", tmp_path / "x", embedders=("mel",), classifier=None, joint=None)
     data = compare({"b": bad}, small_corpus, small_corpus / "captions.csv", tmp_path / "y", embedders=("mel",),
                    classifier=None, joint=None, on_error="skip", n_boot=50)  # fmt: skip
     skipped = data["systems"]["b"]["skipped"]
-    assert len(skipped) == 1 and skipped[0]["path"].endswith("syn00005.wav")
-    assert "syn00005" in data["systems"]["b"]["missing_ids"]
+    assert len(skipped) == 1 and skipped[0]["path"].endswith("syn-s1234-4s-00005.wav")
+    assert "syn-s1234-4s-00005" in data["systems"]["b"]["missing_ids"]
 
 
 def test_warm_cache_reuses_embeddings(small_corpus, systems, tmp_path):

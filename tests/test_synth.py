@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from benchmarks.cli import main
 from metrics.audio import load_audio
 from metrics.musiccaps import COLUMNS, load_captions
+from musiclm_ref.data.splits import clip_id
 from musiclm_ref.data.synth import (
     AUDIOSET_MIDS,
     MAJOR,
@@ -44,9 +45,9 @@ def test_same_seed_byte_identical_and_clip_independent_of_n(tmp_path):
     generate_corpus(tmp_path / "d", n=3, seconds=2.0, seed=4)
     assert digest(tmp_path / "a") == digest(tmp_path / "b") and a.data_sha256 == b.data_sha256
     for i in range(3):
-        name = f"syn{i:05d}.wav"
+        name, other = f"{clip_id(3, i, 2.0)}.wav", f"{clip_id(4, i, 2.0)}.wav"
         assert digest(tmp_path / "a")[name] == digest(tmp_path / "c")[name]
-        assert digest(tmp_path / "a")[name] != digest(tmp_path / "d")[name]
+        assert digest(tmp_path / "a")[name] != digest(tmp_path / "d")[other]
 
 
 def test_workers_do_not_change_bytes(tmp_path):
@@ -60,7 +61,7 @@ def test_columns_captions_and_labels(small_corpus):
     assert list(raw.columns) == COLUMNS
     caps = load_captions(small_corpus / "captions.csv")
     labels = load_labels(small_corpus)
-    assert list(caps.index) == list(labels.index) == [f"syn{i:05d}" for i in range(24)]
+    assert list(caps.index) == list(labels.index) == [f"syn-s1234-4s-{i:05d}" for i in range(24)]
     assert set(labels["split"]) == {"train", "eval"}
     assert (caps["is_audioset_eval"] == (labels["split"] == "eval")).all()
     for ytid, row in caps.iterrows():

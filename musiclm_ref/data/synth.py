@@ -2,7 +2,10 @@
 
 Each clip is a small piece of music — chords, a bass line, a melody and drums — rendered from a
 ``ClipSpec`` that is drawn from ``(seed, index)`` alone, so clip *i* is the same whatever *n* is, and
-work can be split across processes without changing a byte. Captions are generated from the same
+work can be split across processes without changing a byte. A clip's id names everything its bytes
+depend on — ``syn-s<seed>-<settings>-<index>`` (``clip_id``) — so corpora made with other seeds or
+settings never collide on ids, and a training split recorded as settings + split (``split_record``)
+can be regenerated id for id (what tests/test_splits.py checks every shipped manifest against). Captions are generated from the same
 spec, so every word about instruments, tempo, mood and style is true of the audio: that is what makes
 the corpus usable for training the classifier and MuLan, and for checking that metrics move the
 right way.
@@ -24,6 +27,7 @@ from scipy.signal import lfilter, oaconvolve
 
 from metrics.audio import save_audio
 from metrics.musiccaps import write_captions
+from musiclm_ref.data.splits import clip_id, split_indices, split_of, split_record
 
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 MAJOR = [0, 2, 4, 5, 7, 9, 11]
@@ -472,7 +476,6 @@ def caption_for(spec: ClipSpec, rng: np.random.Generator) -> tuple[str, list[str
 
 # ------------------------------------------------------------------ corpus ---------------------------
 
-EVAL_EVERY = 5  # clip i is in the eval split when i % 5 == 4: a fixed, seed-independent 20%
 
 
 @dataclass
@@ -485,6 +488,7 @@ class CorpusInfo:
     data_sha256: str
     styles: dict[str, int] = field(default_factory=dict)
     splits: dict[str, int] = field(default_factory=dict)
+    ids: dict = field(default_factory=dict)  # split_record(): the settings that regenerate the ids, and their digest
 
     def summary(self) -> str:
         styles = ", ".join(f"{k} {v}" for k, v in sorted(self.styles.items()))
@@ -494,10 +498,6 @@ class CorpusInfo:
             f"  styles: {styles}\n"
             f"  data sha256: {self.data_sha256[:16]}…"
         )
-
-
-def clip_id(index: int) -> str:
-    return f"syn{index:05d}"
 
 
 def _render_job(args: tuple) -> None:
@@ -527,13 +527,15 @@ def generate_corpus(
     sample_rate: int = 24000,
     styles: list[str] | None = None,
     workers: int = 1,
+    split: str | None = None,
 ) -> CorpusInfo:
     """Write ``<ytid>.wav``, ``captions.csv`` (MusicCaps columns) and ``labels.csv`` to ``out_dir``.
 
     With ``styles``, clip i gets style ``styles[i % len(styles)]`` (balanced); otherwise its own draw.
     Clip i is in the eval split when ``i % 5 == 4`` (20 %, independent of seed and n); captions.csv
-    marks those rows ``is_audioset_eval = is_balanced_subset = True``. ``workers`` renders in
-    parallel processes; the bytes do not depend on it.
+    marks those rows ``is_audioset_eval = is_balanced_subset = True``. ``split="eval"`` (or ``"train"``)
+    writes only the first ``n`` clips of that split — the same bytes and ids as in the full corpus.
+    ``workers`` renders in parallel processes; the bytes do not depend on it.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -544,8 +546,9 @@ def generate_corpus(
             raise ValueError(f"unknown style {s!r}; expected one of {', '.join(sorted(STYLES))}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    specs = [sample_spec(seed, i, styles[i % len(styles)] if styles else None) for i in range(n)]
-    jobs = [(s, seconds, sample_rate, out / f"{clip_id(s.index)}.wav") for s in specs]
+    specs = [sample_spec(seed, i, styles[i % len(styles)] if styles else None) for i in split_indices(n, split)]
+    ident = {s.index: clip_id(seed, s.index, seconds, sample_rate, styles) for s in specs}
+    jobs = [(s, seconds, sample_rate, out / f"{ident[s.index]}.wav") for s in specs]
     if workers > 1 and n > 1:
         with _pool_context().Pool(min(workers, n)) as pool:
             for _ in pool.imap_unordered(_render_job, jobs, chunksize=2):
@@ -555,16 +558,16 @@ def generate_corpus(
             _render_job(j)
     cap_rows, label_rows = [], []
     for spec in specs:
-        ytid = clip_id(spec.index)
+        ytid = ident[spec.index]
         caption, aspects = caption_for(spec, np.random.default_rng([seed, spec.index, 15485863]))
-        split = "eval" if spec.index % EVAL_EVERY == EVAL_EVERY - 1 else "train"
+        part = split_of(spec.index)
         cap_rows.append({
             "ytid": ytid, "start_s": 0, "end_s": seconds, "audioset_positive_labels": audioset_labels(spec),
             "aspect_list": aspects, "caption": caption, "author_id": 0,
-            "is_balanced_subset": split == "eval", "is_audioset_eval": split == "eval",
+            "is_balanced_subset": part == "eval", "is_audioset_eval": part == "eval",
         })  # fmt: skip
         label_rows.append({
-            "ytid": ytid, "split": split, "style": spec.style, "tempo_bpm": spec.tempo,
+            "ytid": ytid, "split": part, "style": spec.style, "tempo_bpm": spec.tempo,
             "tempo_class": tempo_class(spec.tempo), "key": NOTE_NAMES[spec.key], "mode": spec.mode,
             "meter": f"{spec.meter}/4", "drums": spec.drums, "instruments": ";".join(spec.instruments),
             "mood": spec.mood, "melody_id": spec.melody_id, "tags": ";".join(spec.tags),
@@ -579,6 +582,7 @@ def generate_corpus(
     info = CorpusInfo(
         str(out), n, seconds, sample_rate, seed, h.hexdigest(),
         dict(Counter(s.style for s in specs)), dict(Counter(r["split"] for r in label_rows)),
+        split_record(seed, n, seconds, sample_rate, styles, split),
     )  # fmt: skip
     # the folder's own record (without out_dir, so that the same seed gives the same bytes anywhere)
     record = {k: v for k, v in asdict(info).items() if k != "out_dir"}

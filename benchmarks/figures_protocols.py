@@ -5,7 +5,7 @@ can adopt ``PROTOCOL_RENDERERS`` without a name clash): the text between the mar
 ``PROTOCOL_RENDERERS[NAME](root)`` returns, nothing typed by hand (``tests/test_protocols.py`` checks it;
 ``python -m benchmarks.figures_protocols`` rewrites it). Values are printed as the papers print them;
 ``—`` where the paper prints none, ``n/t`` where this file has no transcription (with the reason below
-the table).
+the table), ``*`` after a value quoted from a secondary source only; the citations close each table.
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ TABLES = Path("docs/published_tables.json")
 DOC = Path("docs/protocol.md")
 
 
-def _cell(v: object) -> str:
-    return "n/t" if v is None else "—" if v == "-" else str(v)
+def _cell(t: dict, row: dict, col: str) -> str:
+    v = row[col]
+    if v is None:
+        return "n/t"
+    if v == "-":
+        return "—"
+    text = f"{v:.{t['decimals'][col]}f}" if col in t.get("decimals", {}) else str(v)
+    kinds = {t["citations"][c]["kind"] for c in row.get("cited", {}).get(col, [])}
+    return text + ("" if "primary" in kinds else "*")
 
 
 def render_table(root: Path, name: str) -> str:
@@ -32,17 +39,22 @@ def render_table(root: Path, name: str) -> str:
     lines = [f"Source: {t['source']}." + ("" if t["verified"] else f" **Unverified**: {t['verification']}."), "",
              "| system | " + " | ".join(f"{c} {a}" for c, a in zip(cols, arrows)) + " |",
              "|---|" + "---:|" * len(cols)]
-    lines += ["| " + " | ".join([row["system"], *(_cell(row[c]) for c in cols)]) + " |" for row in t["rows"]]
+    lines += ["| " + " | ".join([row["system"], *(_cell(t, row, c) for c in cols)]) + " |" for row in t["rows"]]
     lines += ["", "Result keys of this suite: " + ", ".join(f"{c} = `{k}`" for c, k in t["columns"].items()) + "."]
+    if any(_cell(t, row, c).endswith("*") for row in t["rows"] for c in cols):
+        lines += ["*: quoted from a secondary source (a leaderboard page quoting the paper), not read in the paper."]
     if t.get("dash_reason"):
         lines += [f"—: {t['dash_reason']}."]
     if t.get("null_reason"):
         lines += [f"n/t: {t['null_reason']}."]
+    lines += [f"{row['system']}: {row['note']}." for row in t["rows"] if row.get("note")]
+    lines += ["Cited: " + "; ".join(f"[{k}] {c.get('url') or c.get('where')} ({c['kind']})"
+                                     for k, c in t["citations"].items()) + "."]
     return "\n" + "\n".join(lines) + "\n"
 
 
 PROTOCOL_RENDERERS: dict[str, Callable[[Path], str]] = {
-    f"published-{n}": (lambda root, n=n: render_table(root, n)) for n in ("musiclm", "musicgen", "stable-audio")
+    f"published-{n}": (lambda root, n=n: render_table(root, n)) for n in ("musiclm", "musicgen", "musicgen-released", "stable-audio")
 }
 MARKER = re.compile(r"<!-- protocols:(published-[a-z-]+) -->(.*?)<!-- /protocols:\1 -->", re.S)
 

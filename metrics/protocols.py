@@ -41,6 +41,7 @@ class Protocol:
     loudness: str
     channels: str
     table: str
+    extra_tables: tuple[str, ...] = ()  # more published tables of the same protocol (docs/published_tables.json)
     sources: Mapping[str, str] = field(default_factory=dict)
     packages: Mapping[str, str] = field(default_factory=dict)   # model -> python module it needs
     weights: Mapping[str, str] = field(default_factory=dict)    # model -> what to download
@@ -49,7 +50,13 @@ class Protocol:
         """The protocol as results.json records it (``metadata.protocol_settings``)."""
         d = asdict(self)
         d["embedders"] = list(self.embedders)
+        d["extra_tables"] = list(self.extra_tables)
         return d
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Every published table this protocol reproduces, the paper's own first."""
+        return (self.table, *self.extra_tables)
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
@@ -75,6 +82,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
         embedders=("vggish",), classifier="passt", kld_convention="audiocraft", joint="clap",
         sample_rates={"vggish": 16000, "passt": 32000, "clap": 48000},
         clip_seconds=10.0, loudness="none", channels="mono (mean of channels)", table="musicgen",
+        extra_tables=("musicgen-released",),
         sources={
             "embedders": "MusicGen §4.1 'Metrics': FAD on the official VGGish (Google's TF implementation)",
             "classifier": "MusicGen §4.1: KL over PaSST's AudioSet labels; audiocraft/metrics/kld.py "
@@ -91,7 +99,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
                  "clap": "huggingface-cli download laion/larger_clap_music"},
     ),
     Protocol(
-        name="stable-audio", paper="Evans et al. 2024, Stable Audio Open (arXiv:2407.14358) / stable-audio-metrics",
+        name="stable-audio", paper="Evans et al. 2024, Stable Audio (arXiv:2402.04825) and Stable Audio Open "
+                                   "(arXiv:2407.14358), both scored with stable-audio-metrics",
         embedders=("openl3",), classifier="passt-sam", kld_convention="stable-audio", joint="clap-sam",
         sample_rates={"openl3": 44100, "passt-sam": 32000, "clap-sam": 48000},
         clip_seconds=None, loudness="peak-normalized to -1 dBFS (every model)", channels="stereo for OpenL3 "
@@ -230,16 +239,19 @@ def status(name: str) -> dict:
 
 
 def published_rows(name: str, path: str | Path = TABLES) -> list[dict]:
-    """The protocol's published table as leaderboard rows keyed by this suite's result keys
-    (``run`` names the paper; values the paper does not print, or that are not transcribed, are None)."""
+    """The protocol's published tables as leaderboard rows keyed by this suite's result keys
+    (``run`` names the table and protocol; values the source does not print, or that are not transcribed,
+    are None)."""
     p = get(name)
-    table = published_tables(path)["tables"][p.table]
-    label = f"published: {table['source'].split(',')[0]} ({name})"
+    tables = published_tables(path)["tables"]
     rows = []
-    for r in table["rows"]:
-        row = {"run": label, "system": r["system"]}
-        for col, key in table["columns"].items():
-            v = r.get(col)
-            row[key] = float(v) if isinstance(v, int | float) else None
-        rows.append(row)
+    for t in p.tables:
+        table = tables[t]
+        label = f"published: {table.get('label') or table['source'].split(',')[0]} ({name})"
+        for r in table["rows"]:
+            row = {"run": label, "system": r["system"]}
+            for col, key in table["columns"].items():
+                v = r.get(col)
+                row[key] = float(v) if isinstance(v, int | float) else None
+            rows.append(row)
     return rows

@@ -45,20 +45,48 @@ def test_every_protocol_names_registered_models_and_conventions():
 
 def test_published_tables_map_onto_the_keys_each_protocol_writes():
     """Each printed column maps to a result key that protocol's run produces (FAD per embedder, the
-    convention's headline KLD key, mcc) — so the dashboard can put a run beside its table."""
+    convention's headline KLD key, mcc) — so the dashboard can put a run beside its tables."""
     from metrics.kld import kld_metrics
 
     tables = P.published_tables()["tables"]
-    assert tables["musiclm"]["rows"][2] == {"system": "MusicLM", "FAD_TRILL": 0.44, "FAD_VGG": 4.0, "KLD": 1.01, "MCC": 0.51}
+    row = tables["musiclm"]["rows"][2]
+    assert {k: row[k] for k in ("system", "FAD_TRILL", "FAD_VGG", "KLD", "MCC")} == {
+        "system": "MusicLM", "FAD_TRILL": 0.44, "FAD_VGG": 4.0, "KLD": 1.01, "MCC": 0.51}
+    assert P.get("musicgen").tables == ("musicgen", "musicgen-released")
+    assert {t for p in P.PROTOCOLS.values() for t in p.tables} == set(tables)
     for name, p in P.PROTOCOLS.items():
-        t = tables[p.table]
         produced = {f"fad_{e}" for e in p.embedders} | {next(iter(kld_metrics(p.kld_convention)))} | {"mcc"}
-        assert set(t["columns"].values()) == produced, name
+        for t in (tables[n] for n in p.tables):
+            assert set(t["columns"].values()) == produced, name
+            assert set(t["decimals"]) == set(t["columns"]) and t["label"], name
+            for row in t["rows"]:
+                assert set(row) - {"cited", "note"} == {"system", *t["columns"]}
+                assert all(row[c] is None or row[c] == "-" or isinstance(row[c], float) for c in t["columns"])
+                assert all(row[c] is not None for c in t["columns"]) or t.get("null_reason"), f"{name}: nulls need a reason"
+                assert all(row[c] != "-" for c in t["columns"]) or t.get("dash_reason"), f"{name}: '-' needs a reason"
+
+
+def test_every_published_value_names_a_stored_source():
+    """Only values that can be cited are transcribed: every number names its citation(s), each with where it
+    was read and whether it is the authors' own document; a table is 'verified' only if all its citations are."""
+    for name, t in P.published_tables()["tables"].items():
+        cites = t["citations"]
+        assert all(c["kind"] in ("primary", "secondary") and (c.get("url") or c.get("where")) and c["says"]
+                   for c in cites.values()), name
+        used = set()
         for row in t["rows"]:
-            assert set(row) == {"system", *t["columns"]}
-            assert all(row[c] is None or row[c] == "-" or isinstance(row[c], float) for c in t["columns"])
-            assert all(row[c] is not None for c in t["columns"]) or t.get("null_reason"), f"{name}: nulls need a reason"
-            assert all(row[c] != "-" for c in t["columns"]) or t.get("dash_reason"), f"{name}: '-' needs a reason"
+            for col in t["columns"]:
+                keys = row.get("cited", {}).get(col, [])
+                if isinstance(row[col], float):
+                    assert keys and set(keys) <= set(cites), f"{name} / {row['system']} / {col}: uncited value"
+                    # the number appears in what the cited page says (as printed there, or to its decimals)
+                    printed = {f"{row[col]:.{t['decimals'][col]}f}", f"{row[col]:g}"}
+                    assert any(any(v in cites[k]["says"] for v in printed) for k in keys), (name, row["system"], col)
+                else:
+                    assert not keys, f"{name} / {row['system']} / {col}: a citation for an empty cell"
+                used |= set(keys)
+        assert used == set(cites), f"{name}: unused citations {set(cites) - used}"
+        assert t["verified"] == all(c["kind"] == "primary" for c in cites.values()), name
 
 
 def test_comparable_refuses_mixed_protocols_and_says_why():
@@ -171,9 +199,14 @@ def test_published_rows_use_the_suites_keys():
     assert [r["system"] for r in rows] == ["Riffusion", "Mubert", "MusicLM"]
     assert rows[0] == {"run": rows[0]["run"], "system": "Riffusion", "fad_trill": 0.76, "fad_vggish": 13.4,
                        "kld_musiclm": 1.19, "mcc": 0.34}
-    assert "musiclm" in rows[0]["run"] and "Agostinelli" in rows[0]["run"]
-    mg = {r["system"]: r for r in P.published_rows("musicgen")}
-    assert mg["MusicLM"]["kld_audiocraft"] is None and mg["MusicLM"]["fad_vggish"] == 4.0
+    assert rows[0]["run"] == "published: MusicLM paper, Table 1 (musiclm)"
+    mg = P.published_rows("musicgen")
+    assert {r["run"] for r in mg} == {"published: MusicGen paper, Table 1 (musicgen)",
+                                      "published: MusicGen model card (released checkpoints) (musicgen)"}
+    by = {r["system"]: r for r in mg}
+    assert by["MusicLM"]["kld_audiocraft"] is None and by["MusicGen 1.5B (no melody)"]["fad_vggish"] == 3.4
+    assert by["facebook/musicgen-small"] == {"run": by["facebook/musicgen-small"]["run"], "system": "facebook/musicgen-small",
+                                              "fad_vggish": 4.88, "kld_audiocraft": 1.42, "mcc": 0.27}
 
 
 def _run_with_protocol(root, name, protocol):

@@ -332,11 +332,13 @@ def melody_window_starts(crop_seconds: float, n_windows: int) -> list[int]:
     return [min(MELODY_WINDOW_SECONDS * i, last) for i in range(n_windows)]
 
 
-def sample_batch(stage: Stage, corpus: TokenCorpus, batch: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Random crops → (cond, targets, context) with conditioning dropout applied."""
+def sample_batch(stage: Stage, corpus: TokenCorpus, batch: int, g: torch.Generator,
+                 rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Random crops → (cond, targets, context) with conditioning dropout applied. ``rows`` fixes the clips
+    (streamed crops: each once) instead of drawing them."""
     cfg, t = stage.config, corpus.spec
     n = len(corpus.ids)
-    rows = torch.randint(0, n, (batch,), generator=g)
+    rows = torch.randint(0, n, (batch,), generator=g) if rows is None else rows
     ta = corpus.acoustic.shape[1]
     frames_a = min(int(round(cfg.crop_seconds * t.acoustic_rate)), ta)
     if cfg.stage == "semantic":

@@ -57,7 +57,8 @@ def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, lim
 @click.command("stage")
 @click.option("--stage", "stages", required=True, type=click.Choice(["semantic", "coarse", "fine", "all"]), multiple=True)
 @click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Corpus directory (clips + captions.csv).")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Corpus directory (clips + captions.csv); with --stream, a folder tree of audio (e.g. fma_small/).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory (<stage>_stage.pt, manifest.json).")
 @click.option("--components", type=click.Path(file_okay=False), default=None,
               help="Where codec.pt / semantic_tokenizer.pt live (default: --out if it has them, else the shipped set).")
@@ -68,19 +69,39 @@ def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, lim
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
+              help="skip: leave out unreadable files, listed in the manifest (and skipped-*.jsonl with --stream).")
+@click.option("--stream", is_flag=True, help="Train on random crops of each stage's length (paper: 30/10/3 s) streamed from "
+              "the audio files under --data (any depth, any soundfile format), tokenized on the fly; no token cache.")
+@click.option("--num-workers", type=int, default=0, show_default=True, help="--stream: DataLoader processes decoding ahead.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: autocast forward and loss (Ampere+ GPUs; runs on CPU too, slowly); weights and AdamW stay fp32.")
+@click.option("--grad-checkpoint", is_flag=True, help="Recompute each Transformer block in backward (less activation memory).")
+@click.option("--hf-model", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Local transformers model (w2v-BERT) of a semantic tokenizer fitted with `train semantic --hf-model`.")
+@click.option("--checkpoint-every", type=int, default=250, show_default=True, help="Steps between resumable checkpoints.")
+@click.option("--stop-at", type=int, default=None, help="Save a resumable checkpoint and exit after this step (a job's time slice).")
 @json_option()
-def train_stage(stages, preset, data, out, components, mulan, steps, batch_size, lr, seed, threads, device, on_error, json_out):
-    """Train one (or all) of the three Transformer stages; resumes from --out's checkpoint."""
+def train_stage(stages, preset, data, out, components, mulan, steps, batch_size, lr, seed, threads, device, on_error, stream,
+                num_workers, precision, grad_checkpoint, hf_model, checkpoint_every, stop_at, json_out):
+    """Train one (or all) of the three Transformer stages; resumes from --out's checkpoint.
+
+    Under torchrun (torchrun --nproc_per_node=8 --no-python musiclm-eval train stage …) the processes
+    form one data-parallel run; --batch-size is the global batch."""
+    from musiclm_ref.distributed import DistributedError
     from musiclm_ref.training import train_stages
 
     names = ["semantic", "coarse", "fine"] if "all" in stages else list(dict.fromkeys(stages))
     try:
         entries = train_stages(names, data, out, preset=preset, components=components, mulan_path=mulan, steps=steps,
                                batch=batch_size, lr=lr, seed=seed, threads=threads, device=device, on_error=on_error,
-                               command=_command("musiclm-eval train stage"))
-    except (ValueError, FileNotFoundError) as e:
+                               command=_command("musiclm-eval train stage"), precision=precision,
+                               grad_checkpoint=grad_checkpoint, stream=stream, num_workers=num_workers, hf_model=hf_model,
+                               checkpoint_every=checkpoint_every, stop_at=stop_at, progress=json_out != "-")
+    except (ValueError, FileNotFoundError, DistributedError) as e:
         raise click.ClickException(str(e)) from None
+    if not entries:  # a rank other than 0 of a torchrun job: rank 0 reports
+        return
     if not emit_json(json_out, entries):
         for name, e in entries.items():
             click.echo(f"{name}: {Path(out) / name} {e['metrics']}")

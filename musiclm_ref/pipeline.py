@@ -8,6 +8,13 @@ at most one crop at a time, and every window after the first keeps the last ``cr
 as prefix (paper: 30 s crop, 15 s stride, the previous 15 s as prefix; tiny: half the crop). Story
 mode swaps the conditioning tokens at given times by ending a window exactly at each switch.
 The fine stage works on non-overlapping chunks of its crop length, all in one batch (AudioLM).
+
+Reproducibility: every item draws from its own random streams, derived from ``(seed, item key)`` with
+the item's id (``ids=``) or else its caption as key (``item_keys``), and every per-item computation —
+MuLan text tower, conditioning RVQ, the three stages (``Transformer.batch_invariant``), the codec
+decoder — runs on that item alone or with per-item matrix products. So the same caption (id) and
+seed give the same tokens and the same audio, bit for bit, whatever else is generated with it: batch
+composition, order, ``--limit``, batch size (on one machine and torch build; see docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import hashlib
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +32,7 @@ from torch import Tensor
 
 from metrics.io import file_sha256
 from musiclm_ref.quantize import ResidualVQ
-from musiclm_ref.sampling import SamplingConfig, default_config, generate
+from musiclm_ref.sampling import SamplingConfig, default_config, generate, item_generator
 from musiclm_ref.stages import Stage, StageError, TokenCorpus, TokenSpec, load_stage, melody_window_starts
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints" / "tiny"
@@ -64,6 +71,25 @@ class Sampling:
     semantic: SamplingConfig = field(default_factory=lambda: default_config("semantic"))
     coarse: SamplingConfig = field(default_factory=lambda: default_config("coarse"))
     fine: SamplingConfig = field(default_factory=lambda: default_config("fine"))
+
+
+def item_keys(texts: Sequence[str], ids: Sequence[str] | None = None) -> list[str]:
+    """The key of each item's random streams: its id if given (ids must be unique), else its caption;
+    a caption repeated in one call gets ``#2``, ``#3`` … so that repeats are distinct samples."""
+    if ids is not None:
+        keys = [str(i) for i in ids]
+        if len(keys) != len(texts):
+            raise PipelineError(f"got {len(keys)} ids for {len(texts)} captions")
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise PipelineError(f"item ids must be unique; repeated: {', '.join(dup[:5])}")
+        return keys
+    seen: dict[str, int] = {}
+    keys = []
+    for t in texts:
+        seen[t] = seen.get(t, 0) + 1
+        keys.append(t if seen[t] == 1 else f"{t}#{seen[t]}")
+    return keys
 
 
 class MusicLM:
@@ -110,13 +136,22 @@ class MusicLM:
         return cls(*stages, codec=codec, mulan=mulan, mulan_rvq=load_mulan_rvq(d / "mulan_rvq.pt"), melody=melody, device=device)
 
     # -- conditioning -----------------------------------------------------------------------------
+    def _rvq_tokens(self, emb: np.ndarray) -> Tensor:
+        # one row at a time: a batched distance matmul differs in the last bits with the batch size, which
+        # could move an embedding near a Voronoi boundary to another code (batch invariance)
+        x = torch.from_numpy(emb).float()
+        rows = [self.mulan_rvq.encode(row[None]) for row in x]
+        return (torch.cat(rows) if rows else self.mulan_rvq.encode(x)).to(self.device)
+
     def text_tokens(self, texts: Sequence[str]) -> Tensor:
-        """M_T: MuLan text embeddings through the conditioning RVQ → [n, 12]."""
-        return self.mulan_rvq.encode(torch.from_numpy(self.mulan.embed_text(list(texts))).float()).to(self.device)
+        """M_T: MuLan text embeddings through the conditioning RVQ → [n, 12]. Each caption is embedded
+        alone: a padded batch changes the text tower's float results in the last bits."""
+        emb = np.concatenate([self.mulan.embed_text([t]) for t in texts]) if len(texts) else self.mulan.embed_text([])
+        return self._rvq_tokens(emb)
 
     def audio_tokens(self, waves: Sequence[np.ndarray], sr: int) -> Tensor:
         """M_A: MuLan audio embeddings through the same RVQ → [n, 12] (what the stages were trained on)."""
-        return self.mulan_rvq.encode(torch.from_numpy(self.mulan.embed_audio(list(waves), sr)).float()).to(self.device)
+        return self._rvq_tokens(self.mulan.embed_audio(list(waves), sr))
 
     def melody_tokens(self, melody: np.ndarray, sr: int, starts: list[int]) -> Tensor:
         if self.melody is None:
@@ -125,30 +160,43 @@ class MusicLM:
 
     # -- windowed stage sampling ------------------------------------------------------------------
     @staticmethod
-    def _generator(seed: int) -> torch.Generator:
-        return torch.Generator().manual_seed(int(seed))
+    def _generators(seed: int, keys: list[str], stream: str) -> list[torch.Generator]:
+        return [item_generator(seed, k, stream) for k in keys]
 
-    def _semantic_window(self, cond: Tensor, hist: Tensor, n_new: int, g, cfg: SamplingConfig) -> Tensor:
+    def _semantic_window(self, cond: Tensor, hist: Tensor, n_new: int, g, cfg: SamplingConfig,
+                         uncond: Tensor | None = None) -> Tensor:
         stage = self.semantic
         prompt = stage.prompt(cond, prefix=hist)
-        return stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(n_new), cfg, g))
+        u = stage.prompt(uncond, prefix=hist) if uncond is not None else None
+        return stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(n_new), cfg, g, u))
 
-    def _sample(self, stage: Stage, prompt: Tensor, ranges, cfg: SamplingConfig, g, uncond: Tensor | None = None) -> Tensor:
+    def _sample(self, stage: Stage, prompt: Tensor, ranges, cfg: SamplingConfig, gens: list[torch.Generator],
+                uncond: Tensor | None = None) -> Tensor:
+        """Rows in groups of MAX_ROWS (memory); each row samples from its own generator."""
         outs = []
         for rows in torch.arange(prompt.shape[0]).split(MAX_ROWS):
-            u = uncond[rows] if uncond is not None else None
-            outs.append(generate(stage.net, prompt[rows].to(self.device), ranges, cfg, g, uncond_prompt=u))
+            u = uncond[rows].to(self.device) if uncond is not None else None
+            outs.append(generate(stage.net, prompt[rows].to(self.device), ranges, cfg, [gens[i] for i in rows.tolist()],
+                                 uncond_prompt=u))
         return torch.cat(outs)
+
+    @staticmethod
+    def _keys(keys: list[str] | None, batch: int) -> list[str]:
+        keys = [str(i) for i in range(batch)] if keys is None else list(keys)
+        if len(keys) != batch:
+            raise PipelineError(f"got {len(keys)} item keys for a batch of {batch}")
+        return keys
 
     def semantic_tokens(self, conds: list[tuple[Tensor, int]], seed: int = 0, prefix: Tensor | None = None,
                         melody: tuple[np.ndarray, int] | None = None, cfg: SamplingConfig | None = None,
-                        batch: int | None = None) -> Tensor:
-        """Semantic tokens for a schedule [(cond [B, 12] or None, frames), …] (story mode = several entries)."""
+                        batch: int | None = None, keys: list[str] | None = None) -> Tensor:
+        """Semantic tokens for a schedule [(cond [B, 12] or None, frames), …] (story mode = several entries).
+        ``keys``: each row's random-stream key (default: its row index)."""
         stage, cfg = self.semantic, cfg or self.sampling.semantic
-        g = self._generator(seed)
         crop = stage.config.frames
         stride = max(1, crop // 2)
         batch = batch or next((c.shape[0] for c, _ in conds if c is not None), None) or (prefix.shape[0] if prefix is not None else 1)
+        g = self._generators(seed, self._keys(keys, batch), "semantic")
         hist = prefix.to(self.device) if prefix is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
         end = hist.shape[1]
         for mulan, frames in conds:
@@ -163,18 +211,21 @@ class MusicLM:
                     starts = [start_s + k for k in melody_window_starts(stage.config.crop_seconds, stage.config.melody_windows)]
                     mel = self.melody_tokens(*melody, starts)[None].expand(batch, -1, -1)
                 cond = stage.conditioning(batch, mulan, mel, self.device)
-                new = self._semantic_window(cond, hist[:, hist.shape[1] - keep :], n_new, g, cfg)
+                # guidance's unconditional branch: the MuLan tokens dropped to NULL exactly as training's
+                # cond_dropout does (sample_batch), the melody tokens kept (training drops those separately)
+                extra = (stage.conditioning(batch, None, mel, self.device),) if cfg.cfg_scale is not None else ()
+                new = self._semantic_window(cond, hist[:, hist.shape[1] - keep :], n_new, g, cfg, *extra)
                 hist = torch.cat([hist, new], dim=1)
         return hist
 
     def coarse_tokens(self, conds: list[tuple[Tensor | None, int]], semantic: Tensor | None, frames: int, seed: int = 0,
-                      batch: int | None = None, cfg: SamplingConfig | None = None) -> Tensor:
+                      batch: int | None = None, cfg: SamplingConfig | None = None, keys: list[str] | None = None) -> Tensor:
         """Coarse codes [B, frames, 4] for a schedule [(cond, frames), …]; ``semantic=None`` = skip_semantic."""
         stage, cfg = self.coarse, cfg or self.sampling.coarse
-        g = self._generator(seed + 1)
         crop = stage.config.frames - stage.config.frames % 2
         stride = max(2, (crop // 2) - (crop // 2) % 2)
         batch = batch or (semantic.shape[0] if semantic is not None else 1)
+        g = self._generators(seed, self._keys(keys, batch), "coarse")
         lv = self.spec.coarse_levels
         hist = torch.zeros(batch, 0, lv, dtype=torch.long, device=self.device)
         end = 0
@@ -192,21 +243,29 @@ class MusicLM:
                     ctx = stage.semantic_context(semantic[:, a // 2 : (b + 1) // 2])
                 cond = stage.conditioning(batch, mulan, None, self.device)
                 prompt = stage.prompt(cond, ctx, prefix=hist[:, a:])
-                new = stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(n_new), cfg, g))
+                uncond = None  # guidance: MuLan → NULL as training's cond_dropout; semantic context and prefix kept
+                if cfg.cfg_scale is not None:
+                    uncond = stage.prompt(stage.conditioning(batch, None, None, self.device), ctx, prefix=hist[:, a:])
+                new = stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(n_new), cfg, g, uncond))
                 hist = torch.cat([hist, new], dim=1)
         return hist
 
-    def fine_tokens(self, coarse: Tensor, seed: int = 0, cfg: SamplingConfig | None = None) -> Tensor:
+    def fine_tokens(self, coarse: Tensor, seed: int = 0, cfg: SamplingConfig | None = None,
+                    keys: list[str] | None = None) -> Tensor:
         """Fine codes [B, T, 8] from coarse [B, T, 4]: non-overlapping chunks of the fine crop, batched;
-        the last chunk is end-anchored (it overlaps the previous one and only its new frames are kept)."""
+        the last chunk is end-anchored (it overlaps the previous one and only its new frames are kept).
+        Chunk j of an item samples from that item's stream ``fine/j``."""
         stage, cfg = self.fine, cfg or self.sampling.fine
-        g = self._generator(seed + 2)
+        if cfg.cfg_scale is not None:
+            raise PipelineError("the fine stage has no conditioning to guide (cfg_scale applies to semantic and coarse)")
         b, t, _ = coarse.shape
+        keys = self._keys(keys, b)
         size = min(stage.config.frames, t)
         starts = list(range(0, t - size + 1, size))
         if starts[-1] + size < t:
             starts.append(t - size)
         chunks = torch.cat([coarse[:, s : s + size] for s in starts])  # [len(starts) * B, size, 4]
+        g = [gen for j in range(len(starts)) for gen in self._generators(seed, keys, f"fine/{j}")]
         cond = stage.conditioning(chunks.shape[0], None, None, self.device)
         prompt = stage.prompt(cond, chunks)
         fine = stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(size), cfg, g))
@@ -216,9 +275,11 @@ class MusicLM:
         return out
 
     def decode(self, coarse: Tensor, fine: Tensor | None, samples: int) -> np.ndarray:
-        codes = coarse if fine is None else torch.cat([coarse, fine], dim=-1)
+        """Codes → waves [B, samples], one item at a time: batched convolutions differ in the last bits
+        with the batch size, and decoding costs little next to sampling."""
+        codes = (coarse if fine is None else torch.cat([coarse, fine], dim=-1)).cpu()
         with torch.no_grad():
-            wave = self.codec.decode(codes.cpu())[:, :samples]
+            wave = torch.cat([self.codec.decode(c[None])[:, :samples] for c in codes])
         return wave.numpy().astype(np.float32)
 
     # -- public API -------------------------------------------------------------------------------
@@ -229,35 +290,55 @@ class MusicLM:
         ts = math.ceil(seconds * self.spec.semantic_rate)
         return ts, 2 * ts, samples
 
+    def _guided(self, cfg_scale: float | None) -> Sampling:
+        """The sampling settings with classifier-free guidance on the two MuLan-conditioned stages."""
+        if cfg_scale is None:
+            return self.sampling
+        s = self.sampling
+        try:
+            return Sampling(replace(s.semantic, cfg_scale=cfg_scale), replace(s.coarse, cfg_scale=cfg_scale), s.fine)
+        except ValueError as e:
+            raise PipelineError(str(e)) from None
+
     @torch.no_grad()
     def generate(self, texts: Sequence[str], seconds: float = 10.0, seed: int = 0, melody: np.ndarray | None = None,
                  melody_sr: int = SAMPLE_RATE, batch: int = 64, drop_conditioning: bool = False,
-                 skip_semantic: bool = False, fine: bool = True, progress: bool = False) -> np.ndarray:
-        """One clip per caption: float32 [n, seconds × 24000]. Same seed → same audio (for the same batch).
+                 skip_semantic: bool = False, fine: bool = True, progress: bool = False,
+                 ids: Sequence[str] | None = None, cfg_scale: float | None = None) -> np.ndarray:
+        """One clip per caption: float32 [n, seconds × 24000].
 
-        ``drop_conditioning`` replaces the MuLan tokens by NULL tokens (the unconditional baseline);
-        ``skip_semantic`` feeds the coarse stage NULL semantic tokens (the paper's ablation);
-        ``fine=False`` decodes the coarse levels only.
+        The same (caption or id, seed) gives the same audio whatever else is generated with it
+        (``item_keys``: ``ids`` if given, else the captions). ``drop_conditioning`` replaces the MuLan
+        tokens by NULL tokens (the unconditional baseline); ``skip_semantic`` feeds the coarse stage NULL
+        semantic tokens (the paper's ablation); ``fine=False`` decodes the coarse levels only;
+        ``cfg_scale`` turns on classifier-free guidance in the semantic and coarse stages (beyond the
+        paper; None = off, 1 = the conditional model).
         """
         texts = list(texts)
         if not texts:
             return np.zeros((0, int(round(seconds * SAMPLE_RATE))), np.float32)
         if any(not isinstance(t, str) for t in texts):
             raise PipelineError("texts must be a list of strings")
+        if cfg_scale is not None and drop_conditioning:
+            raise PipelineError("cfg_scale needs the conditioning: guidance with dropped MuLan tokens is unguided sampling")
+        keys = item_keys(texts, ids)
+        sampling = self._guided(cfg_scale)
         from tqdm.auto import tqdm
 
         out = []
         bar = tqdm(total=len(texts), desc="generate", unit="clip", disable=not progress)
-        for i in range(0, len(texts), batch):
+        for i in range(0, len(texts), batch):  # batches bound memory; they do not change any sample
             chunk = texts[i : i + batch]
             cond = None if drop_conditioning else self.text_tokens(chunk)
-            out.append(self._generate_schedule([(cond, seconds)], len(chunk), seed + i, melody, melody_sr, skip_semantic, fine))
+            out.append(self._generate_schedule([(cond, seconds)], len(chunk), seed, melody, melody_sr, skip_semantic, fine,
+                                               keys[i : i + batch], sampling))
             bar.update(len(chunk))
         bar.close()
         return np.concatenate(out)
 
     @torch.no_grad()
-    def generate_story(self, segments: Sequence[tuple[str, float]], seed: int = 0, fine: bool = True) -> np.ndarray:
+    def generate_story(self, segments: Sequence[tuple[str, float]], seed: int = 0, fine: bool = True,
+                       cfg_scale: float | None = None) -> np.ndarray:
         """One clip whose conditioning switches caption at the end of each (caption, seconds) segment."""
         if not segments:
             raise PipelineError("generate_story needs at least one (caption, seconds) segment")
@@ -266,9 +347,11 @@ class MusicLM:
                 raise PipelineError(f"each segment must be (caption: str, seconds > 0), got {(cap, sec)!r}")
         tokens = self.text_tokens([c for c, _ in segments])
         schedule = [(tokens[i : i + 1], sec) for i, (_, sec) in enumerate(segments)]
-        return self._generate_schedule(schedule, 1, seed, None, SAMPLE_RATE, False, fine)[0]
+        key = " | ".join(f"{c} @{s:g}s" for c, s in segments)
+        return self._generate_schedule(schedule, 1, seed, None, SAMPLE_RATE, False, fine, [key], self._guided(cfg_scale))[0]
 
-    def _generate_schedule(self, schedule, batch, seed, melody, melody_sr, skip_semantic, fine) -> np.ndarray:
+    def _generate_schedule(self, schedule, batch, seed, melody, melody_sr, skip_semantic, fine, keys,
+                           sampling: Sampling) -> np.ndarray:
         seconds = sum(s for _, s in schedule)
         _, ta, samples = self._frames(seconds)
         # switch points on the 25 Hz grid (cumulative rounding so the total is exact)
@@ -278,22 +361,26 @@ class MusicLM:
         semantic = None
         if not skip_semantic:
             mel = (np.asarray(melody, np.float32), int(melody_sr)) if melody is not None else None
-            semantic = self.semantic_tokens(list(zip(conds, sem_frames)), seed, melody=mel, batch=batch)
-        coarse = self.coarse_tokens(list(zip(conds, [2 * f for f in sem_frames])), semantic, ta, seed, batch)
-        fine_codes = self.fine_tokens(coarse, seed) if fine else None
+            semantic = self.semantic_tokens(list(zip(conds, sem_frames)), seed, melody=mel, batch=batch,
+                                            cfg=sampling.semantic, keys=keys)
+        coarse = self.coarse_tokens(list(zip(conds, [2 * f for f in sem_frames])), semantic, ta, seed, batch,
+                                    cfg=sampling.coarse, keys=keys)
+        fine_codes = self.fine_tokens(coarse, seed, cfg=sampling.fine, keys=keys) if fine else None
         return self.decode(coarse, fine_codes, samples)
 
     @torch.no_grad()
     def semantic_continuation(self, cond_tokens: Tensor | None, prompt_semantic_tokens: Tensor, n_new: int,
-                              greedy: bool = True, seed: int = 0) -> Tensor:
+                              greedy: bool = True, seed: int = 0, ids: Sequence[str] | None = None) -> Tensor:
         """Continue semantic prompts [B, T] by ``n_new`` tokens under MuLan tokens ``cond_tokens`` [B, 12]
-        (None = dropped); greedy by default (the memorization audit). Returns the new tokens [B, n_new]."""
+        (None = dropped); greedy by default (the memorization audit). Returns the new tokens [B, n_new].
+        Sampled (``greedy=False``) rows draw from the streams of ``ids`` (default: row indices)."""
         prompt = torch.as_tensor(prompt_semantic_tokens).long()
         if prompt.ndim == 1:
             prompt = prompt[None]
         cfg = SamplingConfig(greedy=True) if greedy else self.sampling.semantic
         cond = None if cond_tokens is None else torch.as_tensor(cond_tokens).long().reshape(prompt.shape[0], -1)
-        out = self.semantic_tokens([(cond, n_new)], seed, prefix=prompt, cfg=cfg)
+        keys = [str(i) for i in ids] if ids is not None else None
+        out = self.semantic_tokens([(cond, n_new)], seed, prefix=prompt, cfg=cfg, batch=prompt.shape[0], keys=keys)
         return out[:, prompt.shape[1] :]
 
 
@@ -340,4 +427,4 @@ def _bytes_sha(obj) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-__all__ = ["MusicLM", "PipelineError", "Sampling", "prepare_tokens", "save_mulan_rvq", "load_mulan_rvq", "StageError"]
+__all__ = ["MusicLM", "PipelineError", "Sampling", "item_keys", "prepare_tokens", "save_mulan_rvq", "load_mulan_rvq", "StageError"]

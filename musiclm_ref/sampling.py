@@ -8,10 +8,21 @@ says so in its settings.
 Every generated position has a *token type* (a semantic token, acoustic level 3, …) that owns a
 contiguous range of the stage's vocabulary; logits outside that range are masked, so a sample can
 never be a token of the wrong kind.
+
+Batch invariance: ``generate`` takes one generator per row (``item_generator(seed, key, stream)``, a
+stream derived from the seed and the item's id) and draws each row's uniforms from its own stream,
+and it runs the Transformer with ``batch_invariant`` (every item its own matrix products), so a row's
+tokens are the same bit for bit whatever other rows share the batch, in whatever order.
+
+Classifier-free guidance (Ho & Salimans 2022; MusicGen uses it, the MusicLM paper does not): logits
+``uncond + s · (cond − uncond)`` from a second, unconditional copy of each prompt in the same batch,
+with its own KV cache rows. Computed as ``cond + (s − 1) · (cond − uncond)`` (the same function), so
+``s = 1`` returns the conditional logits exactly.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -35,6 +46,8 @@ class SamplingConfig:
     cfg_scale: float | None = None  # classifier-free guidance; None = off (the paper's setting)
 
     def __post_init__(self):
+        if self.cfg_scale is not None and not (isinstance(self.cfg_scale, int | float) and self.cfg_scale >= 0):
+            raise ValueError(f"cfg_scale must be ≥ 0 (1 = conditional, 0 = unconditional), got {self.cfg_scale}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be ≥ 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
@@ -52,8 +65,27 @@ def default_config(stage: str, **overrides) -> SamplingConfig:
     return SamplingConfig(temperature=DEFAULT_TEMPERATURES[stage], **overrides)
 
 
-def sample_logits(logits: Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None) -> Tensor:
-    """logits [B, V] (the allowed range only) → tokens [B] in [0, V)."""
+def item_generator(seed: int, key: str, stream: str = "") -> torch.Generator:
+    """A CPU generator seeded from (seed, item key, stream) by SHA-256: the item's own random stream.
+
+    ``stream`` separates the uses of one item (``"semantic"``, ``"coarse"``, ``"fine/3"`` …) so that
+    they draw independent numbers; the key is the item's id, never its position in a batch.
+    """
+    digest = hashlib.sha256(f"{int(seed)}\x00{stream}\x00{key}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def sample_logits(logits: Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None,
+                  uniforms: Tensor | None = None) -> Tensor:
+    """logits [B, V] (the allowed range only) → tokens [B] in [0, V).
+
+    The draw is by inverse CDF from one uniform per row: ``uniforms`` [B] if given (per-row streams),
+    else ``torch.rand(B)`` from ``generator``. Every operation is row-wise, so a row's token depends
+    only on its own logits and uniform.
+    """
     if cfg.greedy or cfg.temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / cfg.temperature
@@ -65,10 +97,12 @@ def sample_logits(logits: Tensor, cfg: SamplingConfig, generator: torch.Generato
         cum = sorted_logits.softmax(-1).cumsum(-1)
         drop = cum - sorted_logits.softmax(-1) >= cfg.top_p  # keep the smallest prefix reaching top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    # inverse-CDF draw: one uniform per row from the seeded generator (much faster than
-    # torch.multinomial on CPU, and the same draws whatever path computed the logits)
+    # inverse-CDF draw (much faster than torch.multinomial on CPU, and the same draws whatever path
+    # computed the logits)
     cdf = logits.softmax(-1).cumsum(-1)
-    u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device) * cdf[:, -1:]
+    if uniforms is None:
+        uniforms = torch.rand(logits.shape[0], generator=generator)
+    u = uniforms.to(logits.device, torch.float32)[:, None] * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
 
 
@@ -78,39 +112,56 @@ def generate(
     prompt: Tensor,
     ranges: Sequence[tuple[int, int]],
     cfg: SamplingConfig = SamplingConfig(),
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     use_cache: bool = True,
     uncond_prompt: Tensor | None = None,
+    batch_invariant: bool = True,
 ) -> Tensor:
     """Continue ``prompt`` [B, n] by ``len(ranges)`` tokens; step i samples from vocabulary ``ranges[i]``.
 
-    Returns only the new tokens [B, len(ranges)]. ``uncond_prompt`` (same shape, conditioning replaced
-    by null tokens) is needed only for classifier-free guidance (``cfg.cfg_scale``).
+    Returns only the new tokens [B, len(ranges)]. ``generator``: one per row (each row draws from its
+    own stream: batch-invariant), or one shared by the batch (draws depend on the batch), or None.
+    ``uncond_prompt`` (same shape, conditioning replaced by the NULL tokens training drops it to) is
+    needed only for classifier-free guidance (``cfg.cfg_scale``). ``batch_invariant`` runs the model
+    with per-item matrix products (``Transformer.batch_invariant``).
     """
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be a non-empty [batch, length] tensor, got shape {tuple(prompt.shape)}")
     guided = cfg.cfg_scale is not None
     if guided and (uncond_prompt is None or uncond_prompt.shape != prompt.shape):
         raise ValueError("classifier-free guidance needs an uncond_prompt of the prompt's shape")
-    was_training = model.training
-    model.eval()
     batch = prompt.shape[0]
-    seq = torch.cat([prompt, uncond_prompt]) if guided else prompt
+    uniforms = None
+    if generator is not None and not isinstance(generator, torch.Generator):
+        gens = list(generator)
+        if len(gens) != batch:
+            raise ValueError(f"got {len(gens)} generators for a batch of {batch} rows (one per row, or one for all)")
+        if not (cfg.greedy or cfg.temperature == 0):  # greedy decoding draws nothing
+            uniforms = torch.stack([torch.rand(len(ranges), generator=g) for g in gens]).to(prompt.device)
+        generator = None
+    was_training, was_invariant = model.training, model.batch_invariant
+    model.eval()
+    model.batch_invariant = batch_invariant
+    seq = torch.cat([prompt, uncond_prompt.to(prompt.device)]) if guided else prompt
     cache = KVCache() if use_cache else None
     out = []
     step_input = seq
-    for lo, hi in ranges:
-        if use_cache:
-            logits = model(step_input, cache)[:, -1]
-        else:
-            logits = model(seq)[:, -1]
-        if guided:
-            cond, uncond = logits[:batch], logits[batch:]
-            logits = uncond + cfg.cfg_scale * (cond - uncond)
-        token = sample_logits(logits[:, lo:hi], cfg, generator) + lo
-        out.append(token)
-        step_input = (torch.cat([token, token]) if guided else token)[:, None]
-        if not use_cache:
-            seq = torch.cat([seq, step_input], dim=1)
-    model.train(was_training)
+    try:
+        for i, (lo, hi) in enumerate(ranges):
+            if use_cache:
+                logits = model(step_input, cache)[:, -1]
+            else:
+                logits = model(seq)[:, -1]
+            if guided:
+                cond, uncond = logits[:batch].float(), logits[batch:].float()
+                logits = cond + (cfg.cfg_scale - 1) * (cond - uncond)  # = uncond + s·(cond − uncond)
+            u = uniforms[:, i] if uniforms is not None else None
+            token = sample_logits(logits[:, lo:hi], cfg, generator, u) + lo
+            out.append(token)
+            step_input = (torch.cat([token, token]) if guided else token)[:, None]
+            if not use_cache:
+                seq = torch.cat([seq, step_input], dim=1)
+    finally:
+        model.train(was_training)
+        model.batch_invariant = was_invariant
     return torch.stack(out, dim=1) if out else prompt.new_zeros(batch, 0)

@@ -19,6 +19,8 @@ MusicLM (like AudioLM) uses decoder-only Transformers for all three stages. What
   model the size of ours does not learn content-based alignment in CPU-scale training; with the
   clock, matching times is a dot product of sinusoids. The clock is computed causally from the
   tokens alone, so it needs no extra input and the KV cache carries it (``KVCache.clock``).
+- ``batch_invariant`` (sampling sets it): every linear layer computes each batch item with its own
+  matrix product (``ItemLinear``), so a row's logits are bit-equal to that row computed alone.
 """
 
 from __future__ import annotations
@@ -118,12 +120,33 @@ class RelativePositionBias(nn.Module):
         return bias.masked_fill(rel > 0, float("-inf"))
 
 
+class ItemLinear(nn.Linear):
+    """``nn.Linear`` that can compute every batch item with its own matrix product (``per_item``).
+
+    A [B, n, d] input folded into one [B·n, d] GEMM (what ``nn.Linear`` does) gives each row a result
+    whose last bits depend on B: the BLAS kernel's blocking and reduction order change with the row
+    count (on MKL, B=1 and B=3 differ in the last bits). A batched product with one [n, d] × [d, k]
+    problem per item computes each item exactly as it would be computed alone, so sampling with
+    ``Transformer.batch_invariant`` gives the same logits — bit for bit — whatever else is in the batch.
+    Same parameters and state-dict keys as ``nn.Linear``.
+    """
+
+    per_item = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.per_item or x.ndim != 3:
+            return super().forward(x)
+        w = self.weight.t()
+        out = torch.bmm(x, w.expand(x.shape[0], *w.shape))
+        return out if self.bias is None else out + self.bias
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.heads, self.dropout = cfg.heads, cfg.dropout
-        self.to_qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
-        self.to_out = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.to_qkv = ItemLinear(cfg.dim, 3 * cfg.dim, bias=False)
+        self.to_out = ItemLinear(cfg.dim, cfg.dim, bias=False)
 
     def forward(self, x: Tensor, bias: Tensor, cache: KVCache | None, layer: int) -> Tensor:
         q, k, v = rearrange(self.to_qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
@@ -140,12 +163,14 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.proj_in = nn.Linear(cfg.dim, 2 * cfg.ff_dim, bias=False)
-        self.proj_out = nn.Linear(cfg.ff_dim, cfg.dim, bias=False)
+        self.proj_in = ItemLinear(cfg.dim, 2 * cfg.ff_dim, bias=False)
+        self.proj_out = ItemLinear(cfg.ff_dim, cfg.dim, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, value = self.proj_in(x).chunk(2, dim=-1)
+        if self.proj_in.per_item:  # GELU on a strided view takes a batch-size-dependent kernel path on CPU
+            gate, value = gate.contiguous(), value.contiguous()
         return self.proj_out(self.drop(F.gelu(gate) * value))
 
 
@@ -229,12 +254,12 @@ class Transformer(nn.Module):
         self.rel_pos = RelativePositionBias(cfg.heads, cfg.rel_buckets, cfg.rel_max_distance)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = RMSNorm(cfg.dim)
-        self.to_logits = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.to_logits = ItemLinear(cfg.dim, cfg.vocab_size, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.clock:  # which token types advance / restart the clock: set by the owner (``set_clock``)
             self.register_buffer("ticks", torch.zeros(cfg.vocab_size, dtype=torch.long))
             self.register_buffer("resets", torch.zeros(cfg.vocab_size, dtype=torch.bool))
-            self.clock_proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
+            self.clock_proj = ItemLinear(cfg.dim, cfg.dim, bias=False)
         self.grad_checkpoint = False  # a training-time switch (train_stage sets it), not part of the config
         if self.embed.weight.device.type != "meta":
             self.apply(self._init)
@@ -243,6 +268,18 @@ class Transformer(nn.Module):
     def _init(m: nn.Module) -> None:
         if isinstance(m, nn.Linear | nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Compute each batch item with its own matrix products (``ItemLinear.per_item``), so a row's
+        logits do not depend on the other rows; sampling switches it on, training leaves it off."""
+        return any(m.per_item for m in self.modules() if isinstance(m, ItemLinear))
+
+    @batch_invariant.setter
+    def batch_invariant(self, on: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, ItemLinear):
+                m.per_item = bool(on)
 
     @torch.no_grad()
     def set_clock(self, ticks: dict[int, int], resets: list[int]) -> None:

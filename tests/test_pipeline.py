@@ -188,8 +188,8 @@ def test_story_mode_switches_conditioning_at_the_given_times(micro):
 def test_unconditional_and_skip_semantic_options(micro):
     lm = micro["lm"]
     cond = lm.generate(["a piano", "drums"], seconds=1.0, seed=1)[:1]
-    unc = lm.generate(["a piano", "drums"], seconds=1.0, seed=1, drop_conditioning=True)
-    unc2 = lm.generate(["completely different words", "x"], seconds=1.0, seed=1, drop_conditioning=True)
+    unc = lm.generate(["a piano", "drums"], seconds=1.0, seed=1, drop_conditioning=True, ids=["a", "b"])
+    unc2 = lm.generate(["completely different words", "x"], seconds=1.0, seed=1, drop_conditioning=True, ids=["a", "b"])
     assert unc.shape == (2, SAMPLE_RATE) and np.array_equal(unc, unc2)  # the captions are really dropped
     # the text's MuLan tokens reach the model (whether a barely trained micro stage then samples other
     # tokens from the same uniforms is chance, so the audio is not compared)

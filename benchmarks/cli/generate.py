@@ -31,13 +31,18 @@ def _command(prefix: str) -> str:
 @click.option("--limit", type=int, default=None, help="Only the first N captions.")
 @click.option("--unconditional", is_flag=True, help="Drop the MuLan conditioning tokens (the unconditional baseline).")
 @click.option("--skip-semantic", is_flag=True, help="The paper's ablation: MuLan tokens → coarse stage directly.")
+@click.option("--cfg-scale", type=click.FloatRange(min=0), default=None,
+              help="Classifier-free guidance scale for the semantic and coarse stages (beyond the paper; off by default; 1 = unguided).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads (1 is fastest for the tiny model on a shared CPU).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @json_option()
-def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, limit, unconditional, skip_semantic, device,
-             threads, out, json_out):
-    """Generate one WAV per caption with a reference MusicLM."""
+def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, limit, unconditional, skip_semantic, cfg_scale,
+             device, threads, out, json_out):
+    """Generate one WAV per caption with a reference MusicLM.
+
+    A clip depends only on its caption (its CSV id), the seed and the settings — not on --limit,
+    --batch-size or the other captions."""
     from musiclm_ref.pipeline import PipelineError
     from musiclm_ref.training import generate_files
 
@@ -46,7 +51,8 @@ def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, lim
     try:
         summary = generate_files(checkpoint, out, captions=captions, texts=list(texts), seconds=seconds, seed=seed,
                                  melody=melody, batch=batch_size, limit=limit, drop_conditioning=unconditional,
-                                 skip_semantic=skip_semantic, device=device, threads=threads, progress=json_out != "-")
+                                 skip_semantic=skip_semantic, device=device, threads=threads, progress=json_out != "-",
+                                 cfg_scale=cfg_scale)
     except (PipelineError, ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
     if not emit_json(json_out, summary):

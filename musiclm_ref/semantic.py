@@ -306,15 +306,26 @@ def load_tokenizer(path: str | Path | None = None, hf_path: str | Path | None = 
 
 def train_semantic(data_dir: str | Path, out_dir: str | Path, preset_name: str = "tiny", k: int | None = None,
                    seed: int = 0, iters: int = 20, hf_path: str | Path | None = None, layer: int = 7,
-                   device: str = "cpu", on_error: str = "raise", command: str = "") -> dict:
-    """Fit a tokenizer on ``data_dir``'s clips; writes ``out_dir/semantic_tokenizer.pt`` + manifest entry."""
+                   device: str = "cpu", on_error: str = "raise", command: str = "", stream: bool = False,
+                   crop_seconds: float = 30.0, max_files: int | None = 2000) -> dict:
+    """Fit a tokenizer on ``data_dir``'s clips; writes ``out_dir/semantic_tokenizer.pt`` + manifest entry.
+
+    ``stream``: ``data_dir`` is a folder tree of audio too large to load (FMA); k-means is fitted on one
+    random ``crop_seconds`` crop of each of up to ``max_files`` files (``data.folder.crop_report``: only the
+    crop is decoded). The feature model (w2v-BERT with ``hf_path``) is frozen, so nothing here trains by
+    gradient and data parallelism does not apply; k-means subsamples ``max_frames`` frames anyway."""
     from metrics.audio import load_dir
     from musiclm_ref.codec import clips_hash, write_manifest_entry
 
     if preset_name not in PRESET_K:
         raise SemanticError(f"unknown semantic preset {preset_name!r}; choose one of {', '.join(PRESET_K)}")
     k = k or PRESET_K[preset_name]
-    report = load_dir(data_dir, on_error=on_error)
+    if stream:
+        from musiclm_ref.data.folder import crop_report
+
+        report = crop_report(data_dir, crop_seconds, FEATURE_SR, max_files, seed, on_error)
+    else:
+        report = load_dir(data_dir, on_error=on_error)
     features = HFFeatures(hf_path, layer, device) if hf_path else LogMelFeatures()
     tok = fit_tokenizer([(c.wave, c.sr) for c in report.clips], features, k=k, iters=iters, seed=seed)
     counts = np.bincount(np.concatenate([tok.tokenize(c.wave, c.sr) for c in report.clips]), minlength=k)
@@ -323,6 +334,7 @@ def train_semantic(data_dir: str | Path, out_dir: str | Path, preset_name: str =
     entry = {"command": command, "seed": seed, "preset": preset_name, "data_hash": clips_hash(report.clips),
              "data_clips": len(report.clips), "skipped": [f"{s.path}: {s.reason}" for s in report.skipped],
              "features": features.to_dict(), "tokenizer_id": tok.id,
+             "stream": {"crop_seconds": crop_seconds, "max_files": max_files} if stream else None,
              "metrics": {**tok.metadata, "token_entropy_bits": round(entropy, 3),
                          "perplexity": round(2**entropy, 1), "max_entropy_bits": round(math.log2(k), 3)}}
     tok.metadata = entry

@@ -67,15 +67,20 @@ def train_codec(data, out, preset, seed, steps, batch_size, lr, crop_seconds, in
 @click.option("--layer", type=int, default=7, show_default=True, help="Hidden state of --hf-model to cluster.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
+@click.option("--stream", is_flag=True, help="--data is a folder tree of audio (e.g. fma_small/): fit on one random crop per file, "
+              "decoding only the crop.")
+@click.option("--crop-seconds", type=float, default=30.0, show_default=True, help="--stream: crop length (the semantic stage's).")
+@click.option("--max-files", type=int, default=2000, show_default=True, help="--stream: files sampled (seeded).")
 @json_option()
-def train_semantic(data, out, preset, k, seed, iters, hf_model, layer, device, on_error, json_out):
+def train_semantic(data, out, preset, k, seed, iters, hf_model, layer, device, on_error, stream, crop_seconds, max_files, json_out):
     """Fit the semantic tokenizer (25 Hz features + k-means) on a folder of clips."""
     from musiclm_ref.semantic import SemanticError
     from musiclm_ref.semantic import train_semantic as run
 
     try:
         entry = run(data, out, preset, k=k, seed=seed, iters=iters, hf_path=hf_model, layer=layer, device=device,
-                    on_error=on_error, command=_command("semantic"))
+                    on_error=on_error, command=_command("semantic"), stream=stream, crop_seconds=crop_seconds,
+                    max_files=max_files)
     except (SemanticError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if not emit_json(json_out, entry):

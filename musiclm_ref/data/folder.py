@@ -140,3 +140,28 @@ class AudioFolder(IterableDataset):
         order = self.order(self.epoch)
         for pos in range(self.start + worker, len(order), workers):
             yield self.item(order[pos], pos, self.epoch)
+
+
+def crop_report(root: str | Path, seconds: float, sample_rate: int, max_files: int | None = None, seed: int = 0,
+                on_error: str = "raise"):
+    """One random ``seconds`` crop from each of up to ``max_files`` files of the tree (a seeded random
+    subset), as a ``LoadReport`` — what fitting a tokenizer on a collection too large to load needs.
+    A crop's ``sha256`` hashes its samples, so ``clips_hash`` pins the exact fitting data."""
+    from metrics.audio import Clip, LoadReport, Skipped
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    folder = AudioFolder(root, seconds, sample_rate, seed=seed)
+    order = folder.order(0)[: max_files or None]
+    report = LoadReport()
+    for pos, index in enumerate(order):
+        crop = folder.item(index, pos, 0)
+        if crop.error is not None:
+            if on_error == "raise":
+                raise FolderError(f"{crop.path}: {crop.error} (use --on-error skip to skip such files with a report)")
+            report.skipped.append(Skipped(crop.path, crop.error))
+            continue
+        report.clips.append(Clip(crop.id, crop.wave, sample_rate, crop.path, hashlib.sha256(crop.wave.tobytes()).hexdigest()))
+    if not report.clips:
+        raise FolderError(f"{root}: no readable file among {len(order)} ({len(report.skipped)} skipped)")
+    return report

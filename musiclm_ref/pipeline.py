@@ -101,6 +101,9 @@ class MusicLM:
         self.device = torch.device(device)
         self.sampling = sampling or Sampling()
         self.spec: TokenSpec = semantic.config.tokens
+        # per-item matrix products in the stages (bit-equal rows whatever the batch); False = one folded
+        # GEMM per layer (rows then match only to float tolerance, and a token can flip rarely)
+        self.batch_invariant = True
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
@@ -177,7 +180,7 @@ class MusicLM:
         for rows in torch.arange(prompt.shape[0]).split(MAX_ROWS):
             u = uncond[rows].to(self.device) if uncond is not None else None
             outs.append(generate(stage.net, prompt[rows].to(self.device), ranges, cfg, [gens[i] for i in rows.tolist()],
-                                 uncond_prompt=u))
+                                 uncond_prompt=u, batch_invariant=self.batch_invariant))
         return torch.cat(outs)
 
     @staticmethod

@@ -87,3 +87,12 @@ def test_classifier_free_guidance_is_opt_in_and_checked(model):
     uncond = torch.zeros_like(PROMPT)
     scale1 = generate(model, PROMPT, RANGES, SamplingConfig(cfg_scale=1.0, greedy=True), uncond_prompt=uncond)
     assert torch.equal(scale1, generate(model, PROMPT, RANGES, SamplingConfig(greedy=True)))  # s=1 → conditional
+
+
+def test_per_row_uniforms_are_the_draws_a_shared_generator_would_make():
+    logits = torch.randn(6, 9, generator=torch.Generator().manual_seed(0))
+    cfg = SamplingConfig(temperature=0.8)
+    u = torch.rand(6, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(sample_logits(logits, cfg, uniforms=u), sample_logits(logits, cfg, torch.Generator().manual_seed(4)))
+    # row i's token depends on row i's logits and uniform only
+    assert torch.equal(sample_logits(logits[2:3], cfg, uniforms=u[2:3]), sample_logits(logits, cfg, uniforms=u)[2:3])

@@ -118,7 +118,7 @@ def muq_mulan_checkpoint(folder: Path, seed: int = 0) -> Path:
     tok = RobertaTokenizerFast.from_pretrained(str(folder / "xlm-roberta-tiny"))
     tok.save_pretrained(folder / "xlm-roberta-tiny")
     XLMRobertaModel(XLMRobertaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=80)).save_pretrained(folder / "xlm-roberta-tiny")
+                                     intermediate_size=32, max_position_embeddings=514)).save_pretrained(folder / "xlm-roberta-tiny")
     cfg = {"mulan": {"sr": 24000, "clip_secs": 10, "dim_latent": 8, "decoupled_contrastive_learning": True,
                      "hierarchical_contrastive_loss": False, "hierarchical_contrastive_loss_layers": None,
                      "sigmoid_contrastive_loss": False, "rank_contrast": True},
@@ -126,7 +126,7 @@ def muq_mulan_checkpoint(folder: Path, seed: int = 0) -> Path:
            "text_model": {"name": str(folder / "xlm-roberta-tiny"), "model_dim": 16},
            "audio_transformer": {"dim": 16, "tf_depth": 1, "heads": 2, "dim_head": 8, "attn_dropout": 0.0,
                                  "ff_dropout": 0.0, "ff_mult": 2},
-           "text_transformer": {"dim": 16, "tf_depth": 1, "max_seq_len": 77, "dim_head": 8, "heads": 2,
+           "text_transformer": {"dim": 16, "tf_depth": 1, "max_seq_len": 512, "dim_head": 8, "heads": 2,
                                 "attn_dropout": 0.0, "ff_dropout": 0.0, "ff_mult": 2}}
     out = folder / "muq-mulan-tiny"
     MuQMuLan(cfg).eval().save_pretrained(out)

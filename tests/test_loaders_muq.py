@@ -56,6 +56,15 @@ def test_loads_offline_with_the_package_clip_cut_at_24k(ckpt):
     np.testing.assert_array_equal(text, joint.embed_text(TEXTS))
 
 
+def test_short_clips_are_completed_with_their_start_as_the_package_does(audio):
+    """muq's rule, kept exactly: the rest is completed with the audio's start, which for a clip under 5 s is
+    the whole clip once more (so the model sees 2x the clip, not 10 s); no zero padding anywhere."""
+    seven, three = _wave(7, seed=4), _wave(3, seed=5)
+    np.testing.assert_array_equal(audio.clips(seven).numpy(), np.concatenate([seven, seven[:3 * SR]])[None])
+    np.testing.assert_array_equal(audio.clips(three).numpy(), np.concatenate([three, three])[None])
+    assert audio.embed(three).shape == (1, 8)
+
+
 def test_audio_latents_are_per_clip_deterministic_and_average_to_the_package_latent(audio):
     import torch
 

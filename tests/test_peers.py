@@ -9,7 +9,8 @@
 - ``fadtk`` 1.1.0 (``fadtk.fad.calc_frechet_distance`` / ``calc_embd_statistics``): its pins (``numpy<2``,
   ``transformers<5``, ``laion-clap``) do not resolve here, but its code imports with what is installed;
   ``make`` installs it with ``--no-deps`` (plus ``hypy-utils``, which it imports). It takes the trace of
-  ``sqrt(S1 S2)`` from a general (non-symmetric) eigendecomposition ``V diag(sqrt(D)) V^-1``.
+  ``sqrt(S1 S2)`` from a general (non-symmetric) eigendecomposition ``V diag(sqrt(D)) V^-1``; measured against
+  ours: 2e-14 (d=16), 6e-15 (d=128), 4e-13 (d=512) relative.
 - audiocraft 1.3.0 ``audiocraft/metrics/kld.py`` (``kl_divergence``, ``PasstKLDivergenceMetric``): the
   package's ``__init__`` imports its whole training stack (av, flashy, hydra, xformers, spacy…, pinned to
   torch 2.1), which cannot be installed beside this project's torch. ``make`` installs its code with

@@ -192,6 +192,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
 RENDERERS.update(__import__("benchmarks.figures_real", fromlist=["REAL_MODEL_RENDERERS"]).REAL_MODEL_RENDERERS)
 RENDERERS.update(__import__("benchmarks.figures_perf", fromlist=["PERF_RENDERERS"]).PERF_RENDERERS)
 RENDERERS.update(__import__("benchmarks.figures_memo", fromlist=["MEMO_RENDERERS"]).MEMO_RENDERERS)
+RENDERERS.update(__import__("benchmarks.figures_training", fromlist=["TRAINING_RENDERERS"]).TRAINING_RENDERERS)
 
 
 # ----------------------------------------------------------------------------- documents

@@ -27,9 +27,10 @@ def copy_root(tmp_path):
     from benchmarks.figures_memo import ARTIFACTS as MEMO_ARTIFACTS
     from benchmarks.figures_perf import ARTIFACTS as PERF_ARTIFACTS
     from benchmarks.figures_real import ARTIFACTS
+    from benchmarks.figures_training import ARTIFACTS as TRAINING_ARTIFACTS
 
     for rel in [*DOCS, figures.CODEC_MANIFEST, figures.CLASSIFIER_MANIFEST, figures.MULAN_MANIFEST,
-                figures.COVERAGE, figures.DEMO, *ARTIFACTS, *PERF_ARTIFACTS, *MEMO_ARTIFACTS]:
+                figures.COVERAGE, figures.DEMO, *ARTIFACTS, *PERF_ARTIFACTS, *MEMO_ARTIFACTS, *TRAINING_ARTIFACTS]:
         src = figures.ROOT / rel
         if src.exists():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)

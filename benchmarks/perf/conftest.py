@@ -20,6 +20,10 @@ import pytest  # noqa: E402
 TORCH_THREADS = int(os.environ.get("BENCH_TORCH_THREADS", "1"))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="torch device of the benchmarks that take one (test_bench_training: cuda).")
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Record what the figures depend on: cores, load while the suite started, thread settings."""
     machine_info["cpu_count"] = os.cpu_count()

@@ -31,7 +31,7 @@ def model() -> Transformer:
     return m
 
 
-def _logits(model: Transformer, tokens: Tensor, steps: int) -> Tensor:
+def _logits(model: Transformer, tokens: torch.Tensor, steps: int) -> torch.Tensor:
     """Row 0's logits for a prompt forward and ``steps`` KV-cached steps."""
     cache = KVCache()
     out = [model(tokens[:, :-steps], cache)[0]]
@@ -39,8 +39,6 @@ def _logits(model: Transformer, tokens: Tensor, steps: int) -> Tensor:
         out.append(model(tokens[:, j : j + 1], cache)[0])
     return torch.cat(out)
 
-
-Tensor = torch.Tensor
 
 
 def test_batch_invariant_logits_are_bit_equal_to_the_row_computed_alone(model):
@@ -57,6 +55,17 @@ def test_batch_invariant_logits_are_bit_equal_to_the_row_computed_alone(model):
     # the same function as the folded GEMM path that training uses (to float tolerance)
     torch.testing.assert_close(_logits(model, torch.cat([row, others[:2]]), 10), alone, atol=1e-4, rtol=1e-4)
     assert model.batch_invariant is False and set(model.state_dict()) == set(Transformer(model.config).state_dict())
+
+
+def test_batch_invariance_holds_at_the_paper_width():
+    torch.manual_seed(0)
+    m = Transformer(preset("paper", 2000, depth=1)).eval()  # width 1024, 16 heads, FFN 4096
+    g = torch.Generator().manual_seed(2)
+    rows = torch.randint(3, 2000, (5, 24), generator=g)
+    m.batch_invariant = True
+    with torch.no_grad():
+        alone = _logits(m, rows[:1], 4)
+        assert torch.equal(_logits(m, rows, 4), alone) and torch.equal(_logits(m, rows[:2], 4), alone)
 
 
 def test_item_generators_are_keyed_by_seed_key_and_stream():

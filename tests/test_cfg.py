@@ -98,6 +98,11 @@ def test_guidance_raises_adherence_to_the_condition(lm):
     assert abs(_true_log_ratio(unc, m)) < 0.06
 
 
+def _always_dropping(stage: Stage) -> Stage:
+    """The stage's layout with training's MuLan dropout certain (and the other dropouts off)."""
+    return Stage(replace(stage.config, cond_dropout=1.0, melody_dropout=0.0, semantic_dropout=0.0))
+
+
 def test_unconditional_branch_is_the_conditioning_training_drops(lm, monkeypatch):
     seen = []
     real = pipeline.generate
@@ -115,15 +120,10 @@ def test_unconditional_branch_is_the_conditioning_training_drops(lm, monkeypatch
         n = SPEC.mulan_levels
         # training's dropout of the MuLan tokens (cond_dropout = 1): what the unconditional prompt must start with
         corpus = _corpus(8)
-        dropped, _, _ = sample_batch(replace_dropout(stage), corpus, 2, torch.Generator().manual_seed(0))
+        dropped, _, _ = sample_batch(_always_dropping(stage), corpus, 2, torch.Generator().manual_seed(0))
         assert torch.equal(uncond[:, :n], dropped[:, :n]) and (uncond[:, :n] == NULL).all()
         assert torch.equal(uncond[:, n:], prompt[:, n:])  # melody/semantic context and prefix kept
         assert not torch.equal(uncond[:, :n], prompt[:, :n])
-
-
-def replace_dropout(stage: Stage) -> Stage:
-    s = Stage(replace(stage.config, cond_dropout=1.0, melody_dropout=0.0, semantic_dropout=0.0))
-    return s
 
 
 def test_cfg_errors_name_the_problem(lm):

@@ -230,7 +230,10 @@ class KLD(PerClipOutputs):
     """
 
     output = "class_logits"
-    bounds = (0.0, None)  # a KL divergence (and a sum or mean of two) is never negative
+    # Interval endpoints are clipped to the convention's range. The musiclm formula smooths both sides
+    # alike, so its value is a true KL divergence (never negative); audiocraft's and stable-audio's add
+    # eps inside one log only, so near-identical distributions legitimately give about -eps: no floor.
+    bounds: tuple[float | None, float | None] = (0.0, None)
 
     def __init__(self, convention: str = "musiclm", number: str = "kld", activation: str | None = None,
                  eps: float | None = None, pooling: str = "mean", n_boot: int = 1000, seed: int = 0):
@@ -243,6 +246,8 @@ class KLD(PerClipOutputs):
         self.activation = (activation or "sigmoid") if convention == "musiclm" else "softmax"
         self.eps = 1e-6 if eps is None else float(eps)
         self.name = convention_key(convention, number)
+        if convention != "musiclm":
+            self.bounds = (None, None)
         super().__init__(n_boot=n_boot, seed=seed)
 
     def config(self) -> dict:

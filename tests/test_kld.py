@@ -264,3 +264,22 @@ def test_kld_metric_state_merges_pairs_by_id_and_resamples(rng):
         lone.compute()
     with pytest.raises(ValueError, match="NaN/Inf"):
         lone.update("reference", {"y": np.array([[np.nan, 1.0]])})
+
+
+def test_interval_floor_only_where_the_convention_cannot_go_negative(rng):
+    """audiocraft puts eps inside one log only: identical softmaxes give about -eps, and its interval must
+    contain that value (a floor at 0 would clip it to [0, 0]); musiclm smooths both sides and keeps 0."""
+    from metrics.kld import KLD
+
+    logits = {f"c{i}": rng.normal(size=(3, 20)) for i in range(12)}
+    acraft = KLD("audiocraft", n_boot=200, seed=0)
+    acraft.update("reference", logits)
+    acraft.update("generated", {k: v + 1e-9 * rng.normal(size=v.shape) for k, v in logits.items()})
+    res = acraft.compute()
+    assert -2e-5 < res.value < 0  # sum over classes of -p·log(1 + eps/p) ≈ -eps · (classes with mass)
+    lo, hi = res.ci95
+    assert lo < 0 and lo <= res.value <= hi
+    musiclm = KLD("musiclm", n_boot=200, seed=0)
+    musiclm.update("reference", logits)
+    musiclm.update("generated", {k: v[::-1] * 0.5 for k, v in logits.items()})
+    assert musiclm.compute().ci95[0] >= 0.0

@@ -74,7 +74,8 @@ def protocols(json_out) -> None:
         return
     for d in docs:
         click.echo(f"{d['name']}: {d['paper']}")
-        click.echo(f"  KLD convention {d['kld_convention']}; clip {d['clip_seconds'] or 'as given'} s; "
+        clip = f"{d['clip_seconds']} s" if d["clip_seconds"] else "as given"
+        click.echo(f"  KLD convention {d['kld_convention']}; clip {clip}; "
                    f"level: {d['loudness']}; channels: {d['channels']}")
         for m in d["models"]:
             pkg = f"{m['package']} {'installed' if m['installed'] else 'NOT installed'}" if m["package"] else "no package"

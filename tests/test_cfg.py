@@ -153,3 +153,11 @@ def test_cli_cfg_scale(tmp_path):
     assert r.exit_code != 0 and "cfg_scale needs the conditioning" in r.output
     r, _ = gen("neg", "--cfg-scale", "-1")
     assert r.exit_code == 2 and "--cfg-scale" in r.output
+
+
+def test_story_mode_takes_the_guidance_scale():
+    lm = MusicLM.from_pretrained()
+    segments = [("a calm piano", 0.4), ("loud rock drums", 0.4)]
+    plain = lm.generate_story(segments, seed=2)
+    assert (lm.generate_story(segments, seed=2, cfg_scale=1.0) == plain).all()
+    assert not (lm.generate_story(segments, seed=2, cfg_scale=4.0) == plain).all()

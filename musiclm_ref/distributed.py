@@ -104,6 +104,18 @@ def from_env(device: str = "cpu", backend: str | None = None, timeout_s: int = 1
     return DistContext(rank=rank, world=world, local_rank=local, device=device)
 
 
+@contextlib.contextmanager
+def session(device: str = "cpu"):
+    """``from_env`` for the length of a ``with`` block; a process group it started is destroyed at the end."""
+    owner = not dist.is_initialized()
+    ctx = from_env(device)
+    try:
+        yield ctx
+    finally:
+        if owner and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def wrap(module: nn.Module, ctx: DistContext) -> nn.Module:
     """``module`` wrapped in DistributedDataParallel when the run has more than one process."""
     if not ctx.active:

@@ -125,83 +125,74 @@ def train_stages(names: list[str], data, out, preset: str = "tiny", components=N
                  on_error: str = "raise", command: str = "", progress: bool = True, transformer: dict | None = None,
                  precision: str = "fp32", grad_checkpoint: bool = False, stream: bool = False, num_workers: int = 0,
                  hf_model: str | Path | None = None, checkpoint_every: int = 250, stop_at: int | None = None) -> dict:
-    """Train (or resume) the named stages into ``out/<stage>_stage.pt``; returns their manifest entries.
+    """Train (or resume) the named stages into ``out/<stage>_stage.pt``; returns their manifest entries ({} on
+    ranks other than 0).
 
     Under ``torchrun`` every process runs this; ``distributed.from_env`` makes them one data-parallel run
     (``batch`` is the global batch) and only rank 0 writes. ``stream=True`` reads ``data`` as a folder tree
     of audio and trains on random crops of each stage's length tokenized on the fly
     (``musiclm_ref.data.stream``) instead of the cached token corpus of a corpus directory.
     """
-    import torch.distributed as dist
-
     from musiclm_ref import distributed
+    from musiclm_ref.codec import write_manifest_entry
 
     if threads:
         torch.set_num_threads(threads)
-    owner = not dist.is_initialized()
-    ctx = distributed.from_env(device)
-    try:
+    with distributed.session(device) as ctx:
         distributed.check_precision(precision, ctx.device)
         ctx.check_batch(batch)
-        return _train_stages(names, data, out, preset, components, mulan_path, steps, batch, lr, seed, on_error, command, progress,
-                             transformer, precision, grad_checkpoint, stream, num_workers, hf_model, checkpoint_every, stop_at, ctx)
-    finally:
-        if owner and dist.is_initialized():
-            dist.destroy_process_group()
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        comp = _components_dir(out, components)
+        mulan_path = Path(mulan_path) if mulan_path else SHIPPED_MULAN
+        if stream:
+            from musiclm_ref.data.stream import streaming_run
 
-
-def _train_stages(names, data, out, preset, components, mulan_path, steps, batch, lr, seed, on_error, command, progress,
-                  transformer, precision, grad_checkpoint, stream, num_workers, hf_model, checkpoint_every, stop_at, ctx) -> dict:
-    from musiclm_ref.codec import write_manifest_entry
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    comp = _components_dir(out, components)
-    mulan_path = Path(mulan_path) if mulan_path else SHIPPED_MULAN
-    if stream:
-        from musiclm_ref.data.stream import streaming_run
-
-        run = streaming_run(data, out, comp, mulan_path, preset, seed, ctx, on_error, num_workers, hf_model, progress)
-    else:
-        for turn in ("main", "others"):  # rank 0 fits the RVQ and fills the token cache; the others then read it
-            if (turn == "main") == ctx.is_main:
-                corpus, hashes = token_corpus(data, out, comp, mulan_path, preset, seed, on_error, progress and ctx.is_main, hf_model)
-            ctx.barrier()
-        train_rows, held_rows = _split(Path(data), corpus.ids)
-        train, held = corpus.subset(train_rows), corpus.subset(held_rows)
-        run = {"spec": corpus.spec, "hashes": hashes, "corpus": train, "held_out": held, "source": lambda name, b: None,
-               "info": {"train_clips": len(train.ids), "held_out_clips": len(held.ids)}}
-    entries = {}
-    for name in names:
-        torch.manual_seed(seed)
-        stage = Stage(stage_config(name, preset, run["spec"], transformer=dict(transformer or {}))).to(ctx.device)
-        cfg = StageTrainConfig(steps=steps or DEFAULT_STEPS[preset][name], batch=batch, lr=lr, seed=seed, precision=precision,
-                               grad_checkpoint=grad_checkpoint, checkpoint_every=checkpoint_every)
-        source = run["source"](stage, batch // ctx.world)
-        held = run["held_out"](stage) if callable(run["held_out"]) else run["held_out"]
-        t0 = time.time()
-        meta = {**run["hashes"], "command": command, "seed": seed, **run["info"], "world_size": ctx.world,
-                "precision": precision, "grad_checkpoint": grad_checkpoint}
-        metrics = train_stage(stage, run.get("corpus"), cfg, out / f"{name}_stage.pt", held_out=held, progress=progress,
-                              metadata=meta, ctx=ctx, source=source, stop_at=stop_at)
-        if source is not None:  # every rank's skip report, in the manifest
-            skipped = [s for rank in ctx.gather(source.skipped) for s in rank]
+            run = streaming_run(data, out, comp, mulan_path, preset, seed, ctx, on_error, num_workers, hf_model, progress)
+        else:
+            run = _corpus_run(data, out, comp, mulan_path, preset, seed, ctx, on_error, progress, hf_model)
+        entries = {}
+        for name in names:
+            torch.manual_seed(seed)
+            stage = Stage(stage_config(name, preset, run["spec"], transformer=dict(transformer or {}))).to(ctx.device)
+            cfg = StageTrainConfig(steps=steps or DEFAULT_STEPS[preset][name], batch=batch, lr=lr, seed=seed,
+                                   precision=precision, grad_checkpoint=grad_checkpoint, checkpoint_every=checkpoint_every)
+            source = run["source"](stage, batch // ctx.world)
+            t0 = time.time()
+            meta = {**run["hashes"], "command": command, "seed": seed, **run["info"], "world_size": ctx.world,
+                    "precision": precision, "grad_checkpoint": grad_checkpoint}
+            metrics = train_stage(stage, run["corpus"], cfg, out / f"{name}_stage.pt", held_out=run["held_out"](stage),
+                                  progress=progress, metadata=meta, ctx=ctx, source=source, stop_at=stop_at)
+            skipped = [s for rank in ctx.gather(source.skipped) for s in rank] if source is not None else []
+            if not ctx.is_main:  # rank 0 reports for the job
+                continue
+            if "stopped_at" in metrics:
+                entries[f"{name}_stage.pt"] = {"metrics": metrics}
+                continue
+            metrics["train_seconds"] = round(time.time() - t0, 1)
+            metrics["parameters"] = sum(p.numel() for p in stage.parameters())
             metrics["skipped_files"] = len(skipped)
-            meta["skipped"] = skipped[:1000]
-        if not ctx.is_main:
-            continue
-        if "stopped_at" in metrics:
-            entries[f"{name}_stage.pt"] = {"metrics": metrics}
-            continue
-        metrics["train_seconds"] = round(time.time() - t0, 1)
-        metrics["parameters"] = sum(p.numel() for p in stage.parameters())
-        entry = {"command": command, "seed": seed, "data_hash": run["hashes"]["data_hash"], "metrics": metrics,
-                 "preset": preset, "inputs": {**run["hashes"], **run["info"]}, "config": stage.to_checkpoint()["config"],
-                 "training": {"world_size": ctx.world, "global_batch": batch, "precision": precision,
-                              "grad_checkpoint": grad_checkpoint, "stream": stream, "skipped": meta.get("skipped", [])}}
-        write_manifest_entry(out / "manifest.json", f"{name}_stage.pt", entry)
-        entries[f"{name}_stage.pt"] = entry
-    return entries
+            entry = {"command": command, "seed": seed, "data_hash": run["hashes"]["data_hash"], "metrics": metrics,
+                     "preset": preset, "inputs": {**run["hashes"], **run["info"]}, "config": stage.to_checkpoint()["config"],
+                     "training": {"world_size": ctx.world, "global_batch": batch, "precision": precision,
+                                  "grad_checkpoint": grad_checkpoint, "stream": stream, "skipped": skipped[:1000]}}
+            write_manifest_entry(out / "manifest.json", f"{name}_stage.pt", entry)
+            entries[f"{name}_stage.pt"] = entry
+        return entries
+
+
+def _corpus_run(data, out: Path, comp: Path, mulan_path: Path, preset: str, seed: int, ctx, on_error: str, progress: bool,
+                hf_model) -> dict:
+    """The token-corpus counterpart of ``data.stream.streaming_run``: the cached corpus, split into train and
+    held-out clips. Rank 0 fits the RVQ and fills the token cache first; the other ranks then read it."""
+    for turn in ("main", "others"):
+        if (turn == "main") == ctx.is_main:
+            corpus, hashes = token_corpus(data, out, comp, mulan_path, preset, seed, on_error, progress and ctx.is_main, hf_model)
+        ctx.barrier()
+    train_rows, held_rows = _split(Path(data), corpus.ids)
+    train, held = corpus.subset(train_rows), corpus.subset(held_rows)
+    return {"spec": corpus.spec, "hashes": hashes, "corpus": train, "held_out": lambda stage: held,
+            "source": lambda stage, batch: None, "info": {"train_clips": len(train.ids), "held_out_clips": len(held.ids)}}
 
 
 def train_melody_model(out, data=None, pairs: int = 260, steps: int = 600, codebook: int = 64, seed: int = 0,

@@ -105,3 +105,16 @@ def test_the_cli_runs_under_torchrun_with_two_gloo_processes(tree, tmp_path):
     entry = json.loads((tmp_path / "entries.json").read_text())["fine_stage.pt"]
     assert entry["training"]["world_size"] == 2 and entry["training"]["global_batch"] == 4
     assert load_stage(out / "fine_stage.pt").metadata["world_size"] == 2
+
+
+def test_the_token_corpus_path_trains_through_the_same_entry_point(small_corpus, tmp_path, monkeypatch):
+    import musiclm_ref.training as training
+
+    monkeypatch.setattr(training, "CACHE_DIR", tmp_path / "tokens")
+    out = _components(tmp_path)
+    entry = training.train_stages(["fine"], small_corpus, out, steps=2, batch=2, threads=1, progress=False,
+                                  transformer=MICRO)["fine_stage.pt"]
+    assert entry["training"] == {"world_size": 1, "global_batch": 2, "precision": "fp32", "grad_checkpoint": False,
+                                 "stream": False, "skipped": []}
+    assert entry["inputs"]["train_clips"] + entry["inputs"]["held_out_clips"] == 24 and entry["metrics"]["held_out_loss"] > 0
+    assert len(list((tmp_path / "tokens").glob("*.pt"))) == 1  # the token cache was filled once

@@ -224,4 +224,4 @@ def streaming_run(data, out: Path, components: Path, mulan_path: Path, preset: s
         crops = _good_crops(folder, eval_crops, reporter._report)
         return toks([c.wave for c in crops], [c.id for c in crops], stage.config.stage) if crops else None
 
-    return {"spec": toks.spec, "hashes": hashes, "info": info, "source": source, "held_out": held_out}
+    return {"spec": toks.spec, "hashes": hashes, "info": info, "corpus": None, "source": source, "held_out": held_out}

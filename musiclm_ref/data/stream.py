@@ -82,7 +82,10 @@ class StreamingBatches:
     ``num_workers`` DataLoader processes decode ahead; the data position (epoch, next position) counts
     the crops actually used, so ``state_dict`` / ``load_state_dict`` resume mid-epoch exactly. Failed
     files raise (``on_error='raise'``) or go to ``skipped`` and, when given, a JSON-lines ``skip_log``.
-    Conditioning-dropout masks come from this source's own generator, seeded by (seed, rank).
+    Like the token-corpus source, every rank draws the conditioning-dropout masks of the *global* batch
+    from ``train_stage``'s shared generator and keeps its rows, so W processes with B/W crops each follow
+    the one-process run with B crops exactly (as long as no file fails: a skipped file shifts one
+    rank's positions).
     """
 
     def __init__(self, folder: AudioFolder, tokenizers: Tokenizers, batch: int, num_workers: int = 0,
@@ -94,7 +97,6 @@ class StreamingBatches:
         self.skip_log = Path(skip_log) if skip_log else None
         self.epoch = self.position = 0
         self.skipped: list[dict] = []
-        self.g = torch.Generator().manual_seed(folder.seed * 1009 + folder.rank)
         self._it = None
         self._used_this_epoch = 0
 
@@ -137,15 +139,18 @@ class StreamingBatches:
     def __call__(self, stage: Stage, g: torch.Generator, ctx) -> tuple:
         crops = self.crops(self.batch)
         corpus = self.tokenizers([c.wave for c in crops], [c.id for c in crops], stage.config.stage)
-        return sample_batch(stage, corpus, len(crops), self.g, rows=torch.arange(len(crops)))
+        # global row j = rank r's crop j // W when j % W == r (the folder's shard rule); other rows are
+        # placeholders whose only purpose is to draw their masks, and ctx.shard drops them
+        w, r = ctx.world, ctx.rank
+        rows = torch.tensor([j // w if j % w == r else 0 for j in range(self.batch * w)])
+        return ctx.shard(*sample_batch(stage, corpus, len(rows), g, rows=rows))
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "rng": self.g.get_state(), "skipped": len(self.skipped)}
+        return {"epoch": self.epoch, "position": self.position, "skipped": len(self.skipped)}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.epoch, self.position = int(state["epoch"]), int(state["position"])
-            self.g.set_state(state["rng"])
             self._it, self._used_this_epoch = None, 1  # crops were used before the checkpoint
 
 

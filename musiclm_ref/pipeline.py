@@ -390,6 +390,15 @@ class MusicLM:
 # -- token corpus (what stage training reads) ------------------------------------------------------
 
 
+def token_spec(codec, tokenizer, mulan_rvq: ResidualVQ, melody=None) -> TokenSpec:
+    """The vocabularies the frozen models give the stages (a stage trained on them must be sampled with them)."""
+    return TokenSpec(mulan_levels=mulan_rvq.num_quantizers, mulan_codebook=mulan_rvq.codebook_size,
+                     melody_levels=melody.rvq.num_quantizers if melody is not None else 24,
+                     melody_codebook=melody.rvq.codebook_size if melody is not None else 512,
+                     semantic_codebook=tokenizer.vocab_size, acoustic_levels=codec.num_quantizers,
+                     acoustic_codebook=codec.codebook_size)
+
+
 def prepare_tokens(data_dir: str | Path, codec, tokenizer, mulan, mulan_rvq: ResidualVQ, melody=None,
                    on_error: str = "raise", progress: bool = True) -> TokenCorpus:
     """Tokenize every clip of a corpus directory once: semantic, acoustic, M_A and melody tokens.
@@ -414,11 +423,7 @@ def prepare_tokens(data_dir: str | Path, codec, tokenizer, mulan, mulan_rvq: Res
             mel.append(melody.tokens(w, SAMPLE_RATE, list(range(0, seconds - 3))))
     emb = torch.from_numpy(mulan.embed_audio([c.wave[:n] for c in clips], SAMPLE_RATE)).float()
     mul = mulan_rvq.encode(emb)
-    spec = TokenSpec(mulan_levels=mulan_rvq.num_quantizers, mulan_codebook=mulan_rvq.codebook_size,
-                     melody_levels=melody.rvq.num_quantizers if melody is not None else 24,
-                     melody_codebook=melody.rvq.codebook_size if melody is not None else 512,
-                     semantic_codebook=tokenizer.vocab_size, acoustic_levels=codec.num_quantizers,
-                     acoustic_codebook=codec.codebook_size)
+    spec = token_spec(codec, tokenizer, mulan_rvq, melody)
     return TokenCorpus(ids=[c.id for c in clips], semantic=torch.stack(sem), acoustic=torch.stack(ac), mulan=mul,
                        melody=torch.stack(mel) if mel else None, spec=spec,
                        metadata={"data_dir": str(data_dir), "seconds": seconds, "skipped": [str(s) for s in report.skipped]})

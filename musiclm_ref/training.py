@@ -124,7 +124,8 @@ def train_stages(names: list[str], data, out, preset: str = "tiny", components=N
                  batch: int = 16, lr: float = 2e-3, seed: int = 0, threads: int | None = 2, device: str = "cpu",
                  on_error: str = "raise", command: str = "", progress: bool = True, transformer: dict | None = None,
                  precision: str = "fp32", grad_checkpoint: bool = False, stream: bool = False, num_workers: int = 0,
-                 hf_model: str | Path | None = None, checkpoint_every: int = 250, stop_at: int | None = None) -> dict:
+                 hf_model: str | Path | None = None, checkpoint_every: int = 250, stop_at: int | None = None,
+                 cond_dropout: float | None = None) -> dict:
     """Train (or resume) the named stages into ``out/<stage>_stage.pt``; returns their manifest entries ({} on
     ranks other than 0).
 
@@ -132,6 +133,8 @@ def train_stages(names: list[str], data, out, preset: str = "tiny", components=N
     (``batch`` is the global batch) and only rank 0 writes. ``stream=True`` reads ``data`` as a folder tree
     of audio and trains on random crops of each stage's length tokenized on the fly
     (``musiclm_ref.data.stream``) instead of the cached token corpus of a corpus directory.
+    ``cond_dropout``: the probability a crop's MuLan tokens are replaced by NULL (``StageConfig``'s 0.1 when
+    None) — what unconditional sampling and classifier-free guidance rely on.
     """
     from musiclm_ref import distributed
     from musiclm_ref.codec import write_manifest_entry
@@ -154,7 +157,8 @@ def train_stages(names: list[str], data, out, preset: str = "tiny", components=N
         entries = {}
         for name in names:
             torch.manual_seed(seed)
-            stage = Stage(stage_config(name, preset, run["spec"], transformer=dict(transformer or {}))).to(ctx.device)
+            extra = {} if cond_dropout is None else {"cond_dropout": float(cond_dropout)}
+            stage = Stage(stage_config(name, preset, run["spec"], transformer=dict(transformer or {}), **extra)).to(ctx.device)
             cfg = StageTrainConfig(steps=steps or DEFAULT_STEPS[preset][name], batch=batch, lr=lr, seed=seed,
                                    precision=precision, grad_checkpoint=grad_checkpoint, checkpoint_every=checkpoint_every)
             source = run["source"](stage, batch // ctx.world)

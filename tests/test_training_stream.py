@@ -121,8 +121,9 @@ def test_the_token_corpus_path_trains_through_the_same_entry_point(small_corpus,
 
     monkeypatch.setattr(training, "CACHE_DIR", tmp_path / "tokens")
     out = _components(tmp_path)
-    entry = training.train_stages(["fine"], small_corpus, out, steps=2, batch=2, threads=1, progress=False,
-                                  transformer=MICRO)["fine_stage.pt"]
+    entry = training.train_stages(["coarse"], small_corpus, out, steps=2, batch=2, threads=1, progress=False,
+                                  transformer=MICRO, cond_dropout=0.3)["coarse_stage.pt"]
+    assert load_stage(out / "coarse_stage.pt").config.cond_dropout == 0.3 == entry["config"]["cond_dropout"]
     assert entry["training"] == {"world_size": 1, "global_batch": 2, "precision": "fp32", "grad_checkpoint": False,
                                  "stream": False, "skipped": []}
     assert entry["inputs"]["train_clips"] + entry["inputs"]["held_out_clips"] == 24 and entry["metrics"]["held_out_loss"] > 0

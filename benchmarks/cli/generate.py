@@ -87,9 +87,11 @@ def generate(checkpoint, captions, texts, seconds, seed, melody, batch_size, lim
               help="Local transformers model (w2v-BERT) of a semantic tokenizer fitted with `train semantic --hf-model`.")
 @click.option("--checkpoint-every", type=int, default=250, show_default=True, help="Steps between resumable checkpoints.")
 @click.option("--stop-at", type=int, default=None, help="Save a resumable checkpoint and exit after this step (a job's time slice).")
+@click.option("--cond-dropout", type=click.FloatRange(0, 1), default=None,
+              help="P(MuLan tokens → NULL) per training crop (default 0.1): unconditional sampling and --cfg-scale need it > 0.")
 @json_option()
 def train_stage(stages, preset, data, out, components, mulan, steps, batch_size, lr, seed, threads, device, on_error, stream,
-                num_workers, precision, grad_checkpoint, hf_model, checkpoint_every, stop_at, json_out):
+                num_workers, precision, grad_checkpoint, hf_model, checkpoint_every, stop_at, cond_dropout, json_out):
     """Train one (or all) of the three Transformer stages; resumes from --out's checkpoint.
 
     Under torchrun (torchrun --nproc_per_node=8 --no-python musiclm-eval train stage …) the processes
@@ -103,7 +105,8 @@ def train_stage(stages, preset, data, out, components, mulan, steps, batch_size,
                                batch=batch_size, lr=lr, seed=seed, threads=threads, device=device, on_error=on_error,
                                command=_command("musiclm-eval train stage"), precision=precision,
                                grad_checkpoint=grad_checkpoint, stream=stream, num_workers=num_workers, hf_model=hf_model,
-                               checkpoint_every=checkpoint_every, stop_at=stop_at, progress=json_out != "-")
+                               checkpoint_every=checkpoint_every, stop_at=stop_at, progress=json_out != "-",
+                               cond_dropout=cond_dropout)
     except (ValueError, FileNotFoundError, DistributedError) as e:
         raise click.ClickException(str(e)) from None
     if not entries:  # a rank other than 0 of a torchrun job: rank 0 reports

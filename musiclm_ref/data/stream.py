@@ -41,12 +41,9 @@ class Tokenizers:
 
     @property
     def spec(self) -> TokenSpec:
-        m, r = self.melody, self.mulan_rvq
-        return TokenSpec(mulan_levels=r.num_quantizers, mulan_codebook=r.codebook_size,
-                         melody_levels=m.rvq.num_quantizers if m is not None else 24,
-                         melody_codebook=m.rvq.codebook_size if m is not None else 512,
-                         semantic_codebook=self.tokenizer.vocab_size, acoustic_levels=self.codec.num_quantizers,
-                         acoustic_codebook=self.codec.codebook_size)
+        from musiclm_ref.pipeline import token_spec
+
+        return token_spec(self.codec, self.tokenizer, self.mulan_rvq, self.melody)
 
     @torch.no_grad()
     def __call__(self, waves: list[np.ndarray], ids: list[str], stage: str) -> TokenCorpus:

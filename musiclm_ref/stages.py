@@ -389,7 +389,7 @@ class StageTrainConfig:
     checkpoint_every: int = 250
     eval_batches: int = 4
     precision: str = "fp32"  # or "bf16": autocast for forward + loss (GPU training at the paper's size)
-    grad_checkpoint: bool = False  # recompute each block in backward: activation memory ∝ 1 block, ≈30% more compute
+    grad_checkpoint: bool = False  # recompute each block in backward: keeps only block inputs, costs one more forward
 
 
 class CorpusBatches:

@@ -123,7 +123,7 @@ def sinkhorn_pairs(
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
     device: str = "cpu",
-    chunk: int = 512,
+    chunk: int | None = None,
     log_domain: bool = False,
     dtype: torch.dtype = torch.float64,
     eps_scaling: bool = True,
@@ -149,12 +149,29 @@ def sinkhorn_pairs(
         if h.ids.size and (h.ids.max() >= k or h.ids.min() < 0):
             raise SinkhornError(f"{name} histogram has token id {int(h.ids.max())} but the ground cost covers {k} tokens")
     out = np.empty(n, dtype=np.float64)
+    if chunk is None:
+        chunk = chunk_pairs(a.ids.shape[1], b.ids.shape[1], m.element_size(), device)
     for s in range(0, n, chunk):
         sl = slice(s, min(n, s + chunk))
         aa = a if len(a) == 1 else a[sl]
         bb = b if len(b) == 1 else b[sl]
         out[sl] = _solve(aa, bb, m, eps, tol, max_iter, device, sl.stop - sl.start, log_domain, eps_scaling)
     return out
+
+
+CACHE_BYTES = 4 * 2**20  # CPU: the kernel and its transpose of one chunk stay in cache across ~200 iterations
+GPU_BYTES = 256 * 2**20
+
+
+def chunk_pairs(s_a: int, s_b: int, itemsize: int, device: str = "cpu") -> int:
+    """Pairs solved together: as many as keep the chunk's two ``[n, S_a, S_b]`` kernels within the cache.
+
+    Why not the whole batch: each Sinkhorn iteration reads the kernel twice, so a batch larger than the
+    cache streams it from main memory ~400 times per problem; sized to the cache, one batched product
+    still amortizes the per-call overhead that a per-pair loop pays every iteration (measured:
+    docs/performance.md, Sinkhorn). On a GPU the budget only bounds memory."""
+    budget = CACHE_BYTES if str(device).startswith("cpu") else GPU_BYTES
+    return max(1, int(budget // (2 * max(1, s_a) * max(1, s_b) * itemsize)))
 
 
 def _solve(a: SparseHist, b: SparseHist, m: torch.Tensor, eps: float, tol: float, max_iter: int, device: str, n: int,
@@ -211,6 +228,7 @@ def _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling) -> torch.Tensor:
     tiny = torch.finfo(c.dtype).tiny
     out = torch.full((len(c),), float("nan"), dtype=c.dtype, device=c.device)
     act = torch.arange(len(c), device=c.device)  # pairs still iterating; converged ones leave the batch
+    pending = torch.ones(len(c), dtype=torch.bool, device=c.device)  # cost not yet recorded
     budget = max_iter
     for si, e in enumerate(stages):
         final = si == len(stages) - 1
@@ -232,15 +250,18 @@ def _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling) -> torch.Tensor:
                 row = u * torch.bmm(v[:, None, :], kt)[:, 0, :]
                 err = (row - wa).abs().sum(1)
                 underflow = ~(((kv > 0) | (wa == 0)).all(1) & ((ktu > 0) | (wb == 0)).all(1))
-                done = (err < tol) | last | ~torch.isfinite(err) | underflow
-                if done.any():
-                    cost = ((u[:, :, None] * k * v[:, None, :]) * c).sum((1, 2))[done]
+                done = pending & ((err < tol) | last | ~torch.isfinite(err) | underflow)
+                if done.any():  # the cost of the newly converged pairs only
+                    cost = ((u[done, :, None] * k[done] * v[done, None, :]) * c[done]).sum((1, 2))
                     ok = torch.isfinite(cost) & ~underflow[done]
                     out[act[done]] = torch.where(ok, cost, torch.full_like(cost, float("nan")))
-                    keep = ~done
-                    if not keep.any():
+                    pending = pending & ~done
+                    if not pending.any():
                         return out
-                    act, k, kt, c, wa, wb, u, v, live = (x[keep] for x in (act, k, kt, c, wa, wb, u, v, live))
+                    if 4 * int((~pending).sum()) >= len(pending):  # compact (copies the kernels) once ≥ 1/4 finished;
+                        keep = pending  # until then finished pairs ride along, their cost already recorded
+                        act, k, kt, c, wa, wb, u, v, live, pending = (
+                            x[keep] for x in (act, k, kt, c, wa, wb, u, v, live, pending))
         if not final:  # absorb the scalings into the potentials (pads keep potential 0: their K is 0 anyway)
             f = f + e * torch.where(wa > 0, torch.log(u.clamp_min(tiny)), torch.zeros_like(u))
             g = g + e * torch.where(wb > 0, torch.log(v.clamp_min(tiny)), torch.zeros_like(v))

@@ -12,7 +12,9 @@ import ot  # noqa: E402  (declared dependencies: an ImportError fails the suite)
 import torch  # noqa: E402
 
 from metrics.sinkhorn import (  # noqa: E402
+    CACHE_BYTES,
     SinkhornError,
+    chunk_pairs,
     ground_cost,
     sinkhorn_one_to_many,
     sinkhorn_pairs,
@@ -110,6 +112,19 @@ def test_float32_and_eps_scaling_agree_with_float64(problem):
     ref = sinkhorn_pairs(s[:1], s[1:9], cost, tol=1e-8, max_iter=20000, eps_scaling=False)
     fast = sinkhorn_pairs(s[:1], s[1:9], cost, dtype=torch.float32)
     assert np.all(np.abs(fast / ref - 1) <= 1e-4)
+
+
+def test_cache_sized_chunks_and_early_exit_give_the_per_pair_costs(problem):
+    """Chunking (and pairs leaving a chunk as they converge) changes nothing but speed: every chunk size gives
+    each pair the cost it gets solved alone, to the solver's tolerance."""
+    cost, toks = problem
+    s = sparse_from_tokens(toks, K)
+    alone = np.array([sinkhorn_pairs(s[:1], s[i : i + 1], cost)[0] for i in range(1, 9)])
+    for chunk in (None, 1, 3, 8):
+        assert np.allclose(sinkhorn_pairs(s[:1], s[1:9], cost, chunk=chunk), alone, rtol=2e-4, atol=1e-6), chunk
+    n = chunk_pairs(125, 125, 4)
+    assert 2 * n * 125 * 125 * 4 <= CACHE_BYTES < 2 * (n + 1) * 125 * 125 * 4
+    assert chunk_pairs(5000, 5000, 8) == 1
 
 
 def test_tiny_eps_falls_back_to_log_domain_without_nan(problem):

@@ -89,6 +89,11 @@ def test_a_streamed_run_stopped_and_resumed_ends_with_the_uninterrupted_weights(
     assert _train(tree, b, stop_at=3, **kw)["coarse_stage.pt"]["metrics"]["stopped_at"] == 3
     state = torch.load(b / "coarse_stage.pt", weights_only=True)["metadata"]["train_state"]
     assert state["ranks"][0]["data"]["position"] > 0
+    from musiclm_ref.distributed import DistContext
+    from musiclm_ref.stages import StageError, _restore_rank_state
+
+    with pytest.raises(StageError, match="interrupted with 1 processes, resumed with 2"):
+        _restore_rank_state(state, DistContext(rank=0, world=2), None, b / "coarse_stage.pt")
     _train(tree, b, **kw)
     wa, wb = load_stage(a / "coarse_stage.pt").net.state_dict(), load_stage(b / "coarse_stage.pt").net.state_dict()
     assert max_weight_diff(wa, wb) < 1e-6

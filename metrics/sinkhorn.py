@@ -151,11 +151,22 @@ def sinkhorn_pairs(
     out = np.empty(n, dtype=np.float64)
     if chunk is None:
         chunk = chunk_pairs(a.ids.shape[1], b.ids.shape[1], m.element_size(), device)
-    for s in range(0, n, chunk):
-        sl = slice(s, min(n, s + chunk))
-        aa = a if len(a) == 1 else a[sl]
-        bb = b if len(b) == 1 else b[sl]
-        out[sl] = _solve(aa, bb, m, eps, tol, max_iter, device, sl.stop - sl.start, log_domain, eps_scaling)
+    todo = [(np.arange(n), None, None, max_iter)]  # (pair indices, warm-start potentials f, g, iterations left)
+    while todo:
+        idx = np.concatenate([t[0] for t in todo])
+        fg = None if todo[0][1] is None else (torch.cat([t[1] for t in todo]), torch.cat([t[2] for t in todo]))
+        budget = min(t[3] for t in todo)
+        park = PARK if len(idx) > chunk else 0.0  # a last group smaller than a chunk runs to the end
+        todo = []
+        for s in range(0, len(idx), chunk):
+            sl = idx[s : s + chunk]
+            aa = a if len(a) == 1 else a[sl]
+            bb = b if len(b) == 1 else b[sl]
+            warm = None if fg is None else (fg[0][s : s + chunk], fg[1][s : s + chunk])
+            res, parked = _solve(aa, bb, m, eps, tol, budget, device, len(sl), log_domain, eps_scaling, park, warm)
+            out[sl] = res
+            if parked is not None:
+                todo.append((sl[parked[0].cpu().numpy()], parked[1], parked[2], parked[3]))
     return out
 
 
@@ -175,7 +186,7 @@ def chunk_pairs(s_a: int, s_b: int, itemsize: int, device: str = "cpu") -> int:
 
 
 def _solve(a: SparseHist, b: SparseHist, m: torch.Tensor, eps: float, tol: float, max_iter: int, device: str, n: int,
-           log_domain: bool, eps_scaling: bool) -> np.ndarray:
+           log_domain: bool, eps_scaling: bool, park: float = 0.0, warm=None) -> tuple[np.ndarray, tuple | None]:
     dt = m.dtype
     ia = torch.as_tensor(a.ids, device=device).expand(n, -1)
     ib = torch.as_tensor(b.ids, device=device).expand(n, -1)
@@ -183,12 +194,14 @@ def _solve(a: SparseHist, b: SparseHist, m: torch.Tensor, eps: float, tol: float
     wb = torch.as_tensor(b.w, device=device).to(dt).expand(n, -1)
     c = m[ia[:, :, None], ib[:, None, :]]  # [n, Sa, Sb], only the supports
     if log_domain:
-        return _solve_log(wa, wb, c, eps, tol, max_iter).double().cpu().numpy()
-    out = _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling)
+        return _solve_log(wa, wb, c, eps, tol, max_iter).double().cpu().numpy(), None
+    out, parked = _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling, park, warm)
     bad = ~torch.isfinite(out)
+    if parked is not None:
+        bad[parked[0]] = False  # not finished: solved later with the other chunks' stragglers
     if bad.any():  # a kernel row underflowed: redo those pairs in the log domain, in float64
         out[bad] = _solve_log(wa[bad].double(), wb[bad].double(), c[bad].double(), eps, tol, max_iter).to(dt)
-    return out.double().cpu().numpy()
+    return out.double().cpu().numpy(), parked
 
 
 def eps_schedule(c_max: float, eps: float, factor: float = 4.0) -> list[float]:
@@ -208,23 +221,37 @@ def eps_schedule(c_max: float, eps: float, factor: float = 4.0) -> list[float]:
 STAGE_ITERS = 8  # scaling iterations per intermediate ε stage (the last stage runs to ``tol``)
 
 
-def _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling) -> torch.Tensor:
+PARK = 0.25  # a chunk hands its unconverged pairs on once they are this fraction of it (see _solve_scaling)
+
+
+def _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling, park: float = 0.0, warm=None):
     """Matrix-scaling Sinkhorn on a kernel stabilized by the dual potentials; NaN for pairs that underflow.
 
     Why it is safe: any row/column rescaling of the kernel is absorbed by the scalings u, v, so
     ``K_ij = exp((f_i + g_j − C_ij)/ε)`` gives the same plan for any potentials f, g. Starting from the
     row/column minima of ``C`` (every row and column keeps an entry equal to 1) and, between ε stages,
     absorbing ``ε·log u``, ``ε·log v`` into f, g keeps the entries near the plan O(1). Pads have K = 0.
+
+    Stragglers (``park`` > 0): a chunk's iterations cost about the same however few of its pairs are still
+    running, so once the unconverged pairs are ≤ ``park`` of the chunk they stop, their scalings absorbed
+    into their potentials, and come back as ``(indices, f, g, iterations left)``; the caller solves all
+    chunks' stragglers together from those potentials (``warm``: the final ε only). Same iterations, same
+    stopping rule, so the same costs; only the batching changes. Returns ``(costs, parked or None)``.
     """
     live = (wa > 0)[:, :, None] & (wb > 0)[:, None, :]
-    inf = torch.tensor(float("inf"), dtype=c.dtype, device=c.device)
-    cm = torch.where(live, c, inf)
-    f = cm.amin(2)
-    f = torch.where(torch.isfinite(f), f, torch.zeros_like(f))
-    g = (cm - f[:, :, None]).amin(1)
-    g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
-    c_max = float(torch.where(live, c, torch.zeros_like(c)).amax()) if c.numel() else 0.0
-    stages = eps_schedule(c_max, eps) if eps_scaling else [eps]
+    if warm is not None:
+        f, g = (x.to(c.dtype) for x in warm)
+        stages = [eps]
+    else:
+        inf = torch.tensor(float("inf"), dtype=c.dtype, device=c.device)
+        cm = torch.where(live, c, inf)
+        f = cm.amin(2)
+        f = torch.where(torch.isfinite(f), f, torch.zeros_like(f))
+        g = (cm - f[:, :, None]).amin(1)
+        g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
+        c_max = float(torch.where(live, c, torch.zeros_like(c)).amax()) if c.numel() else 0.0
+        stages = eps_schedule(c_max, eps) if eps_scaling else [eps]
+    n0 = len(c)
     tiny = torch.finfo(c.dtype).tiny
     out = torch.full((len(c),), float("nan"), dtype=c.dtype, device=c.device)
     act = torch.arange(len(c), device=c.device)  # pairs still iterating; converged ones leave the batch
@@ -256,16 +283,21 @@ def _solve_scaling(wa, wb, c, eps, tol, max_iter, eps_scaling) -> torch.Tensor:
                     ok = torch.isfinite(cost) & ~underflow[done]
                     out[act[done]] = torch.where(ok, cost, torch.full_like(cost, float("nan")))
                     pending = pending & ~done
-                    if not pending.any():
-                        return out
-                    if 4 * int((~pending).sum()) >= len(pending):  # compact (copies the kernels) once ≥ 1/4 finished;
+                    n_left = int(pending.sum())
+                    if not n_left:
+                        return out, None
+                    if n_left <= park * n0 and not last:  # hand the stragglers on, potentials absorbed
+                        fp = f[pending] + e * torch.where(wa[pending] > 0, torch.log(u[pending].clamp_min(tiny)), 0.0)
+                        gp = g[pending] + e * torch.where(wb[pending] > 0, torch.log(v[pending].clamp_min(tiny)), 0.0)
+                        return out, (act[pending], fp, gp, budget)
+                    if 4 * (len(pending) - n_left) >= len(pending):  # compact (copies the kernels) once ≥ 1/4 finished;
                         keep = pending  # until then finished pairs ride along, their cost already recorded
-                        act, k, kt, c, wa, wb, u, v, live, pending = (
-                            x[keep] for x in (act, k, kt, c, wa, wb, u, v, live, pending))
+                        act, k, kt, c, wa, wb, u, v, f, g, live, pending = (
+                            x[keep] for x in (act, k, kt, c, wa, wb, u, v, f, g, live, pending))
         if not final:  # absorb the scalings into the potentials (pads keep potential 0: their K is 0 anyway)
             f = f + e * torch.where(wa > 0, torch.log(u.clamp_min(tiny)), torch.zeros_like(u))
             g = g + e * torch.where(wb > 0, torch.log(v.clamp_min(tiny)), torch.zeros_like(v))
-    return out
+    return out, None
 
 
 def _solve_log(wa, wb, c, eps, tol, max_iter) -> torch.Tensor:

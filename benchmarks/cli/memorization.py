@@ -40,14 +40,14 @@ def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokeniz
               train_hop_s: float = 0.04, eps: float | None = None, seed: int = 0, on_error: str = "raise",
               device: str = "cpu", level: LevelConfig = LevelConfig(), phases: int = 4, engine=None,
               embedders: tuple[str, ...] = ("mel",), null: str | Path | None = None, detect: int = 20,
-              max_null: int = 200, heldout: float = 0.5, min_entropy_bits: float = 1.0) -> dict:
+              max_null: int = 200, heldout: float = 0.5, min_entropy_bits: float = 1.0, pooling: str = "centred") -> dict:
     """The audit with the semantic-token matcher and one embedding matcher per ``embedders`` (library:
     :func:`metrics.memorization.pipeline.audit_dirs`)."""
     matchers = [tokenizer] + [f"embedding:{e}" for e in embedders if e and e != "none"]
     kw = {} if eps is None else {"eps": eps}
     return audit_dirs(generated, train, out, matchers, null, on_error, fpr=fpr, window_s=window_s, gen_hop_s=gen_hop_s,
                       train_hop_s=train_hop_s, level=level, phases=phases, seed=seed, heldout=heldout, max_null=max_null,
-                      detect=detect, device=device, engine=engine, min_entropy_bits=min_entropy_bits, **kw)
+                      detect=detect, device=device, engine=engine, min_entropy_bits=min_entropy_bits, pooling=pooling, **kw)
 
 
 def load_examples(train: str | Path, model, tokenizer, on_error: str = "raise") -> list[Example]:
@@ -164,6 +164,9 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--heldout", type=float, default=0.5, show_default=True, help="Fraction of nulls that measure the false-alarm rate.")
 @click.option("--detect", type=int, default=20, show_default=True,
               help="Planted altered copies per alteration for the detection table (0: none).")
+@click.option("--pooling", type=click.Choice(["centred", "frames", "mean"]), default="centred", show_default=True,
+              help="Embedding matchers' window vector: per-window mean-normalized frames (centred), unit-norm frames "
+              "(frames) or the mean embedding (mean); docs/protocol.md, Memorization.")
 @click.option("--min-entropy-bits", type=float, default=1.0, show_default=True,
               help="Token windows below this entropy carry no evidence and are not compared (0: compare all).")
 @click.option("--level", type=click.Choice(["agc", "rms", "none"]), default="agc", show_default=True,
@@ -178,78 +181,108 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @engine_options
 def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout, detect,
-              min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, json_out, out, engine, ray_address) -> None:
+              pooling, min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, json_out, out, engine, ray_address) -> None:
     """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher."""
     try:
         res = run_audit(generated, train, out, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
                         device, LevelConfig(level, level_dbfs, level_window_s), phases,
                         engine=make_engine(engine, ray_address), embedders=embedders, null=null, detect=detect,
-                        max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits)
+                        max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits, pooling=pooling)
     except (MemorizationError, ValueError, EngineUnavailableError) as e:
         raise click.ClickException(str(e)) from None
     _echo(res, json_out)
 
 
 REAL_MUSIC = "/usr/share/games/wesnoth/*/data/core/music/*.ogg"  # Debian: wesnoth-1.16-music (GPL-2+)
+REAL_SR = 16000
+# planted copies in the generated set: id -> (index of the training piece, start s, gain dB, SNR dB or None)
+REAL_COPIES = {
+    "exact0": (0, 2.0, 0.0, None), "exact1": (1, 4.37, 0.0, None), "exact2": (2, 6.74, 0.0, None),  # on/off the 40 ms grid
+    "gain_p6db": (3, 3.21, 6.0, None), "gain_m6db": (4, 10.5, -6.0, None),
+    "noise_40db": (5, 1.55, 0.0, 40.0), "noise_30db": (6, 7.02, 0.0, 30.0), "noise_20db": (7, 9.9, 0.0, 20.0),
+    "altered0": (3, 5.13, -6.0, 30.0), "altered1": (4, 5.13, -6.0, 30.0),  # −6 dB and 30 dB-SNR noise together
+}
 
 
-def prepare_real_set(out: str | Path, sr: int = 16000, n_train: int = 8, n_novel: int = 6, n_null: int = 11,
-                     seed: int = 0) -> dict:
-    """Folders train/ gen/ null/ of excerpts of real orchestral recordings (the Wesnoth soundtrack from
-    Debian's ``wesnoth-1.16-music``): 20 s training excerpts of ``n_train`` pieces; generated = 3 exact 8 s
-    excerpts (on and off the 40 ms grid), 2 at −6 dB with 30 dB-SNR noise, and 8 s of ``n_novel`` *other*
-    pieces; null = two 8 s excerpts of each of ``n_null`` further pieces. Written as 16-bit WAV; the truth
-    (planted copies' source and start) goes to truth.json. Same cut as tests/test_memorization_real.py."""
+def real_pieces() -> list[str]:
+    """Every piece of the installed soundtrack, sorted (empty when ``wesnoth-1.16-music`` is not installed)."""
     import glob
 
+    return sorted(glob.glob(REAL_MUSIC))
+
+
+def real_set(sr: int = REAL_SR, seed: int = 0, n_train: int = 8, n_novel: int = 6, clip_s: float = 8.0,
+             null_per_piece: int | None = None) -> tuple[dict, dict, dict, dict]:
+    """The real-music audit set, in memory: ``(train, generated, null, truth)``, clips as ``{id: (wave, sr)}``.
+
+    Pieces over 150 s, sorted: the even ones up to ``2·n_train`` give 20 s training excerpts (from 30 s);
+    generated = the planted copies of :data:`REAL_COPIES` (``clip_s`` long; exact, ±6 dB, 40/30/20 dB-SNR
+    white noise, both) and ``clip_s`` of ``n_novel`` *other* pieces (the odd ones); null = non-overlapping
+    ``clip_s`` excerpts (from 2 s to 2 s before the end) of every remaining piece of the soundtrack, all of
+    them or ``null_per_piece`` evenly spaced ones. ``truth``: copy id → (training id, start s)."""
     import soundfile as sf
 
-    from metrics.audio import resample, save_audio
+    from metrics.audio import resample
+    from metrics.memorization.alter import gain, noise
 
-    files = sorted(f for f in glob.glob(REAL_MUSIC) if sf.info(f).duration > 150)
-    need = 2 * n_train + n_null
-    if len(files) < need:
-        raise MemorizationError(f"{REAL_MUSIC}: {len(files)} pieces, need {need} (apt-get install wesnoth-1.16-music)")
+    files = real_pieces()
+    long = [f for f in files if sf.info(f).duration > 150]
+    if len(long) < 2 * max(n_train, n_novel):
+        raise MemorizationError(f"{REAL_MUSIC}: {len(long)} pieces over 150 s, need {2 * max(n_train, n_novel)} "
+                                "(apt-get install wesnoth-1.16-music)")
+    train_f, novel_f = long[0 : 2 * n_train : 2], long[1 : 2 * n_novel : 2]
 
     def cut(path, start, dur):
         info = sf.info(path)
         w, s = sf.read(path, start=int(start * info.samplerate), frames=int(dur * info.samplerate), dtype="float32")
-        return resample(w.mean(1) if w.ndim == 2 else w, s, sr)
+        return resample(w.mean(1) if w.ndim == 2 else w, s, sr), sr
 
-    root = Path(out)
-    for d in ("train", "gen", "null"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    train_f, novel_f = files[0 : 2 * n_train : 2], files[1 : 2 * n_novel : 2]
-    null_f = files[2 * n_train : 2 * n_train + n_null]
-    train = {Path(f).stem: cut(f, 30, 20) for f in train_f}
-    for k, w in train.items():
-        save_audio(root / "train" / f"{k}.wav", w, sr)
+    stem = lambda f: Path(f).stem  # noqa: E731
+    train = {stem(f): cut(f, 30, 20) for f in train_f}
     rng = np.random.default_rng(seed)
-    truth = {}
-    for i, (f, start) in enumerate(zip(train_f[:3], (2.0, 4.37, 6.74))):
-        save_audio(root / "gen" / f"exact{i}.wav", train[Path(f).stem][int(start * sr) : int(start * sr) + 8 * sr], sr)
-        truth[f"exact{i}"] = [Path(f).stem, start]
-    for i, f in enumerate(train_f[3:5]):
-        x = train[Path(f).stem][int(5.13 * sr) : int(5.13 * sr) + 8 * sr] * 10 ** (-6 / 20)
-        x = x + rng.normal(0, np.sqrt(np.mean(x**2)) * 10 ** (-30 / 20), len(x))
-        save_audio(root / "gen" / f"altered{i}.wav", x.astype(np.float32), sr)
-        truth[f"altered{i}"] = [Path(f).stem, 5.13]
+    n = int(round(clip_s * sr))
+    gen, truth = {}, {}
+    for gid, (k, start, db, snr) in REAL_COPIES.items():
+        src = stem(train_f[k % len(train_f)])
+        x = gain(db)(train[src][0][int(round(start * sr)) : int(round(start * sr)) + n], sr, rng)
+        gen[gid] = ((noise(snr)(x, sr, rng) if snr is not None else x), sr)
+        truth[gid] = (src, start)
     for f in novel_f:
-        save_audio(root / "gen" / f"novel_{Path(f).stem}.wav", cut(f, 60, 8), sr)
-    for f in null_f:
-        for k, s in enumerate((40, 100)):
-            save_audio(root / "null" / f"null_{Path(f).stem}_{k}.wav", cut(f, s, 8), sr)
-    (root / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
-    return truth
+        gen[f"novel_{stem(f)}"] = cut(f, 60, clip_s)
+    null = {}
+    for f in sorted(set(files) - set(train_f) - set(novel_f)):
+        starts = np.arange(2.0, sf.info(f).duration - 2.0 - clip_s + 1e-9, clip_s)
+        if null_per_piece is not None and len(starts) > null_per_piece:
+            starts = starts[np.linspace(0, len(starts) - 1, null_per_piece).round().astype(int)]
+        for s0 in starts:
+            null[f"null_{stem(f)}_{s0:05.1f}"] = cut(f, float(s0), clip_s)
+    return train, gen, null, truth
+
+
+def prepare_real_set(out: str | Path, sr: int = REAL_SR, seed: int = 0, null_per_piece: int | None = None) -> dict:
+    """Folders train/ gen/ null/ of :func:`real_set` (16-bit WAV) and truth.json (planted copies' source and
+    start); the same cut as tests/test_memorization_real.py, with every null excerpt unless ``null_per_piece``."""
+    from metrics.audio import save_audio
+
+    train, gen, null, truth = real_set(sr, seed, null_per_piece=null_per_piece)
+    root = Path(out)
+    for d, clips in (("train", train), ("gen", gen), ("null", null)):
+        (root / d).mkdir(parents=True, exist_ok=True)
+        for k, (w, s) in clips.items():
+            save_audio(root / d / f"{k}.wav", w, s)
+    (root / "truth.json").write_text(json.dumps({k: list(v) for k, v in truth.items()}, indent=2) + "\n")
+    return {"truth": truth, "n_train": len(train), "n_generated": len(gen), "n_null": len(null)}
 
 
 @memorization.command(name="real-set")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--seed", type=int, default=0, show_default=True)
-def real_set_cmd(out, seed) -> None:
+@click.option("--null-per-piece", type=int, default=None, help="Null excerpts per remaining piece (default: all).")
+def real_set_cmd(out, seed, null_per_piece) -> None:
     """Cut the real-music audit set (train/ gen/ null/, truth.json) from Debian's wesnoth-1.16-music."""
     try:
-        truth = prepare_real_set(out, seed=seed)
+        info = prepare_real_set(out, seed=seed, null_per_piece=null_per_piece)
     except MemorizationError as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"wrote {out}/train, gen, null ({len(truth)} planted copies in truth.json)")
+    click.echo(f"wrote {out}/train ({info['n_train']}), gen ({info['n_generated']}, {len(info['truth'])} planted copies "
+               f"in truth.json), null ({info['n_null']})")

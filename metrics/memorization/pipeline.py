@@ -18,7 +18,13 @@ import numpy as np
 from metrics.memorization.audit import AuditResult, audit
 from metrics.memorization.detection import LAG_TOL_S, detection_table, plant_copies
 from metrics.memorization.levels import LevelConfig, embed_clip, tokenize_clip
-from metrics.memorization.matchers import MIN_ENTROPY_BITS, EmbeddingMatcher, OTScorer, embedder_frame_rate
+from metrics.memorization.matchers import (
+    DEFAULT_POOLING,
+    MIN_ENTROPY_BITS,
+    EmbeddingMatcher,
+    OTScorer,
+    embedder_frame_rate,
+)
 from metrics.memorization.registry import DEFAULT_CLIP_FPR, MemorizationError, get_tokenizer
 from metrics.sinkhorn import DEFAULT_EPS
 
@@ -36,8 +42,9 @@ class Featurizer:
 
 
 def featurizer(name: str, level: LevelConfig = LevelConfig(), eps: float = DEFAULT_EPS, device: str = "cpu",
-               min_entropy_bits: float = MIN_ENTROPY_BITS) -> Featurizer:
-    """``embedding:<embedder>`` (any name of the embedder registry) or a tokenizer name/checkpoint."""
+               min_entropy_bits: float = MIN_ENTROPY_BITS, pooling: str = DEFAULT_POOLING) -> Featurizer:
+    """``embedding:<embedder>`` (any name of the embedder registry; windows pooled by ``pooling``, see
+    :class:`EmbeddingMatcher`) or a tokenizer name/checkpoint."""
     if name.startswith("embedding:"):
         from metrics.embedders import EmbedderError, get_embedder
 
@@ -46,7 +53,7 @@ def featurizer(name: str, level: LevelConfig = LevelConfig(), eps: float = DEFAU
         except EmbedderError as e:
             raise MemorizationError(f"matcher {name!r}: {e}") from None
         fr = embedder_frame_rate(emb)
-        m = EmbeddingMatcher(emb.name or name.split(":", 1)[1], fr, emb.dim)
+        m = EmbeddingMatcher(emb.name or name.split(":", 1)[1], fr, emb.dim, pooling=pooling)
         return Featurizer(m, lambda w, sr, p: embed_clip(w, sr, emb, fr, level, p), emb.id)
     tok = get_tokenizer(name)
     m = OTScorer(tok.centroids, eps=eps, device=device, frame_rate=int(tok.frame_rate), min_entropy_bits=min_entropy_bits)
@@ -97,7 +104,7 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
                 level: LevelConfig = LevelConfig(), phases: int = 4, seed: int = 0, heldout: float = 0.5,
                 max_null: int = 200, detect: int = 20, alterations: Mapping | None = None, lag_tol_s: float = LAG_TOL_S,
                 eps: float = DEFAULT_EPS, device: str = "cpu", engine=None,
-                min_entropy_bits: float = MIN_ENTROPY_BITS) -> AudioAudit:
+                min_entropy_bits: float = MIN_ENTROPY_BITS, pooling: str = DEFAULT_POOLING) -> AudioAudit:
     """Audit ``generated`` against ``train`` with every matcher; ``detect`` planted copies per alteration (0: none)."""
     if not generated or not train:
         raise MemorizationError("audit: " + ("no generated clips" if not generated else "no training clips"))
@@ -105,7 +112,7 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
     length_s = min(length_s, min(len(w) / sr for w, sr in train.values()))
     results, tables, ids = {}, {}, {}
     for spec in matchers:
-        fz = featurizer(spec, level, eps, device, min_entropy_bits)
+        fz = featurizer(spec, level, eps, device, min_entropy_bits, pooling)
         m = fz.matcher
         fr = m.frame_rate
         kw = {"fpr": fpr, "window": max(1, round(window_s * fr)), "gen_hop": max(1, round(gen_hop_s * fr)),

@@ -155,3 +155,17 @@ def test_too_few_nulls_warn_and_extrapolate(small):
     with pytest.warns(FewNegativesWarning, match="1st smallest of 3 null minima"):
         few = audit(gen, train, c, fpr=0.01, gen_hop=3, train_hop=2, null=dict(list(null.items())[:6]))
     assert few.calibration.tail == "empirical" and few.tau == pytest.approx(min(few.calibration.null_minima))
+
+
+def test_nulls_needed_and_best_certifiable_rate_invert_the_wilson_bound():
+    """What a null set can certify: the Wilson 95 % upper bound of 0 false alarms in n held-out nulls
+    (metrics.result.wilson_ci, an independent formula) reaches fpr first at n = nulls_needed(fpr)."""
+    from metrics.memorization.calibration import best_certifiable, nulls_needed
+    from metrics.result import wilson_ci
+
+    for n in (1, 11, 100, 381, 1000):
+        assert abs(best_certifiable(n) - wilson_ci(0, n)[1]) < 1e-8
+    for fpr in (0.05, 0.02, 0.01):
+        n = nulls_needed(fpr)
+        assert wilson_ci(0, n)[1] <= fpr < wilson_ci(0, n - 1)[1]
+    assert nulls_needed(0.01) == 381

@@ -212,9 +212,13 @@ def audit(generated: Mapping[str, np.ndarray | Sequence[np.ndarray]], train: Map
 def merge_hits(hits: PairHits, gw: Windows, phase_of: Mapping[str, tuple[str, float]], n_train_windows: int,
                n_train: int, cal: ClipCalibration, frame_rate: float, extra: dict | None = None) -> AuditResult:
     """One row per (generated clip, training clip): the lag (phase + whole frames) with exact pairs
-    first, then the most matched generated windows, then the lowest mean alignment distance (the
-    histogram cost barely changes over a few frames of shift), then the lowest mean cost — reported at
-    its lowest-cost window pair. Deterministic for any order of ``hits``."""
+    first, then the largest share of that phase's generated windows matched (a share, not a count: a
+    later phase starts up to a frame later, so it can have one window fewer), then the lowest mean
+    alignment distance (the histogram cost barely changes over a few frames of shift), then the lowest
+    mean cost — reported at its lowest-cost window pair. Deterministic for any order of ``hits``."""
+    n_win: dict[tuple[str, float], int] = {}
+    for c in gw.clip:
+        n_win[phase_of[gw.ids[c]]] = n_win.get(phase_of[gw.ids[c]], 0) + 1
     groups: dict[tuple[str, str], dict[tuple[float, int], list]] = {}
     align = hits.align if hits.align is not None else np.zeros(len(hits))
     for g, tid, to, c, ex, al in zip(hits.g, hits.train_id, hits.train_offset, hits.cost, hits.exact, align):
@@ -224,9 +228,10 @@ def merge_hits(hits: PairHits, gw: Windows, phase_of: Mapping[str, tuple[str, fl
             (float(c), int(gw.offset[g]), int(to), bool(ex), float(al)))
     matches = []
     for (cid, tid), by_lag in groups.items():
-        def rank(item):
+        def rank(item, cid=cid):
             (phase, lag), rows = item
-            return (not any(r[3] for r in rows), -len({r[1] for r in rows}), float(np.mean([r[4] for r in rows])),
+            return (not any(r[3] for r in rows), -len({r[1] for r in rows}) / n_win[(cid, phase)],
+                    float(np.mean([r[4] for r in rows])),
                     float(np.mean([r[0] for r in rows])), phase, lag)
 
         (phase, _), rows = min(by_lag.items(), key=rank)

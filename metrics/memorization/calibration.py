@@ -132,6 +132,12 @@ def nulls_needed(fpr: float) -> int:
     return math.ceil(Z95_SQ / fpr - Z95_SQ)
 
 
+def best_certifiable(n_heldout: int) -> float:
+    """The smallest per-clip rate ``n_heldout`` held-out nulls can certify: the Wilson 95 % upper bound with
+    no false alarm, z²/(n + z²) (1 for none). The inverse of :func:`nulls_needed`."""
+    return Z95_SQ / (n_heldout + Z95_SQ) if n_heldout > 0 else 1.0
+
+
 @dataclass
 class ClipCalibration:
     """τ for per-clip decisions, from null clips' minimum costs, and its measured false-alarm rates."""
@@ -161,7 +167,7 @@ class ClipCalibration:
         d["window_false_alarm_ci95"] = list(self.window_false_alarm_ci95)
         # the names earlier versions wrote, kept for readers of older memorization.json files
         d.update(level="clip", fpr_heldout=self.clip_false_alarm_rate, fpr_heldout_ci95=list(self.clip_false_alarm_ci95),
-                 resolution=1.0 / (self.n_calibration + 1))
+                 resolution=1.0 / (self.n_calibration + 1), best_certifiable_fpr=best_certifiable(self.n_heldout))
         return d
 
     @property

@@ -68,7 +68,8 @@ def plot_detection(tables: dict[str, dict], out_dir: Path) -> Path:
         y = np.arange(len(alts)) + k * h
         r = np.array([t.get(a, {}).get("rate", np.nan) for a in alts])
         ci = np.array([t.get(a, {}).get("ci95", [np.nan, np.nan]) for a in alts], dtype=float)
-        ax.barh(y, r, height=h, xerr=[r - ci[:, 0], ci[:, 1] - r], capsize=2, label=name)
+        err = np.clip([r - ci[:, 0], ci[:, 1] - r], 0, None)  # a Wilson bound equal to the rate can round past it
+        ax.barh(y, r, height=h, xerr=err, capsize=2, label=name)
     ax.set_yticks(np.arange(len(alts)) + 0.4 - h / 2, alts)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)

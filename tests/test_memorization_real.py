@@ -80,6 +80,9 @@ def test_embedding_matcher_finds_every_exact_gain_and_noise_copy_at_the_right_la
     r = res.results["embedding-mel"]
     assert r.matches and all(m["train_id"] in {t for t, _ in truth.values()} for m in r.matches)
     assert [g for g in truth if not _found(r, truth, g)] == []
+    for g, (src, start) in truth.items():  # and at the nearest sub-frame step: 0.5 s hop / 4 phases = 0.125 s
+        (m,) = [m for m in r.matches if m["generated_id"] == g and m["train_id"] == src]
+        assert abs(m["train_offset_s"] - m["gen_offset_s"] - start) <= 0.0625 + 0.01, (g, m)
     reported = {k for k, v in r.best_cost.items() if v < np.inf}
     assert reported == set(truth)  # the copies and nothing else
     det = res.detection["embedding-mel"]

@@ -1,7 +1,7 @@
 """Does the semantic stage matter? The coarse stage's held-out NLL with true vs shuffled semantic tokens.
 
     python -m benchmarks.hierarchy [--checkpoint DIR] [--n 100] [--bootstrap 1000] [--seed 0]
-                                   [--out docs/bench/hierarchy.json]
+                                   [--out docs/figures/hierarchy.json]
 
 MusicLM's central claim is that the semantic tokens carry the structure the acoustic stage follows.
 Measured here on clips no shipped piece was fitted on (``musiclm_ref.data.splits.HELD_OUT``: the eval
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ARTIFACT = Path("docs/bench/hierarchy.json")
+ARTIFACT = Path("docs/figures/hierarchy.json")
 
 
 def held_out_corpus(out: Path, n: int, seconds: float = 10.0) -> Path:

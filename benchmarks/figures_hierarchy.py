@@ -1,0 +1,39 @@
+"""The hierarchy figure: the coarse stage's held-out NLL with true vs shuffled semantic tokens.
+
+Registered into ``benchmarks.figures.RENDERERS``; rendered from ``docs/figures/hierarchy.json`` (the shipped
+coarse stage) and ``docs/figures/hierarchy_before.json`` (the one it replaced), both written by
+``python -m benchmarks.hierarchy`` (README and docs/protocol.md, "Does the hierarchy matter").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+HIERARCHY = Path("docs/figures/hierarchy.json")
+BEFORE = Path("docs/figures/hierarchy_before.json")
+ARTIFACTS = (HIERARCHY, BEFORE)
+
+
+def hierarchy_gap(root: Path) -> str:
+    from benchmarks import figures
+
+    d, b = figures.load(root, HIERARCHY), figures.load(root, BEFORE)
+    nll = figures._get(d, HIERARCHY, "nll")
+    g, z = d["gap_shuffled_minus_true"], d["gap_null_minus_true"]
+    h = d["held_out"]
+
+    def ci(x: dict) -> str:
+        return f"{figures.num(x['mean'], 3)} [{figures.num(x['ci95'][0], 3)}, {figures.num(x['ci95'][1], 3)}]"
+
+    return (f"{figures.num(nll['true'], 3)} nats/token with the true semantic tokens vs {figures.num(nll['shuffled'], 3)} "
+            f"with another clip's (gap {ci(g)}, 95 % bootstrap over {h['n']} held-out clips of seed {h['seed']}'s "
+            f"{h['split']} split; {g['clips_positive']} of {h['n']} clips positive) and {figures.num(nll['null'], 3)} "
+            f"with NULL tokens (gap {ci(z)}); coarse stage of {d['coarse_stage']['steps']:,} steps, semantic dropout "
+            f"{d['coarse_stage']['semantic_dropout']:g}. The stage it replaced ({b['coarse_stage']['steps']:,} steps, "
+            f"dropout {b['coarse_stage']['semantic_dropout']:g}): {figures.num(b['nll']['true'], 3)} vs "
+            f"{figures.num(b['nll']['shuffled'], 3)}, gap {ci(b['gap_shuffled_minus_true'])}; NULL gap "
+            f"{ci(b['gap_null_minus_true'])}")
+
+
+HIERARCHY_RENDERERS: dict[str, Callable[[Path], str]] = {"hierarchy-gap": hierarchy_gap}

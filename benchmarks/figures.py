@@ -193,6 +193,7 @@ RENDERERS.update(__import__("benchmarks.figures_real", fromlist=["REAL_MODEL_REN
 RENDERERS.update(__import__("benchmarks.figures_perf", fromlist=["PERF_RENDERERS"]).PERF_RENDERERS)
 RENDERERS.update(__import__("benchmarks.figures_memo", fromlist=["MEMO_RENDERERS"]).MEMO_RENDERERS)
 RENDERERS.update(__import__("benchmarks.figures_training", fromlist=["TRAINING_RENDERERS"]).TRAINING_RENDERERS)
+RENDERERS.update(__import__("benchmarks.figures_hierarchy", fromlist=["HIERARCHY_RENDERERS"]).HIERARCHY_RENDERERS)
 
 
 # ----------------------------------------------------------------------------- documents

@@ -67,6 +67,7 @@ def test_bench_compare_memory(benchmark, tmp_path, n):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "POT_BACKEND_DISABLE_TENSORFLOW": "1"}
     timing = {}
     load_start = os.getloadavg()  # the machine is shared: clips/s means little without the load it ran under
+    commit = _commit()  # before the run: on a shared tree HEAD may move while it runs
 
     def run():
         t0 = time.perf_counter()
@@ -81,8 +82,8 @@ def test_bench_compare_memory(benchmark, tmp_path, n):
         assert doc["systems"][name]["n_clips"] == n
         for key in ("fad_mel", "kld_musiclm", "mcc"):
             assert m[key]["value"] is not None and np.isfinite(m[key]["value"]), (name, key)
-    benchmark.extra_info.update({"clips": n, "sets": 3, "seconds_per_clip": SECONDS, "peak_rss_gb": round(peak_gb, 3),
+    benchmark.extra_info.update({"clips": n, "sets": 3, "bootstrap": int(cmd[-1]), "seconds_per_clip": SECONDS, "peak_rss_gb": round(peak_gb, 3),
                                  "clips_per_s": round(3 * n / timing["s"], 2), "wall_s": round(timing["s"], 1),
                                  "loadavg_start": [round(x, 1) for x in load_start],
-                                 "loadavg_end": [round(x, 1) for x in os.getloadavg()], "commit": _commit()})
+                                 "loadavg_end": [round(x, 1) for x in os.getloadavg()], "commit": commit})
     assert peak_gb < 3.0, f"peak RSS {peak_gb:.2f} GB for {n} clips × 3 sets"

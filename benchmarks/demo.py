@@ -132,6 +132,7 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
         log("  (VGGish/TRILL are TF-Hub models and nothing is downloaded here; pass --embedder-path or set "
             "TFHUB_CACHE_DIR to a populated cache to include them. FAD_mel is not comparable to published FAD.)")
 
+    adherence = _tag_adherence(dirs, eval_dir, out / "results" / "tag_auc.json", seconds, seed, log)
     melody = _melody(dirs, eval_dir, out, seconds, seed, device, cache, log)
 
     log(f"[4/5] memorization sweep on {memorization_n} training examples")
@@ -143,6 +144,13 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     log("")
     log(summarize(data))
     log("")
+    if adherence:
+        log("caption-word/tag AUC (the real MagnaTagATune tagger musicnn-mtt, which did not condition any system; "
+            "95% bootstrap over clips; paired difference vs unconditional):")
+        for name, a in adherence["systems"].items():
+            diff = a.get("diff_vs_baseline")
+            tail = f"; vs unconditional {diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else ""
+            log(f"  {name}: {a['mean_auc']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]{tail}")
     if melody:
         log("melody adherence (CREPE pitch RCA / audiocraft chroma cosine against one melody prompt):")
         for name, m in melody.items():
@@ -153,7 +161,8 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     log(f"  dashboard:   musiclm-eval dashboard --results {out / 'results'} --db {study_url}")
     log(f"  rating app:  musiclm-eval rate serve --db {study_url}   (invite raters: musiclm-eval rate invite --db {study_url} --n 5)")
     log(f"  analysis:    musiclm-eval rate analyze --db {study_url} --out {out / 'study'}")
-    summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": round(time.time() - t_start, 1)}
+    summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": round(time.time() - t_start, 1),
+               "tag_auc": str(out / "results" / "tag_auc.json") if adherence else None}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     return data
 
@@ -198,6 +207,36 @@ def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, se
                   device=device, seed=seed, cache=cache, progress=True)
     return {name: {k: s["metrics"][k]["value"] for k in ("melody_rca", "chroma_cosine")}
             for name, s in doc["systems"].items()}
+
+
+def _tag_adherence(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, seed: int,
+                   log: Callable[[str], None], n_boot: int = 1000) -> dict | None:
+    """Text adherence judged by a model that did not condition the generator (the demo's MCC uses the same
+    MuLan that conditions musiclm-ref): per caption attribute a musicnn-mtt tag names, the AUC of the tag on
+    each system's clips for the clips whose caption states it (``benchmarks.musicnn_check.caption_tag_auc``),
+    averaged over the words; the reference clips as the ceiling. Written to ``out`` (standard JSON)."""
+    import pandas as pd
+
+    from benchmarks.musicnn_check import attributes, caption_tag_auc
+    from metrics.audio import load_dir
+    from metrics.embedders.musicnn import SR, load_tagger
+    from metrics.io import write_json
+
+    if seconds < MUSICNN_SECONDS:
+        return None
+    labels = pd.read_csv(eval_dir / "labels.csv", dtype=str, keep_default_na=False).set_index("ytid")
+    attrs = {i: attributes(labels.loc[i]) for i in labels.index}
+    tagger = load_tagger("musicnn-mtt")
+    probs = {name: {c.id: tagger.tag(c.wave, SR) for c in load_dir(d, sr=SR).clips}
+             for name, d in {"reference": eval_dir, **dirs}.items()}
+    base = probs.get("unconditional")
+    systems = {name: caption_tag_auc(attrs, p, n_boot, seed, baseline=base if name != "unconditional" else None)
+               for name, p in probs.items()}
+    doc = {"what": "caption-word/tag AUC with musicnn-mtt: mean over the words of benchmarks.musicnn_check.WORDS; "
+                   "95% percentile bootstrap over clips; diff_vs_baseline = system - unconditional, paired by clip",
+           "tagger_sha256": tagger.weights_sha256, "systems": systems}
+    write_json(out, doc)
+    return doc
 
 
 def _memorization(train_dir: Path, out: Path, n: int, seed: int, device: str, log: Callable[[str], None],

@@ -118,18 +118,11 @@ def test_bad_inputs_have_clear_errors(tok, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_w2v(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    cfg = transformers.Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=48,
-        conv_dim=(16, 16, 16), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8),  # 320 samples → 50 Hz, as wav2vec2
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, do_stable_layer_norm=True,
-        feat_extract_norm="layer",
-    )
-    model = transformers.Wav2Vec2Model(cfg).eval()
+    pytest.importorskip("transformers")
+    from training_fixtures import save_tiny_wav2vec2
+
     out = tmp_path_factory.mktemp("w2v")
-    model.save_pretrained(out)
-    return out, model
+    return out, save_tiny_wav2vec2(out)
 
 
 def test_hf_features_match_the_models_own_hidden_states(tiny_w2v):

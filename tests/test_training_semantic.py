@@ -16,22 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
+from training_fixtures import save_tiny_wav2vec2
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
 def w2v(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    cfg = transformers.Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=48,
-        conv_dim=(16, 16, 16), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2, do_stable_layer_norm=True, feat_extract_norm="layer")
+    pytest.importorskip("transformers")
     out = tmp_path_factory.mktemp("w2v")
-    transformers.Wav2Vec2Model(cfg).eval().save_pretrained(out)
+    save_tiny_wav2vec2(out)
     return out
 
 

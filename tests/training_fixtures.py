@@ -43,3 +43,18 @@ def weights(stage: Stage) -> dict[str, torch.Tensor]:
 
 def max_weight_diff(a: dict, b: dict) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def save_tiny_wav2vec2(out):
+    """A random-weight wav2vec2 built with transformers' own classes and saved in its format (the
+    semantic path's ``--hf-model``; w2v-BERT weights cannot be downloaded here). 320 samples → 50 Hz."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=48,
+        conv_dim=(16, 16, 16), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, do_stable_layer_norm=True, feat_extract_norm="layer")
+    model = transformers.Wav2Vec2Model(cfg).eval()
+    model.save_pretrained(out)
+    return model

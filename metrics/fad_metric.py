@@ -25,7 +25,8 @@ from metrics.fad import EmbeddingStats, FADError, fad, fad_inf, frechet_distance
 from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult
 
-GRAM_BYTES = 1 << 28  # per side (256 MiB); above it a resample re-weights the stacked frames (one BLAS call) instead
+GRAM_BYTES = 1 << 28  # per side (256 MiB); above it the Grams are rebuilt from the frames, a chunk of clips at a time
+CHUNK_BYTES = 1 << 24  # such a chunk's Grams (16 MiB: stays near the cache; larger chunks were slower)
 
 
 class FAD(PerClipOutputs):
@@ -71,7 +72,7 @@ class FAD(PerClipOutputs):
 
     def _side_moments(self, side: str) -> tuple:
         """(ids, frames per clip, per-clip sums [n, d], per-clip Grams [n, d, d] — or, for large sets, the
-        stacked frames [F, d] and each frame's clip index) in float64."""
+        stacked frames [F, d] and each clip's first row in them) in float64."""
         if side not in self._moments:
             ids = self.ids(side)
             arrays = [np.asarray(self.outputs[side][i], dtype=np.float64) for i in ids]
@@ -79,19 +80,22 @@ class FAD(PerClipOutputs):
             counts = np.array([len(a) for a in arrays], dtype=np.float64)
             sums = np.stack([a.sum(0) for a in arrays])
             if len(ids) * d * d * 8 <= GRAM_BYTES:
-                grams, frames, owner = np.stack([a.T @ a for a in arrays]), None, None
+                grams, frames, starts = np.stack([a.T @ a for a in arrays]), None, None
             else:  # MusicCaps-size sets: per-clip Grams would need clips × d² floats; frames are clips × frames × d
                 grams, frames = None, np.concatenate(arrays)
-                owner = np.repeat(np.arange(len(arrays)), counts.astype(np.int64))
-            self._moments[side] = (ids, counts, sums, grams, frames, owner)
+                starts = np.concatenate([[0], np.cumsum(counts.astype(np.int64))])
+            self._moments[side] = (ids, counts, sums, grams, frames, starts)
         return self._moments[side]
 
     def _mean_covs(self, side: str, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Means [B, d] and (ddof=1) covariances [B, d, d] of the frames of clips drawn ``weights[b, i]`` times.
 
         With per-clip Grams, a block of resamples is one GEMM ([B, clips] @ [clips, d²]) that reads the
-        Grams once per block, instead of once per resample."""
-        _, counts, sums, grams, frames, owner = self._side_moments(side)
+        Grams once per block, instead of once per resample. Sets too large to keep the Grams rebuild
+        them from the frames for each call, a chunk of clips (≤ GRAM_BYTES) at a time: one frames × d²
+        pass per block of resamples plus clips × d² per resample, instead of frames × d² per resample
+        (about frames-per-clip times fewer operations; the same sums in another order)."""
+        _, counts, sums, grams, frames, starts = self._side_moments(side)
         w = np.asarray(weights, dtype=np.float64)
         n = w @ counts
         if (n < 2).any():  # callers drop such rows first (value_on_counts); a direct call is an error
@@ -101,7 +105,16 @@ class FAD(PerClipOutputs):
         if grams is not None:
             second = (w @ grams.reshape(len(grams), d * d)).reshape(len(w), d, d)
         else:
-            second = np.stack([(frames * row[owner][:, None]).T @ frames for row in w])
+            second = np.zeros((len(w), d * d))
+            step = max(1, min(GRAM_BYTES, CHUNK_BYTES) // (d * d * 8))
+            chunk = np.empty((step, d, d))  # one buffer, reused: no page faults for a fresh array per chunk
+            for a in range(0, len(counts), step):
+                b = min(a + step, len(counts))
+                for j, i in enumerate(range(a, b)):
+                    f = frames[starts[i]:starts[i + 1]]
+                    np.matmul(f.T, f, out=chunk[j])
+                second += w[:, a:b] @ chunk[:b - a].reshape(b - a, d * d)
+            second = second.reshape(len(w), d, d)
         cov = (second - n[:, None, None] * mean[:, :, None] * mean[:, None, :]) / (n - 1)[:, None, None]
         return mean, cov
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 HIERARCHY = Path("docs/figures/hierarchy.json")
 BEFORE = Path("docs/figures/hierarchy_before.json")
-ARTIFACTS = (HIERARCHY, BEFORE)
+ABLATION = Path("docs/figures/ablation.json")
+ARTIFACTS = (HIERARCHY, BEFORE, ABLATION)
 
 
 def hierarchy_gap(root: Path) -> str:
@@ -36,4 +37,29 @@ def hierarchy_gap(root: Path) -> str:
             f"{ci(b['gap_null_minus_true'])}")
 
 
-HIERARCHY_RENDERERS: dict[str, Callable[[Path], str]] = {"hierarchy-gap": hierarchy_gap}
+def ablation_table(root: Path) -> str:
+    """The demo's systems on ``n`` held-out captions (``python -m benchmarks.ablation``)."""
+    from benchmarks import figures
+
+    d = figures.load(root, ABLATION)
+    ci = figures.with_ci
+    lines = ["", f"{d['n_captions']} held-out captions (`{d['command']}`; 95 % bootstrap intervals over clips; KLD "
+             f"convention `{d['kld_convention']}`; `docs/figures/ablation.json`):", "",
+             "| System | KLD ↓ | MCC ↑ | caption-word/tag AUC, musicnn-mtt ↑ | AUC − unconditional |", "|---|---|---|---|---|"]
+    for name, row in d["systems"].items():
+        t = row.get("tag_auc") or {}
+        diff = t.get("diff_vs_baseline")
+        lines.append(f"| {name} | {ci(row['kld'], 2)} | {ci(row['mcc'], 3)} | "
+                     f"{ci({'value': t.get('mean_auc'), 'ci95': t.get('ci95')}, 3)} | "
+                     f"{ci({'value': diff['mean'], 'ci95': diff.get('ci95')}, 3) if diff else '—'} |")
+    r = d["reference_tag_auc"]
+    lines.append(f"| reference clips | — | — | {ci({'value': r['mean_auc'], 'ci95': r.get('ci95')}, 3)} | — |")
+    pair = [p for p in d["pairwise"] if {p["system_a"], p["system_b"]} == {"musiclm-ref", "musiclm-ref-no-semantic"}]
+    if pair:
+        lines += ["", "musiclm-ref vs musiclm-ref-no-semantic, clip-paired: " + "; ".join(
+            f"{p['metric']} {p['system_a']} − {p['system_b']} = {figures.num(p['diff'], 3)} (Holm p = "
+            f"{figures.num(p.get('p_holm'), 3)})" for p in pair) + "."]
+    return "\n".join(lines) + "\n"
+
+
+HIERARCHY_RENDERERS: dict[str, Callable[[Path], str]] = {"hierarchy-gap": hierarchy_gap, "ablation-table": ablation_table}

@@ -1,0 +1,82 @@
+"""The demo's systems on more held-out captions than ``make run`` affords: is the semantic stage worth having?
+
+    python -m benchmarks.ablation [--n 100] [--seed 0] [--work DIR] [--out docs/figures/ablation.json]
+
+The first ``n`` held-out clips (``musiclm_ref.data.splits.HELD_OUT``, unseen by every shipped piece) are
+the references and their captions the prompts; the demo's own functions generate every built-in system
+(``benchmarks.demo.generate_systems``: retrieval from seed 0's train split), score them with ``compare``
+(KLD with the LEAF classifier and musicnn-mtt, MCC with MuLan, FAD_mel) and with the independent judge
+(``benchmarks.demo._tag_adherence``: musicnn-mtt caption-word/tag AUC). The artifact keeps, per system,
+each metric's value and 95 % interval and the clip-paired tests — what README's ablation figure shows.
+``make run`` is ``--n 20`` of this (its eval set is the first 20 of the same clips).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ARTIFACT = Path("docs/figures/ablation.json")
+
+
+def run(n: int = 100, seed: int = 0, work: str | Path = "results/ablation", seconds: float = 10.0) -> dict:
+    """Generate, score and summarize into ``work`` (audio, results store, ``tag_auc.json``)."""
+    from benchmarks.demo import _split, _tag_adherence, generate_systems
+    from benchmarks.harness import compare
+    from musiclm_ref.data.splits import HELD_OUT
+    from musiclm_ref.data.synth import generate_corpus
+
+    work = Path(work)
+    t0 = time.time()
+    generate_corpus(work / "corpus", n=max(10, n), seconds=seconds, seed=seed)
+    train = _split(work / "corpus", work / "train", "train")
+    generate_corpus(work / "held_out", n=n, seconds=seconds, seed=HELD_OUT["seed"], split=HELD_OUT["split"])
+    ref = _split(work / "held_out", work / "reference", "eval")
+    dirs = generate_systems(ref, train, work / "systems", seconds, seed, "cpu", print)
+    t_gen = time.time() - t0
+    _tag_adherence(dirs, ref, work / "tag_auc.json", seconds, seed, print)
+    compare(dict(dirs), ref, ref / "captions.csv", work / "results", embedders=("mel",),
+            classifier="leaf-corpus,musicnn-mtt", kad=False, device="cpu", seed=seed, progress=False,
+            skip_unavailable_embedders=True)
+    return {**summarize(work, seed), "generation_seconds": round(t_gen, 1), "wall_seconds": round(time.time() - t0, 1)}
+
+
+def summarize(work: str | Path, seed: int = 0) -> dict:
+    """The artifact from a finished ``work`` directory: the demo table's columns and clip-paired tests
+    (``figures.demo_artifact``) plus the tag-AUC column."""
+    from benchmarks.figures import demo_artifact
+
+    work = Path(work)
+    held = json.loads((work / "held_out" / "corpus.json").read_text())
+    tags = json.loads((work / "tag_auc.json").read_text())["systems"]
+    table = demo_artifact(work / "results")  # the demo table's columns and clip-paired tests, as make run reports them
+    for name, row in table["systems"].items():
+        if name in tags:  # not for the "ground truth" MCC row
+            row["tag_auc"] = {k: tags[name].get(k) for k in ("mean_auc", "ci95", "diff_vs_baseline")}
+    n = held["ids"]["n"]
+    return {"command": f"python -m benchmarks.ablation --n {n} --seed {seed}", "n_captions": n,
+            "seconds": held["seconds"], "held_out": {"ids": held["ids"], "data_sha256": held["data_sha256"]},
+            "reference_tag_auc": {k: tags["reference"].get(k) for k in ("mean_auc", "ci95")},
+            **{k: table[k] for k in ("git_commit", "kld_convention", "systems", "pairwise")}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from metrics.io import write_json
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100, help="held-out captions")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="results/ablation", help="where the audio and the results store go")
+    ap.add_argument("--out", default=str(ARTIFACT), help="the summary JSON")
+    ap.add_argument("--summarize-only", action="store_true", help="only rebuild the summary from a finished --work")
+    a = ap.parse_args(argv)
+    doc = summarize(a.work, a.seed) if a.summarize_only else run(a.n, a.seed, a.work)
+    write_json(a.out, doc)
+    print(json.dumps(doc["systems"], indent=1))
+    return doc
+
+
+if __name__ == "__main__":
+    main()

@@ -27,19 +27,23 @@ MELODY_CLIPS = 8  # captions generated again under one melody prompt (CREPE cost
 
 
 def _split(corpus: Path, out: Path, split: str) -> Path:
-    """Hard-link (or copy) one split of a corpus into its own folder with its captions/labels."""
+    """Hard-link (or copy) one split of a corpus into its own folder with its captions/labels.
+
+    The folder is the demo's own derived output and is rebuilt from scratch: clips left by an earlier
+    run (other ids, or the same id with other audio) would otherwise be scored as this run's."""
     from musiclm_ref.data.synth import load_labels
 
     labels = load_labels(corpus)
     ids = list(labels.index[labels["split"] == split])
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     for i in ids:
         dst = out / f"{i}.wav"
-        if not dst.exists():
-            try:
-                os.link(corpus / f"{i}.wav", dst)
-            except OSError:
-                shutil.copy(corpus / f"{i}.wav", dst)
+        try:
+            os.link(corpus / f"{i}.wav", dst)
+        except OSError:
+            shutil.copy(corpus / f"{i}.wav", dst)
     write_captions(load_captions(corpus / "captions.csv").loc[ids], out / "captions.csv")
     labels.loc[ids].assign(tags=lambda d: d["tags"].map(";".join), instruments=lambda d: d["instruments"].map(";".join)).to_csv(
         out / "labels.csv", index=False, lineterminator="\n"
@@ -56,6 +60,9 @@ def generate_systems(eval_dir: Path, train_dir: Path, out: Path, seconds: float,
     caps = load_captions(eval_dir / "captions.csv")["caption"].to_dict()
     ids = sorted(caps)
     dirs = {name: out / name for name in SYSTEMS}
+    for d in dirs.values():  # an earlier run's clips must not be scored as this run's
+        if d.exists():
+            shutil.rmtree(d)
     try:
         model = MusicLM.from_pretrained(device=device)
     except PipelineError as e:
@@ -187,6 +194,8 @@ def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, se
     ids = sorted(caps)[:MELODY_CLIPS]
     prompt = load_audio(eval_dir / f"{sorted(caps)[-1]}.wav", sr=SAMPLE_RATE)  # an eval clip not among `ids`
     root = out / "melody"
+    if root.exists():  # an earlier run's clips must not be scored as this run's
+        shutil.rmtree(root)
     prompts, with_melody, without = root / "prompts", root / "musiclm-ref+melody", root / "musiclm-ref"
     try:
         model = MusicLM.from_pretrained(device=device)

@@ -283,13 +283,17 @@ def demo_artifact(store: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.figures", description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if any figure differs")
-    p.add_argument("--from-demo", type=Path, metavar="STORE", help="refresh docs/figures/demo.json from this store")
+    p.add_argument("--from-demo", type=Path, metavar="STORE",
+                   help="refresh docs/figures/demo.json from this store (or the demo folder holding it in results/)")
     p.add_argument("--root", type=Path, default=ROOT)
     a = p.parse_args(argv)
     if a.from_demo:
         from metrics.io import write_json
 
-        write_json(a.root / DEMO, demo_artifact(a.from_demo))
+        store = a.from_demo
+        if not (store / "results.json").exists() and (store / "results" / "results.json").exists():
+            store = store / "results"  # `make run`'s folder: its results store is results/demo/results
+        write_json(a.root / DEMO, demo_artifact(store))
     try:
         differs = run(a.root, write=not a.check)
     except FigureError as e:

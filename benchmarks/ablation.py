@@ -6,7 +6,7 @@ The first ``n`` held-out clips (``musiclm_ref.data.splits.HELD_OUT``, unseen by 
 the references and their captions the prompts; the demo's own functions generate every built-in system
 (``benchmarks.demo.generate_systems``: retrieval from seed 0's train split), score them with ``compare``
 (KLD with the LEAF classifier and musicnn-mtt, MCC with MuLan, FAD_mel) and with the independent judge
-(``benchmarks.demo._tag_adherence``: musicnn-mtt caption-word/tag AUC). The artifact keeps, per system,
+(``benchmarks.demo.tag_adherence``: musicnn-mtt caption-word/tag AUC). The artifact keeps, per system,
 each metric's value and 95 % interval and the clip-paired tests — what README's ablation figure shows.
 ``make run`` is ``--n 20`` of this (its eval set is the first 20 of the same clips).
 """
@@ -23,20 +23,15 @@ ARTIFACT = Path("docs/figures/ablation.json")
 
 def run(n: int = 100, seed: int = 0, work: str | Path = "results/ablation", seconds: float = 10.0) -> dict:
     """Generate, score and summarize into ``work`` (audio, results store, ``tag_auc.json``)."""
-    from benchmarks.demo import _split, _tag_adherence, generate_systems
+    from benchmarks.demo import generate_systems, prepare_data, tag_adherence
     from benchmarks.harness import compare
-    from musiclm_ref.data.splits import HELD_OUT
-    from musiclm_ref.data.synth import generate_corpus
 
     work = Path(work)
     t0 = time.time()
-    generate_corpus(work / "corpus", n=max(10, n), seconds=seconds, seed=seed)
-    train = _split(work / "corpus", work / "train", "train")
-    generate_corpus(work / "held_out", n=n, seconds=seconds, seed=HELD_OUT["seed"], split=HELD_OUT["split"])
-    ref = _split(work / "held_out", work / "reference", "eval")
+    _, _, train, ref = prepare_data(work, max(10, n), n, seconds, seed)
     dirs = generate_systems(ref, train, work / "systems", seconds, seed, "cpu", print)
     t_gen = time.time() - t0
-    _tag_adherence(dirs, ref, work / "tag_auc.json", seconds, seed, print)
+    tag_adherence(dirs, ref, work / "tag_auc.json", seconds, seed, print)
     compare(dict(dirs), ref, ref / "captions.csv", work / "results", embedders=("mel",),
             classifier="leaf-corpus,musicnn-mtt", kad=False, device="cpu", seed=seed, progress=False,
             skip_unavailable_embedders=True)

@@ -26,7 +26,7 @@ MUSICNN_SECONDS = 3.0  # musicnn's patch (187 frames at 16 kHz / 256 hop ≈ 2.9
 MELODY_CLIPS = 8  # captions generated again under one melody prompt (CREPE costs ~3 s per 10 s clip on one core)
 
 
-def _split(corpus: Path, out: Path, split: str) -> Path:
+def split_folder(corpus: Path, out: Path, split: str) -> Path:
     """Hard-link (or copy) one split of a corpus into its own folder with its captions/labels.
 
     The folder is the demo's own derived output and is rebuilt from scratch: clips left by an earlier
@@ -49,6 +49,24 @@ def _split(corpus: Path, out: Path, split: str) -> Path:
         out / "labels.csv", index=False, lineterminator="\n"
     )
     return out
+
+
+def prepare_data(out: Path, n: int, n_eval: int, seconds: float, seed: int, workers: int = 1):
+    """The training-side corpus (``n`` clips of ``seed``; its train split in ``out/train``) and the first
+    ``n_eval`` held-out clips (seed 1's eval split, in ``out/reference``); refuses if any held-out id
+    appears in a shipped training manifest. Returns (corpus info, held-out info, train dir, eval dir)."""
+    from musiclm_ref.data.splits import HELD_OUT, leaks
+    from musiclm_ref.data.synth import generate_corpus
+
+    info = generate_corpus(out / "corpus", n=n, seconds=seconds, seed=seed, workers=workers)
+    held = generate_corpus(out / "held_out", n=n_eval, seconds=seconds, seed=HELD_OUT["seed"], split=HELD_OUT["split"],
+                           workers=workers)
+    train_dir = split_folder(out / "corpus", out / "train", "train")
+    eval_dir = split_folder(out / "held_out", out / "reference", "eval")
+    seen = leaks(load_captions(eval_dir / "captions.csv").index)
+    if seen:  # a shipped piece was refitted on these clips: the table would score memory, not generalization
+        raise RuntimeError(f"held-out clips appear in training manifests: {seen}")
+    return info, held, train_dir, eval_dir
 
 
 def generate_systems(eval_dir: Path, train_dir: Path, out: Path, seconds: float, seed: int, device: str,
@@ -93,8 +111,7 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     """Run every stage into ``out``; return the compare results document."""
     from benchmarks.harness import compare, summarize
     from metrics.cache import EmbeddingCache
-    from musiclm_ref.data.splits import HELD_OUT, leaks
-    from musiclm_ref.data.synth import generate_corpus
+    from musiclm_ref.data.splits import HELD_OUT
 
     if seed == HELD_OUT["seed"]:
         raise ValueError(f"--seed {seed} is the held-out corpus seed; the demo's training-side corpus needs another")
@@ -105,15 +122,8 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     n_eval = max(1, n // 5)
     log(f"[1/5] corpus: {n} clips × {seconds:g} s (seed {seed}; its train split feeds retrieval and the memorization "
         f"sweep) and {n_eval} held-out clips (seed {HELD_OUT['seed']}, eval split: unseen by every shipped piece)")
-    info = generate_corpus(out / "corpus", n=n, seconds=seconds, seed=seed, workers=workers)
+    info, held, train_dir, eval_dir = prepare_data(out, n, n_eval, seconds, seed, workers)
     log(info.summary())
-    held = generate_corpus(out / "held_out", n=n_eval, seconds=seconds, seed=HELD_OUT["seed"], split=HELD_OUT["split"],
-                           workers=workers)
-    train_dir = _split(out / "corpus", out / "train", "train")
-    eval_dir = _split(out / "held_out", out / "reference", "eval")
-    seen = leaks(load_captions(eval_dir / "captions.csv").index)
-    if seen:  # a shipped piece was refitted on these clips: the table would score memory, not generalization
-        raise RuntimeError(f"held-out clips appear in training manifests: {seen}")
 
     log("[2/5] generating audio for the eval captions with each built-in system")
     dirs = generate_systems(eval_dir, train_dir, out / "systems", seconds, seed, device, log)
@@ -139,7 +149,7 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
         log("  (VGGish/TRILL are TF-Hub models and nothing is downloaded here; pass --embedder-path or set "
             "TFHUB_CACHE_DIR to a populated cache to include them. FAD_mel is not comparable to published FAD.)")
 
-    adherence = _tag_adherence(dirs, eval_dir, out / "results" / "tag_auc.json", seconds, seed, log)
+    adherence = tag_adherence(dirs, eval_dir, out / "results" / "tag_auc.json", seconds, seed, log)
     melody = _melody(dirs, eval_dir, out, seconds, seed, device, cache, log)
 
     log(f"[4/5] memorization sweep on {memorization_n} training examples")
@@ -218,7 +228,7 @@ def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, se
             for name, s in doc["systems"].items()}
 
 
-def _tag_adherence(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, seed: int,
+def tag_adherence(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, seed: int,
                    log: Callable[[str], None], n_boot: int = 1000) -> dict | None:
     """Text adherence judged by a model that did not condition the generator (the demo's MCC uses the same
     MuLan that conditions musiclm-ref): per caption attribute a musicnn-mtt tag names, the AUC of the tag on

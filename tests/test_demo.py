@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import soundfile as sf
 
-from benchmarks.demo import _split
+from benchmarks.demo import split_folder
 from musiclm_ref.data.synth import generate_corpus, load_labels
 
 
@@ -16,7 +16,7 @@ def test_split_folder_is_rebuilt_not_merged(tmp_path):
     labels = load_labels(tmp_path / "corpus")
     eval_ids = sorted(labels.index[labels["split"] == "eval"])
     sf.write(out / f"{eval_ids[0]}.wav", [0.0] * 100, 24000)  # same id, other audio
-    _split(tmp_path / "corpus", out, "eval")
+    split_folder(tmp_path / "corpus", out, "eval")
     assert sorted(p.stem for p in out.glob("*.wav")) == eval_ids
     for i in eval_ids:
         assert (out / f"{i}.wav").read_bytes() == (tmp_path / "corpus" / f"{i}.wav").read_bytes()

@@ -48,3 +48,13 @@ def test_the_bootstrap_field_wins_and_clips_are_required(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--label", "x", "--out", str(out)])
     assert "--clips is required" in capsys.readouterr().err
+
+
+def test_a_json_that_is_not_the_memory_benchmark_is_a_clear_error(tmp_path, capsys):
+    other = tmp_path / "bench_stats.json"
+    other.write_text(json.dumps({"benchmarks": [{"fullname": "test_bench_stats.py::test_stats_throughput[128]",
+                                                 "extra_info": {"d": 128}}]}))
+    with pytest.raises(SystemExit):
+        main(["--from-benchmark", str(other), "--label", "x", "--out", str(tmp_path / "m.json")])
+    assert "bench_stats.json: not a test_bench_memory benchmark JSON" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()

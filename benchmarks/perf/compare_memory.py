@@ -58,8 +58,13 @@ def from_benchmark(path: Path, label: str, extra: list[str]) -> list[dict]:
     ``extra`` names the run's compare arguments where the JSON predates its ``bootstrap`` field.
     """
     doc = json.loads(path.read_text())
+    cases = [b for b in doc.get("benchmarks", []) if "test_bench_compare_memory" in b.get("fullname", "")]
+    needed = ("commit", "clips", "peak_rss_gb", "clips_per_s", "wall_s", "loadavg_start", "loadavg_end")
+    if not cases or any(k not in b.get("extra_info", {}) for b in cases for k in needed):
+        raise ValueError(f"{path}: not a test_bench_memory benchmark JSON with its records "
+                         f"(needs test_bench_compare_memory cases whose extra_info has {', '.join(needed)})")
     records = []
-    for b in doc["benchmarks"]:
+    for b in cases:
         info = b["extra_info"]
         records.append({"label": label, "commit": info["commit"], "clips": info["clips"], "sets": info["sets"],
                         "seconds_per_clip": info["seconds_per_clip"], "peak_rss_gb": info["peak_rss_gb"],
@@ -82,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("extra", nargs="*", help="extra compare arguments (after --)")
     args = p.parse_args(argv)
     if args.from_benchmark is not None:
-        records = from_benchmark(args.from_benchmark, args.label, args.extra)
+        try:
+            records = from_benchmark(args.from_benchmark, args.label, args.extra)
+        except ValueError as e:
+            p.error(str(e))
         for r in records:
             r["commit"] = args.commit or r["commit"]
     elif args.clips is None:

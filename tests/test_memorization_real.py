@@ -2,7 +2,7 @@
 
 Source: Debian's ``wesnoth-1.16-music`` (the Battle for Wesnoth soundtrack, Ogg Vorbis, GPL-2+;
 ``apt-get install wesnoth-1.16-music``). The excerpts are cut at run time by
-``benchmarks.cli.memorization.real_set`` (nothing is committed): 8 training pieces (20 s each); as
+``benchmarks.real_music.real_set`` (nothing is committed): 8 training pieces (20 s each); as
 "generated" clips 10 planted copies of training excerpts (exact on and off the 40 ms grid, ±6 dB,
 white noise at 40 / 30 / 20 dB SNR, −6 dB with 30 dB-SNR noise) and 8 s of 6 *other* pieces of the
 same soundtrack; one 8 s null excerpt of each of the 24 remaining pieces of at least 12 s. The issue's "Done when" on a
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
-from benchmarks.cli.memorization import REAL_COPIES, real_pieces, real_set  # noqa: E402
+from benchmarks.real_music import REAL_COPIES, real_pieces, real_set  # noqa: E402
 from metrics.memorization import DEFAULT_CLIP_FPR, FewNegativesWarning  # noqa: E402
 
 PACKAGE = "wesnoth-1.16-music"

@@ -206,14 +206,13 @@ def test_score_with_musicnn_embedder_classifier_and_kad(small_corpus, tmp_path):
 def test_real_orchestral_recordings_are_tagged_classical():
     """Real recorded music (Debian's wesnoth-1.16-music, GPL-2+, Ogg Vorbis), excerpts cut here: the
     MagnaTagATune tagger hears an orchestra. Skips only when the package is not installed."""
-    import glob
-
     import soundfile as sf
 
+    from benchmarks.real_music import real_pieces
     from metrics.audio import resample
     from metrics.embedders.musicnn import load_tagger
 
-    files = sorted(f for f in glob.glob("/usr/share/games/wesnoth/*/data/core/music/*.ogg") if sf.info(f).duration > 150)
+    files = [f for f in real_pieces() if sf.info(f).duration > 150]
     if len(files) < 8:
         pytest.skip(f"real orchestral recordings not installed: apt-get install wesnoth-1.16-music (found {len(files)})")
     tagger = load_tagger("musicnn-mtt")

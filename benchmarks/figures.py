@@ -27,6 +27,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from metrics.errors import InputError
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/protocol.md", "docs/performance.md", "docs/ray.md")
 FIGURES = Path("docs/figures")
@@ -40,7 +42,7 @@ OPEN = re.compile(r"<!-- (/?)figures:([a-z0-9-]+) -->")
 MINUS = "\u2212"
 
 
-class FigureError(ValueError):
+class FigureError(InputError):
     """An artifact that is missing or lacks a field, or a document whose markers do not pair up."""
 
 

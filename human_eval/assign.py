@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from human_eval import db
+from metrics.errors import AccessError, InputError
 
 RESERVATION = timedelta(minutes=30)
 MAX_PAD_SAMPLES = 64
@@ -38,11 +39,7 @@ PLAY_TOLERANCE = 0.01  # a clip counts as heard to f when its played share is â‰
 PLAY_KINDS = ("play", "pause", "ended", "sync")  # sync: another player's state, carried by this report
 
 
-class AccessError(PermissionError):
-    """A request that does not belong to this rater (unknown token, foreign assignment, â€¦)."""
-
-
-class PlaybackError(ValueError):
+class PlaybackError(InputError):
     """An answer sent before both clips were heard as far as the study requires."""
 
 

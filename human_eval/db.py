@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from metrics.errors import UnavailableError
 from metrics.io import redact_url
 
 SCHEMA_VERSION = 2  # 2: loudness per clip, playback events, rater environment, headphone screening
@@ -39,7 +40,7 @@ ENV_DB = "MUSICLM_EVAL_RATE_DB"  # the rating app reads its database URL from he
 ANSWERS = (2, 1, 0, -1, -2)  # strong A (left), weak A, no preference, weak B, strong B
 
 
-class StudyDBError(RuntimeError):
+class StudyDBError(UnavailableError):
     """A database that is missing, not a study database, or of another schema version."""
 
 

@@ -37,12 +37,13 @@ from human_eval.loudness import (
     true_peak_dbtp,
 )
 from metrics.audio import AudioError, load_audio, pair_ids, save_audio, scan_dir
+from metrics.errors import InputError
 from metrics.musiccaps import CaptionsError, load_captions
 
 REFERENCE = "reference"
 
 
-class DesignError(ValueError):
+class DesignError(InputError):
     """A study that cannot be built as asked; the message names the input and the problem."""
 
 

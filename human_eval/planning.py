@@ -27,12 +27,13 @@ import numpy as np
 from scipy import stats as sps
 
 from human_eval.stats import rater_sign_flip_p
+from metrics.errors import InputError
 
 SPENDING = ("Lan-DeMets O'Brien-Fleming-type alpha spending, alpha(t) = 2 - 2*Phi(z_{1-alpha/2}/sqrt(t)), two-sided, "
             "looks at t = k/K of the planned ratings per pair, alpha = per-pair level after Bonferroni")
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """A plan that cannot be met as asked; the message says why and what would work."""
 
 

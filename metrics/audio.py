@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from metrics.errors import InputError
+
 # re-exported: extract, ray_engine, classifier and the embedders import the file hash from here
 from metrics.io import file_sha256 as file_sha256
 
@@ -37,7 +39,7 @@ RESAMPLE_FILTER = {
 }
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """A file that cannot be used; the message always names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str):
@@ -46,7 +48,7 @@ class AudioError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
-class PairingError(ValueError):
+class PairingError(InputError):
     """Two collections of clips whose ids do not match one to one."""
 
 

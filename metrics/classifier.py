@@ -26,6 +26,7 @@ from torch import nn
 
 from metrics.checkpoint import read_checkpoint
 from metrics.embedders import Embedder
+from metrics.errors import InputError
 from metrics.leaf import Leaf, LeafConfig
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "classifier-tiny.pt
 WINDOW_SECONDS = 10.0
 
 
-class ClassifierError(ValueError):
+class ClassifierError(InputError):
     """A checkpoint or label file that cannot be used; the message names the file."""
 
 

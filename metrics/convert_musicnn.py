@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from metrics.embedders.musicnn import CHECKPOINT_DIR, CHECKPOINT_FORMAT, MODELS, Musicnn, MusicnnConfig
+from metrics.errors import UnavailableError
 
 WHEEL_REQUIREMENT = "musicnn==0.1.0"
 OUTPUTS = {"taggram": "model/Sigmoid:0", "penultimate": "model/batch_normalization_10/batchnorm/add_1:0"}
@@ -53,7 +54,7 @@ TF_NAMES = {
 BN_PARTS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UnavailableError):
     """The wheel cannot be fetched or does not hold what musicnn 0.1.0 holds."""
 
 

@@ -19,6 +19,7 @@ from typing import Protocol
 from metrics.audio import Clip, Skipped
 from metrics.cache import EmbeddingCache
 from metrics.embedders import Embedder
+from metrics.errors import UnavailableError
 from metrics.extract import EmbeddingSet, embed_clips, extract, preprocessing_key
 from metrics.fad import EmbeddingStats
 from metrics.models import ModelSpec
@@ -30,7 +31,7 @@ RAY_EXTRA_HINT = "pip install 'musiclm-eval[ray]'"
 Items = Sequence[Clip] | Sequence[str | Path]
 
 
-class EngineUnavailableError(RuntimeError):
+class EngineUnavailableError(UnavailableError):
     """The requested engine cannot run here (e.g. ``--engine ray`` without the ``ray`` extra)."""
 
 

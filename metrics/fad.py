@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+from metrics.errors import ComputeError
 from metrics.result import MetricResult, bootstrap_ci
 
 STATS_FORMAT = "musiclm-eval/embedding-stats/1"
 
 
-class FADError(ValueError):
+class FADError(ComputeError):
     """Inputs FAD cannot be computed from (mismatched dims, non-finite values, mixed embedders)."""
 
 

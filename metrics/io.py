@@ -39,6 +39,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from metrics.errors import InputError
+
 # ---------------------------------------------------------------------------------------------
 # atomic writes
 
@@ -140,7 +142,7 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, dumps_json(obj))
 
 
-class JSONFormatError(ValueError):
+class JSONFormatError(InputError):
     """A JSON file that does not parse, or uses the non-standard NaN/Infinity tokens."""
 
 

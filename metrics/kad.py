@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from metrics.errors import ComputeError
 from metrics.metric import MetricError, PerClipOutputs
 from metrics.result import MetricResult
 
@@ -40,7 +41,7 @@ HIST_BINS = 1 << 18
 SELECT_LIMIT = 1 << 24  # values gathered for the final exact selection; above this, refine again
 
 
-class KADError(ValueError):
+class KADError(ComputeError):
     """Inputs KAD cannot be computed from (too few frames, mismatched dims, non-finite values)."""
 
 

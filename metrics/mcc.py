@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from metrics.audio import Clip, PairingError, pair_ids
+from metrics.errors import UnavailableError
 from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult, bootstrap_ci
 
@@ -30,7 +31,7 @@ class JointModel(Protocol):
     def embed_audio(self, wave: np.ndarray | Sequence[np.ndarray], sr: int) -> np.ndarray: ...
 
 
-class JointModelError(RuntimeError):
+class JointModelError(UnavailableError):
     """A joint text/audio model that cannot be built; the message says which and why."""
 
 

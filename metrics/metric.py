@@ -24,12 +24,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from metrics.errors import ComputeError
 from metrics.result import MetricResult
 
 SIDES = ("reference", "generated")
 
 
-class MetricError(ValueError):
+class MetricError(ComputeError):
     """A metric fed inconsistent state (unknown side, id given twice, nothing to compute on)."""
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 import pandas as pd
 
 from metrics.audio import scan_dir
+from metrics.errors import InputError
 
 COLUMNS = [
     "ytid",
@@ -31,7 +32,7 @@ LIST_COLUMNS = ("aspect_list", "audioset_positive_labels")
 Subset = Literal["all", "balanced", "eval"]
 
 
-class CaptionsError(ValueError):
+class CaptionsError(InputError):
     """A captions CSV that cannot be used; the message names the file and the problem."""
 
 

@@ -19,10 +19,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from metrics.errors import InputError
+
 TABLES = Path(__file__).resolve().parents[1] / "docs" / "published_tables.json"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InputError):
     """An unknown protocol name, or runs of different protocols put in one ranking."""
 
 

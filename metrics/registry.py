@@ -18,10 +18,12 @@ import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
+from metrics.errors import UnavailableError
+
 Factory = Callable[..., Any]
 
 
-class RegistryError(RuntimeError):
+class RegistryError(UnavailableError):
     """An unknown name, or an entry that cannot be imported."""
 
 

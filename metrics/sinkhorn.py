@@ -23,12 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from metrics.errors import ComputeError
+
 DEFAULT_EPS = 0.01  # in units of the (normalized) ground cost; see docs/protocol.md "Memorization"
 DEFAULT_TOL = 1e-4  # max L1 violation of the source marginal at convergence (cost error ~1e-4)
 DEFAULT_MAX_ITER = 1000
 
 
-class SinkhornError(ValueError):
+class SinkhornError(ComputeError):
     """Histograms or costs that cannot be transported (empty, negative, mismatched sizes)."""
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from metrics.errors import InputError
 from metrics.io import atomic_open, atomic_write_text
 from musiclm_ref.quantize import ResidualVQ, RVQConfig
 
@@ -37,7 +38,7 @@ SHIPPED_CODEC = Path(__file__).parent / "checkpoints" / "tiny" / "codec.pt"
 COARSE_LEVELS = 4  # MusicLM: levels 1–4 coarse, 5–12 fine
 
 
-class CodecError(ValueError):
+class CodecError(InputError):
     """A codec checkpoint or input that cannot be used; the message names the file or the problem."""
 
 

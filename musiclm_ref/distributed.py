@@ -28,10 +28,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from metrics.errors import UnavailableError
+
 PRECISIONS = ("fp32", "bf16")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(UnavailableError):
     """A distributed or precision setting this machine cannot run; the message says what to change."""
 
 

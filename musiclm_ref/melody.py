@@ -25,13 +25,14 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from metrics.checkpoint import read_checkpoint
+from metrics.errors import InputError
 from musiclm_ref.quantize import ResidualVQ
 
 CHECKPOINT_FORMAT = "musiclm-eval/melody/1"
 WINDOW_SECONDS = 4
 
 
-class MelodyError(ValueError):
+class MelodyError(InputError):
     """A melody checkpoint or input that cannot be used; the message names the file or the problem."""
 
 

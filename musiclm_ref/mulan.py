@@ -31,6 +31,7 @@ from torch import nn
 
 from metrics.checkpoint import read_checkpoint
 from metrics.embedders import Embedder
+from metrics.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ CHECKPOINT_FORMAT = "musiclm-eval/mulan/1"
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "mulan-tiny.pt"
 
 
-class MulanError(ValueError):
+class MulanError(InputError):
     """A checkpoint or corpus that cannot be used; the message names the file."""
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from metrics.errors import InputError
 from metrics.io import file_sha256
 from musiclm_ref.quantize import ResidualVQ
 from musiclm_ref.sampling import SamplingConfig, default_config, generate, item_generator
@@ -42,7 +43,7 @@ RVQ_FORMAT = "musiclm-eval/mulan-rvq/1"
 MAX_ROWS = 128  # sequences per sampling call (bounds KV-cache memory)
 
 
-class PipelineError(ValueError):
+class PipelineError(InputError):
     """A checkpoint directory or request that cannot be served; the message names the file or problem."""
 
 

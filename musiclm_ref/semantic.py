@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics.audio import resample
+from metrics.errors import InputError
 from musiclm_ref.quantize import kmeans, nearest
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ PRESET_K = {"paper": 1024, "tiny": 256}
 MEMORIZATION = "musiclm_ref.semantic:load_tokenizer"
 
 
-class SemanticError(ValueError):
+class SemanticError(InputError):
     """A tokenizer checkpoint, model directory or input that cannot be used; names the file/problem."""
 
 

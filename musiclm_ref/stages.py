@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from metrics.errors import InputError
 from metrics.io import atomic_open
 from musiclm_ref.transformer import Transformer, TransformerConfig
 from musiclm_ref.transformer import preset as transformer_preset
@@ -36,7 +37,7 @@ STAGES = ("semantic", "coarse", "fine")
 MELODY_WINDOW_SECONDS = 4
 
 
-class StageError(ValueError):
+class StageError(InputError):
     """A stage checkpoint or token input that cannot be used; the message names the file or problem."""
 
 

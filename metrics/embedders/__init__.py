@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from metrics.errors import UnavailableError
 from metrics.registry import Registry
 
 
-class EmbedderError(RuntimeError):
+class EmbedderError(UnavailableError):
     """An embedder that cannot be built (unknown name, missing weights, missing package)."""
 
 

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from metrics.errors import ComputeError
 from metrics.registry import Registry
 
 FRAME_RATE = 25
@@ -25,7 +26,7 @@ DEFAULT_CLIP_FPR = 0.01  # the audit: fraction of novel generated clips reported
 DEFAULT_TOKENIZER = "semantic-ref"
 
 
-class MemorizationError(ValueError):
+class MemorizationError(ComputeError):
     """Input that the memorization audit cannot use; the message names the clip/file and the problem."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from metrics.errors import InputError
+
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 PER_CLIP_FILE = "per_clip.csv"
@@ -14,7 +16,7 @@ PATHS_RELATIVE_TO = "store"
 NO_VALUE_REASON = "no value recorded"
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError):
     """A results directory that is missing, partial or malformed; the message says what and where."""
 
 

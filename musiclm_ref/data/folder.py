@@ -33,9 +33,10 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from metrics.audio import AUDIO_EXTENSIONS, AudioError, resample
+from metrics.errors import InputError
 
 
-class FolderError(ValueError):
+class FolderError(InputError):
     """A folder that cannot be streamed (missing, empty, too few files for the ranks); names the folder."""
 
 

@@ -47,6 +47,19 @@ def preprocessing_key(embedder: Embedder, via_sr: int | None = None) -> str:
     return key + (f";via_sr={via_sr}" if via_sr is not None else "")
 
 
+# Bump when the decode / mono / resample / pad *code* changes: part of every cache entry's code version.
+PREPROCESSING_VERSION = 1
+
+
+def code_version(embedder: Embedder) -> str:
+    """The code path behind an embedding, recorded in each cache entry and checked on every read:
+    ``<embedder id>|<class>=<its declared code_version>|pre=<PREPROCESSING_VERSION>:<settings hash>``.
+    The key already holds the weights and settings; this catches new code under an unchanged name and weights."""
+    cls = type(embedder)
+    pre = hashlib.sha256(preprocessing_key(embedder).encode()).hexdigest()[:12]
+    return f"{embedder.id}|{cls.__module__}.{cls.__qualname__}={embedder.code_version}|pre={PREPROCESSING_VERSION}:{pre}"
+
+
 def pad_to_whole(wave: np.ndarray, sr: int, seconds: float | None) -> np.ndarray:
     """Zero-pad to a whole multiple of ``seconds`` (so a 0.5 s clip becomes 1 s); no-op when None."""
     if not seconds:
@@ -160,7 +173,7 @@ def extract(
         for k, m in models.items():
             via = clip.sr if (clip is not None and clip.sr != m.sample_rate) else None
             key = cache.key(sha, m.id, preprocessing_key(m, via)) if cache is not None else None
-            hit = cache.get(key) if key else None
+            hit = cache.get(key, code_version(m)) if key else None
             if hit is not None:
                 out[k][cid] = hit
             else:
@@ -189,7 +202,7 @@ def extract(
             else:
                 out[k][cid] = emb
                 if cache is not None and key is not None:
-                    cache.put(key, emb)
+                    cache.put(key, emb, code_version(m))
         batch.clear()
 
     for cid, src, clip, missing in todo:

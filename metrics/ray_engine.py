@@ -33,7 +33,7 @@ from metrics.audio import AudioError, Clip, Skipped, file_sha256, resample
 from metrics.cache import EmbeddingCache
 from metrics.embedders import Embedder
 from metrics.engine import Items, empty_stats, import_ray
-from metrics.extract import EmbeddingSet, load_in_worker, pad_to_whole, preprocessing_key, wave_sha256
+from metrics.extract import EmbeddingSet, code_version, load_in_worker, pad_to_whole, preprocessing_key, wave_sha256
 from metrics.fad import EmbeddingStats
 from metrics.models import ModelSpec
 
@@ -46,7 +46,7 @@ def _f32(buf: bytes, dim: int | None = None) -> np.ndarray:
 
 
 def _prepare(batch: dict, *, sr: int, pad: float | None, min_seconds: float, name: str, embedder_id: str,
-             pre: str, cache_root: str | None) -> dict:
+             pre: str, cache_root: str | None, code: str | None = None) -> dict:
     """Stage 1 (CPU tasks): cache lookup, then decode/resample/pad only the misses."""
     cache = EmbeddingCache(cache_root) if cache_root is not None else None
     out: dict[str, list] = {k: [] for k in ("idx", "id", "src", "key", "status", "problem", "warnings", "wave", "emb")}
@@ -60,7 +60,7 @@ def _prepare(batch: dict, *, sr: int, pad: float | None, min_seconds: float, nam
                     wave_arr = resample(wave_arr, sr_in, sr)
             elif cache is not None:
                 key = EmbeddingCache.key(file_sha256(src), embedder_id, pre)
-            hit = cache.get(key) if (cache is not None and key) else None
+            hit = cache.get(key, code) if (cache is not None and key) else None
             if hit is not None:
                 status, emb = "hit", np.ascontiguousarray(hit, dtype=np.float32).tobytes()
             else:
@@ -126,7 +126,7 @@ class _EmbedActor:
                     status[i], emb[i] = "ok", np.ascontiguousarray(arr).tobytes()
                     key = str(batch["key"][i])
                     if self.cache is not None and key:
-                        self.cache.put(key, arr)
+                        self.cache.put(key, arr, code_version(e))
         keep = ("idx", "id", "src", "key", "warnings")
         out = {**{k: batch[k] for k in keep}, "status": np.array(status, dtype=object),
                 "problem": np.array(problem, dtype=object), "emb": np.array(emb, dtype=object)}
@@ -208,7 +208,8 @@ class RayEngine:
     def _build(self, ray, rows, embedder, root, batch_size, spec, gpus, actors, n_blocks, reduce_stats):
         ds = ray.data.from_items(rows, override_num_blocks=n_blocks)
         prep = {"sr": embedder.sample_rate, "pad": embedder.pad_to_seconds, "min_seconds": embedder.min_seconds,
-                "name": embedder.name, "embedder_id": embedder.id, "pre": preprocessing_key(embedder), "cache_root": root}
+                "name": embedder.name, "embedder_id": embedder.id, "pre": preprocessing_key(embedder), "cache_root": root,
+                "code": code_version(embedder)}
         # Actor restarts + retried calls are what survive a killed worker (bounded: a deterministic crash fails).
         remote = {"max_restarts": self.max_retries, "max_task_retries": self.max_retries}
         if gpus:

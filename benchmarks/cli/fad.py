@@ -99,3 +99,23 @@ def cache_clear(cache_dir):
     """Remove every cached embedding."""
     c = EmbeddingCache(cache_dir)
     click.echo(f"removed {c.clear()} entries from {c.root}")
+
+
+@cache.command("verify")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--embedder", "embedders", multiple=True, metavar="NAME",
+              help="Also flag this embedder's entries written by another code version (builds it). Repeatable.")
+@click.option("--remove", is_flag=True, help="Delete the bad entries (they are recomputed on the next run).")
+@json_option()
+def cache_verify(cache_dir, embedders, remove, json_out):
+    """Check every entry's checksum and key (and code version with --embedder); exit 1 when any is bad."""
+    from metrics.embedders import get_embedder
+    from metrics.extract import code_version
+
+    report = EmbeddingCache(cache_dir).verify([code_version(get_embedder(n)) for n in embedders], remove=remove)
+    if not emit_json(json_out, report):
+        for b in report["bad"]:
+            click.echo(f"{b['path']}: {b['problem']}" + ("  (removed)" if remove else ""))
+        click.echo(f"{report['root']}: {report['checked']} entries checked, {report['ok']} ok, {len(report['bad'])} bad")
+    if report["bad"]:
+        raise SystemExit(1)

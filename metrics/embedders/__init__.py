@@ -41,6 +41,9 @@ class Embedder:
     dim: int = 0
     min_seconds: float = 0.0
     pad_to_seconds: float | None = None
+    # Bump when the embedding *code* changes (front end, framing, pooling) while name and weights stay: every
+    # cache entry records it (``metrics.extract.code_version``), so entries of the old code are misses.
+    code_version: str = "1"
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         raise NotImplementedError

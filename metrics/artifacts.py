@@ -12,7 +12,7 @@ answered once:
   ``manifest.json`` maps a checkpoint's file name to its entry (command, seed, data hash, train splits,
   metrics, and whatever else the piece records); a checkpoint trained alone (MuLan, the classifier)
   keeps the same mapping in ``<checkpoint>.json``. Writers merge one entry at a time, atomically.
-- ``data_hash`` / ``ids_sha256``: the data hash (sha256 over ``id:content-sha256`` lines, sorted by id)
+- ``data_hash`` / ``clips_hash`` / ``ids_sha256``: the data hash (sha256 over ``id:content-sha256`` lines, sorted by id)
   and the digest of a list of ids (sorted, one a line) that manifests record.
 - ``is_held_out`` / ``split_held_out``: the one held-out rule (docs/protocol.md, "Held-out clips"):
   1 clip in ``HOLD_OUT_EVERY`` is held out, chosen by a number its id determines — the corpus index
@@ -157,6 +157,11 @@ def data_hash(items: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
     for ident, sha in sorted(pairs):
         h.update(f"{ident}:{sha}\n".encode())
     return h.hexdigest()
+
+
+def clips_hash(clips: Iterable[Any]) -> str:
+    """``data_hash`` of loaded clips (anything with ``.id`` and ``.sha256``, e.g. ``metrics.audio.Clip``)."""
+    return data_hash((c.id, c.sha256) for c in clips)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from metrics.checkpoint import read_checkpoint
+from metrics.artifacts import read_checkpoint, save_checkpoint
 from metrics.errors import InputError
 from musiclm_ref.quantize import ResidualVQ
 
@@ -135,12 +135,10 @@ class MelodyEmbedder(nn.Module):
 
 
 def save_melody(model: MelodyEmbedder, path: str | Path, metadata: dict | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith(("melspec.", "rvq."))}
-    torch.save({"format": CHECKPOINT_FORMAT, "config": asdict(model.cfg), "state_dict": state,
-                "rvq": model.rvq.to_dict() if model.rvq is not None else None, "metadata": dict(metadata or {})}, path)
-    return path
+    return save_checkpoint({"format": CHECKPOINT_FORMAT, "config": asdict(model.cfg), "state_dict": state,
+                            "rvq": model.rvq.to_dict() if model.rvq is not None else None,
+                            "metadata": dict(metadata or {})}, path)  # fmt: skip
 
 
 def load_melody(path: str | Path, device: str = "cpu") -> MelodyEmbedder:
@@ -159,74 +157,3 @@ def load_melody(path: str | Path, device: str = "cpu") -> MelodyEmbedder:
     model.metadata = dict(ckpt.get("metadata", {}))
     model.weights_sha256 = sha
     return model.eval().to(device)
-
-
-# -- training on timbre pairs ------------------------------------------------------------------------
-
-
-def render_triplets(n: int, seed: int = 0, seconds: float = 8.0, sample_rate: int = 16000) -> dict[str, Tensor]:
-    """``n`` specs, each rendered in two timbres: waves [n, 2, samples] (same melody per row)."""
-    from musiclm_ref.data import synth
-
-    rng = np.random.default_rng(seed)
-    timbres = [t for t in synth.TIMBRES if t != "bass"]
-    out = np.zeros((n, 2, int(seconds * sample_rate)), np.float32)
-    for i in range(n):
-        spec = synth.sample_spec(seed + 7919, i)
-        a, b = rng.choice(timbres, 2, replace=False)
-        for j, t in enumerate((a, b)):
-            out[i, j] = synth.render(synth.with_timbre(spec, str(t)), seconds, sample_rate)
-    return {"waves": torch.from_numpy(out)}
-
-
-def triplet_batch(waves: Tensor, batch: int, sr: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Anchor (timbre A), positive (same melody, timbre B, same 4 s span), negative (another melody, timbre A)."""
-    n, _, samples = waves.shape
-    size = WINDOW_SECONDS * sr
-    i = torch.randint(0, n, (batch,), generator=g)
-    j = (i + torch.randint(1, n, (batch,), generator=g)) % n
-    side = torch.randint(0, 2, (batch,), generator=g)
-    start = torch.randint(0, samples - size + 1, (batch,), generator=g)
-    start_neg = torch.randint(0, samples - size + 1, (batch,), generator=g)
-    crop = lambda r, s, st: torch.stack([waves[a, b, c : c + size] for a, b, c in zip(r, s, st)])  # noqa: E731
-    return crop(i, side, start), crop(i, 1 - side, start), crop(j, side, start_neg)
-
-
-def triplet_loss(model: MelodyEmbedder, a: Tensor, p: Tensor, n: Tensor, margin: float = 0.3) -> Tensor:
-    ea, ep, en = model(a), model(p), model(n)
-    return F.relu((1 - (ea * ep).sum(-1)) - (1 - (ea * en).sum(-1)) + margin).mean()
-
-
-def triplet_accuracy(model: MelodyEmbedder, waves: Tensor, batches: int = 4, batch: int = 32, seed: int = 1) -> float:
-    """Share of held-out triplets where the positive is closer than the negative."""
-    g = torch.Generator().manual_seed(seed)
-    model.eval()
-    hits = total = 0
-    with torch.no_grad():
-        for _ in range(batches):
-            a, p, n = triplet_batch(waves, batch, model.cfg.sample_rate, g)
-            ea, ep, en = model(a), model(p), model(n)
-            hits += int(((ea * ep).sum(-1) > (ea * en).sum(-1)).sum())
-            total += batch
-    return hits / total
-
-
-def train_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, batch: int = 24, lr: float = 2e-3,
-                 seed: int = 0, progress: bool = True) -> list[float]:
-    from tqdm import tqdm
-
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW([p for n, p in model.named_parameters() if not n.startswith("rvq")], lr=lr)
-    losses = []
-    model.train()
-    for step in tqdm(range(steps), desc="melody", disable=not progress):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        loss = triplet_loss(model, *triplet_batch(train_waves, batch, model.cfg.sample_rate, g))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    model.eval()
-    return losses

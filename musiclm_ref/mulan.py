@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.checkpoint import read_checkpoint
+from metrics.artifacts import read_checkpoint, save_checkpoint
 from metrics.embedders import Embedder
 from metrics.errors import InputError
 
@@ -227,12 +227,9 @@ class MuLan(nn.Module):
 
 
 def save_mulan(model: MuLan, path: str | Path, meta: dict | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cfg = asdict(model.cfg)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("melspec.")}
-    torch.save({"format": CHECKPOINT_FORMAT, "config": cfg, "state_dict": state, "meta": meta or {}}, path)
-    return path
+    return save_checkpoint({"format": CHECKPOINT_FORMAT, "config": cfg, "state_dict": state, "meta": meta or {}}, path)
 
 
 def load_mulan(path: str | Path | None = None, device: str = "cpu") -> MuLan:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metrics.artifacts import clips_hash, manifest_entry, read_checkpoint, save_checkpoint, write_manifest_entry
 from metrics.audio import resample
 from metrics.errors import InputError
 from musiclm_ref.quantize import kmeans, nearest
@@ -245,29 +246,19 @@ class SemanticTokenizer:
     __call__ = tokenize
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
+        return save_checkpoint({
             "format": CHECKPOINT_FORMAT, "features": self.features.to_dict(),
             "centroids": torch.from_numpy(self.centroids), "mean": torch.from_numpy(self.mean),
             "std": torch.from_numpy(self.std), "metadata": self.metadata,
         }, path)
-        return path
 
     @classmethod
     def load(cls, path: str | Path, hf_path: str | Path | None = None, device: str = "cpu") -> SemanticTokenizer:
         path = Path(path)
         if path.is_dir():
             path = path / "semantic_tokenizer.pt"
-        if not path.exists():
-            raise SemanticError(f"{path}: semantic tokenizer checkpoint not found")
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise SemanticError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-        if not isinstance(d, dict) or d.get("format") != CHECKPOINT_FORMAT:
-            found = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise SemanticError(f"{path}: not a semantic tokenizer checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+        d, _ = read_checkpoint(path, CHECKPOINT_FORMAT, "a semantic tokenizer checkpoint", SemanticError,
+                               unreadable="unreadable checkpoint")
         feats = features_from_dict(d["features"], hf_path, device)
         return cls(feats, d["centroids"].numpy(), d["mean"].numpy(), d["std"].numpy(), d.get("metadata"))
 
@@ -316,7 +307,6 @@ def train_semantic(data_dir: str | Path, out_dir: str | Path, preset_name: str =
     crop is decoded). The feature model (w2v-BERT with ``hf_path``) is frozen, so nothing here trains by
     gradient and data parallelism does not apply; k-means subsamples ``max_frames`` frames anyway."""
     from metrics.audio import load_dir
-    from musiclm_ref.codec import clips_hash, write_manifest_entry
 
     if preset_name not in PRESET_K:
         raise SemanticError(f"unknown semantic preset {preset_name!r}; choose one of {', '.join(PRESET_K)}")
@@ -332,12 +322,12 @@ def train_semantic(data_dir: str | Path, out_dir: str | Path, preset_name: str =
     counts = np.bincount(np.concatenate([tok.tokenize(c.wave, c.sr) for c in report.clips]), minlength=k)
     p = counts / counts.sum()
     entropy = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
-    entry = {"command": command, "seed": seed, "preset": preset_name, "data_hash": clips_hash(report.clips),
-             "data_clips": len(report.clips), "skipped": [f"{s.path}: {s.reason}" for s in report.skipped],
-             "features": features.to_dict(), "tokenizer_id": tok.id,
-             "stream": {"crop_seconds": crop_seconds, "max_files": max_files} if stream else None,
-             "metrics": {**tok.metadata, "token_entropy_bits": round(entropy, 3),
-                         "perplexity": round(2**entropy, 1), "max_entropy_bits": round(math.log2(k), 3)}}
+    metrics = {**tok.metadata, "token_entropy_bits": round(entropy, 3), "perplexity": round(2**entropy, 1),
+               "max_entropy_bits": round(math.log2(k), 3)}
+    entry = manifest_entry(command, seed, clips_hash(report.clips), metrics=metrics, preset=preset_name,
+                           data_clips=len(report.clips), skipped=[f"{s.path}: {s.reason}" for s in report.skipped],
+                           features=features.to_dict(), tokenizer_id=tok.id,
+                           stream={"crop_seconds": crop_seconds, "max_files": max_files} if stream else None)
     tok.metadata = entry
     out = Path(out_dir)
     tok.save(out / "semantic_tokenizer.pt")

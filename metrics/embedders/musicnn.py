@@ -200,7 +200,7 @@ def checkpoint_path(name: str) -> Path:
 
 def load_musicnn(name: str, path: str | Path | None = None, device: str = "cpu") -> LoadedMusicnn:
     """The shipped converted checkpoint of ``name`` (or ``path``); errors name the file."""
-    from metrics.checkpoint import read_checkpoint
+    from metrics.artifacts import read_checkpoint
 
     p = Path(path) if path else checkpoint_path(name)
     ckpt, sha = read_checkpoint(p, CHECKPOINT_FORMAT, "a converted musicnn checkpoint", EmbedderError,
@@ -235,8 +235,9 @@ def clip_patches(wave: np.ndarray, sr: int = SR) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- registry
 
 
-class MusicnnEmbedder(Embedder):
-    """``musicnn-mtt`` / ``musicnn-msd``: the 200-d penultimate layer of each 3 s patch."""
+class MusicnnHeads(Embedder):
+    """What the embedder and the tagger share: one checkpoint, one front end, one forward per batch of clips
+    giving both heads (``shared_forward``), so a run that uses musicnn-mtt in both roles pays for it once."""
 
     sample_rate = SR
     min_seconds = MIN_SAMPLES / SR
@@ -244,6 +245,27 @@ class MusicnnEmbedder(Embedder):
     def __init__(self, name: str, path: str | None = None, device: str = "cpu"):
         self.loaded = load_musicnn(name, path, device)
         self.name, self.device = name, device
+        self.shared_forward = f"musicnn:{self.loaded.weights_sha256}:fe{FRONTEND_VERSION}:{device}"
+
+    def embed_heads(self, waves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """``{"logits": [[patches, classes]], "penultimate": [[patches, 200]]}``, the clips' patches in one batch."""
+        cut = [patches(log_mel(w)) for w in waves]
+        heads = run_patches(self.loaded, np.concatenate(cut), self.device)
+        bounds = np.cumsum([0] + [len(c) for c in cut])
+        return {head: [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+                for head, out in zip(("logits", "penultimate"), heads)}
+
+    def embed_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        return self.embed_heads(waves)[self.head]
+
+
+class MusicnnEmbedder(MusicnnHeads):
+    """``musicnn-mtt`` / ``musicnn-msd``: the 200-d penultimate layer of each 3 s patch."""
+
+    head = "penultimate"
+
+    def __init__(self, name: str, path: str | None = None, device: str = "cpu"):
+        super().__init__(name, path, device)
         self.dim = self.loaded.model.cfg.backend_units
         self.id = f"{name}-{self.loaded.weights_sha256[:16]}-fe{FRONTEND_VERSION}"
 
@@ -254,14 +276,8 @@ class MusicnnEmbedder(Embedder):
     def embed(self, wave: np.ndarray) -> np.ndarray:
         return self.embed_batch([wave])[0]
 
-    def embed_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        cut = [patches(log_mel(w)) for w in waves]
-        _, pen = run_patches(self.loaded, np.concatenate(cut), self.device)
-        bounds = np.cumsum([0] + [len(c) for c in cut])
-        return [pen[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-
-class MusicnnTagger(Embedder):
+class MusicnnTagger(MusicnnHeads):
     """``musicnn-mtt`` / ``musicnn-msd`` as a KLD classifier: one row of 50 tag logits per 3 s patch.
 
     The shape of the pipeline's classifiers (``metrics.classifier.ClassifierLogits``): ``embed`` gives
@@ -270,15 +286,13 @@ class MusicnnTagger(Embedder):
     over the clip's patches (the window mean). ``tag`` is that mean, by tag name.
     """
 
-    sample_rate = SR
-    min_seconds = MIN_SAMPLES / SR
     activation = "sigmoid"
+    head = "logits"
 
     def __init__(self, name: str, path: str | None = None, device: str = "cpu"):
         from metrics.classifier import LabelSpace
 
-        self.loaded = load_musicnn(name, path, device)
-        self.name, self.device = name, device
+        super().__init__(name, path, device)
         self.path, self.weights_sha256 = self.loaded.path, self.loaded.weights_sha256
         self.labels = self.loaded.labels
         self.label_space = LabelSpace(name, self.labels)

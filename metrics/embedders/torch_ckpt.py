@@ -30,7 +30,7 @@ import torchaudio
 from einops import rearrange
 from torch import nn
 
-from metrics.audio import file_sha256
+from metrics.artifacts import read_checkpoint, save_checkpoint
 from metrics.embedders import Embedder, EmbedderError
 
 FORMAT = "musiclm-eval/torch-embedder/1"
@@ -96,22 +96,13 @@ def save_embedder_checkpoint(path: str | Path, model, *, name: str, model_ref: s
         "config": asdict(cfg) if is_dataclass(cfg) else dict(cfg),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
-    return path
+    return save_checkpoint(ckpt, path)
 
 
 def load_torch_embedder(path: str | Path, device: str = "cpu") -> TorchEmbedder:
     path = Path(path)
-    if not path.is_file():
-        raise EmbedderError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise EmbedderError(f"{path}: not a loadable torch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise EmbedderError(f"{path}: not a musiclm-eval embedder checkpoint (expected format {FORMAT!r})")
+    ckpt, sha = read_checkpoint(path, FORMAT, "a musiclm-eval embedder checkpoint", EmbedderError,
+                                missing="checkpoint not found", unreadable="not a loadable torch checkpoint")
     meta = ckpt["embedder"]
     model = build_model(meta["model"], ckpt.get("config", {}))
     try:
@@ -119,7 +110,7 @@ def load_torch_embedder(path: str | Path, device: str = "cpu") -> TorchEmbedder:
     except RuntimeError as e:
         raise EmbedderError(f"{path}: weights do not fit {meta['model']}: {e}") from None
     return TorchEmbedder(
-        model, name=meta["name"], id=f"{meta['name']}-{file_sha256(path)[:16]}", sample_rate=meta["sample_rate"],
+        model, name=meta["name"], id=f"{meta['name']}-{sha[:16]}", sample_rate=meta["sample_rate"],
         dim=meta["dim"], min_seconds=meta.get("min_seconds", 0.0), pad_to_seconds=meta.get("pad_to_seconds"),
         method=meta.get("method", "embed_frames"), device=device,
     )

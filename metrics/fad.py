@@ -32,7 +32,8 @@ import numpy as np
 import scipy.linalg
 
 from metrics.errors import ComputeError
-from metrics.result import MetricResult, bootstrap_ci
+from metrics.intervals import bootstrap_ci
+from metrics.result import MetricResult
 
 STATS_FORMAT = "musiclm-eval/embedding-stats/1"
 

@@ -27,16 +27,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-if TYPE_CHECKING:
-    from metrics.metric import Metric
-
 METHODS = ("bca", "basic", "percentile")
 JACKKNIFE_GROUPS = 100  # per side: delete-one up to this many clips, delete-a-group beyond
+
+
+class Resamplable(Protocol):
+    """What an interval needs of a metric (``metrics.metric.Metric`` has it). Declared here, not imported,
+    so that this module stays below ``metrics.metric`` (which calls ``bootstrap_interval``): no cycle."""
+
+    def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float: ...
+
+    def ids(self, side: str) -> list[str]: ...
 
 
 # ----------------------------------------------------------------------------- item-level helpers
@@ -84,7 +90,7 @@ def wilson_ci(successes: int, n: int, z: float = 1.959963984540054) -> tuple[flo
 # ----------------------------------------------------------------------------- resampling plumbing
 
 
-def _values_on_counts(metric: Metric, ref_ids: list[str], gen_ids: list[str], ref_counts: np.ndarray,
+def _values_on_counts(metric: Resamplable, ref_ids: list[str], gen_ids: list[str], ref_counts: np.ndarray,
                       gen_counts: np.ndarray) -> np.ndarray:
     """The metric on each row of counts: the batched hook when the metric has one, else value_on."""
     fast = getattr(metric, "value_on_counts", None)
@@ -183,7 +189,7 @@ def _interval(theta: float, boot: np.ndarray, jack: list[np.ndarray], method: st
 # ----------------------------------------------------------------------------- one metric
 
 
-def bootstrap_interval(metric: Metric, n_boot: int = 1000, seed: int = 0, method: str = "bca",
+def bootstrap_interval(metric: Resamplable, n_boot: int = 1000, seed: int = 0, method: str = "bca",
                        alpha: float = 0.05, jackknife_groups: int = JACKKNIFE_GROUPS) -> tuple[float, float]:
     """(lo, hi): a 1 − alpha interval for the metric's population value, always containing its point value.
 
@@ -197,7 +203,7 @@ def bootstrap_interval(metric: Metric, n_boot: int = 1000, seed: int = 0, method
     return bootstrap_intervals(metric, (method,), n_boot, seed, alpha, jackknife_groups)[method]
 
 
-def bootstrap_intervals(metric: Metric, methods: Sequence[str] = METHODS, n_boot: int = 1000, seed: int = 0,
+def bootstrap_intervals(metric: Resamplable, methods: Sequence[str] = METHODS, n_boot: int = 1000, seed: int = 0,
                         alpha: float = 0.05, jackknife_groups: int = JACKKNIFE_GROUPS) -> dict[str, tuple[float, float]]:
     """``bootstrap_interval`` for several methods from the same resamples: method → (lo, hi)."""
     for method in methods:
@@ -256,7 +262,7 @@ def _p_value(theta: float, boot: np.ndarray, jack: list[np.ndarray], method: str
     return float(min(1.0, 2 * min(ndtr(z_alpha), 1 - ndtr(z_alpha))))
 
 
-def _shared_ids(metric_a: Metric, metric_b: Metric) -> list[str]:
+def _shared_ids(metric_a: Resamplable, metric_b: Resamplable) -> list[str]:
     sets = [set(m.ids(s)) for m in (metric_a, metric_b) for s in ("reference", "generated")]
     return sorted(set.intersection(*sets))
 
@@ -273,7 +279,7 @@ def _spread(counts: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def paired_comparison(metric_a: Metric, metric_b: Metric, n_boot: int = 1000, seed: int = 0,
+def paired_comparison(metric_a: Resamplable, metric_b: Resamplable, n_boot: int = 1000, seed: int = 0,
                       method: str = "bca", alpha: float = 0.05) -> dict:
     """A − B over the clip ids both systems (and the reference) share, with a clip-paired bootstrap.
 

@@ -26,8 +26,9 @@ from typing import Literal
 import numpy as np
 
 from metrics.audio import Clip, PairingError, pair_ids
+from metrics.intervals import bootstrap_ci
 from metrics.metric import PerClipOutputs
-from metrics.result import MetricResult, bootstrap_ci
+from metrics.result import MetricResult
 
 Direction = Literal["ref||gen", "gen||ref"]
 Mode = Literal["sigmoid", "softmax"]

@@ -21,8 +21,9 @@ import numpy as np
 
 from metrics.audio import Clip, PairingError, pair_ids
 from metrics.errors import UnavailableError
+from metrics.intervals import bootstrap_ci
 from metrics.metric import PerClipOutputs
-from metrics.result import MetricResult, bootstrap_ci
+from metrics.result import MetricResult
 
 
 class JointModel(Protocol):

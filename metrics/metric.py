@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from metrics.errors import ComputeError
+from metrics.intervals import bootstrap_interval
 from metrics.result import MetricResult
 
 SIDES = ("reference", "generated")
@@ -88,8 +89,6 @@ class Metric(ABC):
     def interval(self) -> tuple[float, float] | None:
         """The 95% interval of ``metrics.intervals.bootstrap_interval`` (BCa over both sides), or None
         when ``n_boot`` is 0 or there is nothing to resample."""
-        from metrics.intervals import bootstrap_interval
-
         if not self.n_boot or len(self.ids("generated")) < 2:
             return None
         lo, hi = bootstrap_interval(self, n_boot=self.n_boot, seed=self.seed)

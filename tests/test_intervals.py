@@ -287,10 +287,7 @@ def test_holm_matches_the_step_down_definition():
         holm([1.5])
 
 
-def test_moved_helpers_are_one_implementation():
-    import metrics.result as result
-
-    assert result.bootstrap_ci is bootstrap_ci and result.wilson_ci is wilson_ci
+def test_wilson_matches_its_closed_form_at_the_ends():
     # Wilson at 0 of 24 and 24 of 24 against the closed form 1 / (1 + n / z²)
     z2 = 1.959963984540054**2
     assert wilson_ci(0, 24) == pytest.approx((0.0, 1 / (1 + 24 / z2)))

@@ -14,6 +14,7 @@ import pytest
 
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
+from metrics.intervals import wilson_ci  # noqa: E402
 from metrics.memorization import (  # noqa: E402
     Example,
     FewNegativesWarning,
@@ -25,7 +26,6 @@ from metrics.memorization import (  # noqa: E402
     entropy_bits,
     prompt_sweep,
 )
-from metrics.result import wilson_ci  # noqa: E402
 
 K, D = 64, 8
 

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
 from metrics.audio import load_dir, save_audio  # noqa: E402
+from metrics.intervals import wilson_ci  # noqa: E402
 from metrics.memorization import get_tokenizer  # noqa: E402
-from metrics.result import wilson_ci  # noqa: E402
 
 SR = 16000
 FRAME = SR // 25

@@ -159,9 +159,9 @@ def test_too_few_nulls_warn_and_extrapolate(small):
 
 def test_nulls_needed_and_best_certifiable_rate_invert_the_wilson_bound():
     """What a null set can certify: the Wilson 95 % upper bound of 0 false alarms in n held-out nulls
-    (metrics.result.wilson_ci, an independent formula) reaches fpr first at n = nulls_needed(fpr)."""
+    (metrics.intervals.wilson_ci, an independent formula) reaches fpr first at n = nulls_needed(fpr)."""
+    from metrics.intervals import wilson_ci
     from metrics.memorization.calibration import best_certifiable, nulls_needed
-    from metrics.result import wilson_ci
 
     for n in (1, 11, 100, 381, 1000):
         assert abs(best_certifiable(n) - wilson_ci(0, n)[1]) < 1e-8

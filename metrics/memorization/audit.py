@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from metrics.intervals import wilson_ci
 from metrics.memorization.calibration import (
     ClipCalibration,
     clip_rank,
@@ -33,7 +34,6 @@ from metrics.memorization.matchers import OTScorer
 from metrics.memorization.registry import DEFAULT_CLIP_FPR, MemorizationError
 from metrics.memorization.search import PairHits, audit_shard, clip_minima, shards_by_size
 from metrics.memorization.windows import Windows, first_phase, phases_of, window_starts
-from metrics.result import wilson_ci
 from metrics.sinkhorn import DEFAULT_EPS
 
 SHARD_FRAMES = 200_000  # training frames per shard: bounds the memory of one shard's windows

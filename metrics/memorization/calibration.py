@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from metrics.intervals import wilson_ci
 from metrics.memorization.registry import DEFAULT_FPR, FewNegativesWarning, MemorizationError
-from metrics.result import wilson_ci
 
 Z95_SQ = 1.959964**2
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from metrics.intervals import wilson_ci
 from metrics.memorization.alter import ALTERATIONS
-from metrics.result import wilson_ci
 
 Clips = Mapping[str, tuple[np.ndarray, int]]
 LAG_TOL_S = 0.25

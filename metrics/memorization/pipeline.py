@@ -187,7 +187,7 @@ def write_audit_store(out: str | Path, res: AudioAudit, generated: str | Path, s
     """The project's results store beside memorization.json (``kind: memorization``): one system, the
     audited generated set; per matcher its reported-clip rate, exact rate and measured per-clip false-alarm
     rate with Wilson 95 % CIs, so every command's outputs open the same way."""
-    from metrics.result import wilson_ci
+    from metrics.intervals import wilson_ci
     from metrics.store import write_store
 
     metrics = {}

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from metrics.intervals import wilson_ci
 from metrics.memorization.calibration import Calibration, _count_below, calibrate_tau, negative_pairs
 from metrics.memorization.matchers import OTScorer
 from metrics.memorization.registry import DEFAULT_FPR, FRAME_RATE, PROMPT_LENGTHS, WINDOW_TOKENS, MemorizationError
 from metrics.memorization.windows import check_tokens, entropy_bits
-from metrics.result import wilson_ci
 from metrics.sinkhorn import DEFAULT_EPS
 
 

@@ -27,7 +27,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from metrics.errors import InputError
+from benchmarks.figures_format import FigureError, get_field, load, num, with_ci
+from benchmarks.figures_hierarchy import HIERARCHY_RENDERERS
+from benchmarks.figures_memo import MEMO_RENDERERS
+from benchmarks.figures_perf import PERF_RENDERERS
+from benchmarks.figures_real import REAL_MODEL_RENDERERS
+from benchmarks.figures_training import TRAINING_RENDERERS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/protocol.md", "docs/performance.md", "docs/ray.md")
@@ -39,46 +44,6 @@ DEMO = FIGURES / "demo.json"
 COVERAGE = FIGURES / "interval_coverage.json"
 MARKER = re.compile(r"<!-- figures:([a-z0-9-]+) -->(.*?)<!-- /figures:\1 -->", re.S)
 OPEN = re.compile(r"<!-- (/?)figures:([a-z0-9-]+) -->")
-MINUS = "\u2212"
-
-
-class FigureError(InputError):
-    """An artifact that is missing or lacks a field, or a document whose markers do not pair up."""
-
-
-def load(root: Path, rel: Path) -> dict:
-    path = root / rel
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FigureError(f"{rel}: artifact not found") from None
-    except json.JSONDecodeError as e:
-        raise FigureError(f"{rel}: not valid JSON ({e})") from None
-
-
-def _get(doc: dict, rel: Path, *keys: str):
-    cur = doc
-    for k in keys:
-        if not isinstance(cur, dict) or k not in cur:
-            raise FigureError(f"{rel}: no {'.'.join(keys)}")
-        cur = cur[k]
-    return cur
-
-
-def num(x: float | None, digits: int) -> str:
-    """Fixed decimals with a typographic minus (the docs' style); None → an em dash."""
-    if x is None:
-        return "—"
-    s = f"{x:.{digits}f}"
-    return s.replace("-", MINUS) if s.startswith("-") else s
-
-
-def with_ci(metric: dict | None, digits: int) -> str:
-    if not metric or metric.get("value") is None:
-        return "—"
-    ci = metric.get("ci95")
-    tail = f" [{num(ci[0], digits)}, {num(ci[1], digits)}]" if ci and None not in ci else ""
-    return num(metric["value"], digits) + tail
 
 
 # ----------------------------------------------------------------------------- renderers
@@ -86,16 +51,16 @@ def with_ci(metric: dict | None, digits: int) -> str:
 
 def codec_summary(root: Path) -> str:
     m = load(root, CODEC_MANIFEST)
-    lv = _get(m, CODEC_MANIFEST, "codec.pt", "metrics", "log_mel_distance_by_levels")
-    n = _get(m, CODEC_MANIFEST, "codec.pt", "metrics", "held_out_clips")
+    lv = get_field(m, CODEC_MANIFEST, "codec.pt", "metrics", "log_mel_distance_by_levels")
+    n = get_field(m, CODEC_MANIFEST, "codec.pt", "metrics", "held_out_clips")
     return (f"{num(lv['1'], 3)} from level 1 alone, {num(lv['4'], 3)} from the coarse levels 1–4, "
             f"{num(lv['12'], 3)} from all 12 ({n} held-out clips of its training corpus, as its manifest records)")
 
 
 def codec_levels(root: Path) -> str:
     m = load(root, CODEC_MANIFEST)
-    lv = _get(m, CODEC_MANIFEST, "codec.pt", "metrics", "log_mel_distance_by_levels")
-    n = _get(m, CODEC_MANIFEST, "codec.pt", "metrics", "held_out_clips")
+    lv = get_field(m, CODEC_MANIFEST, "codec.pt", "metrics", "log_mel_distance_by_levels")
+    n = get_field(m, CODEC_MANIFEST, "codec.pt", "metrics", "held_out_clips")
     vals = [num(lv[str(k)], 3) for k in range(1, 13)]
     return (f"Log-mel distance on the {n} clips `train codec` holds out of its corpus (`split_held_out`, never "
             f"trained on; `manifest.json` → `codec.pt.metrics`), decoding with the first n levels: {vals[0]} (1), "
@@ -106,11 +71,11 @@ def stage_figures(root: Path) -> str:
     m = load(root, CODEC_MANIFEST)
 
     def part(stage: str) -> tuple[str, str, int]:
-        met = _get(m, CODEC_MANIFEST, f"{stage}_stage.pt", "metrics")
+        met = get_field(m, CODEC_MANIFEST, f"{stage}_stage.pt", "metrics")
         return f"{met['steps']:,}", num(met["held_out_loss"], 3), round(met["train_seconds"] / 60)
 
     (s_steps, s_nll, s_min), (c_steps, c_nll, c_min), (f_steps, f_nll, f_min) = map(part, ("semantic", "coarse", "fine"))
-    codebook = _get(m, CODEC_MANIFEST, "fine_stage.pt", "config", "tokens", "acoustic_codebook")
+    codebook = get_field(m, CODEC_MANIFEST, "fine_stage.pt", "config", "tokens", "acoustic_codebook")
     return (f"semantic {s_steps} steps (held-out NLL {s_nll} nats/token, {s_min} min), coarse {c_steps} "
             f"({c_nll}, {c_min} min) and fine {f_steps} ({f_nll} of ln {codebook} = {num(math.log(codebook), 3)}, "
             f"{f_min} min)")
@@ -118,13 +83,13 @@ def stage_figures(root: Path) -> str:
 
 def classifier_map(root: Path) -> str:
     m = load(root, CLASSIFIER_MANIFEST)
-    return (f"held-out mAP {num(_get(m, CLASSIFIER_MANIFEST, 'metrics', 'eval_map'), 2)} on the corpus tags "
-            f"({_get(m, CLASSIFIER_MANIFEST, 'metrics', 'n_eval')} held-out clips)")
+    return (f"held-out mAP {num(get_field(m, CLASSIFIER_MANIFEST, 'metrics', 'eval_map'), 2)} on the corpus tags "
+            f"({get_field(m, CLASSIFIER_MANIFEST, 'metrics', 'n_eval')} held-out clips)")
 
 
 def mulan_recall(root: Path) -> str:
     m = load(root, MULAN_MANIFEST)
-    met = _get(m, MULAN_MANIFEST, "metrics")
+    met = get_field(m, MULAN_MANIFEST, "metrics")
     return f"caption→audio recall@10 among {met['n_candidates']} = {num(met['recall_at_10_of_100'], 2)}"
 
 
@@ -190,12 +155,8 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "codec-summary": codec_summary, "codec-levels": codec_levels, "stage-figures": stage_figures,
     "classifier-map": classifier_map, "mulan-recall": mulan_recall, "demo-table": demo_table,
     "demo-contrast": demo_contrast, "interval-coverage": interval_coverage,
+    **REAL_MODEL_RENDERERS, **PERF_RENDERERS, **MEMO_RENDERERS, **TRAINING_RENDERERS, **HIERARCHY_RENDERERS,
 }
-RENDERERS.update(__import__("benchmarks.figures_real", fromlist=["REAL_MODEL_RENDERERS"]).REAL_MODEL_RENDERERS)
-RENDERERS.update(__import__("benchmarks.figures_perf", fromlist=["PERF_RENDERERS"]).PERF_RENDERERS)
-RENDERERS.update(__import__("benchmarks.figures_memo", fromlist=["MEMO_RENDERERS"]).MEMO_RENDERERS)
-RENDERERS.update(__import__("benchmarks.figures_training", fromlist=["TRAINING_RENDERERS"]).TRAINING_RENDERERS)
-RENDERERS.update(__import__("benchmarks.figures_hierarchy", fromlist=["HIERARCHY_RENDERERS"]).HIERARCHY_RENDERERS)
 
 
 # ----------------------------------------------------------------------------- documents

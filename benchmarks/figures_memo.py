@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.figures_format import FigureError, get_field, load
+
 MEMO_REAL = Path("docs/figures/memorization_real/memorization.json")
 MEMO_REAL_MATCHES = Path("docs/figures/memorization_real/matches.csv")
 MEMO_REAL_TRUTH = Path("docs/figures/memorization_real/truth.json")
@@ -24,11 +26,9 @@ def _found(root: Path, matcher: str) -> tuple[int, int, list[str]]:
     """Planted copies of the generated set reported at their training clip and lag (truth.json vs matches.csv)."""
     import csv
 
-    from benchmarks import figures
-
-    truth = figures.load(root, MEMO_REAL_TRUTH)
+    truth = load(root, MEMO_REAL_TRUTH)
     if not (root / MEMO_REAL_MATCHES).exists():
-        raise figures.FigureError(f"{MEMO_REAL_MATCHES}: artifact not found")
+        raise FigureError(f"{MEMO_REAL_MATCHES}: artifact not found")
     with open(root / MEMO_REAL_MATCHES, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["matcher"] == matcher]
     missed = [g for g, (src, start) in truth.items()
@@ -39,10 +39,8 @@ def _found(root: Path, matcher: str) -> tuple[int, int, list[str]]:
 
 
 def memorization_real(root: Path) -> str:
-    from benchmarks import figures
-
-    d = figures.load(root, MEMO_REAL)
-    ms = list(figures._get(d, MEMO_REAL, "matchers"))
+    d = load(root, MEMO_REAL)
+    ms = list(get_field(d, MEMO_REAL, "matchers"))
     lines = ["", "| | " + " | ".join(f"`{m}`" for m in ms) + " |", "|---|" + "---|" * len(ms)]
 
     def false_alarms(m: str) -> str:
@@ -88,11 +86,9 @@ def memorization_real(root: Path) -> str:
 
 def sinkhorn_bench(root: Path) -> str:
     """``docs/figures/bench_sinkhorn.json``: pytest-benchmark JSON of ``benchmarks/perf/test_bench_sinkhorn.py``."""
-    from benchmarks import figures
-
-    d = figures.load(root, SINKHORN_BENCH)
-    e = figures._get(d, SINKHORN_BENCH, "benchmarks")[0]["extra_info"]
-    load = d.get("machine_info", {}).get("loadavg_at_start")
+    d = load(root, SINKHORN_BENCH)
+    e = get_field(d, SINKHORN_BENCH, "benchmarks")[0]["extra_info"]
+    loadavg = d.get("machine_info", {}).get("loadavg_at_start")
     rows = ["", "| solver (same 256 pairs) | pairs/s | × per-pair POT loop, restricted support |", "|---|---|---|",
             f"| ours, float32, cache-sized chunks of {e['chunk_pairs_float32']} pairs (default) | "
             f"{e['pairs_per_s_batched']:.0f} | **{e['ratio_vs_pot_restricted']:.2f}×** |",
@@ -105,7 +101,7 @@ def sinkhorn_bench(root: Path) -> str:
             f"{e['pairs_per_s_pot_log_1024'] / e['pairs_per_s_pot_restricted']:.4f}× (ours: {e['ratio_vs_pot_log_1024']:,.0f}× it) |",
             "", f"Same costs: max relative difference {e['max_rel_diff_vs_pot_restricted']:.1e} vs the restricted peer, "
             f"{e['max_rel_diff_vs_pot_log_1024']:.1e} vs the dense log-domain one (gate 1e-3). One round, one thread"
-            + (f"; load average {load[0]:.1f} on the 2 shared cores at the start." if load else ".")]
+            + (f"; load average {loadavg[0]:.1f} on the 2 shared cores at the start." if loadavg else ".")]
     return "\n".join(rows) + "\n"
 
 

@@ -12,38 +12,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.figures_format import get_field, load, num
+
 MEMORY = Path("docs/figures/memory.json")
 ARTIFACTS = (MEMORY,)
 
 
 def memory_table(root: Path) -> str:
-    from benchmarks import figures
-
-    runs = figures._get(figures.load(root, MEMORY), MEMORY, "runs")
+    runs = get_field(load(root, MEMORY), MEMORY, "runs")
     lines = ["", "| tree | commit | clips × sets | peak RSS | clips/s | wall | load (start → end) |",
              "|---|---|---|---|---|---|---|"]
     for r in runs:  # in the order they were measured
-        load = figures.num(r["loadavg_start"][0], 1)
+        loadavg = num(r["loadavg_start"][0], 1)
         if "loadavg_end" in r:  # older records kept only the start
-            load += f" → {figures.num(r['loadavg_end'][0], 1)}"
-        lines.append(f"| {r['label']} | `{r['commit']}` | {r['clips']} × {r['sets']} | {figures.num(r['peak_rss_gb'], 2)} GB "
-                     f"| {figures.num(r['clips_per_s'], 2)} | {_minutes(r['wall_s'])} | {load} |")
+            loadavg += f" → {num(r['loadavg_end'][0], 1)}"
+        lines.append(f"| {r['label']} | `{r['commit']}` | {r['clips']} × {r['sets']} | {num(r['peak_rss_gb'], 2)} GB "
+                     f"| {num(r['clips_per_s'], 2)} | {_minutes(r['wall_s'])} | {loadavg} |")
     return "\n".join(lines) + "\n"
 
 
 def memory_summary(root: Path) -> str:
     """README's inline line: the largest run, and the old path's latest run beside it."""
-    from benchmarks import figures
-
-    runs = figures._get(figures.load(root, MEMORY), MEMORY, "runs")
+    runs = get_field(load(root, MEMORY), MEMORY, "runs")
     big = max(runs, key=lambda r: r["clips"])  # the first of the largest size
     before = [r for r in runs if r["label"].startswith("before")]
     text = (f"at {big['clips']:,} clips × {big['sets']} sets of 10 s (mel + classifier + joint model, no cache) "
-            f"peak RSS {figures.num(big['peak_rss_gb'], 2)} GB and {figures.num(big['clips_per_s'], 2)} clips/s")
+            f"peak RSS {num(big['peak_rss_gb'], 2)} GB and {num(big['clips_per_s'], 2)} clips/s")
     if before:
         old = before[-1]
-        text += (f"; the old load-everything path: {figures.num(old['peak_rss_gb'], 2)} GB already at "
-                 f"{old['clips']:,} clips × {old['sets']}, {figures.num(old['clips_per_s'], 2)} clips/s")
+        text += (f"; the old load-everything path: {num(old['peak_rss_gb'], 2)} GB already at "
+                 f"{old['clips']:,} clips × {old['sets']}, {num(old['clips_per_s'], 2)} clips/s")
     return text
 
 

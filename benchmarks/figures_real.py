@@ -11,13 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-
-def _helpers():
-    """``benchmarks.figures``' readers, imported when rendering: that module registers these renderers
-    at import time, so importing it here at module level would be circular."""
-    from benchmarks import figures
-
-    return figures._get, figures.load, figures.num
+from benchmarks.figures_format import get_field, load, num
 
 MUSICNN_MANIFEST = Path("metrics/checkpoints/musicnn/manifest.json")
 MUSICNN_CORPUS = Path("docs/bench/musicnn_corpus.json")
@@ -26,9 +20,8 @@ ARTIFACTS = (MUSICNN_MANIFEST, MUSICNN_CORPUS, KAD_BENCH)
 
 
 def musicnn_parity(root: Path) -> str:
-    _get, load, num = _helpers()
     m = load(root, MUSICNN_MANIFEST)
-    models = _get(m, MUSICNN_MANIFEST, "models")
+    models = get_field(m, MUSICNN_MANIFEST, "models")
     tag = max(v["parity_with_original_graph"]["taggram_max_abs"] for v in models.values())
     pen = max(v["parity_with_original_graph"]["penultimate_max_abs"] for v in models.values())
     n = next(iter(models.values()))["parity_with_original_graph"]["patches"]
@@ -42,9 +35,8 @@ def _auc_rows(entry: dict) -> list[tuple[str, float]]:
 
 
 def musicnn_auc_table(root: Path) -> str:
-    _get, load, num = _helpers()
     d = load(root, MUSICNN_CORPUS)
-    mtt, msd = (_auc_rows(_get(d, MUSICNN_CORPUS, "models", n)) for n in ("musicnn-mtt", "musicnn-msd"))
+    mtt, msd = (_auc_rows(get_field(d, MUSICNN_CORPUS, "models", n)) for n in ("musicnn-mtt", "musicnn-msd"))
     lines = ["", "  | attribute (tag) | musicnn-mtt | attribute (tag) | musicnn-msd |", "  |---|---|---|---|"]
     for i in range(max(len(mtt), len(msd))):
         left = f"{mtt[i][0]} | {num(mtt[i][1], 2)}" if i < len(mtt) else " | "
@@ -56,9 +48,8 @@ def musicnn_auc_table(root: Path) -> str:
 
 
 def musicnn_corpus_summary(root: Path) -> str:
-    _get, load, num = _helpers()
     d = load(root, MUSICNN_CORPUS)
-    mtt = _get(d, MUSICNN_CORPUS, "models", "musicnn-mtt")
+    mtt = get_field(d, MUSICNN_CORPUS, "models", "musicnn-mtt")
     piano = mtt["piano_tag_rank_on_piano_clips"]
     return (f"mean tag AUC {num(mtt['mean_auc'], 2)} (musicnn-msd {num(d['models']['musicnn-msd']['mean_auc'], 2)}); "
             f"on the {piano['clips']} piano clips the `piano` tag's median rank among the 50 is {piano['median']:g} "
@@ -71,11 +62,10 @@ def _mib(b: float) -> str:
 
 
 def kad_bench_table(root: Path) -> str:
-    _get, load, num = _helpers()
     d = load(root, KAD_BENCH)
     rows = ["", "| frames a side | dense (kadtk) time | dense peak | ours float64 time | ours peak | ours float32 time "
             "| time ratio | memory ratio |", "|---|---|---|---|---|---|---|---|"]
-    for b in _get(d, KAD_BENCH, "benchmarks"):
+    for b in get_field(d, KAD_BENCH, "benchmarks"):
         e = b["extra_info"]
         if "ours" in e:
             o64, o32, dense = e["ours"]["float64"], e["ours"]["float32"], e["dense"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.figures_format import get_field, load, num
+
 CPU = Path("docs/figures/training_throughput.json")
 CUDA = Path("docs/figures/training_throughput_cuda.json")
 ARTIFACTS = (CPU, CUDA)
@@ -19,28 +21,24 @@ GPU_COMMAND = ("BENCH_TRAIN_PRESET=paper pytest benchmarks/perf/test_bench_train
 
 
 def _rows(doc: dict, rel: Path) -> list[str]:
-    from benchmarks import figures
-
     info = doc.get("machine_info", {})
-    load = info.get("loadavg_at_start", [None])[0]
-    where = f"{info.get('cpu_count', '?')} CPUs, load {figures.num(load, 1)}" if load is not None else str(info.get("cpu_count", "?"))
+    loadavg = info.get("loadavg_at_start", [None])[0]
+    where = f"{info.get('cpu_count', '?')} CPUs, load {num(loadavg, 1)}" if loadavg is not None else str(info.get("cpu_count", "?"))
     out = []
-    for b in figures._get(doc, rel, "benchmarks"):
+    for b in get_field(doc, rel, "benchmarks"):
         e = b["extra_info"]
         out.append(f"| {e['stage']} | {e['preset']} | {e['device']} ({where}) | {e['precision']}{' + ckpt' if e['grad_checkpoint'] else ''} "
                    f"| {e['global_batch']} × {e['target_tokens_per_row']} | {e['target_tokens_per_s']:,.0f} "
-                   f"| {e['sequence_tokens_per_s']:,.0f} | {figures.num(e['loss_first'], 2)} → {figures.num(e['loss_last'], 2)} |")
+                   f"| {e['sequence_tokens_per_s']:,.0f} | {num(e['loss_first'], 2)} → {num(e['loss_last'], 2)} |")
     return out
 
 
 def training_throughput(root: Path) -> str:
-    from benchmarks import figures
-
     lines = ["", "| stage | preset | device | precision | batch × target tokens | target tokens/s | sequence tokens/s "
              "| gate: loss first → last |", "|---|---|---|---|---|---|---|---|"]
-    lines += _rows(figures.load(root, CPU), CPU)
+    lines += _rows(load(root, CPU), CPU)
     if (root / CUDA).is_file():
-        lines += _rows(figures.load(root, CUDA), CUDA)
+        lines += _rows(load(root, CUDA), CUDA)
         tail = ""
     else:
         tail = f"\nGPU: not measured — no GPU was lent to the session that wrote this table. On one, run `{GPU_COMMAND}`.\n"

@@ -159,3 +159,117 @@ def test_worker_processes_give_identical_embeddings(tmp_path, mel):
     for k in serial:
         np.testing.assert_array_equal(serial[k], parallel[k])
     assert [s.path for s in parallel.skipped] == [str(tmp_path / "broken.wav")]
+
+
+def _rewrite_entry(path, array=None, **meta_changes):
+    """Re-save an entry as a *valid* .npz (zip CRCs recomputed) with a changed array or meta: what a synced,
+    copied or edited cache can hold. Only the entry's own checks can catch it."""
+    import json
+
+    with np.load(path) as z:
+        arr, meta = z["array"], json.loads(str(z["meta"][()]))
+    meta.update(meta_changes)
+    with open(path, "wb") as f:
+        np.savez(f, array=arr if array is None else array, meta=np.array(json.dumps(meta)))
+
+
+def test_changed_bytes_that_still_parse_are_a_miss_with_one_warning(tmp_path):
+    from metrics.cache import CacheEntryWarning
+
+    cache = EmbeddingCache(tmp_path)
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    keys = [cache.key(c * 64, "e", "p") for c in "ab"]
+    paths = [cache.put(k, arr, "e|code=1") for k in keys]
+    for p in paths:
+        changed = arr.copy()
+        changed[1, 2] *= 1.17  # one float
+        _rewrite_entry(p, changed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [cache.get(k, "e|code=1") for k in keys] == [None, None]
+    msgs = [str(w.message) for w in caught if issubclass(w.category, CacheEntryWarning)]
+    assert len(msgs) == 1 and "array checksum mismatch" in msgs[0] and "cache verify" in msgs[0]  # once per run
+    assert (cache.hits, cache.misses, cache.rejected) == (0, 2, 2)
+    assert not any(p.exists() for p in paths)  # damaged entries go; the recomputed value replaces them
+    cache.put(keys[0], arr, "e|code=1")
+    np.testing.assert_array_equal(cache.get(keys[0], "e|code=1"), arr)
+
+
+def test_entry_copied_under_another_key_is_a_miss(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    a, b = cache.key("a" * 64, "e", "p"), cache.key("b" * 64, "e", "p")
+    pa = cache.put(a, np.ones((2, 2), np.float32))
+    pb = cache.put(b, np.zeros((2, 2), np.float32))
+    shutil.copy(pa, pb)
+    with pytest.warns(UserWarning, match="holds the entry of another key"):
+        assert cache.get(b) is None
+    assert cache.get(a) is not None
+
+
+def test_new_code_under_the_same_name_and_weights_is_a_miss(tmp_path, mel, monkeypatch):
+    """fadtk's stale-embedding failure: pre-processing or model code changes, the embedder id does not."""
+    import metrics.extract as extract
+    from metrics.cache import CacheEntryWarning
+
+    for i in range(2):
+        write_clip(tmp_path / "audio" / f"c{i}.wav", seed=i)
+    paths = sorted((tmp_path / "audio").iterdir())
+    root = tmp_path / "cache"
+    first = embed_clips(paths, mel, EmbeddingCache(root))
+    old_code = extract.code_version(mel)
+    for attr, obj, value in (("code_version", type(mel), "2"), ("PREPROCESSING_VERSION", extract, 99)):
+        with monkeypatch.context() as m:
+            m.setattr(obj, attr, value)
+            assert extract.code_version(mel) != old_code and extract.code_version(mel).startswith(mel.id + "|")
+            cache = EmbeddingCache(root)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                again = embed_clips(paths, mel, cache)
+            assert (cache.hits, cache.misses, cache.rejected) == (0, 2, 2)
+            assert sum(issubclass(w.category, CacheEntryWarning) for w in caught) == 1
+            assert "written by code version" in str(next(w for w in caught if issubclass(w.category, CacheEntryWarning)).message)
+            for k in first:
+                np.testing.assert_array_equal(again[k], first[k])
+        back = EmbeddingCache(root)  # the old code again: the entries were rewritten by the new one
+        embed_clips(paths, mel, back)
+        assert back.rejected == 2
+
+
+def test_verify_reports_each_kind_of_bad_entry_and_removes_them(tmp_path, mel):
+    from click.testing import CliRunner
+
+    from benchmarks.cli import main
+    from metrics.extract import code_version
+
+    cache = EmbeddingCache(tmp_path)
+    arr = np.ones((3, 4), np.float32)
+    code = code_version(mel)
+    good, edited, truncated, copied, stale = (cache.key(c * 64, mel.id, "p") for c in "abcde")
+    paths = {k: cache.put(k, arr, code) for k in (good, edited, truncated, copied)}
+    paths[stale] = cache.put(stale, arr, code.replace("|pre=", "|pre=0"))
+    _rewrite_entry(paths[edited], arr * 2)
+    paths[truncated].write_bytes(paths[truncated].read_bytes()[:40])
+    shutil.copy(paths[good], paths[copied])
+    legacy = tmp_path / "ff" / ("f" * 64 + ".npy")
+    legacy.parent.mkdir()
+    np.save(legacy, arr)
+
+    report = cache.verify()
+    problems = {b["path"]: b["problem"] for b in report["bad"]}
+    assert (report["checked"], report["ok"]) == (6, 2)  # without the current code, the stale entry passes
+    assert problems == {str(paths[edited]): "array checksum mismatch (its bytes changed after it was written)",
+                        str(paths[truncated]): problems[str(paths[truncated])],
+                        str(paths[copied]): problems[str(paths[copied])],
+                        str(legacy): "earlier unchecked format (no checksum, no code version): never read"}
+    assert problems[str(paths[truncated])].startswith("unreadable (BadZipFile")
+    assert "another key" in problems[str(paths[copied])]
+
+    r = CliRunner().invoke(main, ["cache", "verify", "--cache-dir", str(tmp_path), "--embedder", "mel"])
+    assert r.exit_code == 1, r.output
+    assert f"{paths[stale]}: written by code version" in r.output
+    assert r.output.strip().endswith("6 entries checked, 1 ok, 5 bad")
+    r = CliRunner().invoke(main, ["cache", "verify", "--cache-dir", str(tmp_path), "--embedder", "mel", "--remove"])
+    assert r.exit_code == 1 and r.output.count("(removed)") == 5
+    r = CliRunner().invoke(main, ["cache", "verify", "--cache-dir", str(tmp_path), "--json", "-"])
+    assert r.exit_code == 0, r.output
+    assert '"bad": []' in r.output and sorted(cache._entries()) == [paths[good]]

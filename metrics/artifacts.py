@@ -8,10 +8,10 @@ answered once:
 - ``read_checkpoint`` / ``save_checkpoint``: a ``torch.save`` dict tagged with a ``format`` string,
   read back with ``weights_only=True``; errors name the file and the expected kind; saves are atomic
   (temp file + ``os.replace``, ``metrics.io.atomic_open``).
-- ``manifest_entry`` / ``write_manifest_entry`` / ``manifest_entries``: one manifest style. A
+- ``manifest_entry`` / ``write_manifest_entry`` / ``write_sidecar`` / ``manifest_entries``: one manifest style. A
   ``manifest.json`` maps a checkpoint's file name to its entry (command, seed, data hash, train splits,
   metrics, and whatever else the piece records); a checkpoint trained alone (MuLan, the classifier)
-  keeps the same mapping in ``<checkpoint>.json``. Writers merge one entry at a time, atomically.
+  has its entry in ``<checkpoint>.json`` (``write_sidecar``). Writes are atomic.
 - ``data_hash`` / ``clips_hash`` / ``ids_sha256``: the data hash (sha256 over ``id:content-sha256`` lines, sorted by id)
   and the digest of a list of ids (sorted, one a line) that manifests record.
 - ``is_held_out`` / ``split_held_out``: the one held-out rule (docs/protocol.md, "Held-out clips"):
@@ -113,14 +113,22 @@ def sidecar_path(checkpoint: str | Path) -> Path:
     return Path(checkpoint).with_suffix(".json")
 
 
-def write_manifest_entry(path: str | Path, name: str, entry: Mapping[str, Any]) -> Path:
-    """Merge ``{name: entry}`` into the manifest at ``path`` (other entries are kept), atomically.
+def _write_json(path: Path, doc: Mapping) -> Path:
+    return atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
-    ``path`` is a checkpoint directory's ``manifest.json`` or a lone checkpoint's ``sidecar_path``."""
+
+def write_manifest_entry(path: str | Path, name: str, entry: Mapping[str, Any]) -> Path:
+    """Merge ``{name: entry}`` into a checkpoint directory's ``manifest.json`` at ``path`` (other entries
+    are kept), atomically."""
     path = Path(path)
     data = _read_manifest(path) if path.exists() else {}
     data[name] = dict(entry)
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return _write_json(path, data)
+
+
+def write_sidecar(checkpoint: str | Path, entry: Mapping[str, Any]) -> Path:
+    """Write the entry of a checkpoint trained on its own to ``sidecar_path(checkpoint)``, atomically."""
+    return _write_json(sidecar_path(checkpoint), entry)
 
 
 def _read_manifest(path: Path) -> dict:
@@ -134,9 +142,13 @@ def _read_manifest(path: Path) -> dict:
 
 
 def manifest_entries(path: str | Path) -> dict[str, dict]:
-    """``{piece: entry}`` of a manifest (``manifest.json`` or a sidecar), one entry per checkpoint file."""
+    """``{piece: entry}`` of a manifest: a directory's ``manifest.json`` (one entry per checkpoint file) or
+    a lone checkpoint's sidecar (one entry, named after the file: ``mulan-tiny``)."""
     path = Path(path)
-    return {k: v for k, v in _read_manifest(path).items() if isinstance(v, dict)}
+    doc = _read_manifest(path)
+    if "command" in doc or "train_splits" in doc:
+        return {path.stem: doc}
+    return {k: v for k, v in doc.items() if isinstance(v, dict)}
 
 
 # ---------------------------------------------------------------------------------------------

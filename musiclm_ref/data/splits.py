@@ -11,11 +11,14 @@ seen by a fitted piece (codec, semantic tokenizer, MuLan and its RVQ, stages, me
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-EVAL_EVERY = 5  # clip i is in the eval split when i % 5 == 4: a fixed, seed-independent 20%
+from metrics.artifacts import HOLD_OUT_EVERY, held_out_index, ids_sha256, manifest_entries
+
+# clip i is in the eval split when i % 5 == 4 (metrics.artifacts' one held-out rule): a fixed,
+# seed-independent 20%, the same clips the codec, the stages, MuLan and the classifier hold out
+EVAL_EVERY = HOLD_OUT_EVERY
 # The project's clean evaluation clips: the eval split of a corpus seed no shipped piece was fitted on
 # (tests/test_splits.py checks every manifest). The demo and benchmarks.hierarchy evaluate on these.
 HELD_OUT = {"seed": 1, "split": "eval"}
@@ -45,7 +48,8 @@ SPLITS = ("train", "eval")
 
 
 def split_of(index: int) -> str:
-    return "eval" if index % EVAL_EVERY == EVAL_EVERY - 1 else "train"
+    """``"eval"`` for the clips the one held-out rule holds out (``metrics.artifacts.held_out_index``)."""
+    return "eval" if held_out_index(index) else "train"
 
 
 def split_indices(n: int, split: str | None = None) -> list[int]:
@@ -62,11 +66,6 @@ def split_indices(n: int, split: str | None = None) -> list[int]:
             out.append(i)
         i += 1
     return out
-
-
-def ids_sha256(ids: Sequence[str]) -> str:
-    """sha256 of the sorted ids, one a line: the digest manifests record for a split."""
-    return hashlib.sha256("".join(f"{i}\n" for i in sorted(ids)).encode()).hexdigest()
 
 
 def corpus_ids(seed: int, n: int, seconds: float = 10.0, sample_rate: int = 24000, styles: Sequence[str] | None = None,
@@ -103,16 +102,6 @@ def ids_from_record(record: dict) -> list[str]:
         raise ValueError(f"split record {record} regenerates {len(ids)} ids with sha256 {ids_sha256(ids)[:12]}…, "
                          f"not the recorded {record.get('n_ids')} / {str(record.get('ids_sha256'))[:12]}…")
     return ids
-
-
-def manifest_entries(path: str | Path) -> dict[str, dict]:
-    """``{piece: entry}`` of a manifest: a checkpoint directory's manifest.json (one entry per file) or a
-    single checkpoint's sidecar json (one entry, named after the file)."""
-    path = Path(path)
-    doc = json.loads(path.read_text())
-    if "train_splits" in doc or "command" in doc:
-        return {path.stem: doc}
-    return {k: v for k, v in doc.items() if isinstance(v, dict)}
 
 
 def training_ids(entry: dict, source: str = "<manifest>") -> set[str]:

@@ -2,8 +2,12 @@
 
 Subcommands are imported lazily (``LazyGroup``) so ``musiclm-eval --help`` stays fast and a
 missing optional extra only breaks the command that needs it. Each entry points at a click
-command in this package (one module per command group); the library packages import no click,
-and tests call the library functions behind the commands directly.
+command in this package (one module per command group, named after it); the library packages
+import no click, and tests call the library functions behind the commands directly.
+
+Errors: the top-level group prints every project error (``metrics.errors.EvalError``: a bad file,
+flag or data set, a model that cannot load) as one ``Error: …`` line and exits 1; anything else is a
+bug and keeps its traceback. ``--debug`` (or ``MUSICLM_EVAL_DEBUG=1``) shows the traceback of all.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import importlib.util
 import os
 
 import click
+
+from metrics.errors import EvalError
 
 # TensorFlow's C++ start-up lines (CUDA probing, oneDNN notices) are not for the user's terminal; set
 # before any command can import TensorFlow. A user who wants them sets TF_CPP_MIN_LOG_LEVEL=0.
@@ -30,8 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("benchmarks.cli.generate:generate", "Generate audio from captions with a reference MusicLM."),
     "memorization": ("benchmarks.cli.memorization:memorization", "Memorization sweep and audit."),
     "compare": ("benchmarks.cli.compare:compare", "The Table-1 harness: systems x metrics."),
-    "demo": ("benchmarks.cli.compare:demo", "The whole pipeline on the embedded default (make run)."),
-    "musiccaps": ("benchmarks.cli.compare:musiccaps", "Prepare MusicCaps clips for evaluation."),
+    "demo": ("benchmarks.cli.demo:demo", "The whole pipeline on the embedded default (make run)."),
+    "musiccaps": ("benchmarks.cli.musiccaps:musiccaps", "Prepare MusicCaps clips for evaluation."),
     "rate": ("benchmarks.cli.rate:rate", "Blind A-vs-B listening study: create, invite, serve, analyze."),
     "dashboard": ("benchmarks.cli.dashboard:dashboard", "Open the results dashboard."),
     "protocols": ("benchmarks.cli.protocols:protocols", "List the published protocols, what they need, which weights are here."),
@@ -77,9 +83,25 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+DEBUG_ENV = "MUSICLM_EVAL_DEBUG"
+
+
+class MainGroup(LazyGroup):
+    """The top-level group: a project error is one clean line, any other exception keeps its traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EvalError as e:
+            if ctx.params.get("debug") or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=MainGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="musiclm-eval")
-def main() -> None:
+@click.option("--debug", is_flag=True, help=f"Show the traceback of every error, project errors too (or {DEBUG_ENV}=1).")
+def main(debug: bool) -> None:
     """Reference MusicLM and the evaluation suite around it (FAD, KLD, MCC, memorization, human study)."""
 
 

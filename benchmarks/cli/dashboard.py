@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from dashboards.data import ENV_DB, ENV_HUMAN_N_BOOT, ENV_RESULTS, HUMAN_N_BOOT
+from benchmarks.cli.options import BOOTSTRAP, bootstrap_option
+from dashboards.data import ENV_DB, ENV_HUMAN_N_BOOT, ENV_RESULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboards" / "app.py"
@@ -21,7 +22,7 @@ APP = ROOT / "dashboards" / "app.py"
 
 def dashboard_invocation(
     results: list[Path], db: str | None = None, port: int = 8501, address: str = "127.0.0.1",
-    base_env: dict[str, str] | None = None, n_boot: int = HUMAN_N_BOOT,
+    base_env: dict[str, str] | None = None, n_boot: int = BOOTSTRAP,
 ) -> tuple[list[str], dict[str, str]]:
     """The ``streamlit run`` argv and environment for a dashboard over ``results`` and ``db``.
 
@@ -56,8 +57,7 @@ def dashboard_invocation(
 @click.option("--db", default=None, help="Ratings database URL (SQLAlchemy), e.g. sqlite:///study.db.")
 @click.option("--port", type=int, default=8501, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--n-boot", type=click.IntRange(min=0), default=HUMAN_N_BOOT, show_default=True,
-              help="Bootstrap resamples (raters) for the Bradley–Terry CIs on the human-study page.")
+@bootstrap_option("Bootstrap resamples (raters) for the Bradley–Terry CIs on the human-study page.", dest="n_boot")
 def dashboard(results: tuple[Path, ...], db: str | None, port: int, address: str, n_boot: int) -> None:
     """Open the results dashboard (leaderboard, plots, clips, memorization, human study)."""
     argv, env = dashboard_invocation(list(results), db=db, port=port, address=address, n_boot=n_boot)

@@ -1,21 +1,25 @@
 """``musiclm-eval stats | fad | cache``: thin click layers over ``metrics.evaluate``.
 
 The functions are what tests and other tools call; the commands only parse options, print a one-line
-summary and write files. Every failure is a clear error (exit code 1) naming the file and problem.
+summary and write files. A bad input raises a project error (``metrics.errors.EvalError``), which the
+top-level group prints as one line naming the file (exit code 1).
 """
 
 from __future__ import annotations
 
 import click
 
-from benchmarks.cli.options import embedder_options, emit_json, engine_options, fail, json_option, setup_embedder
-from metrics.audio import AudioError
+from benchmarks.cli.options import (
+    bootstrap_option,
+    embedder_options,
+    emit_json,
+    engine_options,
+    json_option,
+    out_option,
+    setup_embedder,
+)
 from metrics.cache import EmbeddingCache
 from metrics.commands import compute_fad, compute_stats
-from metrics.embedders import EmbedderError
-from metrics.engine import EngineUnavailableError
-from metrics.fad import FADError
-from metrics.io import write_json
 
 
 def summary_line(doc: dict) -> str:
@@ -30,23 +34,19 @@ def summary_line(doc: dict) -> str:
     return line + (f"  ({skipped} clips skipped)" if skipped else "")
 
 
-
-
 @click.command()
 @click.option("--audio", required=True, type=click.Path(), help="Directory of audio files.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz (mu, sigma, n, metadata).")
+@click.option("--stats", "stats_path", required=True, type=click.Path(dir_okay=False), metavar="PATH",
+              help="Statistics file to write (.npz: mu, sigma, n, metadata); `fad --reference` reads it.")
 @embedder_options
 @engine_options
-def stats(audio, out, embedder_name, embedder_path, device, on_error, no_cache, cache_dir, batch_size, workers,
+def stats(audio, stats_path, embedder_name, embedder_path, device, on_error, no_cache, cache_dir, batch_size, workers,
           progress, engine, ray_address):
     """Compute embedding statistics (mu, sigma) of a folder."""
-    try:
-        embedder, kw = setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
-                              workers, progress, engine, ray_address)
-        s = compute_stats(audio, embedder, out, **kw)
-    except (AudioError, EmbedderError, FADError, EngineUnavailableError) as e:
-        fail(e)
-    click.echo(f"wrote {out}: {s.n_clips} clips, {s.n} frames, dim {s.dim}, embedder {s.embedder}")
+    embedder, kw = setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
+                                  workers, progress, engine, ray_address)
+    s = compute_stats(audio, embedder, stats_path, **kw)
+    click.echo(f"wrote {stats_path}: {s.n_clips} clips, {s.n} frames, dim {s.dim}, embedder {s.embedder}")
 
 
 @click.command("fad")
@@ -54,25 +54,21 @@ def stats(audio, out, embedder_name, embedder_path, device, on_error, no_cache, 
 @click.option("--generated", required=True, type=click.Path(), help="Directory of generated audio.")
 @click.option("--inf", "inf", is_flag=True, help="Also report FAD∞ (extrapolated to infinite sample size).")
 @click.option("--per-clip", type=click.Path(dir_okay=False), default=None, help="Write per-clip FAD to this CSV.")
-@click.option("--bootstrap", default=0, show_default=True, help="Bootstrap resamples for a 95% CI (0: none).")
+@bootstrap_option("Bootstrap resamples for the 95% CI (0: the point value only).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write a results store here.")
+@json_option()
+@out_option()
 @embedder_options
 @engine_options
 def fad_command(reference, generated, inf, per_clip, bootstrap, seed, json_out, out_dir, embedder_name, embedder_path, device,
                 on_error, no_cache, cache_dir, batch_size, workers, progress, engine, ray_address):
     """Fréchet Audio Distance between a reference and a generated set."""
-    try:
-        embedder, kw = setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
-                              workers, progress, engine, ray_address)
-        doc = compute_fad(reference, generated, embedder, inf=inf, per_clip=per_clip, bootstrap=bootstrap, seed=seed,
-                          out=out_dir, **kw)
-    except (AudioError, EmbedderError, FADError, EngineUnavailableError) as e:
-        fail(e)
-    if json_out:
-        write_json(json_out, doc)
-    click.echo(summary_line(doc))
+    embedder, kw = setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size,
+                                  workers, progress, engine, ray_address)
+    doc = compute_fad(reference, generated, embedder, inf=inf, per_clip=per_clip, bootstrap=bootstrap, seed=seed,
+                      out=out_dir, **kw)
+    if not emit_json(json_out, doc):
+        click.echo(summary_line(doc))
 
 
 fad = fad_command  # the name COMMANDS points at ("benchmarks.cli.fad:fad")

@@ -15,9 +15,9 @@ import numpy as np
 
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
-from benchmarks.cli.options import emit_json, engine_options, json_option  # noqa: E402
+from benchmarks.cli.options import emit_json, engine_options, json_option, out_option  # noqa: E402
 from benchmarks.real_music import prepare_real_set  # noqa: E402
-from metrics.engine import EngineUnavailableError, make_engine  # noqa: E402
+from metrics.engine import make_engine  # noqa: E402
 from metrics.memorization import (  # noqa: E402
     DEFAULT_CLIP_FPR,
     DEFAULT_FPR,
@@ -136,13 +136,10 @@ def memorization() -> None:
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @json_option("Write the summary as JSON to PATH ('-': standard output).")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_error, device, json_out, out) -> None:
+@out_option("Results store to write (results.json, memorization.json, matches, the match-rate plot).", required=True)
+def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_error, device, json_out, out_dir) -> None:
     """Prompt the semantic stage with T training tokens; match rate of its greedy continuation vs T."""
-    try:
-        res = run_sweep(checkpoint, train, out, n, _lengths(prompt_lengths), fpr, n_new, tokenizer, seed, on_error, device)
-    except (MemorizationError, ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from None
+    res = run_sweep(checkpoint, train, out_dir, n, _lengths(prompt_lengths), fpr, n_new, tokenizer, seed, on_error, device)
     _echo(res, json_out)
 
 
@@ -178,30 +175,27 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @json_option("Write the summary as JSON to PATH ('-': standard output).")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
+@out_option("Results store to write (results.json, memorization.json, matches per matcher, detection table).",
+            required=True)
 @engine_options
 def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout, detect,
-              pooling, min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, json_out, out, engine, ray_address) -> None:
+              pooling, min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, json_out, out_dir,
+              engine, ray_address) -> None:
     """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher."""
-    try:
-        res = run_audit(generated, train, out, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
-                        device, LevelConfig(level, level_dbfs, level_window_s), phases,
-                        engine=make_engine(engine, ray_address), embedders=embedders, null=null, detect=detect,
-                        max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits, pooling=pooling)
-    except (MemorizationError, ValueError, EngineUnavailableError) as e:
-        raise click.ClickException(str(e)) from None
+    res = run_audit(generated, train, out_dir, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
+                    device, LevelConfig(level, level_dbfs, level_window_s), phases,
+                    engine=make_engine(engine, ray_address), embedders=embedders, null=null, detect=detect,
+                    max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits, pooling=pooling)
     _echo(res, json_out)
 
 
 @memorization.command(name="real-set")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--clips", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder to write the set into (train/, gen/, null/, truth.json).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--null-per-piece", type=int, default=None, help="Null excerpts per remaining piece (default: all).")
-def real_set_cmd(out, seed, null_per_piece) -> None:
+def real_set_cmd(clips, seed, null_per_piece) -> None:
     """Cut the real-music audit set (train/ gen/ null/, truth.json) from Debian's wesnoth-1.16-music."""
-    try:
-        info = prepare_real_set(out, seed=seed, null_per_piece=null_per_piece)
-    except MemorizationError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(f"wrote {out}/train ({info['n_train']}), gen ({info['n_generated']}, {len(info['truth'])} planted copies "
+    info = prepare_real_set(clips, seed=seed, null_per_piece=null_per_piece)
+    click.echo(f"wrote {clips}/train ({info['n_train']}), gen ({info['n_generated']}, {len(info['truth'])} planted copies "
                f"in truth.json), null ({info['n_null']})")

@@ -1,21 +1,85 @@
-"""Flags shared by every command, spelled the same everywhere (scikit-learn style consistency).
+"""Flags shared by every command, spelled the same everywhere (README, "CLI conventions").
 
-Conventions: ``--json PATH`` writes a JSON file; ``--out DIR`` writes a results store;
-``--bootstrap N``, ``--seed``, ``--device``, ``--on-error raise|skip``, ``--embedder-path``,
-``--cache-dir``, ``--progress/--no-progress`` mean the same on every command that has them.
+Each convention is one option factory here, built with :class:`ConventionOption` so that
+``tests/test_cli_conventions.py`` can walk the click tree and check that every ``--json``, ``--out``,
+``--bootstrap`` and ``--embedder-path`` is the shared one:
+
+- ``--json PATH``: write the command's result as JSON to PATH; ``-`` prints it (and nothing else).
+- ``--out DIR``: the results store (``metrics.store``); other outputs have their own names
+  (``--stats PATH``, ``--checkpoint PATH``, ``--clips DIR``, ``--csv PATH``, …).
+- ``--bootstrap N``: resamples for every 95% CI and paired test; one default, :data:`BOOTSTRAP`.
+- ``--embedder-path NAME=PATH``: local weights for a model, repeatable; a bare PATH where one embedder is in play.
+- ``--seed``, ``--device``, ``--on-error raise|skip``, ``--cache-dir``, ``--progress/--no-progress`` mean the
+  same on every command that has them.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import click
 
 from metrics.cache import EmbeddingCache
 from metrics.embedders import available_embedders, get_embedder
 from metrics.engine import ENGINES, RAY_EXTRA_HINT, make_engine
+from metrics.kld import KLD_CONVENTIONS
 from metrics.models import ModelSpec
+
+BOOTSTRAP = 1000  # the one default of --bootstrap: enough resamples for stable 95% percentile bounds
+
+
+class ConventionOption(click.Option):
+    """An option that is one of the CLI conventions; ``convention`` names which (json, out, bootstrap, embedder-path)."""
+
+    def __init__(self, *args, convention: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.convention = convention
+
+
+def json_option(help_: str = "Write the result as JSON to PATH ('-': standard output).") -> Callable:
+    """``--json PATH``, the one JSON-output convention of every command ('-' prints it instead)."""
+    return click.option("--json", "json_out", cls=ConventionOption, convention="json", metavar="PATH", default=None,
+                        type=click.Path(dir_okay=False, allow_dash=True), help=help_)
+
+
+def out_option(help_: str = "Results store to write (results.json, per_clip.csv, …; any reader opens it).",
+               required: bool = False) -> Callable:
+    """``--out DIR``: always a results store directory (``metrics.store``), whatever the command."""
+    return click.option("--out", "out_dir", cls=ConventionOption, convention="out", metavar="DIR", default=None,
+                        required=required, type=click.Path(file_okay=False), help=help_)
+
+
+def bootstrap_option(help_: str = "Bootstrap resamples for every 95% CI and paired test (0: point values only).",
+                     dest: str = "bootstrap") -> Callable:
+    """``--bootstrap N`` with the one default, :data:`BOOTSTRAP`."""
+    return click.option("--bootstrap", dest, cls=ConventionOption, convention="bootstrap", metavar="N",
+                        type=click.IntRange(min=0), default=BOOTSTRAP, show_default=True, help=help_)
+
+
+def embedder_path_option(f: Callable) -> Callable:
+    """``--embedder-path NAME=PATH`` (repeatable; a bare PATH where one embedder is in play), read by :func:`parse_paths`."""
+    return click.option("--embedder-path", "embedder_path", cls=ConventionOption, convention="embedder-path",
+                        multiple=True, metavar="NAME=PATH",
+                        help="Local weights (SavedModel dir / checkpoint) for a model, e.g. vggish=~/models/vggish_1; "
+                        "repeatable. A bare PATH is accepted where one embedder is in play.")(f)
+
+
+def parse_paths(pairs: Sequence[str], in_play: Sequence[str] = ()) -> dict[str, str]:
+    """``("vggish=/models/vggish", …)`` → ``{"vggish": "/models/vggish"}``; a bare PATH belongs to the one
+    embedder in ``in_play`` (a NAME has no path separator, so ``/models/a=b`` is a bare path)."""
+    out = {}
+    for p in pairs:
+        name, sep, path = p.partition("=")
+        if sep and name and path and "/" not in name and "\\" not in name:
+            out[name] = path
+        elif len(in_play) == 1 and p:
+            out[in_play[0]] = p
+        else:
+            where = f"{len(in_play)} embedders are in play" if in_play else "no embedder is in play"
+            raise click.BadParameter(f"expected NAME=PATH, got {p!r} (a bare PATH only where one embedder is in play; "
+                                     f"here {where})", param_hint="--embedder-path")
+    return out
 
 
 def engine_options(f: Callable) -> Callable:
@@ -43,67 +107,53 @@ def _run_options() -> list[Callable]:
     ]
 
 
-def embedder_options(f: Callable) -> Callable:
-    """The flags of every command that embeds one folder with one embedder."""
-    options = [
-        click.option("--embedder", "embedder_name", required=True,
-                     help=f"One of {', '.join(available_embedders())}, or torch:CKPT.pt (vggish/trill: the paper's; "
-                     "mel: weight-free, not comparable with published FAD)."),
-        click.option("--embedder-path", default=None, help="Local SavedModel dir / checkpoint overriding the default."),
-        *_run_options(),
-    ]
+def _apply(f: Callable, options: list[Callable]) -> Callable:
     for opt in reversed(options):
         f = opt(f)
     return f
 
 
+def embedder_options(f: Callable) -> Callable:
+    """The flags of every command that embeds one folder with one embedder."""
+    return _apply(f, [
+        click.option("--embedder", "embedder_name", required=True,
+                     help=f"One of {', '.join(available_embedders())}, or torch:CKPT.pt (vggish/trill: the paper's; "
+                     "mel: weight-free, not comparable with published FAD)."),
+        embedder_path_option,
+        *_run_options(),
+    ])
+
+
 def setup_embedder(embedder_name, embedder_path, device, no_cache, cache_dir, on_error, batch_size, workers, progress,
-           engine="local", ray_address=None):
-    embedder = get_embedder(embedder_name, embedder_path, device)
-    cache = None if no_cache else EmbeddingCache(cache_dir)
-    kw = {"cache": cache, "on_error": on_error, "batch_size": batch_size, "workers": workers, "progress": progress}
+                   engine="local", ray_address=None):
+    """The embedder and the pipeline keywords of a one-embedder command (``stats``, ``fad``)."""
+    paths = parse_paths(embedder_path, [embedder_name])
+    if set(paths) - {embedder_name}:
+        raise click.BadParameter(f"names {', '.join(sorted(set(paths) - {embedder_name}))}, but this command embeds "
+                                 f"with {embedder_name}", param_hint="--embedder-path")
+    path = paths.get(embedder_name)
+    embedder = get_embedder(embedder_name, path, device)
+    kw = {"cache": make_cache(no_cache, cache_dir), "on_error": on_error, "batch_size": batch_size, "workers": workers,
+          "progress": progress}
     if engine != "local" or ray_address:
-        kw.update(engine=make_engine(engine, ray_address), spec=ModelSpec(embedder_name, embedder_path, device))
+        kw.update(engine=make_engine(engine, ray_address), spec=ModelSpec(embedder_name, path, device))
     return embedder, kw
-
-
-def fail(e: Exception):
-    raise click.ClickException(str(e)) from e
-
-
-KLD_CONVENTIONS = ("musiclm", "audiocraft", "stable-audio")
 
 
 def evaluation_options(f: Callable) -> Callable:
     """The flags of every command that runs the evaluation pipeline (``score``, ``compare``)."""
-    options = [
+    return engine_options(_apply(f, [
         click.option("--kld-convention", type=click.Choice(KLD_CONVENTIONS), default="musiclm", show_default=True,
                      help="Which published KLD formula (docs/protocol.md, 'KLD conventions')."),
         click.option("--kad", is_flag=True, help="Also report Kernel Audio Distance on every FAD embedder."),
         click.option("--clip-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Crop/zero-pad every clip to this length before the models (MusicCaps: 10). "
                      "Default: clips as they are."),
-        click.option("--bootstrap", default=1000, show_default=True,
-                     help="Bootstrap resamples for every 95% CI and paired test (0: point values only)."),
+        bootstrap_option(),
         click.option("--seed", default=0, show_default=True, help="Seed of every resampling."),
-        click.option("--embedder-path", "embedder_path", multiple=True, metavar="NAME=PATH",
-                     help="Local weights for an embedder (SavedModel dir / checkpoint); repeatable."),
+        embedder_path_option,
         *_run_options(),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return engine_options(f)
-
-
-def parse_paths(pairs: tuple[str, ...]) -> dict[str, str]:
-    """``("vggish=/models/vggish", …)`` → ``{"vggish": "/models/vggish"}``."""
-    out = {}
-    for p in pairs:
-        name, sep, path = p.partition("=")
-        if not sep or not name or not path:
-            raise click.BadParameter(f"expected NAME=PATH, got {p!r}", param_hint="--embedder-path")
-        out[name] = path
-    return out
+    ]))
 
 
 def make_cache(no_cache: bool, cache_dir: str | None) -> EmbeddingCache | None:
@@ -112,12 +162,6 @@ def make_cache(no_cache: bool, cache_dir: str | None) -> EmbeddingCache | None:
 
 def comma_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def json_option(help_: str = "Write the result as JSON to PATH ('-': standard output).") -> Callable:
-    """``--json PATH``, the one JSON-output convention of every command ('-' prints it instead)."""
-    return click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-                        help=help_)
 
 
 def emit_json(json_out: str | None, doc: object) -> bool:
@@ -130,3 +174,10 @@ def emit_json(json_out: str | None, doc: object) -> bool:
     if json_out:
         write_json(json_out, doc)
     return False
+
+
+def manifest_command(prefix: str) -> str:
+    """The command line a trainer records in its manifest entry: ``prefix`` and this process's arguments after it."""
+    import shlex
+
+    return prefix + " " + shlex.join(sys.argv[len(prefix.split()):])  # argv[0] is the program, then the words

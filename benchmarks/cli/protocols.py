@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from benchmarks.cli.options import emit_json, json_option
+from benchmarks.cli.options import comma_list, emit_json, json_option, parse_paths
 from metrics.protocols import PROTOCOLS, apply, metadata, status
 
 
@@ -20,22 +20,23 @@ def protocol_option(f: Callable) -> Callable:
 
 def resolve_protocol(protocol: str | None, embedders: str, classifier: str, joint: str, kld_convention: str,
                      clip_seconds: float | None, embedder_path: tuple[str, ...] = ()) -> tuple:
-    """This run's (embedders, classifier, joint, kld_convention, clip_seconds, metadata): the user's value for
-    every flag given on the command line, the protocol's for the others. ``--embedder-path NAME=PATH`` for the
-    joint model becomes ``NAME:PATH``; ``metadata`` (``protocol_name``, ``protocol_settings``) goes into results.json."""
+    """This run's (embedders, classifier, joint, kld_convention, clip_seconds, embedder paths, metadata): the
+    user's value for every flag given on the command line, the protocol's for the others. ``--embedder-path``
+    is parsed once here (a bare PATH belongs to the one FAD embedder in play); NAME=PATH for the joint model
+    becomes ``NAME:PATH``; ``metadata`` (``protocol_name``, ``protocol_settings``) goes into results.json."""
     ctx = click.get_current_context()
 
     def user(name: str) -> bool:
         source = ctx.get_parameter_source(name)
         return protocol is None or (source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"))
 
-    given = {"embedders": [e.strip() for e in embedders.split(",") if e.strip()] if user("embedders") else None,
+    given = {"embedders": comma_list(embedders) if user("embedders") else None,
              "classifier": classifier if user("classifier") else None, "joint": joint if user("joint") else None,
              "kld_convention": kld_convention if user("kld_convention") else None}
     used = apply(protocol, given)
     if protocol is not None and not user("clip_seconds"):
         clip_seconds = PROTOCOLS[protocol].clip_seconds
-    paths = dict(p.partition("=")[::2] for p in embedder_path)
+    paths = parse_paths(embedder_path, used["embedders"])
     if used["joint"] in paths and ":" not in used["joint"]:
         used["joint"] = f"{used['joint']}:{paths[used['joint']]}"
     meta = metadata(protocol, {**used, "joint": str(used["joint"]).split(":", 1)[0]})
@@ -48,7 +49,8 @@ def resolve_protocol(protocol: str | None, embedders: str, classifier: str, join
             "checkpoints" if any(m in paths for m in models) else "package default locations (published file names; each model's weights hash is in metadata.models)")
     if any(str(m).startswith(("passt", "muq")) for m in (used["classifier"], used["joint"])):
         preload_torchvision()
-    return ",".join(used["embedders"]), used["classifier"], used["joint"], used["kld_convention"], clip_seconds, meta
+    return (",".join(used["embedders"]), used["classifier"], used["joint"], used["kld_convention"], clip_seconds,
+            paths, meta)
 
 
 def preload_torchvision() -> None:

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import click
 
-from benchmarks.cli.options import emit_json, json_option
+from benchmarks.cli.options import bootstrap_option, emit_json, json_option, out_option
 from human_eval import db
 from human_eval.db import ENV_DB
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "human_eval" / "app.py"
-
-
-def _fail(e: Exception) -> None:
-    raise click.ClickException(str(e)) from None
 
 
 @click.group()
@@ -82,17 +78,14 @@ def create(systems, reference, captions, url, store, ratings_per_pair, ratings_p
         if n in parsed:
             raise click.BadParameter(f"system {n!r} given twice", param_hint="--system")
         parsed[n] = Path(d)
-    try:
-        c = create_study(url, parsed, captions, reference=reference, store=store, ratings_per_pair=ratings_per_pair,
-                         ratings_per_trial=ratings_per_trial, raters=raters, trials_per_rater=trials_per_rater,
-                         attention_checks=attention_checks, seed=seed, sample_rate=sample_rate, seconds=seconds,
-                         name=name, prolific_study_id=prolific_study_id, completion_code=completion_code,
-                         on_error=on_error, loudness_target=_off_or_float(loudness_target, "--loudness-target"),
-                         true_peak_ceiling=true_peak_ceiling,
-                         playback_min_fraction=_off_or_float(playback_min_fraction, "--playback-min-fraction"),
-                         headphone_check=headphone_check)
-    except (ValueError, db.StudyDBError) as e:
-        _fail(e)
+    c = create_study(url, parsed, captions, reference=reference, store=store, ratings_per_pair=ratings_per_pair,
+                     ratings_per_trial=ratings_per_trial, raters=raters, trials_per_rater=trials_per_rater,
+                     attention_checks=attention_checks, seed=seed, sample_rate=sample_rate, seconds=seconds,
+                     name=name, prolific_study_id=prolific_study_id, completion_code=completion_code,
+                     on_error=on_error, loudness_target=_off_or_float(loudness_target, "--loudness-target"),
+                     true_peak_ceiling=true_peak_ceiling,
+                     playback_min_fraction=_off_or_float(playback_min_fraction, "--playback-min-fraction"),
+                     headphone_check=headphone_check)
     links = [invite_link(base_url, t) for t in c.tokens]
     out = {"db": db.redact(url), "store": str(c.store), "pairs": [list(p) for p in c.pairs], "trials": c.n_trials,
            "attention_trials": c.n_attention, "admin_secret": c.admin_secret, "invites": links, "skipped": c.skipped}
@@ -116,10 +109,7 @@ def invite(url, n, base_url, json_out) -> None:
     from human_eval.design import invite as make_invites
     from human_eval.design import invite_link
 
-    try:
-        links = [invite_link(base_url, t) for t in make_invites(url, n)]
-    except (ValueError, db.StudyDBError) as e:
-        _fail(e)
+    links = [invite_link(base_url, t) for t in make_invites(url, n)]
     if not emit_json(json_out, links):
         click.echo("\n".join(links))
 
@@ -144,10 +134,7 @@ def serve_invocation(url: str, port: int = 8501, address: str = "127.0.0.1",
 @click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 behind a proxy).")
 def serve(url, port, address) -> None:
     """Start the rating app (raters: ?token=… or Prolific parameters; admin: ?admin=1)."""
-    try:
-        argv, env = serve_invocation(url, port, address)
-    except db.StudyDBError as e:
-        _fail(e)
+    argv, env = serve_invocation(url, port, address)
     click.echo(f"rating app: http://{address}:{port}  (admin: /?admin=1)", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -156,7 +143,8 @@ def serve(url, port, address) -> None:
 
 @rate.command()
 @click.option("--db", "url", required=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@out_option("Results store to write (results.json, pairwise.csv) with analysis.json, the CSV tables and plots.",
+            required=True)
 @click.option("--max-failures", type=int, default=0, show_default=True,
               help="Exclude raters with more failed attention checks than this.")
 @click.option("--screening", type=click.Choice(["exclude", "report"]), default="exclude", show_default=True,
@@ -169,7 +157,7 @@ def serve(url, port, address) -> None:
 @click.option("--looks", type=int, default=4, show_default=True,
               help="Planned interim looks (equal information fractions) for sequential stopping.")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise level (Bonferroni over pairs).")
-@click.option("--bootstrap", "n_boot", type=int, default=1000, show_default=True, help="Rater-bootstrap resamples.")
+@bootstrap_option("Rater-bootstrap resamples.", dest="n_boot")
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option("Also write analysis.json to PATH ('-': print it).")
 def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha, n_boot, seed, json_out) -> None:
@@ -177,11 +165,8 @@ def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha
     from human_eval.analysis import analyze as run_analysis
     from human_eval.analysis import write_outputs
 
-    try:
-        a = run_analysis(url, max_failures=max_failures, n_boot=n_boot, seed=seed, screening=screening,
-                         primary=primary, effect=effect, looks=looks, alpha=alpha)
-    except (db.StudyDBError, ValueError) as e:
-        _fail(e)
+    a = run_analysis(url, max_failures=max_failures, n_boot=n_boot, seed=seed, screening=screening,
+                     primary=primary, effect=effect, looks=looks, alpha=alpha)
     write_outputs(a, out_dir)
     if emit_json(json_out, a.to_json()):
         return
@@ -214,13 +199,9 @@ def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha
 @json_option("Write the plan as JSON to PATH ('-': print it).")
 def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed, json_out) -> None:
     """Ratings per pair (and per rater) that detect EFFECT with POWER, by simulating the study's own analysis."""
-    from human_eval.planning import PlanError
     from human_eval.planning import plan as make_plan
 
-    try:
-        p = make_plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed)
-    except PlanError as e:
-        _fail(e)
+    p = make_plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed)
     if emit_json(json_out, p.to_dict()):
         return
     click.echo(f"{p.systems} systems, {p.pairs} pairs, effect {p.effect} (win rate among decided ratings), "
@@ -235,16 +216,14 @@ def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, l
 
 @rate.command()
 @click.option("--db", "url", required=True)
-@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="CSV file [default: stdout].")
-def export(url, out_file) -> None:
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
+              metavar="PATH", help="CSV file to write ('-': standard output).")
+def export(url, csv_path) -> None:
     """Every rating with systems, rater, orientation and timing as CSV."""
     from human_eval.analysis import export_ratings_csv
 
-    try:
-        text = export_ratings_csv(url)
-    except db.StudyDBError as e:
-        _fail(e)
-    if out_file is None:
+    text = export_ratings_csv(url)
+    if csv_path == "-":
         click.echo(text, nl=False)
     else:
-        Path(out_file).write_text(text)
+        Path(csv_path).write_text(text)

@@ -1,4 +1,4 @@
-"""``musiclm-eval score`` (FAD + KLD + MCC in one pass) and ``musiclm-eval train classifier``."""
+"""``musiclm-eval score``: FAD + KLD + MCC in one pass over paired audio."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from benchmarks.cli.options import comma_list, evaluation_options, make_cache, parse_paths
+from benchmarks.cli.options import comma_list, emit_json, evaluation_options, json_option, make_cache, out_option
 from benchmarks.cli.protocols import protocol_option, resolve_protocol
-from metrics.audio import AudioError, PairingError
 from metrics.commands import SHIPPED_CLASSIFIER, compute_score
 
 
@@ -26,40 +25,30 @@ def summary_line(doc: dict) -> str:
               help=f"{SHIPPED_CLASSIFIER} (shipped), musicnn-mtt, musicnn-msd, or a checkpoint path; 'none' skips KLD.")
 @click.option("--label-space", type=click.Choice(["corpus", "audioset"]), default=None, help="Label space the classifier must have.")
 @click.option("--joint", default="mulan-ref", show_default=True, help="mulan-ref, a MuLan checkpoint, or clap:CKPT; 'none' skips MCC.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write a results store here.")
-@click.option("--per-clip", type=click.Path(dir_okay=False), default=None, help="Per-clip CSV (default: beside --json).")
+@json_option()
+@out_option()
+@click.option("--per-clip", type=click.Path(dir_okay=False), default=None,
+              help="Per-clip CSV (default: beside a --json file; with --out, the store has per_clip.csv).")
 @protocol_option
 @evaluation_options
 def score(generated, reference, captions, embedders, classifier, label_space, joint, json_out, out_dir, per_clip,
           protocol, kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
           workers, progress, engine, ray_address):
     """FAD, KLD and MCC in one pass over paired audio."""
-    from metrics.classifier import ClassifierError
-    from metrics.embedders import EmbedderError
-    from metrics.engine import EngineUnavailableError, make_engine
-    from metrics.fad import FADError
-    from metrics.io import write_json
-    from metrics.mcc import JointModelError
-    from metrics.musiccaps import CaptionsError
+    from metrics.engine import make_engine
 
-    embedders, classifier, joint, kld_convention, clip_seconds, protocol_meta = resolve_protocol(
+    embedders, classifier, joint, kld_convention, clip_seconds, paths, protocol_meta = resolve_protocol(
         protocol, embedders, classifier, joint, kld_convention, clip_seconds, embedder_path)
-    if per_clip is None and json_out:
+    if per_clip is None and json_out and json_out != "-":
         per_clip = str(Path(json_out).with_suffix("")) + "_per_clip.csv"
-    try:
-        doc = compute_score(
-            generated, reference, captions, embedders=comma_list(embedders),
-            classifier=None if classifier == "none" else classifier, joint=None if joint == "none" else joint,
-            device=device, seed=seed, on_error=on_error, cache=make_cache(no_cache, cache_dir), per_clip=per_clip,
-            kld_convention=kld_convention, label_space=label_space, clip_seconds=clip_seconds, kad=kad, n_boot=bootstrap,
-            engine=make_engine(engine, ray_address), progress=progress, embedder_paths=parse_paths(embedder_path),
-            out=out_dir, extra_metadata=protocol_meta,
-        )
-    except (AudioError, PairingError, ClassifierError, EmbedderError, FADError, JointModelError, CaptionsError,
-            EngineUnavailableError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
+    doc = compute_score(
+        generated, reference, captions, embedders=comma_list(embedders),
+        classifier=None if classifier == "none" else classifier, joint=None if joint == "none" else joint,
+        device=device, seed=seed, on_error=on_error, cache=make_cache(no_cache, cache_dir), per_clip=per_clip,
+        kld_convention=kld_convention, label_space=label_space, clip_seconds=clip_seconds, kad=kad, n_boot=bootstrap,
+        engine=make_engine(engine, ray_address), progress=progress, embedder_paths=paths,
+        out=out_dir, extra_metadata=protocol_meta,
+    )
     doc.update(protocol_meta)
-    if json_out:
-        write_json(json_out, doc)
-    click.echo(summary_line(doc))
+    if not emit_json(json_out, doc):
+        click.echo(summary_line(doc))

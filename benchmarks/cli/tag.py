@@ -10,9 +10,8 @@ from pathlib import Path
 
 import click
 
-from benchmarks.cli.options import emit_json, fail, json_option
-from metrics.audio import AudioError, scan_dir
-from metrics.embedders import EmbedderError
+from benchmarks.cli.options import emit_json, json_option
+from metrics.audio import scan_dir
 from metrics.embedders.musicnn import MODELS, tag_files
 
 
@@ -34,10 +33,7 @@ def expand(audio: tuple[str, ...]) -> list[str]:
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 def tag(audio, model, json_out, top, device, on_error):
     """Tag audio files with a pretrained musicnn tagger (mean tag probability over 3 s patches)."""
-    try:
-        tags, skipped = tag_files(expand(audio), model, device, on_error)
-    except (AudioError, EmbedderError) as e:
-        fail(e)
+    tags, skipped = tag_files(expand(audio), model, device, on_error)
     for f, problem in skipped:
         click.echo(f"skipped {f}: {problem}", err=True)
     if emit_json(json_out, tags):

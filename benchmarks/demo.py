@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from metrics.audio import save_audio
+from metrics.errors import InputError
 from metrics.musiccaps import load_captions, write_captions
 
 SYSTEMS = ("musiclm-ref", "musiclm-ref-no-semantic", "unconditional", "retrieval")
@@ -114,7 +115,7 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     from musiclm_ref.data.splits import HELD_OUT
 
     if seed == HELD_OUT["seed"]:
-        raise ValueError(f"--seed {seed} is the held-out corpus seed; the demo's training-side corpus needs another")
+        raise InputError(f"--seed {seed} is the held-out corpus seed; the demo's training-side corpus needs another")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from metrics.audio import PairingError, scan_dir
 from metrics.cache import EmbeddingCache
+from metrics.errors import InputError
 
 GROUND_TRUTH = "ground truth"
 
@@ -22,14 +23,14 @@ def parse_systems(specs: Sequence[str]) -> dict[str, Path]:
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--system must look like NAME=DIR, got {spec!r}")
+            raise InputError(f"--system must look like NAME=DIR, got {spec!r}")
         if name in out:
-            raise ValueError(f"system {name!r} given twice")
+            raise InputError(f"--system: {name!r} given twice")
         if name == GROUND_TRUTH:
-            raise ValueError(f"{GROUND_TRUTH!r} is the reserved name of the reference row")
+            raise InputError(f"--system: {GROUND_TRUTH!r} is the reserved name of the reference row")
         out[name] = Path(path)
     if not out:
-        raise ValueError("give at least one --system NAME=DIR")
+        raise InputError("give at least one --system NAME=DIR")
     return out
 
 

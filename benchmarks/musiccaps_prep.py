@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from metrics.audio import AudioError, decode, resample, save_audio, scan_dir, validate
+from metrics.errors import UnavailableError
 from metrics.musiccaps import load_captions, write_captions
 
 MANIFEST = "manifest.json"
@@ -108,7 +109,7 @@ def download(
     """
     exe = shutil.which("yt-dlp")
     if exe is None:
-        raise RuntimeError("--download needs yt-dlp on PATH (pip install yt-dlp); the suite never needs it otherwise")
+        raise UnavailableError("--download needs yt-dlp on PATH (pip install yt-dlp); the suite never needs it otherwise")
     captions = load_captions(csv, subset=subset)
     audio_dir = Path(audio_dir)
     audio_dir.mkdir(parents=True, exist_ok=True)

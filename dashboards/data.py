@@ -740,7 +740,7 @@ ENV_HUMAN_N_BOOT = "MUSICLM_EVAL_HUMAN_N_BOOT"
 
 
 def human_n_boot(env: dict[str, str] | None = None) -> int:
-    """Bootstrap resamples for the page (``--n-boot`` of the CLI); the default when unset or invalid."""
+    """Bootstrap resamples for the page (``dashboard --bootstrap``); the default when unset or invalid."""
     raw = (env if env is not None else os.environ).get(ENV_HUMAN_N_BOOT, "")
     try:
         return max(0, int(raw))

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.signal import lfilter, oaconvolve
 
 from metrics.audio import save_audio
+from metrics.errors import InputError
 from metrics.musiccaps import write_captions
 from musiclm_ref.data.splits import clip_id, split_indices, split_of, split_record
 
@@ -282,7 +283,7 @@ def sample_spec(seed: int, index: int, style: str | None = None) -> ClipSpec:
     names = sorted(STYLES)
     style = style or names[int(rng.integers(len(names)))]
     if style not in STYLES:
-        raise ValueError(f"unknown style {style!r}; expected one of {', '.join(names)}")
+        raise InputError(f"unknown style {style!r}; expected one of {', '.join(names)}")
     p = STYLES[style]
     mode = "minor" if rng.random() < p.minor_prob else "major"
     key = int(rng.integers(12))

@@ -21,9 +21,6 @@ import numpy as np
 
 from metrics.errors import InputError
 
-# re-exported: extract, ray_engine, classifier and the embedders import the file hash from here
-from metrics.io import file_sha256 as file_sha256
-
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")

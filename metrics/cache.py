@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-# re-exported: metrics.fad, metrics.evaluate and the CLI import the atomic writer from here
-from metrics.io import atomic_write_bytes as atomic_write_bytes
+from metrics.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

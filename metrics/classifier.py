@@ -390,7 +390,8 @@ def load_corpus_waves(data_dir: str | Path, sr: int, ids: Sequence[str]) -> dict
 
 def corpus_hash(data_dir: str | Path) -> str:
     """sha256 over labels.csv and every clip's bytes, sorted by id: the manifest's data hash."""
-    from metrics.audio import file_sha256, scan_dir
+    from metrics.audio import scan_dir
+    from metrics.io import file_sha256
 
     h = hashlib.sha256(file_sha256(Path(data_dir) / "labels.csv").encode())
     for _id, p in scan_dir(data_dir).items():

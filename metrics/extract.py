@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.audio import AudioError, Clip, OnError, Skipped, file_sha256, load_audio, preprocessing_id, resample
+from metrics.audio import AudioError, Clip, OnError, Skipped, load_audio, preprocessing_id, resample
 from metrics.cache import EmbeddingCache
 from metrics.embedders import Embedder
+from metrics.io import file_sha256
 
 log = logging.getLogger(__name__)
 

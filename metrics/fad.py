@@ -319,7 +319,7 @@ class EmbeddingStats:
 
     def save(self, path: str | Path) -> Path:
         """``.npz`` with ``mu``, ``sigma`` (ddof=1) and metadata; written atomically."""
-        from metrics.cache import atomic_write_bytes
+        from metrics.io import atomic_write_bytes
 
         buf = io.BytesIO()
         meta = {"format": STATS_FORMAT, "embedder": self.embedder, "config": self.config}

@@ -29,12 +29,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from metrics.audio import AudioError, Clip, Skipped, file_sha256, resample
+from metrics.audio import AudioError, Clip, Skipped, resample
 from metrics.cache import EmbeddingCache
 from metrics.embedders import Embedder
 from metrics.engine import Items, empty_stats, import_ray
 from metrics.extract import EmbeddingSet, code_version, load_in_worker, pad_to_whole, preprocessing_key, wave_sha256
 from metrics.fad import EmbeddingStats
+from metrics.io import file_sha256
 from metrics.models import ModelSpec
 
 MAX_RETRIES = 3  # per task / per actor restart: bounded, so a deterministic crash fails instead of looping

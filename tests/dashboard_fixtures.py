@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.audio import save_audio
-from metrics.store import write_results, write_store
+from metrics.store import write_store
 
 SR = 8000
 YTIDS = ["yt0aaaaaaaa", "yt1bbbbbbbb", "yt2cccccccc", "yt3dddddddd"]
@@ -88,13 +88,10 @@ def make_results_dir(root: Path, name: str = "run_a", protocol: dict | None = No
                 **{m: v[i] for m, v in SCORES[system].items()},
                 "aspect_list": ASPECTS[i],
             })
-    data = {
-        "kind": "compare", "created": "2025-01-01T00:00:00Z", "metadata": metadata(protocol, embedders),
-        "reference": {"dir": ref, "n_clips": len(YTIDS)},
-        "systems": {s: {"dir": out / SYSTEMS[s], "n_clips": len(YTIDS), "missing_ids": [], "skipped": [],
-                        "metrics": METRICS[s]} for s in SYSTEMS},
-    }
-    write_results(out, data, pd.DataFrame(rows))
+    systems = {s: {"dir": out / SYSTEMS[s], "n_clips": len(YTIDS), "missing_ids": [], "skipped": [],
+                   "metrics": METRICS[s]} for s in SYSTEMS}
+    write_store(out, "compare", systems, per_clip=pd.DataFrame(rows), reference={"dir": ref, "n_clips": len(YTIDS)},
+                metadata=metadata(protocol, embedders), created="2025-01-01T00:00:00Z")
     if extras:
         (out / "degradation.json").write_text(json.dumps(DEGRADATION))
         memo = out / "memorization"

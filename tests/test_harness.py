@@ -13,7 +13,7 @@ from benchmarks.cli import main
 from benchmarks.harness import compare, parse_systems
 from metrics.audio import AudioError, PairingError, load_dir, save_audio
 from metrics.cache import EmbeddingCache
-from metrics.store import read_results, validate_results
+from metrics.store import read_store, validate_results
 from musiclm_ref.data.degrade import degrade
 
 
@@ -43,7 +43,7 @@ def test_compare_writes_store_and_orders_fad(small_corpus, systems, tmp_path):
     assert 0 < light["value"] < heavy["value"]
     for m in (light, heavy):  # the interval always holds its estimate (metrics.intervals, BCa over both sides)
         assert m["ci95"][0] <= m["value"] <= m["ci95"][1] and m["ci95"][0] < m["ci95"][1]
-    res = read_results(tmp_path / "r")
+    res = read_store(tmp_path / "r")
     assert res.problems == []
     assert len(res.per_clip) == 2 * 24 and set(res.per_clip["system"]) == {"light", "heavy"}
     assert res.per_clip["fad_mel"].notna().all()

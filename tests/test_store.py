@@ -37,7 +37,6 @@ from metrics.store import (
     ResultsError,
     add_metrics,
     read_store,
-    write_results,
     write_store,
 )
 
@@ -202,8 +201,6 @@ def test_writer_refuses_bad_input_and_writes_nothing(tmp_path):
         write_store(out, "fad", {"a": {"mcc": 0.5}}, per_clip=pd.DataFrame({"ytid": ["x"]}))
     with pytest.raises(ResultsError, match="must be a relative path inside the store"):
         write_store(out, "fad", {"a": {"mcc": 0.5}}, extra_files={"../escape.txt": "x"})
-    with pytest.raises(ResultsError, match="unknown top-level key"):
-        write_results(out, {"kind": "compare", "systems": {"a": {"metrics": {}}}, "extra": 1})
     assert not (out / RESULTS_FILE).exists()
 
 
@@ -250,12 +247,12 @@ def test_path_on_another_drive_is_stored_absolute(tmp_path, monkeypatch):
     assert Path(read_store(tmp_path / "s").per_clip.loc[0, "audio_path"]).is_file()
 
 
-def test_write_results_keeps_the_old_entry_point(tmp_path, monkeypatch):
+def test_full_form_systems_keep_their_creation_time_and_paths_relative_to_the_store(tmp_path, monkeypatch):
     save_audio(tmp_path / "ref/ytA.wav", tone(0), 8000)
     monkeypatch.chdir(tmp_path)
-    write_results("out", {"kind": "compare", "created": "2025-01-01T00:00:00Z", "reference": {"dir": "ref", "n_clips": 1},
-                          "systems": {"s": {"dir": "ref", "metrics": {"mcc": {"value": 0.5, "ci95": (0.4, 0.6)}}}}},
-                  pd.DataFrame({"system": ["s"], "ytid": ["ytA"], "audio_path": ["ref/ytA.wav"]}))
+    write_store("out", "compare", {"s": {"dir": "ref", "metrics": {"mcc": {"value": 0.5, "ci95": (0.4, 0.6)}}}},
+                per_clip=pd.DataFrame({"system": ["s"], "ytid": ["ytA"], "audio_path": ["ref/ytA.wav"]}),
+                reference={"dir": "ref", "n_clips": 1}, created="2025-01-01T00:00:00Z")
     doc = strict_loads(Path("out/results.json").read_text())
     assert doc["created"] == "2025-01-01T00:00:00Z" and doc["reference"]["dir"] == "../ref"
     assert doc["systems"]["s"]["metrics"]["mcc"] == {"value": 0.5, "ci95": [0.4, 0.6]}

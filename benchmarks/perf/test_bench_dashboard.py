@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from dashboards import data
-from metrics.store import write_results
+from metrics.store import write_store
 
 N_CLIPS, SYSTEMS = 5000, ("musiclm-ref", "baseline-a", "baseline-b")
 ASPECTS = ["pop", "rock", "mellow", "piano", "drums", "female vocal", "ambient", "guitar", "upbeat", "low quality"]
@@ -36,10 +36,9 @@ def big_run(tmp_path_factory) -> Path:
     }) for s in SYSTEMS]
     metrics = {"fad_vggish": {"value": 4.0, "ci95": [3.5, 4.5]}, "kld": {"value": 1.5, "ci95": [1.4, 1.6]},
                "mcc": {"value": 0.4, "ci95": [0.39, 0.41]}}
-    write_results(out, {"kind": "compare", "metadata": {"embedders": {"vggish": "v1"}, "protocol": {}},
-                        "reference": {"dir": "reference", "n_clips": N_CLIPS},
-                        "systems": {s: {"n_clips": N_CLIPS, "metrics": metrics} for s in SYSTEMS}},
-                  pd.concat(frames, ignore_index=True))
+    write_store(out, "compare", {s: {"n_clips": N_CLIPS, "metrics": metrics} for s in SYSTEMS},
+                per_clip=pd.concat(frames, ignore_index=True), reference={"dir": "reference", "n_clips": N_CLIPS},
+                metadata={"embedders": {"vggish": "v1"}, "protocol": {}})
     return out
 
 

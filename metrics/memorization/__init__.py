@@ -26,7 +26,7 @@ from metrics.memorization.audit import (
     run_shard,
 )
 from metrics.memorization.calibration import Calibration, ClipCalibration, calibrate_tau, nulls_needed
-from metrics.memorization.io import MATCH_COLUMNS, jsonable, write_outputs
+from metrics.memorization.io import MATCH_COLUMNS, write_outputs
 from metrics.memorization.levels import LevelConfig, embed_clip, normalize_level, tokenize_clip, tokenize_dir
 from metrics.memorization.matchers import EmbeddingMatcher, OTScorer, embedder_frame_rate, frame_distance
 from metrics.memorization.plots import plot_audit, plot_detection, plot_match_rate
@@ -62,7 +62,7 @@ __all__ = [
     "LevelConfig", "MemorizationError", "OTScorer", "PairHits", "SweepResult", "Tokenizer", "Windows", "audit",
     "audit_shard", "calibrate_clips", "calibrate_tau", "candidate_hits", "check_tokenizer", "check_tokens", "clip_minima",
     "cut_windows", "embed_clip", "embedder_frame_rate", "entropy_bits", "exact_hits", "finish_audit", "frame_distance",
-    "get_tokenizer", "jsonable", "leave_one_out_nulls", "merge_hits", "normalize_level", "nulls_needed", "phases_of",
+    "get_tokenizer", "leave_one_out_nulls", "merge_hits", "normalize_level", "nulls_needed", "phases_of",
     "plot_audit", "plot_detection", "plot_match_rate", "prepare_audit", "prompt_sweep", "register_tokenizer", "run_shard", "select_examples",
     "shard_clips", "shards_by_size", "tokenize_clip", "tokenize_dir", "write_outputs",
 ]

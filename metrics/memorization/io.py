@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from metrics.io import atomic_write_text, to_jsonable, write_json
+from metrics.io import atomic_write_text, write_json
 
 MATCH_COLUMNS = ["generated_id", "train_id", "gen_offset_s", "train_offset_s", "cost", "exact"]
 
@@ -28,5 +28,3 @@ def write_outputs(out_dir: str | Path, summary: dict, matches: Sequence[dict], p
     paths["png"] = plot(out)
     return paths
 
-
-jsonable = to_jsonable  # the one JSON conversion of the project (non-finite -> null + reason)

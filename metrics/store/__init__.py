@@ -57,7 +57,7 @@ and would be taken as relative to the cwd. Use ``add_metrics`` to extend a store
 """
 
 from metrics.store.paths import is_path_column, resolve_in_store, store_relative
-from metrics.store.read import Results, read_results, read_store
+from metrics.store.read import Results, read_store
 from metrics.store.schema import (
     PAIRWISE_FILE,
     PER_CLIP_FILE,
@@ -67,10 +67,10 @@ from metrics.store.schema import (
     ResultsError,
     validate_results,
 )
-from metrics.store.write import add_metrics, write_results, write_store
+from metrics.store.write import add_metrics, write_store
 
 __all__ = [
     "PAIRWISE_FILE", "PER_CLIP_FILE", "PER_CLIP_PARQUET", "RESULTS_FILE", "SCHEMA_VERSION", "Results", "ResultsError",
-    "add_metrics", "is_path_column", "read_results", "read_store", "resolve_in_store", "store_relative",
-    "validate_results", "write_results", "write_store",
+    "add_metrics", "is_path_column", "read_store", "resolve_in_store", "store_relative",
+    "validate_results", "write_store",
 ]

@@ -97,6 +97,3 @@ def read_store(path: str | Path) -> Results:
         problems.append(f"{path}: no {PER_CLIP_FILE} (per-clip views unavailable)")
     return res
 
-
-# The name readers used before the store had a writer API; kept for callers outside this module.
-read_results = read_store

@@ -243,13 +243,3 @@ def add_metrics(store_dir: str | Path, metrics: Mapping[str, Mapping[str, object
     atomic_write_text(f, dumps_json(doc))
     return doc
 
-
-def write_results(out_dir: str | Path, data: dict, per_clip: pd.DataFrame | None = None) -> Path:
-    """The older entry point: a whole document (``kind``, ``systems``, …) → ``write_store``; returns results.json."""
-    known = {"schema_version", "kind", "created", "metadata", "reference", "systems", "paths_relative_to", "files"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ResultsError(f"{out_dir}: unknown top-level key(s) {', '.join(unknown)}; put them in metadata")
-    write_store(out_dir, data.get("kind", "compare"), data.get("systems") or {}, per_clip=per_clip,
-                reference=data.get("reference"), metadata=data.get("metadata"), created=data.get("created"))
-    return Path(out_dir) / RESULTS_FILE

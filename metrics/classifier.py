@@ -10,7 +10,6 @@ outputs mean different classes than you think would be a silent wrong number.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from metrics.checkpoint import read_checkpoint
+from metrics.artifacts import data_hash, is_held_out, read_checkpoint, save_checkpoint
 from metrics.embedders import Embedder
 from metrics.errors import InputError
 from metrics.leaf import Leaf, LeafConfig
@@ -193,10 +192,8 @@ class LoadedClassifier:
 def save_classifier(model: LeafClassifier, label_space: LabelSpace, path: str | Path, meta: dict | None = None) -> Path:
     if len(label_space) != model.cfg.n_labels:
         raise LabelSpaceError(f"{path}: model has {model.cfg.n_labels} outputs but label space {label_space.name!r} has {len(label_space)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(
+    return save_checkpoint(
         {
             "format": CHECKPOINT_FORMAT,
             "config": asdict(model.cfg),
@@ -206,7 +203,6 @@ def save_classifier(model: LeafClassifier, label_space: LabelSpace, path: str | 
         },
         path,
     )
-    return path
 
 
 def load_classifier(
@@ -340,17 +336,19 @@ def logits_model(path: str | None = None, device: str = "cpu", expected: str | N
 
 
 def read_tag_labels(data_dir: str | Path) -> list[tuple[str, str, list[str]]]:
-    """(ytid, split, tags) rows of a corpus ``labels.csv`` (tags ';'-joined)."""
+    """(ytid, split, tags) rows of a corpus ``labels.csv`` (tags ';'-joined); ``split`` is ``"eval"`` for the
+    clips the project's one held-out rule holds out (``metrics.artifacts.is_held_out``), else ``"train"``."""
     import pandas as pd
 
     path = Path(data_dir) / "labels.csv"
     if not path.is_file():
         raise ClassifierError(f"{path}: labels.csv not found (expected a corpus made by `musiclm-eval synth`)")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"ytid", "split", "tags"} - set(df.columns)
+    missing = {"ytid", "tags"} - set(df.columns)
     if missing:
         raise ClassifierError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    return [(r.ytid, r.split, [t for t in r.tags.split(";") if t]) for r in df.itertuples()]
+    return [(r.ytid, "eval" if is_held_out(r.ytid) else "train", [t for t in r.tags.split(";") if t])
+            for r in df.itertuples()]  # fmt: skip
 
 
 def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
@@ -377,7 +375,7 @@ class TrainResult:
     eval_map: float | None
     n_train: int
     n_eval: int
-    data_sha256: str
+    data_hash: str
 
 
 def load_corpus_waves(data_dir: str | Path, sr: int, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -389,14 +387,12 @@ def load_corpus_waves(data_dir: str | Path, sr: int, ids: Sequence[str]) -> dict
 
 
 def corpus_hash(data_dir: str | Path) -> str:
-    """sha256 over labels.csv and every clip's bytes, sorted by id: the manifest's data hash."""
+    """The manifest's data hash (``metrics.artifacts.data_hash``) of labels.csv and every clip's bytes."""
     from metrics.audio import scan_dir
     from metrics.io import file_sha256
 
-    h = hashlib.sha256(file_sha256(Path(data_dir) / "labels.csv").encode())
-    for _id, p in scan_dir(data_dir).items():
-        h.update(f"{_id}:{file_sha256(p)}".encode())
-    return h.hexdigest()
+    files = {"labels.csv": Path(data_dir) / "labels.csv", **scan_dir(data_dir)}
+    return data_hash({ident: file_sha256(p) for ident, p in files.items()})
 
 
 def train_classifier(
@@ -468,9 +464,3 @@ def random_crop(wave: np.ndarray, size: int, rng: np.random.Generator) -> np.nda
         return np.pad(wave, (0, size - len(wave)))
     start = int(rng.integers(0, len(wave) - size + 1))
     return wave[start : start + size]
-
-
-def write_manifest(ckpt: Path, manifest: dict) -> Path:
-    path = ckpt.with_suffix(".json")
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return path

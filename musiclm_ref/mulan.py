@@ -359,7 +359,7 @@ class MulanTrainResult:
     losses: list[float]
     metrics: dict
     n_train: int
-    data_sha256: str
+    data_hash: str
 
 
 def train_mulan(

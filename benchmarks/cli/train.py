@@ -10,7 +10,6 @@ parse flags and print a summary; tests call the library trainers behind them.
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
@@ -48,6 +47,7 @@ def train_mulan(data, checkpoint, epochs, seed, device, threads):
     """Train the MuLan-style joint embedding; report held-out retrieval and the MCC gap."""
     import torch
 
+    from metrics.artifacts import write_sidecar
     from musiclm_ref.mulan import save_mulan
     from musiclm_ref.mulan import train_mulan as train
 
@@ -57,9 +57,9 @@ def train_mulan(data, checkpoint, epochs, seed, device, threads):
                "n_parameters": sum(p.numel() for p in res.model.parameters())}
     argv = ["--data", data, "--checkpoint", checkpoint, "--epochs", str(epochs), "--seed", str(seed)]
     manifest = {"command": "musiclm-eval train mulan " + shlex.join(argv), "seed": seed, "epochs": epochs,
-                "data_sha256": res.data_sha256, "metrics": metrics}
+                "data_hash": res.data_hash, "metrics": metrics}
     path = save_mulan(res.model, checkpoint, meta=manifest)
-    Path(path).with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_sidecar(path, manifest)
     click.echo(f"wrote {path}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.metrics.items() if isinstance(v, float)))
 
 
@@ -69,7 +69,8 @@ def train_classifier(data, checkpoint, epochs, seed, device, threads):
     """Train the LEAF multi-label classifier on the corpus tags; report held-out mAP."""
     import torch
 
-    from metrics.classifier import n_parameters, save_classifier, write_manifest
+    from metrics.artifacts import write_sidecar
+    from metrics.classifier import n_parameters, save_classifier
     from metrics.classifier import train_classifier as train
 
     torch.set_num_threads(threads)
@@ -78,10 +79,10 @@ def train_classifier(data, checkpoint, epochs, seed, device, threads):
                "n_parameters": n_parameters(res.model)}
     manifest = {"command": "musiclm-eval train classifier " + shlex.join(["--data", data, "--checkpoint", checkpoint, "--epochs", str(epochs),
                                                                      "--seed", str(seed)]),
-                "seed": seed, "epochs": epochs, "data_sha256": res.data_sha256, "label_space": res.label_space.name,
+                "seed": seed, "epochs": epochs, "data_hash": res.data_hash, "label_space": res.label_space.name,
                 "label_space_digest": res.label_space.digest, "metrics": metrics}
     path = save_classifier(res.model, res.label_space, checkpoint, meta=manifest)
-    write_manifest(path, manifest)
+    write_sidecar(path, manifest)
     click.echo(f"wrote {path}: eval mAP {res.eval_map:.4f}" if res.eval_map is not None else f"wrote {path}")
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
+from metrics.artifacts import ids_sha256
 from metrics.audio import AUDIO_EXTENSIONS, AudioError, resample
 from metrics.errors import InputError
 
@@ -122,8 +123,8 @@ class AudioFolder(IterableDataset):
         return len(self.files) // self.world
 
     def ids_hash(self) -> str:
-        """sha256 of the sorted file ids: what a manifest records for the training split."""
-        return hashlib.sha256("\n".join(sorted(file_id(p, self.root) for p in self.files)).encode()).hexdigest()
+        """``metrics.artifacts.ids_sha256`` of the file ids: what a manifest records for the training split."""
+        return ids_sha256(file_id(p, self.root) for p in self.files)
 
     def item(self, index: int, position: int, epoch: int) -> Crop:
         path = self.files[index]

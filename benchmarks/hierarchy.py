@@ -90,7 +90,8 @@ def measure(checkpoint: str | Path | None = None, n: int = 100, data: str | Path
     """Tokenize the held-out clips with the checkpoint set's own models and score the coarse stage."""
     from metrics.intervals import bootstrap_ci
     from musiclm_ref.data.splits import HELD_OUT
-    from musiclm_ref.pipeline import SHIPPED_DIR, MusicLM, prepare_tokens
+    from musiclm_ref.pipeline import SHIPPED_DIR, MusicLM
+    from musiclm_ref.token_corpus import prepare_tokens
 
     if threads:
         torch.set_num_threads(threads)

@@ -34,7 +34,7 @@ from metrics.errors import InputError
 from metrics.io import file_sha256
 from musiclm_ref.quantize import ResidualVQ
 from musiclm_ref.sampling import SamplingConfig, default_config, generate, item_generator
-from musiclm_ref.stages import Stage, StageError, TokenCorpus, TokenSpec, load_stage, melody_window_starts
+from musiclm_ref.stages import Stage, StageError, TokenSpec, load_stage, melody_window_starts
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints" / "tiny"
 SHIPPED_MULAN = Path(__file__).parent / "checkpoints" / "mulan-tiny.pt"
@@ -388,52 +388,10 @@ class MusicLM:
         return out[:, prompt.shape[1] :]
 
 
-# -- token corpus (what stage training reads) ------------------------------------------------------
-
-
-def token_spec(codec, tokenizer, mulan_rvq: ResidualVQ, melody=None) -> TokenSpec:
-    """The vocabularies the frozen models give the stages (a stage trained on them must be sampled with them)."""
-    return TokenSpec(mulan_levels=mulan_rvq.num_quantizers, mulan_codebook=mulan_rvq.codebook_size,
-                     melody_levels=melody.rvq.num_quantizers if melody is not None else 24,
-                     melody_codebook=melody.rvq.codebook_size if melody is not None else 512,
-                     semantic_codebook=tokenizer.vocab_size, acoustic_levels=codec.num_quantizers,
-                     acoustic_codebook=codec.codebook_size)
-
-
-def prepare_tokens(data_dir: str | Path, codec, tokenizer, mulan, mulan_rvq: ResidualVQ, melody=None,
-                   on_error: str = "raise", progress: bool = True) -> TokenCorpus:
-    """Tokenize every clip of a corpus directory once: semantic, acoustic, M_A and melody tokens.
-
-    Clips are cut to the shortest clip's whole seconds (stage crops need equal lengths)."""
-    from tqdm import tqdm
-
-    from metrics.audio import load_dir
-
-    report = load_dir(data_dir, SAMPLE_RATE, on_error=on_error, min_seconds=4.0)
-    clips = sorted(report.clips, key=lambda c: c.id)
-    if not clips:
-        raise PipelineError(f"{data_dir}: no usable clips")
-    seconds = min(len(c.wave) for c in clips) // SAMPLE_RATE
-    n = seconds * SAMPLE_RATE
-    sem, ac, mul, mel = [], [], [], []
-    for c in tqdm(clips, desc="tokenize", disable=not progress):
-        w = c.wave[:n]
-        sem.append(torch.from_numpy(tokenizer.tokenize(w, SAMPLE_RATE)[: seconds * 25]))
-        ac.append(codec.encode(torch.from_numpy(w)[None])[0, : seconds * 50].cpu())
-        if melody is not None:
-            mel.append(melody.tokens(w, SAMPLE_RATE, list(range(0, seconds - 3))))
-    emb = torch.from_numpy(mulan.embed_audio([c.wave[:n] for c in clips], SAMPLE_RATE)).float()
-    mul = mulan_rvq.encode(emb)
-    spec = token_spec(codec, tokenizer, mulan_rvq, melody)
-    return TokenCorpus(ids=[c.id for c in clips], semantic=torch.stack(sem), acoustic=torch.stack(ac), mulan=mul,
-                       melody=torch.stack(mel) if mel else None, spec=spec,
-                       metadata={"data_dir": str(data_dir), "seconds": seconds, "skipped": [str(s) for s in report.skipped]})
-
-
 def _bytes_sha(obj) -> str:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-__all__ = ["MusicLM", "PipelineError", "Sampling", "item_keys", "prepare_tokens", "save_mulan_rvq", "load_mulan_rvq", "StageError"]
+__all__ = ["MusicLM", "PipelineError", "Sampling", "item_keys", "save_mulan_rvq", "load_mulan_rvq", "StageError"]

@@ -16,16 +16,9 @@ import musiclm_ref.pipeline as pipeline
 from benchmarks.cli import main
 from musiclm_ref.pipeline import MusicLM, PipelineError
 from musiclm_ref.sampling import SamplingConfig
-from musiclm_ref.stages import (
-    NULL,
-    Stage,
-    StageTrainConfig,
-    TokenCorpus,
-    TokenSpec,
-    sample_batch,
-    stage_config,
-    train_stage,
-)
+from musiclm_ref.stages import NULL, Stage, TokenSpec, stage_config
+from musiclm_ref.token_corpus import TokenCorpus, sample_batch
+from musiclm_ref.train.stage import StageTrainConfig, train_stage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -139,7 +132,7 @@ def _wavs(d):
 
 def test_cli_cfg_scale(tmp_path):
     def gen(out, *args):
-        r = CliRunner().invoke(main, ["generate", "--text", "loud rock drums", "--seconds", "0.4", "--out",
+        r = CliRunner().invoke(main, ["generate", "--text", "loud rock drums", "--seconds", "0.4", "--clips",
                                       str(tmp_path / out), "--json", "-", *args])
         return r, _wavs(tmp_path / out)
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from benchmarks.hierarchy import coarse_nll, derangement
-from musiclm_ref.stages import Stage, StageTrainConfig, TokenCorpus, TokenSpec, stage_config, train_stage
+from musiclm_ref.stages import Stage, TokenSpec, stage_config
+from musiclm_ref.token_corpus import TokenCorpus
+from musiclm_ref.train.stage import StageTrainConfig, train_stage
 
 SPEC = TokenSpec(mulan_levels=12, mulan_codebook=4, semantic_codebook=16, acoustic_levels=12, acoustic_codebook=16)
 MICRO = dict(depth=1, dim=32, heads=2, ff_dim=64)

@@ -6,16 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from musiclm_ref.melody import (
-    MelodyEmbedder,
-    MelodyError,
-    load_melody,
-    render_triplets,
-    save_melody,
-    train_melody,
-    triplet_batch,
-    triplet_loss,
-)
+from musiclm_ref.melody import MelodyEmbedder, MelodyError, load_melody, save_melody
+from musiclm_ref.train.melody import render_triplets, train_melody, triplet_batch, triplet_loss
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from musiclm_ref.pipeline import SAMPLE_RATE, MusicLM, PipelineError, prepare_tokens, save_mulan_rvq
-from musiclm_ref.stages import (
-    NULL,
-    SEP,
-    Stage,
-    StageError,
-    StageTrainConfig,
-    load_stage,
-    stage_config,
-    train_stage,
-    vocabulary,
-)
+from musiclm_ref.pipeline import SAMPLE_RATE, MusicLM, PipelineError, save_mulan_rvq
+from musiclm_ref.stages import NULL, SEP, Stage, StageError, load_stage, stage_config, vocabulary
+from musiclm_ref.token_corpus import prepare_tokens
+from musiclm_ref.train.stage import StageTrainConfig, train_stage
 
 MICRO = dict(depth=1, dim=32, heads=2, ff_dim=32)
 CROPS = {"semantic": 2.0, "coarse": 1.0, "fine": 0.5}  # short crops so a few seconds already need windows
@@ -105,7 +97,7 @@ def test_acoustic_tokens_are_flattened_frame_major_and_decode_back(micro):
 
 
 def test_training_reduces_held_out_loss_and_resumes_exactly(micro, tmp_path):
-    from musiclm_ref.stages import evaluate_stage
+    from musiclm_ref.train.stage import evaluate_stage
 
     corpus = micro["corpus"]
     torch.manual_seed(1)
@@ -262,12 +254,12 @@ def test_generate_cli_writes_one_wav_per_caption_id(micro, tmp_path):
     csv.write_text('ytid,caption\nabc,"a piano, slow"\nxyz,drums\n')
     out = tmp_path / "gen"
     r = CliRunner().invoke(main, ["generate", "--checkpoint", str(micro["dir"]), "--captions", str(csv),
-                                  "--seconds", "0.6", "--out", str(out), "--json", "-"])
+                                  "--seconds", "0.6", "--clips", str(out), "--json", "-"])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["abc.wav", "xyz.wav"]
     assert load_audio(out / "abc.wav").wave.shape == (int(0.6 * SAMPLE_RATE),)
     assert json.loads(r.output)["n"] == 2
-    r = CliRunner().invoke(main, ["generate", "--checkpoint", str(micro["dir"]), "--out", str(out)])
+    r = CliRunner().invoke(main, ["generate", "--checkpoint", str(micro["dir"]), "--clips", str(out)])
     assert r.exit_code != 0 and "exactly one of --captions" in r.output
 
 

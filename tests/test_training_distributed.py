@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 from training_fixtures import max_weight_diff, micro_stage, random_corpus, weights
 
-from musiclm_ref.stages import StageTrainConfig, train_stage
+from musiclm_ref.train.stage import StageTrainConfig, train_stage
 
 STEPS, BATCH = 4, 8
 STAGES = ("semantic", "coarse")  # the two conditioning layouts (MuLan + melody; MuLan + semantic context)

@@ -15,7 +15,8 @@ import pytest
 import torch
 from training_fixtures import max_weight_diff, micro_stage, random_corpus, weights
 
-from musiclm_ref.stages import StageTrainConfig, sample_batch, train_stage
+from musiclm_ref.token_corpus import sample_batch
+from musiclm_ref.train.stage import StageTrainConfig, train_stage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = StageTrainConfig(steps=6, batch=4, warmup=2, lr=3e-3, checkpoint_every=10**6)

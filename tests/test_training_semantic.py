@@ -45,23 +45,23 @@ def tree(tmp_path_factory):
 
 
 def test_hf_tokenizer_fits_on_streamed_crops_then_a_stage_trains_on_its_tokens(w2v, tree, tmp_path):
-    from benchmarks.cli.train_codec import train_semantic
+    from benchmarks.cli import main
     from musiclm_ref.pipeline import SHIPPED_DIR
     from musiclm_ref.semantic import load_tokenizer
     from musiclm_ref.stages import load_stage
-    from musiclm_ref.training import train_stages
+    from musiclm_ref.train.stages import train_stages
 
     out = tmp_path / "out"
-    args = ["--data", str(tree), "--out", str(out), "--stream", "--hf-model", str(w2v), "--layer", "2", "--k", "8",
+    args = ["train", "semantic", "--data", str(tree), "--checkpoint", str(out), "--stream", "--hf-model", str(w2v), "--layer", "2", "--k", "8",
             "--crop-seconds", "3", "--max-files", "20", "--on-error", "skip", "--json", "-"]
-    first = CliRunner().invoke(train_semantic, args)
+    first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     entry = json.loads(first.stdout)
     assert entry["data_clips"] == 8 and len(entry["skipped"]) == 1 and "bad.flac" in entry["skipped"][0]
     assert entry["stream"] == {"crop_seconds": 3.0, "max_files": 20} and entry["features"]["kind"] == "hf"
-    again = json.loads(CliRunner().invoke(train_semantic, [*args[:3], str(tmp_path / "again"), *args[4:]]).stdout)
+    again = json.loads(CliRunner().invoke(main, [*args[:5], str(tmp_path / "again"), *args[6:]]).stdout)
     assert again["data_hash"] == entry["data_hash"]  # the same seeded crops
-    strict = CliRunner().invoke(train_semantic, [a for a in args if a not in ("--on-error", "skip")])
+    strict = CliRunner().invoke(main, [a for a in args if a not in ("--on-error", "skip")])
     assert strict.exit_code != 0 and "bad.flac" in strict.output
 
     tok = load_tokenizer(out, hf_path=w2v)

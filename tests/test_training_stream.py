@@ -63,7 +63,7 @@ def _components(tmp_path) -> Path:
 
 
 def _train(tree, out, **kw):
-    from musiclm_ref.training import train_stages
+    from musiclm_ref.train.stages import train_stages
 
     args = dict(preset="tiny", steps=4, batch=2, seed=0, threads=1, on_error="skip", progress=False, transformer=MICRO,
                 stream=True, checkpoint_every=2)
@@ -90,7 +90,8 @@ def test_a_streamed_run_stopped_and_resumed_ends_with_the_uninterrupted_weights(
     state = torch.load(b / "coarse_stage.pt", weights_only=True)["metadata"]["train_state"]
     assert state["ranks"][0]["data"]["position"] > 0
     from musiclm_ref.distributed import DistContext
-    from musiclm_ref.stages import StageError, _restore_rank_state
+    from musiclm_ref.stages import StageError
+    from musiclm_ref.train.stage import _restore_rank_state
 
     with pytest.raises(StageError, match="interrupted with 1 processes, resumed with 2"):
         _restore_rank_state(state, DistContext(rank=0, world=2), None, b / "coarse_stage.pt")
@@ -100,14 +101,14 @@ def test_a_streamed_run_stopped_and_resumed_ends_with_the_uninterrupted_weights(
 
 
 def test_the_cli_under_torchrun_with_two_gloo_processes_equals_one_process(tree, tmp_path):
-    from musiclm_ref.training import train_stages
+    from musiclm_ref.train.stages import train_stages
 
     clean = tmp_path / "clean"  # no failing file: a skip would shift one rank's positions
     shutil.copytree(tree, clean, ignore=shutil.ignore_patterns("*.mp3"))
     out, ref = _components(tmp_path / "ddp"), _components(tmp_path / "one")
     exe = Path(sys.executable).with_name("musiclm-eval")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}", "--no-python",
-           str(exe), "train", "stage", "--stage", "fine", "--stream", "--data", str(clean), "--out", str(out), "--steps", "2",
+           str(exe), "train", "stage", "--stage", "fine", "--stream", "--data", str(clean), "--checkpoint", str(out), "--steps", "2",
            "--batch-size", "4", "--json", str(tmp_path / "entries.json")]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -122,7 +123,7 @@ def test_the_cli_under_torchrun_with_two_gloo_processes_equals_one_process(tree,
 
 
 def test_the_token_corpus_path_trains_through_the_same_entry_point(small_corpus, tmp_path, monkeypatch):
-    import musiclm_ref.training as training
+    import musiclm_ref.train.stages as training
 
     monkeypatch.setattr(training, "CACHE_DIR", tmp_path / "tokens")
     out = _components(tmp_path)

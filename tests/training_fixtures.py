@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import torch
 
-from musiclm_ref.stages import Stage, TokenCorpus, TokenSpec, stage_config
+from musiclm_ref.stages import Stage, TokenSpec, stage_config
+from musiclm_ref.token_corpus import TokenCorpus
 
 MICRO = dict(depth=2, dim=32, heads=2, ff_dim=48)
 CROPS = {"semantic": 4.0, "coarse": 0.5, "fine": 0.2}

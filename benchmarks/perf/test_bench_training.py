@@ -1,6 +1,6 @@
 """Stage training throughput: target tokens per second of the project's own training loop, per stage.
 
-Workload: ``stages.train_stage`` (batch drawing, forward, loss, backward, gradient clipping, AdamW, the
+Workload: ``train.stage.train_stage`` (batch drawing, forward, loss, backward, gradient clipping, AdamW, the
 logged loss) for ``STEPS`` steps on a seeded random token corpus with the preset's vocabulary and
 crops — tiny: the shipped set's vocabularies, crops 10 / 2 / 1 s, global batch 8; paper
 (``BENCH_TRAIN_PRESET=paper``, a GPU's job): TokenSpec() and 30 / 10 / 3 s, ≈430M parameters per stage.
@@ -28,17 +28,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from musiclm_ref.stages import (
-    PAPER_CROPS,
-    TINY_CROPS,
-    Stage,
-    StageTrainConfig,
-    TokenCorpus,
-    TokenSpec,
-    sample_batch,
-    stage_config,
-    train_stage,
-)
+from musiclm_ref.stages import PAPER_CROPS, TINY_CROPS, Stage, TokenSpec, stage_config
+from musiclm_ref.token_corpus import TokenCorpus, sample_batch
+from musiclm_ref.train.stage import StageTrainConfig, train_stage
 
 PRESET = os.environ.get("BENCH_TRAIN_PRESET", "tiny")
 STEPS = int(os.environ.get("BENCH_TRAIN_STEPS", "6"))

@@ -1,6 +1,6 @@
 """Stage training straight from audio: streamed crops → frozen tokenizers → a stage batch.
 
-The token-corpus path (``training.token_corpus``) tokenizes a corpus once and trains on crops of the
+The token-corpus path (``train.stages.token_corpus``) tokenizes a corpus once and trains on crops of the
 cached tokens; that fits the shipped tiny set but not a real collection at the paper's crop lengths.
 Here the crop comes first, as in the paper: ``AudioFolder`` streams random crops of the stage's
 length, ``Tokenizers`` turns each batch of crops into the tokens the stage reads (semantic tokens,
@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from musiclm_ref.data.folder import AudioFolder, Crop, FolderError
-from musiclm_ref.stages import Stage, TokenCorpus, TokenSpec, sample_batch
+from musiclm_ref.stages import Stage, TokenSpec
+from musiclm_ref.token_corpus import StageRun, TokenCorpus, sample_batch
 
 log = logging.getLogger(__name__)
 NEEDS = {"semantic": ("semantic", "mulan", "melody"), "coarse": ("semantic", "acoustic", "mulan"), "fine": ("acoustic",)}
@@ -41,7 +42,7 @@ class Tokenizers:
 
     @property
     def spec(self) -> TokenSpec:
-        from musiclm_ref.pipeline import token_spec
+        from musiclm_ref.token_corpus import token_spec
 
         return token_spec(self.codec, self.tokenizer, self.mulan_rvq, self.melody)
 
@@ -165,19 +166,19 @@ def _good_crops(folder: AudioFolder, limit: int, report) -> list[Crop]:
 
 
 def streaming_run(data, out: Path, components: Path, mulan_path: Path, preset: str, seed: int, ctx, on_error: str,
-                  num_workers: int, hf_model, progress: bool, eval_crops: int = 64, rvq_files: int = 512) -> dict:
+                  num_workers: int, hf_model, progress: bool, eval_crops: int = 64, rvq_files: int = 512) -> StageRun:
     """What ``train_stages`` needs to train from a folder tree: the token spec, the hashes for the manifest,
     and per stage a ``StreamingBatches`` source (this rank's share of the training files) and a held-out
     TokenCorpus (rank 0). Held-out files: the sha256-ranked 10% of file ids (``codec.split_held_out``);
     a missing ``out/mulan_rvq.pt`` is fitted by rank 0 on 10 s crops of up to ``rvq_files`` training files."""
     from metrics.io import file_sha256
-    from musiclm_ref.codec import load_codec, split_held_out, write_manifest_entry
+    from musiclm_ref.codec import load_codec, split_held_out
     from musiclm_ref.data.folder import file_id, scan_tree
     from musiclm_ref.melody import load_melody
     from musiclm_ref.mulan import load_mulan
-    from musiclm_ref.pipeline import SAMPLE_RATE, load_mulan_rvq, save_mulan_rvq
+    from musiclm_ref.pipeline import SAMPLE_RATE, load_mulan_rvq
     from musiclm_ref.semantic import load_tokenizer
-    from musiclm_ref.training import MULAN_RVQ, fit_mulan_rvq
+    from musiclm_ref.train.mulan_rvq import save_fitted
 
     root = Path(data)
     files = scan_tree(root)
@@ -193,16 +194,10 @@ def streaming_run(data, out: Path, components: Path, mulan_path: Path, preset: s
     rvq_path = out / "mulan_rvq.pt"
     reporter = StreamingBatches(train_folder, None, 0, on_error=on_error)  # only its skip report is used here
     if ctx.is_main and not rvq_path.is_file():
-        levels, k = MULAN_RVQ[preset]
         fit_folder = AudioFolder(root, 10.0, SAMPLE_RATE, files=train_files[:rvq_files], seed=seed)
         waves = [c.wave for c in _good_crops(fit_folder, rvq_files, reporter._report)]
-        rvq = fit_mulan_rvq(mulan, waves, levels, k, seed)
-        meta = {"mulan_sha256": mulan.weights_sha256, "data_hash": "ids:" + fit_folder.ids_hash()}
-        save_mulan_rvq(rvq, rvq_path, meta)
-        write_manifest_entry(out / "manifest.json", "mulan_rvq.pt", {
-            "command": f"fitted by `musiclm-eval train stage --stream` on 10 s crops of {len(waves)} files of {root}",
-            "seed": seed, "data_hash": meta["data_hash"], "mulan_sha256": mulan.weights_sha256,
-            "metrics": {"levels": levels, "codebook": k, "fit_mse_by_level": [round(x, 5) for x in rvq.fit_mse]}})
+        save_fitted(mulan, waves, out, preset, seed, "ids:" + fit_folder.ids_hash(),
+                    f"fitted by `musiclm-eval train stage --stream` on 10 s crops of {len(waves)} files of {root}")
     ctx.barrier()
     rvq_sha = file_sha256(rvq_path)
     toks = Tokenizers(codec, tokenizer, mulan, load_mulan_rvq(rvq_path), melody, SAMPLE_RATE)
@@ -226,4 +221,4 @@ def streaming_run(data, out: Path, components: Path, mulan_path: Path, preset: s
         crops = _good_crops(folder, eval_crops, reporter._report)
         return toks([c.wave for c in crops], [c.id for c in crops], stage.config.stage) if crops else None
 
-    return {"spec": toks.spec, "hashes": hashes, "info": info, "corpus": None, "source": source, "held_out": held_out}
+    return StageRun(spec=toks.spec, hashes=hashes, info=info, corpus=None, source=source, held_out=held_out)

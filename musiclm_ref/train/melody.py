@@ -1,0 +1,119 @@
+"""``train melody``: the melody embedder trained on timbre pairs with a triplet loss, then its 24-level RVQ fitted.
+
+Pairs come from the procedural corpus: the same ``ClipSpec`` rendered with two timbres is a positive
+pair; another spec's melody in the anchor's own timbre is the (hard) negative (``musiclm_ref.melody``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from metrics.artifacts import clips_hash, write_manifest_entry
+from musiclm_ref.melody import WINDOW_SECONDS, MelodyEmbedder, save_melody
+from musiclm_ref.pipeline import SAMPLE_RATE
+
+
+def render_triplets(n: int, seed: int = 0, seconds: float = 8.0, sample_rate: int = 16000) -> dict[str, Tensor]:
+    """``n`` specs, each rendered in two timbres: waves [n, 2, samples] (same melody per row)."""
+    from musiclm_ref.data import synth
+
+    rng = np.random.default_rng(seed)
+    timbres = [t for t in synth.TIMBRES if t != "bass"]
+    out = np.zeros((n, 2, int(seconds * sample_rate)), np.float32)
+    for i in range(n):
+        spec = synth.sample_spec(seed + 7919, i)
+        a, b = rng.choice(timbres, 2, replace=False)
+        for j, t in enumerate((a, b)):
+            out[i, j] = synth.render(synth.with_timbre(spec, str(t)), seconds, sample_rate)
+    return {"waves": torch.from_numpy(out)}
+
+
+def triplet_batch(waves: Tensor, batch: int, sr: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Anchor (timbre A), positive (same melody, timbre B, same 4 s span), negative (another melody, timbre A)."""
+    n, _, samples = waves.shape
+    size = WINDOW_SECONDS * sr
+    i = torch.randint(0, n, (batch,), generator=g)
+    j = (i + torch.randint(1, n, (batch,), generator=g)) % n
+    side = torch.randint(0, 2, (batch,), generator=g)
+    start = torch.randint(0, samples - size + 1, (batch,), generator=g)
+    start_neg = torch.randint(0, samples - size + 1, (batch,), generator=g)
+    crop = lambda r, s, st: torch.stack([waves[a, b, c : c + size] for a, b, c in zip(r, s, st)])  # noqa: E731
+    return crop(i, side, start), crop(i, 1 - side, start), crop(j, side, start_neg)
+
+
+def triplet_loss(model: MelodyEmbedder, a: Tensor, p: Tensor, n: Tensor, margin: float = 0.3) -> Tensor:
+    ea, ep, en = model(a), model(p), model(n)
+    return F.relu((1 - (ea * ep).sum(-1)) - (1 - (ea * en).sum(-1)) + margin).mean()
+
+
+def triplet_accuracy(model: MelodyEmbedder, waves: Tensor, batches: int = 4, batch: int = 32, seed: int = 1) -> float:
+    """Share of held-out triplets where the positive is closer than the negative."""
+    g = torch.Generator().manual_seed(seed)
+    model.eval()
+    hits = total = 0
+    with torch.no_grad():
+        for _ in range(batches):
+            a, p, n = triplet_batch(waves, batch, model.cfg.sample_rate, g)
+            ea, ep, en = model(a), model(p), model(n)
+            hits += int(((ea * ep).sum(-1) > (ea * en).sum(-1)).sum())
+            total += batch
+    return hits / total
+
+
+def train_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, batch: int = 24, lr: float = 2e-3,
+                 seed: int = 0, progress: bool = True) -> list[float]:
+    from tqdm import tqdm
+
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW([p for n, p in model.named_parameters() if not n.startswith("rvq")], lr=lr)
+    losses = []
+    model.train()
+    for step in tqdm(range(steps), desc="melody", disable=not progress):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        loss = triplet_loss(model, *triplet_batch(train_waves, batch, model.cfg.sample_rate, g))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+def train_melody_model(out, data=None, pairs: int = 260, steps: int = 600, codebook: int = 64, seed: int = 0,
+                       threads: int | None = 2, command: str = "", progress: bool = True) -> dict:
+    """Render timbre pairs, train the triplet model, fit the 24-level RVQ; writes ``out/melody.pt``."""
+    from metrics.audio import load_dir
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    waves = render_triplets(pairs, seed=seed)["waves"]
+    n_held = max(1, pairs // 7)
+    torch.manual_seed(seed)
+    model = MelodyEmbedder()
+    before = triplet_accuracy(model, waves[-n_held:])
+    losses = train_melody(model, waves[:-n_held], steps=steps, seed=seed, progress=progress)
+    acc = triplet_accuracy(model, waves[-n_held:])
+    if data is not None:
+        clips = load_dir(data, SAMPLE_RATE, min_seconds=4.0).clips
+        emb = np.concatenate([model.embed(c.wave, SAMPLE_RATE) for c in clips])
+        data_hash = clips_hash(clips)
+    else:
+        emb = np.concatenate([model.embed(w.numpy(), model.cfg.sample_rate) for pair in waves for w in pair])
+        data_hash = None
+    model.fit_rvq(emb, codebook=codebook, seed=seed)
+    metrics = {"held_out_triplet_accuracy": round(acc, 4), "untrained_triplet_accuracy": round(before, 4),
+               "loss_first_50": round(float(np.mean(losses[:50])), 4), "loss_last_50": round(float(np.mean(losses[-50:])), 4),
+               "rvq": [model.cfg.rvq_levels, codebook], "rvq_fit_mse_last_level": round(model.rvq.fit_mse[-1], 5)}
+    save_melody(model, out / "melody.pt", {"seed": seed, "metrics": metrics})
+    entry = {"command": command, "seed": seed, "data_hash": data_hash, "pairs": pairs, "steps": steps, "metrics": metrics}
+    write_manifest_entry(out / "manifest.json", "melody.pt", entry)
+    return entry

@@ -31,12 +31,12 @@ from human_eval.stats import (
     bootstrap_bradley_terry,
     bradley_terry,
     cluster_bootstrap,
-    holm,
     krippendorff_alpha_interval,
     rater_sign_flip_p,
     sign_test,
     wilcoxon_signed_rank,
 )
+from metrics.intervals import holm
 from metrics.io import write_json
 
 ZERO_RULE = ("Wilcoxon signed-rank on the signed scores (−2…+2) of each pair; zero handling: Wilcoxon's rule "
@@ -202,7 +202,7 @@ def analyze_frame(systems: list[str], ratings: pd.DataFrame, raters: pd.DataFram
     if len(pairs):
         for col in ("wilcoxon_p", "sign_p", "rater_p"):
             pairs[f"{col}_bonferroni"] = bonferroni(pairs[col])
-            pairs[f"{col}_holm"] = holm(pairs[col])
+            pairs[f"{col}_holm"] = np.array(holm(pairs[col].tolist()), dtype=np.float64)  # None (no test) -> NaN
     inference = _sequential_and_power(pairs, kept, progress or {}, primary, effect, looks, alpha, seed)
 
     strengths = _strengths(systems, kept, n_boot, seed)

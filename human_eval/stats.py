@@ -83,17 +83,6 @@ def bonferroni(p: np.ndarray | list[float]) -> np.ndarray:
     return np.minimum(1.0, p * len(p))
 
 
-def holm(p: np.ndarray | list[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (monotone, capped at 1)."""
-    p = np.asarray(p, dtype=np.float64)
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adj
-    return out
-
-
 def bradley_terry(wins: np.ndarray, prior: float = 0.1, iters: int = 100, tol: float = 1e-10) -> np.ndarray:
     """Log-strengths β (mean 0) maximizing Σ w_ij log σ(β_i − β_j) for a win matrix ``wins[i, j]`` = times i beat j.
 

@@ -17,11 +17,11 @@ from human_eval import analysis, assign, db
 from human_eval.stats import (
     bonferroni,
     bradley_terry,
-    holm,
     krippendorff_alpha_interval,
     sign_test,
     wilcoxon_signed_rank,
 )
+from metrics.intervals import holm
 
 # scores of one pair: 5 wins for A (three weak, two strong), 2 for B, 1 no preference
 TABLE = [2, 1, 1, -1, 2, 0, 1, -2]

@@ -5,7 +5,7 @@ the KL divergence between the two class distributions, averaged over pairs. Publ
 different formulas, so the formula is a named *convention* (``KLD_CONVENTIONS``; CLI
 ``--kld-convention``), each reproducing its source exactly and naming itself in the result keys:
 
-- ``musiclm`` (default; the functions ``clip_distribution``/``kl_divergence``/``kld`` below): a clip's
+- ``musiclm`` (default; built from ``clip_distribution`` and ``kl_divergence`` below): a clip's
   distribution is the mean over its windows of the sigmoid probabilities (softmax for a softmax
   classifier), renormalized; eps on both distributions; KL(ref ‖ gen); ``kld_sym`` is the MEAN of
   the two directions.
@@ -15,18 +15,18 @@ different formulas, so the formula is a named *convention* (``KLD_CONVENTIONS``;
   on the reference side.
 
 ``KLD`` is the ``Metric`` (per-clip window logits in) and ``kld_metrics`` gives one per reported
-number; docs/protocol.md ("KL divergence") cites each source file.
+number: the only way to a dataset-level KLD, so every entry point gets the same value and the same
+interval (``metrics.intervals``). docs/protocol.md ("KL divergence") cites each source file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
-from metrics.audio import Clip, PairingError, pair_ids
-from metrics.intervals import bootstrap_ci
+from metrics.audio import PairingError
 from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult
 
@@ -87,61 +87,12 @@ def clip_distribution(window_logits: np.ndarray, mode: Mode = "sigmoid") -> np.n
     return mean / mean.sum()
 
 
-def class_distributions(clips: Sequence[Clip], classifier, mode: Mode = "sigmoid", device: str = "cpu") -> dict[str, np.ndarray]:
-    """id → class distribution for each clip, with a ``LeafClassifier`` (or a LoadedClassifier)."""
-    from metrics.audio import AudioError
-    from metrics.classifier import window_logits
-
-    model = getattr(classifier, "model", classifier)
-    out = {}
-    for c in clips:
-        logits = window_logits(model, c.wave, c.sr, device)
-        if not np.isfinite(logits).all():
-            raise AudioError(c.path or c.id, "the classifier returned NaN/Inf logits for this clip")
-        out[c.id] = clip_distribution(logits, mode)
-    return out
-
-
-def kld(
-    ref: Mapping[str, np.ndarray],
-    gen: Mapping[str, np.ndarray],
-    direction: Direction = "ref||gen",
-    eps: float = 1e-6,
-    seed: int = 0,
-    n_boot: int = 1000,
-) -> dict[str, MetricResult]:
-    """KLD over pairs matched by id: ``kld`` (the chosen direction), ``kld_ref_gen``, ``kld_gen_ref``, ``kld_sym``.
-
-    Each value is the mean over pairs with a seeded percentile-bootstrap 95% CI; per-pair values are
-    kept in ``per_item``. ``kld_sym`` is the mean of the two directions (same scale as either).
-    """
-    ids = pair_ids({"reference": ref.keys(), "generated": gen.keys()})
-    p = np.stack([ref[i] for i in ids])
-    q = np.stack([gen[i] for i in ids])
-    values = {
-        "kld_ref_gen": kl_divergence(p, q, "ref||gen", eps),
-        "kld_gen_ref": kl_divergence(p, q, "gen||ref", eps),
-    }
-    values["kld_sym"] = 0.5 * (values["kld_ref_gen"] + values["kld_gen_ref"])
-    values["kld"] = values["kld_ref_gen" if direction == "ref||gen" else "kld_gen_ref"]
-    out = {}
-    for name, v in values.items():
-        out[name] = MetricResult(
-            name,
-            float(v.mean()),
-            bootstrap_ci(v, n_boot=n_boot, seed=seed),
-            dict(zip(ids, map(float, v))),
-            {"direction": direction if name == "kld" else None, "eps": eps, "n_pairs": len(ids)},
-        )
-    return out
-
-
 # ----------------------------------------------------------------------------- named conventions
 #
 # Each convention is the formula of one published evaluation, from per-window classifier logits on
 # (the windows themselves are the classifier's: docs/protocol.md, "KL divergence"):
 #
-# musiclm       this project's documented default (the functions above): activation per window
+# musiclm       this project's documented default (clip_distribution, kl_divergence): activation per window
 #               (sigmoid for a multi-label classifier), mean over windows, renormalized; eps added
 #               to both distributions, renormalized; KL(ref ‖ gen); ``sym`` = MEAN of both directions.
 # audiocraft    audiocraft/metrics/kld.py (MusicGen's numbers): softmax over each window's logits,

@@ -27,13 +27,22 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from metrics.artifacts import (
+    clips_hash,
+    manifest_entry,
+    read_checkpoint,
+    save_checkpoint,
+    split_held_out,
+    write_manifest_entry,
+)
 from metrics.errors import InputError
-from metrics.io import atomic_open, atomic_write_text
+from metrics.io import file_sha256
 from musiclm_ref.quantize import ResidualVQ, RVQConfig
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "musiclm-eval/codec/1"
+RESUME_FORMAT = "musiclm-eval/codec-resume/1"  # codec_last.pt: model, optimizer, step, RNG states
 SHIPPED_CODEC = Path(__file__).parent / "checkpoints" / "tiny" / "codec.pt"
 COARSE_LEVELS = 4  # MusicLM: levels 1–4 coarse, 5–12 fine
 
@@ -379,9 +388,7 @@ class Codec(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, source: str = "<dict>") -> Codec:
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-            raise CodecError(f"{source}: not a codec checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+        """The codec of a ``to_checkpoint`` dict (``load_codec`` reads and checks the file)."""
         model = cls(CodecConfig(**ckpt["config"]))
         try:
             model.load_state_dict(ckpt["state_dict"])
@@ -396,13 +403,9 @@ def load_codec(path: str | Path | None = None, device: str = "cpu") -> Codec:
     path = Path(path) if path is not None else SHIPPED_CODEC
     if path.is_dir():
         path = path / "codec.pt"
-    if not path.exists():
-        hint = " (train one with `musiclm-eval train codec`)" if path == SHIPPED_CODEC else ""
-        raise CodecError(f"{path}: codec checkpoint not found{hint}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CodecError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    hint = " (train one with `musiclm-eval train codec`)" if path == SHIPPED_CODEC else ""
+    ckpt, _ = read_checkpoint(path, CHECKPOINT_FORMAT, "a codec checkpoint", CodecError,
+                              missing=f"codec checkpoint not found{hint}", unreadable="unreadable checkpoint")
     return Codec.from_checkpoint(ckpt, str(path)).to(device)
 
 
@@ -426,7 +429,7 @@ class CodecTrainConfig:
     lr: float = 5e-4  # at 2e-3 the C=16 encoder's output scale jumped by 100x within 250 steps
     seed: int = 0
     checkpoint_every: int = 50
-    eval_clips: int = 8
+    eval_clips: int = 8  # held-out clips scored per level (the first by id; the held-out rule picks them)
     threads: int = 1
     # Optional second phase (fine-tuning): start from an existing codec's weights (``init``); with
     # ``decoder_only`` the encoder, its latent statistics and the codebooks are frozen and only the
@@ -464,22 +467,6 @@ def evaluate_levels(codec: Codec, waves: list[Tensor], levels=None) -> dict[int,
     return out
 
 
-def clips_hash(clips) -> str:
-    """sha256 over (id, file sha256) of every clip, sorted by id: the manifest's data hash."""
-    h = hashlib.sha256()
-    for c in sorted(clips, key=lambda c: c.id):
-        h.update(f"{c.id}:{c.sha256}\n".encode())
-    return h.hexdigest()
-
-
-def split_held_out(ids: list[str], n_eval: int) -> tuple[list[str], list[str]]:
-    """Deterministic train/held-out split by a hash of the id (independent of listing order)."""
-    ranked = sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
-    n_eval = min(n_eval, max(0, len(ids) - 1))
-    held = set(ranked[:n_eval])
-    return [i for i in sorted(ids) if i not in held], [i for i in sorted(ids) if i in held]
-
-
 def train_codec(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -509,7 +496,8 @@ def train_codec(
     for s in report.skipped:
         log.warning("skipped %s: %s", s.path, s.reason)
     clips = report.clips
-    train_ids, eval_ids = split_held_out([c.id for c in clips], tc.eval_clips)
+    train_ids, held_ids = split_held_out(c.id for c in clips)  # the one held-out rule (metrics.artifacts)
+    eval_ids = held_ids[: tc.eval_clips]  # never trained on; the first few are scored
     by_id = {c.id: torch.from_numpy(c.wave) for c in clips}
     train_waves = [by_id[i] for i in train_ids]
     eval_waves = [by_id[i] for i in eval_ids]
@@ -518,7 +506,7 @@ def train_codec(
     g = torch.Generator().manual_seed(tc.seed)
     cfg = config or preset(preset_name)
     if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        state, _ = read_checkpoint(last, RESUME_FORMAT, "a codec resume state", CodecError)
         codec = Codec.from_checkpoint(state["model"], str(last)).train()
         if state["model"]["config"] != asdict(cfg):
             raise CodecError(f"{last}: was trained with another config; use a fresh --out or the same --preset")
@@ -558,10 +546,9 @@ def train_codec(
     history: list[dict] = list(state["history"]) if state is not None else []
 
     def save_last():
-        with atomic_open(last) as f:
-            torch.save({"model": codec.to_checkpoint(), "optimizer": opt.state_dict(), "step": step, "rng": g.get_state(),
-                        "rvq_rng": [layer.generator.get_state() for layer in codec.rvq.layers],
-                        "history": history}, f)
+        save_checkpoint({"format": RESUME_FORMAT, "model": codec.to_checkpoint(), "optimizer": opt.state_dict(), "step": step,
+                         "rng": g.get_state(), "rvq_rng": [layer.generator.get_state() for layer in codec.rvq.layers],
+                         "history": history}, last)  # fmt: skip
 
     bar = tqdm(total=tc.steps, initial=step, desc="codec", disable=not progress)
     while step < tc.steps:
@@ -604,24 +591,14 @@ def train_codec(
     if eval_waves:
         lv = evaluate_levels(codec, eval_waves)
         metrics = {"held_out_clips": len(eval_waves), "log_mel_distance_by_levels": {str(k): round(v, 4) for k, v in lv.items()}}
-    entry = {
-        "command": command, "seed": tc.seed, "preset": preset_name, "steps": step, "data_hash": clips_hash(clips),
-        "data_clips": len(clips), "skipped": [f"{s.path}: {s.reason}" for s in report.skipped],
-        "train_config": asdict(tc), "metrics": metrics, "history": history[-5:],
-        "parameters": sum(p.numel() for p in codec.parameters()),
-    }
+    entry = manifest_entry(command, tc.seed, clips_hash(clips), metrics=metrics, preset=preset_name, steps=step,
+                           data_clips=len(clips), skipped=[f"{s.path}: {s.reason}" for s in report.skipped],
+                           train_config=asdict(tc), history=history[-5:],
+                           parameters=sum(p.numel() for p in codec.parameters()))
     if tc.init:  # the lineage of a fine-tune: which weights it started from
-        entry["init_sha256"] = hashlib.sha256(Path(tc.init).read_bytes()).hexdigest()
+        entry["init_sha256"] = file_sha256(tc.init)
     codec.metadata = entry
-    torch.save(codec.cpu().to_checkpoint(entry), out / "codec.pt")
+    save_checkpoint(codec.cpu().to_checkpoint(entry), out / "codec.pt")
     entry["weights_sha256"] = codec.weights_hash()
     write_manifest_entry(out / "manifest.json", "codec.pt", entry)
     return entry
-
-
-def write_manifest_entry(path: Path, name: str, entry: dict) -> None:
-    """Merge one file's entry into a checkpoint directory's manifest.json (other entries are kept)."""
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = entry
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from metrics.store import higher_is_better
+
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = Path("docs/published_tables.json")
 DOC = Path("docs/protocol.md")
@@ -35,7 +37,8 @@ def _cell(t: dict, row: dict, col: str) -> str:
 def render_table(root: Path, name: str) -> str:
     t = json.loads((root / TABLES).read_text(encoding="utf-8"))["tables"][name]
     cols = list(t["columns"])
-    arrows = ["↓" if t["lower_is_better"][c] else "↑" for c in cols]
+    # the arrow of the suite's result key each column maps to: the direction the results store records
+    arrows = ["↑" if higher_is_better({}, t["columns"][c]) else "↓" for c in cols]
     lines = [f"Source: {t['source']}." + ("" if t["verified"] else f" **Unverified**: {t['verification']}."), "",
              "| system | " + " | ".join(f"{c} {a}" for c, a in zip(cols, arrows)) + " |",
              "|---|" + "---:|" * len(cols)]

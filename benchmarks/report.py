@@ -11,23 +11,24 @@ from pathlib import Path
 import pandas as pd
 
 from metrics.io import MISSING, atomic_write_text, format_ci, format_value
-from metrics.store import read_store
+from metrics.store import higher_is_better, read_store
 
 # Column order of the paper's Table 1, then this project's extra columns. "kld" stands for the KLD
-# convention's headline key (``kld_musiclm``, ``kld_audiocraft``, …; metrics/kld.py).
+# convention's headline key (``kld_musiclm``, ``kld_audiocraft``, …; metrics/kld.py). Each label gets the
+# arrow of the direction the store records for its key (``arrow``), never one typed here.
 TABLE_COLUMNS = [
-    ("fad_trill", "FAD_TRILL ↓"),
-    ("fad_vggish", "FAD_VGGish ↓"),
-    ("fad_mel", "FAD_mel ↓"),
-    ("fad_musicnn-mtt", "FAD_musicnn ↓"),
-    ("fad_openl3", "FD_openl3 ↓"),
-    ("fad_clap", "FAD_clap ↓"),
-    ("kad_musicnn-mtt", "KAD_musicnn ↓"),
-    ("kld", "KLD ↓"),
-    ("kld+musicnn_mtt", "KLD_musicnn ↓"),
-    ("mcc", "MCC ↑"),
-    ("melody_rca", "Melody RCA ↑"),
-    ("wins", "Wins ↑"),
+    ("fad_trill", "FAD_TRILL"),
+    ("fad_vggish", "FAD_VGGish"),
+    ("fad_mel", "FAD_mel"),
+    ("fad_musicnn-mtt", "FAD_musicnn"),
+    ("fad_openl3", "FD_openl3"),
+    ("fad_clap", "FAD_clap"),
+    ("kad_musicnn-mtt", "KAD_musicnn"),
+    ("kld", "KLD"),
+    ("kld+musicnn_mtt", "KLD_musicnn"),
+    ("mcc", "MCC"),
+    ("melody_rca", "Melody RCA"),
+    ("wins", "Wins"),
 ]
 BETTER_MARK = "†"
 BETTER_NOTE = (f"{BETTER_MARK} significantly better than the next row (clip-paired bootstrap over shared clip ids, "
@@ -43,19 +44,27 @@ def kld_key(data: dict) -> str:
     return "kld"
 
 
+def arrow(higher: bool) -> str:
+    """The Table-1 direction arrow: ↑ where a larger value is better, ↓ where a smaller one is."""
+    return "↑" if higher else "↓"
+
+
 def columns(data: dict) -> list[tuple[str, str]]:
-    """(store key, label) of the Table-1 columns this store has."""
+    """(store key, label) of the Table-1 columns this store has; each label ends with its stored direction's arrow."""
     kld = kld_key(data)
     conv = kld[len("kld_"):].replace("_", "-") if kld != "kld" else None
     # "kld" = the headline KLD key; "kld+<classifier>" = the same convention with another classifier (compare's
     # comma-listed --classifier suffixes its keys with _<classifier>)
     cols = [(kld if k == "kld" else f"{kld}_{k.split('+', 1)[1]}" if k.startswith("kld+") else k,
-             f"KLD ({conv}) ↓" if k == "kld" and conv else label) for k, label in TABLE_COLUMNS]
-    return [(k, label) for k, label in cols if any(k in s["metrics"] for s in data["systems"].values())]
+             f"KLD ({conv})" if k == "kld" and conv else label) for k, label in TABLE_COLUMNS]
+    return [(k, f"{label} {arrow(higher_is_better(data, k))}") for k, label in cols
+            if any(k in s["metrics"] for s in data["systems"].values())]
 
 
-def better_than_next(data: dict, key: str, lower_is_better: bool) -> set[str]:
-    """Systems significantly better on ``key`` than the system in the next row (store's paired tests)."""
+def better_than_next(data: dict, key: str) -> set[str]:
+    """Systems significantly better on ``key`` than the system in the next row (store's paired tests), in the
+    direction the store records for ``key``."""
+    higher = higher_is_better(data, key)
     rows = data.get("metadata", {}).get("pairwise") or data.get("pairwise") or []
     names = list(data["systems"])
     out = set()
@@ -67,7 +76,7 @@ def better_than_next(data: dict, key: str, lower_is_better: bool) -> set[str]:
             if p is None or diff is None or p >= 0.05:
                 continue
             a_minus_b = diff if r["system_a"] == a else -diff
-            if (a_minus_b < 0) == lower_is_better and a_minus_b != 0:
+            if a_minus_b != 0 and (a_minus_b > 0) == higher:
                 out.add(a)
     return out
 
@@ -88,7 +97,7 @@ def table_frame(data: dict) -> pd.DataFrame:
     significantly better than the next row."""
     systems = data["systems"]
     present = columns(data)
-    marks = {k: better_than_next(data, k, label.endswith("↓")) for k, label in present}
+    marks = {k: better_than_next(data, k) for k, _ in present}
     rows = []
     for name, s in systems.items():
         rows.append({"System": name, **{label: _fmt(s["metrics"].get(k)) + (f" {BETTER_MARK}" if name in marks[k] else "")

@@ -34,6 +34,7 @@ class FAD(PerClipOutputs):
 
     name = "fad"
     output = "embedding"
+    higher_is_better = False  # a distance between the two sides' embedding statistics
     bounds = (0.0, None)
 
     def __init__(self, embedder_id: str = "", inf: bool = False, reference_stats: EmbeddingStats | None = None,
@@ -156,7 +157,7 @@ class FAD(PerClipOutputs):
         if self.inf:
             extra["fad_inf"], extra["fad_inf_r2"] = fad_inf(ref, self.outputs["generated"], seed=self.seed)
         per = per_clip_fad(ref, dict(sorted(self.outputs["generated"].items())))
-        return MetricResult(self.name, res.value, self.interval(), per, extra)
+        return self.result(res.value, per, extra)
 
 
 def load_reference_stats(path: Path, embedder: Embedder) -> EmbeddingStats:

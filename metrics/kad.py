@@ -255,6 +255,7 @@ class KAD(PerClipOutputs):
 
     name = "kad"
     output = "embedding"
+    higher_is_better = False  # a distance (MMD²) between the two sides' embeddings
     # no bounds: the population MMD² is >= 0 but the unbiased estimate (the point value) can be
     # slightly negative; clipping the interval at 0 would exclude the point value itself
 
@@ -329,7 +330,7 @@ class KAD(PerClipOutputs):
                           self.device, self.precision)
             extra.update({k: v for k, v in inf.items() if k != "kad_inf_points"})
             extra["kad_inf_points"] = [[n, v] for n, v in inf["kad_inf_points"]]
-        return MetricResult(self.name, value, self.interval(), per, extra)
+        return self.result(value, per, extra)
 
     # -- resampling: clip-level kernel sums, so a resample costs O(clips²), not O(frames²) --------
     def _clips(self) -> tuple:

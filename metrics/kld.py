@@ -182,6 +182,7 @@ class KLD(PerClipOutputs):
     """
 
     output = "class_logits"
+    higher_is_better = False  # every convention's number is a divergence from the reference labels
     # Interval endpoints are clipped to the convention's range. The musiclm formula smooths both sides
     # alike, so its value is a true KL divergence (never negative); audiocraft's and stable-audio's add
     # eps inside one log only, so near-identical distributions legitimately give about -eps: no floor.
@@ -267,7 +268,7 @@ class KLD(PerClipOutputs):
         extra = {**self.config(), "source": KLD_SOURCES[self.convention],
                  "meaning": KLD_NUMBERS[self.convention][self.number][1], "n_pairs": len(ids),
                  "n_window_pairs": int(sum(n for _, n in t.values()))}
-        return MetricResult(self.name, value, self.interval(), per, extra)
+        return self.result(value, per, extra)
 
 
 def kld_metrics(convention: str = "musiclm", n_boot: int = 1000, seed: int = 0,

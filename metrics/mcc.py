@@ -193,6 +193,7 @@ class MCC(PerClipOutputs):
 
     name = "mcc"
     output = "joint"
+    higher_is_better = True  # a cosine between caption and audio embeddings
     bounds = (-1.0, 1.0)
 
     def __init__(self, joint_id: str = "", n_boot: int = 1000, seed: int = 0):
@@ -232,4 +233,4 @@ class MCC(PerClipOutputs):
     def compute(self) -> MetricResult:
         cos = self.cosines()
         value = float(np.mean(list(cos.values())))
-        return MetricResult(self.name, value, self.interval(), cos, {"n_pairs": len(cos), "joint": self.joint_id})
+        return self.result(value, cos, {"n_pairs": len(cos), "joint": self.joint_id})

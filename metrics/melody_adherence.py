@@ -202,7 +202,7 @@ class _PairedMelody(PerClipOutputs):
         unpaired = sorted(set(self.outputs["reference"]) ^ set(self.outputs["generated"]))
         per = {cid: float(a / b) for cid, a, b in zip(ids, num, den)}
         extra = {**self.config(), "n_pairs": len(ids), "skipped": skipped, "unpaired": unpaired}
-        return MetricResult(self.name, float(num.sum() / den.sum()), self.interval(), per, extra)
+        return self.result(float(num.sum() / den.sum()), per, extra)
 
 
 class PitchAdherence(_PairedMelody):
@@ -210,6 +210,7 @@ class PitchAdherence(_PairedMelody):
 
     name = "melody_rca"
     output = "pitch"
+    higher_is_better = True  # a share of frames on the prompt's pitch class
     bounds = (0.0, 1.0)  # a share of frames
 
     def __init__(self, threshold: float = VOICING_THRESHOLD, tolerance_cents: float = 50.0, n_boot: int = 1000, seed: int = 0):
@@ -230,6 +231,7 @@ class ChromaCosine(_PairedMelody):
 
     name = "chroma_cosine"
     output = "chroma"
+    higher_is_better = True  # a similarity to the prompt's chroma
     bounds = (0.0, 1.0)  # cosine of non-negative chroma vectors
 
     def config(self) -> dict:

@@ -49,6 +49,11 @@ class Metric(ABC):
     # The range the population value can take (FAD and KL divergences are ≥ 0, a cosine is in [-1, 1]);
     # an interval endpoint outside it (a pivot interval 2θ̂ − q can go below 0) is moved onto it.
     bounds: tuple[float | None, float | None] = (None, None)
+    # Whether a larger value is better (MCC, melody adherence) or a smaller one (FAD, KAD, KL divergences).
+    # Declared once, on each subclass (never guessed from a name): the results store writes it beside every value,
+    # and the report's arrows and † and the dashboard's sorting and worst clips read it from the store.
+    # Deliberately no default: a subclass that forgets it fails ``tests/test_metric_direction.py``.
+    higher_is_better: bool
 
     def __init__(self, n_boot: int = 1000, seed: int = 0) -> None:
         self.n_boot, self.seed = n_boot, seed
@@ -98,6 +103,11 @@ class Metric(ABC):
         if ceil is not None:
             lo, hi = min(lo, ceil), min(hi, ceil)
         return float(lo), float(hi)
+
+    def result(self, value: float, per_item: dict[str, float], extra: dict) -> MetricResult:
+        """What ``compute`` returns: the value, this metric's interval, per-clip values, and its name and
+        direction, so every store entry carries the direction the metric declared."""
+        return MetricResult(self.name, value, self.interval(), per_item, extra, self.higher_is_better)
 
     def config(self) -> dict:
         """Settings that change the number (written into the results store beside the value)."""

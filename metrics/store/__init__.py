@@ -23,7 +23,9 @@ Layout::
      "systems": {NAME: {"dir": PATH, "n_clips": int, "missing_ids": [...],   # all but "metrics" optional
                         "skipped": [{"path": PATH, "reason": str}],
                         "metrics": {KEY: {"value": number | null, "reason": str,   # reason iff value is null
-                                          "ci95": [lo, hi] | null, "n": int, ...extra}}}},
+                                          "ci95": [lo, hi] | null, "n": int,
+                                          "higher_is_better": bool,   # the Metric's declared direction
+                                          ...extra}}}},
      "files": ["per_clip.csv", "per_clip.parquet", ...]}
 
 Conventions:
@@ -49,13 +51,15 @@ A system may also be given in full form ``{"dir":, "n_clips":, "missing_ids":, "
 "metrics": {...}}``. A ``MetricResult``'s per-clip values (``per_item``) become a ``KEY`` column of
 per_clip (rows added for clips the table lacks); columns the caller's ``per_clip`` already has win.
 
-    read_store(path) -> Results   # .data, .per_clip (paths resolved), .problems, .resolve(value)
+    read_store(path) -> Results   # .data, .per_clip (paths resolved), .problems, .resolve(value),
+                                  # .higher_is_better(key) (older stores without the field: by name)
     add_metrics(path, {system: {metric_key: result}}, metadata=None) -> dict   # e.g. human-study wins
 
 Do not feed a document read back from a store to ``write_store`` again: its paths are store-relative
 and would be taken as relative to the cwd. Use ``add_metrics`` to extend a store in place.
 """
 
+from metrics.store.direction import DIRECTION_KEY, LEGACY_HIGHER_IS_BETTER, higher_is_better
 from metrics.store.paths import is_path_column, resolve_in_store, store_relative
 from metrics.store.read import Results, read_store
 from metrics.store.schema import (
@@ -70,7 +74,7 @@ from metrics.store.schema import (
 from metrics.store.write import add_metrics, write_store
 
 __all__ = [
-    "PAIRWISE_FILE", "PER_CLIP_FILE", "PER_CLIP_PARQUET", "RESULTS_FILE", "SCHEMA_VERSION", "Results", "ResultsError",
-    "add_metrics", "is_path_column", "read_store", "resolve_in_store", "store_relative",
+    "DIRECTION_KEY", "LEGACY_HIGHER_IS_BETTER", "PAIRWISE_FILE", "PER_CLIP_FILE", "PER_CLIP_PARQUET", "RESULTS_FILE", "SCHEMA_VERSION", "Results", "ResultsError",
+    "add_metrics", "higher_is_better", "is_path_column", "read_store", "resolve_in_store", "store_relative",
     "validate_results", "write_store",
 ]

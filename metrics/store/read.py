@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from metrics.io import JSONFormatError, find_nonstandard_tokens, loads_json
+from metrics.store.direction import higher_is_better
 from metrics.store.paths import StoreResolver, is_path_column, resolve_in_store
 from metrics.store.schema import PER_CLIP_FILE, RESULTS_FILE, ResultsError, validate_results
 
@@ -40,6 +41,10 @@ class Results:
 
     def metric(self, system: str, name: str) -> dict | None:
         return self.data.get("systems", {}).get(system, {}).get("metrics", {}).get(name)
+
+    def higher_is_better(self, name: str) -> bool:
+        """Whether a larger ``name`` is better: the direction the store records (older stores: by name)."""
+        return higher_is_better(self.data, name)
 
     def resolve(self, value: object) -> Path | None:
         """A path recorded in this store → an absolute path (see ``resolve_in_store``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from metrics.errors import InputError
+from metrics.store.direction import DIRECTION_KEY
 
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
@@ -64,6 +65,8 @@ def validate_results(data: object, source: str = RESULTS_FILE) -> list[str]:
             ci = m.get("ci95")
             if ci is not None and (not isinstance(ci, list) or len(ci) != 2):
                 problems.append(f"{where}.ci95 must be [low, high]")
+            if DIRECTION_KEY in m and not isinstance(m[DIRECTION_KEY], bool):
+                problems.append(f"{where}.{DIRECTION_KEY} must be true or false, got {m[DIRECTION_KEY]!r}")
     for key in ("metadata", "reference"):
         if key in data and not isinstance(data[key], dict):
             problems.append(f"{source}: {key} must be an object")

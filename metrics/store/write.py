@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from metrics.io import atomic_write_bytes, atomic_write_text, dumps_json, nonfinite_reason, to_jsonable
+from metrics.store.direction import DIRECTION_KEY
 from metrics.store.paths import relativize_frame, store_relative
 from metrics.store.read import read_store
 from metrics.store.schema import (
@@ -33,6 +34,8 @@ def _metric_entry(key: str, value: object, where: str) -> tuple[dict, dict[str, 
     if hasattr(value, "per_item") and hasattr(value, "value"):  # MetricResult
         entry = {"value": value.value, "ci95": value.ci95, **{k: v for k, v in (value.extra or {}).items()
                                                               if k not in ("value", "ci95")}}
+        if getattr(value, DIRECTION_KEY, None) is not None:  # the direction the Metric declared
+            entry[DIRECTION_KEY] = bool(getattr(value, DIRECTION_KEY))
         per_item = dict(value.per_item or {})
         if per_item and "n" not in entry:
             entry["n"] = len(per_item)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from metrics.artifacts import read_checkpoint
 from metrics.errors import InputError
 from musiclm_ref.transformer import Transformer, TransformerConfig
 from musiclm_ref.transformer import preset as transformer_preset
@@ -266,9 +267,7 @@ class Stage(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, source: str = "<dict>") -> Stage:
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-            raise StageError(f"{source}: not a stage checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+        """The stage of a ``to_checkpoint`` dict (``read_stage_checkpoint`` reads and checks the file)."""
         c = dict(ckpt["config"])
         stage = cls(StageConfig(**{**c, "tokens": TokenSpec(**c["tokens"])}))
         try:
@@ -282,17 +281,14 @@ class Stage(nn.Module):
 CHECKPOINT_FORMAT = "musiclm-eval/stage/1"
 
 
-def load_stage(path, device: str = "cpu") -> Stage:
-    from pathlib import Path
+def read_stage_checkpoint(path) -> dict:
+    """A stage checkpoint's dict (``metrics.artifacts.read_checkpoint``: errors name the file and the kind)."""
+    ckpt, _ = read_checkpoint(path, CHECKPOINT_FORMAT, "a stage checkpoint", StageError, unreadable="unreadable checkpoint")
+    return ckpt
 
-    path = Path(path)
-    if not path.is_file():
-        raise StageError(f"{path}: stage checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise StageError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-    return Stage.from_checkpoint(ckpt, str(path)).to(device)
+
+def load_stage(path, device: str = "cpu") -> Stage:
+    return Stage.from_checkpoint(read_stage_checkpoint(path), str(path)).to(device)
 
 
 def melody_window_starts(crop_seconds: float, n_windows: int) -> list[int]:

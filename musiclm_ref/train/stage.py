@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from metrics.io import atomic_open
-from musiclm_ref.stages import Stage, StageError
+from metrics.artifacts import save_checkpoint
+from musiclm_ref.stages import Stage, StageError, read_stage_checkpoint
 from musiclm_ref.token_corpus import TokenCorpus, sample_batch
 
 
@@ -94,7 +94,7 @@ def train_stage(stage: Stage, corpus: TokenCorpus | None, cfg: StageTrainConfig,
     step, history, running = 0, [], None
     out_path = Path(out_path) if out_path is not None else None
     if out_path is not None and out_path.exists():
-        ckpt = torch.load(out_path, map_location="cpu", weights_only=True)
+        ckpt = read_stage_checkpoint(out_path)
         meta = ckpt.get("metadata", {})
         state = meta.get("train_state")
         stage.net.load_state_dict(ckpt["state_dict"])
@@ -125,8 +125,7 @@ def train_stage(stage: Stage, corpus: TokenCorpus | None, cfg: StageTrainConfig,
             meta["train_state"] = {"optimizer": opt.state_dict(), "rng": g.get_state(), "step": step, "history": history,
                                    "running": running, "world": ctx.world, "ranks": ranks}
         if ctx.is_main:
-            with atomic_open(out_path) as f:
-                torch.save(stage.to_checkpoint(meta), f)
+            save_checkpoint(stage.to_checkpoint(meta), out_path)
         ctx.barrier()
 
     stage.train()

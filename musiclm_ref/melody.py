@@ -3,7 +3,7 @@
 The paper trains a small model on pairs of audio with the same melody but different acoustics
 (hummed, sung, played) with a triplet loss, then quantizes each embedding with a 24-level RVQ and
 concatenates those tokens with the MuLan tokens. Here the pairs come from the procedural corpus: the
-same ``ClipSpec`` rendered with two timbres (``musiclm_ref.data.synth.with_timbre``) is a positive
+same ``ClipSpec`` rendered with two timbres (``musiclm_ref.data.specs.with_timbre``) is a positive
 pair; another spec's melody in the anchor's own timbre is the (hard) negative — so the only way to
 win the triplet is to encode the melody, not the instrument.
 

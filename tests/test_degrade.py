@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from benchmarks.cli import main
 from metrics.audio import load_audio
 from musiclm_ref.data.degrade import DEGRADATIONS, add_noise, degrade, lowpass
-from musiclm_ref.data.synth import render, sample_spec
+from musiclm_ref.data.render import render
+from musiclm_ref.data.specs import sample_spec
 
 SR = 16000
 
@@ -71,13 +72,13 @@ def test_very_short_clips(kind):
 
 
 def test_degrade_cli(small_corpus, tmp_path):
-    res = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--out", str(tmp_path / "d"), "--kind", "noise", "--severity", "0.5"])
+    res = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--clips", str(tmp_path / "d"), "--kind", "noise", "--severity", "0.5"])
     assert res.exit_code == 0, res.output
     assert "snr_db = 20" in res.output
     assert (tmp_path / "d" / "captions.csv").is_file()
     a, b = load_audio(small_corpus / "syn-s1234-4s-00000.wav"), load_audio(tmp_path / "d" / "syn-s1234-4s-00000.wav")
     assert a.wave.shape == b.wave.shape and not np.allclose(a.wave, b.wave)
-    bad = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--out", str(tmp_path / "e"), "--kind", "fuzz", "--severity", "0.5"])
+    bad = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--clips", str(tmp_path / "e"), "--kind", "fuzz", "--severity", "0.5"])
     assert bad.exit_code != 0 and "unknown degradation 'fuzz'; expected one of noise, lowpass, clip" in bad.output
-    same = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--out", str(small_corpus), "--kind", "clip", "--severity", "0.5"])
+    same = CliRunner().invoke(main, ["degrade", "--input", str(small_corpus), "--clips", str(small_corpus), "--kind", "clip", "--severity", "0.5"])
     assert same.exit_code != 0 and "must not overwrite the originals" in same.output

@@ -24,6 +24,7 @@ from metrics.extract import embed_clips
 from metrics.fad import EmbeddingStats, fad
 from musiclm_ref.data import degrade as degrade_mod
 from musiclm_ref.data import synth
+from musiclm_ref.data.specs import TAG_VOCAB, tags_to_multihot
 
 SEVERITIES = [0.0, 0.25, 0.5, 0.75, 1.0]
 KINDS = ["noise", "lowpass", "clip"]
@@ -71,12 +72,12 @@ def train_tagger(corpus, ref_ids: list[str], out: Path, steps: int = 150):
     """Train ``LogMelConvNet`` on the corpus tags of ``ref_ids``; returns (checkpoint path, losses)."""
     torch.manual_seed(0)
     labels = synth.load_labels(corpus)
-    model = LogMelConvNet(LogMelConvConfig(dim=32, channels=16, n_classes=len(synth.TAG_VOCAB)))
+    model = LogMelConvNet(LogMelConvConfig(dim=32, channels=16, n_classes=len(TAG_VOCAB)))
     waves, targets = [], []
     for clip in load_dir(corpus, sr=SR, ids=ref_ids).clips:
         w = model.windows(torch.from_numpy(clip.wave))
         waves.append(w)
-        targets.append(torch.from_numpy(synth.tags_to_multihot(labels.loc[clip.id, "tags"])).expand(len(w), -1))
+        targets.append(torch.from_numpy(tags_to_multihot(labels.loc[clip.id, "tags"])).expand(len(w), -1))
     x, y = torch.cat(waves), torch.cat(targets).float()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)

@@ -98,14 +98,15 @@ def test_melody_conditioning_raises_chroma_correlation_with_the_melody():
     lies above 0. A missing or unloadable shipped checkpoint fails here too (xfail catches only the
     AssertionError below: ``raises=AssertionError``)."""
     from metrics.intervals import bootstrap_ci
-    from musiclm_ref.data import synth
+    from musiclm_ref.data.render import render
+    from musiclm_ref.data.specs import sample_spec, with_timbre
     from musiclm_ref.pipeline import MusicLM
 
     lm = MusicLM.from_pretrained()
     gains = []
     for i in range(6):
-        spec = synth.sample_spec(4242, i)
-        melody = synth.render(synth.with_timbre(spec, "flute"), 8.0, 24000)
+        spec = sample_spec(4242, i)
+        melody = render(with_timbre(spec, "flute"), 8.0, 24000)
         caption = "a solo piano melody"
         a = lm.generate([caption], seconds=8, seed=i, melody=melody)[0]
         b = lm.generate([caption], seconds=8, seed=i)[0]

@@ -40,7 +40,8 @@ def audiocraft_chroma(wave: np.ndarray, sr: int = 32000, radix2_exp: int = 14, a
 def rendered(style: str, index: int, seconds: float, sr: int, timbre: str | None = None, octave: int = 0) -> np.ndarray:
     from dataclasses import replace
 
-    from musiclm_ref.data.synth import render, sample_spec, with_timbre
+    from musiclm_ref.data.render import render
+    from musiclm_ref.data.specs import sample_spec, with_timbre
 
     spec = sample_spec(3, index, style)
     if timbre:

@@ -37,6 +37,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def planted_dirs(tmp_path_factory, tokenizer):
     from musiclm_ref.data import synth
+    from musiclm_ref.data.specs import sample_spec
     root = tmp_path_factory.mktemp("memo")
     train, novel, gen, null = root / "train", root / "novel", root / "gen", root / "null"
     synth.generate_corpus(train, n=6, seconds=10.0, seed=21, sample_rate=SR)
@@ -44,7 +45,7 @@ def planted_dirs(tmp_path_factory, tokenizer):
     synth.generate_corpus(null, n=10, seconds=7.0, seed=77, sample_rate=SR)
     seen = set()
     for i in range(6):
-        spec = synth.sample_spec(21, i)
+        spec = sample_spec(21, i)
         seen |= {spec.style, spec.melody_instrument, spec.harmony_instrument}
     clips = {c.id: c.wave for c in load_dir(train).clips}
     ids = sorted(clips)
@@ -66,7 +67,7 @@ def planted_dirs(tmp_path_factory, tokenizer):
     noise = rng.normal(0, np.sqrt(np.mean(w**2)) * 10 ** (-40 / 20), len(w))
     plant("noise", ids[4], 1.0, (w + noise).astype(np.float32))
     novel_clips = [c for i, c in enumerate(load_dir(novel).clips)
-                   if not {(s := synth.sample_spec(99, i)).style, s.melody_instrument, s.harmony_instrument} & seen][:3]
+                   if not {(s := sample_spec(99, i)).style, s.melody_instrument, s.harmony_instrument} & seen][:3]
     assert len(novel_clips) == 3
     for c in novel_clips:
         save_audio(gen / f"novel_{c.id}.wav", c.wave, SR)

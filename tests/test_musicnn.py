@@ -105,7 +105,8 @@ def test_embedder_rejects_a_path_that_is_not_a_musicnn_checkpoint(tmp_path):
 def test_loud_and_quiet_versions_of_a_clip_get_different_tags():
     """The float16 quirk made every loud patch inf in musicnn's extractor; here loudness is heard."""
     from metrics.embedders.musicnn import load_tagger
-    from musiclm_ref.data.synth import render, sample_spec
+    from musiclm_ref.data.render import render
+    from musiclm_ref.data.specs import sample_spec
 
     wave = render(sample_spec(0, 3, "rock"), 6.0, 16000)
     loud = (0.9 * wave / np.abs(wave).max()).astype(np.float32)
@@ -145,7 +146,8 @@ def test_tag_command_writes_file_tag_probabilities(tmp_path):
     from benchmarks.cli import main
     from metrics.audio import save_audio
     from metrics.embedders.musicnn import load_tagger
-    from musiclm_ref.data.synth import render, sample_spec
+    from musiclm_ref.data.render import render
+    from musiclm_ref.data.specs import sample_spec
 
     wave = render(sample_spec(0, 1, "ambient"), 4.0, 16000)
     good = save_audio(tmp_path / "a.wav", 0.5 * wave / np.abs(wave).max(), 16000)

@@ -49,7 +49,8 @@ def wheel_dirs(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
 @pytest.fixture(scope="module")
 def inputs() -> np.ndarray:
     """Patches of a procedural clip (loud and quiet), of noise, and random log-mel values."""
-    from musiclm_ref.data.synth import render, sample_spec
+    from musiclm_ref.data.render import render
+    from musiclm_ref.data.specs import sample_spec
 
     rng = np.random.default_rng(0)
     music = render(sample_spec(0, 5, "jazz"), 6.0, 16000)

@@ -13,25 +13,23 @@ from click.testing import CliRunner
 from benchmarks.cli import main
 from metrics.audio import load_audio
 from metrics.musiccaps import COLUMNS, load_captions
-from musiclm_ref.data.splits import clip_id
-from musiclm_ref.data.synth import (
+from musiclm_ref.data.instruments import TIMBRES, note
+from musiclm_ref.data.render import render
+from musiclm_ref.data.specs import (
     AUDIOSET_MIDS,
     MAJOR,
     MINOR,
     STYLES,
     TAG_VOCAB,
-    TIMBRES,
     _melody,
     audioset_labels,
     caption_for,
-    generate_corpus,
-    load_labels,
-    note,
-    render,
     sample_spec,
     tags_to_multihot,
     with_timbre,
 )
+from musiclm_ref.data.splits import clip_id
+from musiclm_ref.data.synth import generate_corpus, load_labels
 
 
 def digest(folder):
@@ -159,11 +157,11 @@ def test_multihot():
 
 
 def test_synth_cli(tmp_path):
-    res = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "c"), "--n", "3", "--seconds", "1", "--seed", "2", "--workers", "1"])
+    res = CliRunner().invoke(main, ["synth", "--corpus", str(tmp_path / "c"), "--n", "3", "--seconds", "1", "--seed", "2", "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert "corpus: 3 clips × 1 s at 24000 Hz (seed 2)" in res.output
     assert len(list((tmp_path / "c").glob("*.wav"))) == 3
-    bad = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "d"), "--n", "2", "--styles", "polka"])
+    bad = CliRunner().invoke(main, ["synth", "--corpus", str(tmp_path / "d"), "--n", "2", "--styles", "polka"])
     assert bad.exit_code != 0 and "unknown style 'polka'" in bad.output
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from musiclm_ref.data.degrade import DEGRADATIONS, degrade
-from musiclm_ref.data.synth import STYLES, generate_corpus, render, sample_spec
+from musiclm_ref.data.render import render
+from musiclm_ref.data.specs import STYLES, sample_spec
+from musiclm_ref.data.synth import generate_corpus
 
 
 def test_render_one_clip_per_style(benchmark):

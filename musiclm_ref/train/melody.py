@@ -21,16 +21,18 @@ from musiclm_ref.pipeline import SAMPLE_RATE
 
 def render_triplets(n: int, seed: int = 0, seconds: float = 8.0, sample_rate: int = 16000) -> dict[str, Tensor]:
     """``n`` specs, each rendered in two timbres: waves [n, 2, samples] (same melody per row)."""
-    from musiclm_ref.data import synth
+    from musiclm_ref.data.instruments import TIMBRES
+    from musiclm_ref.data.render import render
+    from musiclm_ref.data.specs import sample_spec, with_timbre
 
     rng = np.random.default_rng(seed)
-    timbres = [t for t in synth.TIMBRES if t != "bass"]
+    timbres = [t for t in TIMBRES if t != "bass"]
     out = np.zeros((n, 2, int(seconds * sample_rate)), np.float32)
     for i in range(n):
-        spec = synth.sample_spec(seed + 7919, i)
+        spec = sample_spec(seed + 7919, i)
         a, b = rng.choice(timbres, 2, replace=False)
         for j, t in enumerate((a, b)):
-            out[i, j] = synth.render(synth.with_timbre(spec, str(t)), seconds, sample_rate)
+            out[i, j] = render(with_timbre(spec, str(t)), seconds, sample_rate)
     return {"waves": torch.from_numpy(out)}
 
 

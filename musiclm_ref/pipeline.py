@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from metrics.artifacts import read_checkpoint, save_checkpoint
 from metrics.errors import InputError
 from metrics.io import file_sha256
 from musiclm_ref.quantize import ResidualVQ
@@ -48,20 +49,11 @@ class PipelineError(InputError):
 
 
 def save_mulan_rvq(rvq: ResidualVQ, path: Path, metadata: dict | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": RVQ_FORMAT, "rvq": rvq.to_dict(), "metadata": dict(metadata or {})}, path)
-    return path
+    return save_checkpoint({"format": RVQ_FORMAT, "rvq": rvq.to_dict(), "metadata": dict(metadata or {})}, path)
 
 
 def load_mulan_rvq(path: Path) -> ResidualVQ:
-    if not path.is_file():
-        raise PipelineError(f"{path}: MuLan RVQ checkpoint not found")
-    try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise PipelineError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(d, dict) or d.get("format") != RVQ_FORMAT:
-        raise PipelineError(f"{path}: not a MuLan RVQ checkpoint (expected format {RVQ_FORMAT!r})")
+    d, _ = read_checkpoint(path, RVQ_FORMAT, "a MuLan RVQ checkpoint", PipelineError, unreadable="unreadable checkpoint")
     return ResidualVQ.from_dict(d["rvq"])
 
 

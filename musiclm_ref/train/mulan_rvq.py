@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metrics.artifacts import manifest_entry, write_manifest_entry
 from musiclm_ref.pipeline import SAMPLE_RATE, save_mulan_rvq
 from musiclm_ref.quantize import ResidualVQ
 
@@ -36,13 +37,11 @@ def fit_mulan_rvq(mulan, waves: list[np.ndarray], levels: int, codebook: int, se
 
 def save_fitted(mulan, waves: list[np.ndarray], out: Path, preset: str, seed: int, data_hash: str, command: str) -> Path:
     """Fit the preset's RVQ on ``waves`` and write ``out/mulan_rvq.pt`` and its manifest entry."""
-    from musiclm_ref.codec import write_manifest_entry
-
     levels, k = MULAN_RVQ[preset]
     rvq = fit_mulan_rvq(mulan, waves, levels, k, seed)
     path = out / "mulan_rvq.pt"
     save_mulan_rvq(rvq, path, {"mulan_sha256": mulan.weights_sha256, "data_hash": data_hash})
-    write_manifest_entry(out / "manifest.json", "mulan_rvq.pt", {
-        "command": command, "seed": seed, "data_hash": data_hash, "mulan_sha256": mulan.weights_sha256,
-        "metrics": {"levels": levels, "codebook": k, "fit_mse_by_level": [round(x, 5) for x in rvq.fit_mse]}})
+    metrics = {"levels": levels, "codebook": k, "fit_mse_by_level": [round(x, 5) for x in rvq.fit_mse]}
+    write_manifest_entry(out / "manifest.json", "mulan_rvq.pt",
+                         manifest_entry(command, seed, data_hash, metrics=metrics, mulan_sha256=mulan.weights_sha256))
     return path

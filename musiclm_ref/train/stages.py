@@ -19,7 +19,16 @@ from pathlib import Path
 
 import torch
 
-from metrics.io import atomic_open, file_sha256
+from metrics.artifacts import (
+    CheckpointError,
+    clips_hash,
+    manifest_entry,
+    read_checkpoint,
+    save_checkpoint,
+    split_held_out,
+    write_manifest_entry,
+)
+from metrics.io import file_sha256
 from musiclm_ref.pipeline import SAMPLE_RATE, SHIPPED_DIR, SHIPPED_MULAN, load_mulan_rvq
 from musiclm_ref.stages import Stage, stage_config
 from musiclm_ref.token_corpus import StageRun, TokenCorpus, prepare_tokens
@@ -27,6 +36,7 @@ from musiclm_ref.train.mulan_rvq import save_fitted
 from musiclm_ref.train.stage import StageTrainConfig, train_stage
 
 CACHE_DIR = Path(os.environ.get("MUSICLM_EVAL_CACHE", Path.home() / ".cache" / "musiclm-eval")) / "tokens"
+TOKENS_FORMAT = "musiclm-eval/token-corpus/1"  # a token-corpus cache entry
 DEFAULT_STEPS = {"tiny": {"semantic": 1500, "coarse": 1500, "fine": 1200}, "paper": {"semantic": 10**6, "coarse": 10**6, "fine": 10**6}}
 
 
@@ -36,20 +46,10 @@ def _components_dir(out: Path, components: str | Path | None) -> Path:
     return out if (out / "codec.pt").is_file() else SHIPPED_DIR
 
 
-def _split(data: Path, ids: list[str]) -> tuple[list[int], list[int]]:
-    """Train/held-out rows: the corpus' labels.csv split when present, else a hash split (1 in 10)."""
-    labels = data / "labels.csv"
-    if labels.is_file():
-        import pandas as pd
-
-        df = pd.read_csv(labels, dtype={"ytid": str}, keep_default_na=False)
-        if "split" in df.columns:
-            held = set(df.loc[df["split"] != "train", "ytid"])
-            return [i for i, x in enumerate(ids) if x not in held], [i for i, x in enumerate(ids) if x in held]
-    from musiclm_ref.codec import split_held_out
-
-    _, held = split_held_out(ids, max(1, len(ids) // 10))
-    held = set(held)
+def _split(ids: list[str]) -> tuple[list[int], list[int]]:
+    """Train/held-out rows of the corpus by the one held-out rule (``metrics.artifacts.split_held_out``: the
+    same clips as a synth corpus' labels.csv split, and as the codec, MuLan and the classifier hold out)."""
+    held = set(split_held_out(ids)[1])
     return [i for i, x in enumerate(ids) if x not in held], [i for i, x in enumerate(ids) if x in held]
 
 
@@ -58,7 +58,7 @@ def token_corpus(data: str | Path, out: Path, components: Path, mulan_path: Path
     """The cached token corpus of ``data`` (fitting ``out/mulan_rvq.pt`` first if it is missing).
     ``hf_model``: where the transformers model of a w2v-BERT-feature tokenizer lives on this machine."""
     from metrics.audio import load_dir
-    from musiclm_ref.codec import clips_hash, load_codec
+    from musiclm_ref.codec import load_codec
     from musiclm_ref.melody import load_melody
     from musiclm_ref.mulan import load_mulan
     from musiclm_ref.semantic import load_tokenizer
@@ -82,12 +82,12 @@ def token_corpus(data: str | Path, out: Path, components: Path, mulan_path: Path
     key = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:20]
     hashes["codec_sha256"] = file_sha256(components / "codec.pt")  # recorded, not part of the key (decoder-only)
     cache = CACHE_DIR / f"{key}.pt"
-    if cache.is_file():
-        corpus = TokenCorpus.from_dict(torch.load(cache, weights_only=True))
-    else:
+    try:
+        entry, _ = read_checkpoint(cache, TOKENS_FORMAT, "a token-corpus cache entry")
+        corpus = TokenCorpus.from_dict({k: v for k, v in entry.items() if k != "format"})
+    except CheckpointError:  # absent, unreadable or of an older layout: tokenize (again)
         corpus = prepare_tokens(data, codec, tokenizer, mulan, rvq, melody, on_error=on_error, progress=progress)
-        with atomic_open(cache) as f:
-            torch.save(corpus.to_dict(), f)
+        save_checkpoint({"format": TOKENS_FORMAT, **corpus.to_dict()}, cache)
     return corpus, hashes
 
 
@@ -108,7 +108,6 @@ def train_stages(names: list[str], data, out, preset: str = "tiny", components=N
     None) — what unconditional sampling and classifier-free guidance rely on.
     """
     from musiclm_ref import distributed
-    from musiclm_ref.codec import write_manifest_entry
 
     if threads:
         torch.set_num_threads(threads)
@@ -147,10 +146,10 @@ def train_stages(names: list[str], data, out, preset: str = "tiny", components=N
             metrics["train_seconds"] = round(time.time() - t0, 1)
             metrics["parameters"] = sum(p.numel() for p in stage.parameters())
             metrics["skipped_files"] = len(skipped)
-            entry = {"command": command, "seed": seed, "data_hash": run.hashes["data_hash"], "metrics": metrics,
-                     "preset": preset, "inputs": {**run.hashes, **run.info}, "config": stage.to_checkpoint()["config"],
-                     "training": {"world_size": ctx.world, "global_batch": batch, "precision": precision,
-                                  "grad_checkpoint": grad_checkpoint, "stream": stream, "skipped": skipped[:1000]}}
+            entry = manifest_entry(command, seed, run.hashes["data_hash"], metrics=metrics, preset=preset,
+                                   inputs={**run.hashes, **run.info}, config=stage.to_checkpoint()["config"],
+                                   training={"world_size": ctx.world, "global_batch": batch, "precision": precision,
+                                             "grad_checkpoint": grad_checkpoint, "stream": stream, "skipped": skipped[:1000]})
             write_manifest_entry(out / "manifest.json", f"{name}_stage.pt", entry)
             entries[f"{name}_stage.pt"] = entry
         return entries
@@ -164,7 +163,7 @@ def _corpus_run(data, out: Path, comp: Path, mulan_path: Path, preset: str, seed
         if (turn == "main") == ctx.is_main:
             corpus, hashes = token_corpus(data, out, comp, mulan_path, preset, seed, on_error, progress and ctx.is_main, hf_model)
         ctx.barrier()
-    train_rows, held_rows = _split(Path(data), corpus.ids)
+    train_rows, held_rows = _split(corpus.ids)
     train, held = corpus.subset(train_rows), corpus.subset(held_rows)
     return StageRun(spec=corpus.spec, hashes=hashes, info={"train_clips": len(train.ids), "held_out_clips": len(held.ids)},
                     corpus=train, source=lambda stage, batch: None, held_out=lambda stage: held)

@@ -169,10 +169,11 @@ def streaming_run(data, out: Path, components: Path, mulan_path: Path, preset: s
                   num_workers: int, hf_model, progress: bool, eval_crops: int = 64, rvq_files: int = 512) -> StageRun:
     """What ``train_stages`` needs to train from a folder tree: the token spec, the hashes for the manifest,
     and per stage a ``StreamingBatches`` source (this rank's share of the training files) and a held-out
-    TokenCorpus (rank 0). Held-out files: the sha256-ranked 10% of file ids (``codec.split_held_out``);
+    TokenCorpus (rank 0). Held-out files: the one held-out rule on file ids (``metrics.artifacts.split_held_out``);
     a missing ``out/mulan_rvq.pt`` is fitted by rank 0 on 10 s crops of up to ``rvq_files`` training files."""
+    from metrics.artifacts import HELD_OUT_RULE, ids_sha256, split_held_out
     from metrics.io import file_sha256
-    from musiclm_ref.codec import load_codec, split_held_out
+    from musiclm_ref.codec import load_codec
     from musiclm_ref.data.folder import file_id, scan_tree
     from musiclm_ref.melody import load_melody
     from musiclm_ref.mulan import load_mulan
@@ -183,7 +184,7 @@ def streaming_run(data, out: Path, components: Path, mulan_path: Path, preset: s
     root = Path(data)
     files = scan_tree(root)
     by_id = {file_id(p, root): p for p in files}
-    train_ids, held_ids = split_held_out(list(by_id), max(1, len(by_id) // 10))
+    train_ids, held_ids = split_held_out(by_id)
     train_files, held_files = [by_id[i] for i in train_ids], [by_id[i] for i in held_ids]
     codec = load_codec(components / "codec.pt", ctx.device).eval()
     tokenizer = load_tokenizer(components / "semantic_tokenizer.pt", hf_path=hf_model, device=ctx.device)
@@ -206,8 +207,7 @@ def streaming_run(data, out: Path, components: Path, mulan_path: Path, preset: s
               "melody_sha256": file_sha256(melody_file) if melody is not None else None,
               "codec_sha256": file_sha256(components / "codec.pt")}
     info = {"data_dir": str(root), "train_files": len(train_files), "held_out_files": len(held_files),
-            "held_out_ids_sha256": AudioFolder(root, 1.0, SAMPLE_RATE, files=held_files).ids_hash() if held_files else None,
-            "held_out_rule": "sha256-ranked 10% of file ids (codec.split_held_out)"}
+            "held_out_ids_sha256": ids_sha256(held_ids) if held_ids else None, "held_out_rule": HELD_OUT_RULE}
 
     def source(stage: Stage, local_batch: int) -> StreamingBatches:
         folder = AudioFolder(root, stage.config.crop_seconds, SAMPLE_RATE, files=train_files, seed=seed, rank=ctx.rank, world=ctx.world)

@@ -39,6 +39,7 @@ from metrics.io import atomic_open, atomic_write_text
 
 MANIFEST = "manifest.json"
 HOLD_OUT_EVERY = 5  # 1 clip in 5 (20 %) is held out
+HELD_OUT_RULE = "1 in 5: corpus index % 5 == 4, else sha256(id) % 5 == 4 (metrics.artifacts.is_held_out)"
 _CORPUS_ID = re.compile(r"(?:^|/)syn-s\d+-[^/]+-(\d+)$")
 
 

@@ -293,7 +293,8 @@ class MulanCorpus:
 def load_corpus(data_dir: str | Path, model: MuLan) -> MulanCorpus:
     """Captions, splits and log-mels of a corpus made by ``musiclm-eval synth``; each clip decoded once."""
     from metrics.audio import load_dir, pair_ids
-    from metrics.classifier import ClassifierError, read_tag_labels
+    from metrics.classifier import ClassifierError
+    from metrics.classifier_training import read_tag_labels
     from metrics.musiccaps import CaptionsError, load_captions
 
     data_dir = Path(data_dir)
@@ -375,7 +376,7 @@ def train_mulan(
     progress: Callable[[str], None] | None = None,
 ) -> MulanTrainResult:
     """Contrastive training on the ``train`` split (random crops of the precomputed log-mels)."""
-    from metrics.classifier import corpus_hash
+    from metrics.classifier_training import corpus_hash
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -16,12 +16,11 @@ from metrics.classifier import (
     LabelSpace,
     LabelSpaceError,
     LeafClassifier,
-    average_precision,
     load_classifier,
-    mean_average_precision,
     save_classifier,
     windows,
 )
+from metrics.classifier_training import average_precision, mean_average_precision
 from metrics.leaf import SPCEN, GaborFilterbank, Leaf, LeafConfig, ema, mel_gabor_init
 
 
@@ -228,7 +227,8 @@ def test_audioset_label_space(shared_data, tmp_path):
 
 
 def test_training_loop_lowers_the_loss(small_corpus):
-    from metrics.classifier import corpus_label_space, train_classifier
+    from metrics.classifier import corpus_label_space
+    from metrics.classifier_training import train_classifier
 
     torch.set_num_threads(1)
     space = corpus_label_space()
@@ -243,7 +243,8 @@ def test_shipped_checkpoint_tags_unseen_clips(small_corpus):
     """Measured, not read back: the shipped model's mAP on the fixture corpus (seed 1234; it was trained on
     the seed-7 corpus of its manifest) is far above the mAP of the same scores shuffled across clips.
     A missing or unloadable shipped checkpoint fails here."""
-    from metrics.classifier import corpus_label_space, load_corpus_waves, read_tag_labels, window_logits
+    from metrics.classifier import corpus_label_space, window_logits
+    from metrics.classifier_training import load_corpus_waves, read_tag_labels
 
     loaded = load_classifier(expected="corpus")
     assert loaded.label_space == corpus_label_space()

@@ -71,7 +71,7 @@ def train_classifier(data, checkpoint, epochs, seed, device, threads):
 
     from metrics.artifacts import write_sidecar
     from metrics.classifier import n_parameters, save_classifier
-    from metrics.classifier import train_classifier as train
+    from metrics.classifier_training import train_classifier as train
 
     torch.set_num_threads(threads)
     res = train(data, epochs=epochs, seed=seed, device=device, progress=click.echo)

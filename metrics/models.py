@@ -34,7 +34,8 @@ class ModelError(EmbedderError):
 
 
 class JointModel(Protocol):
-    """What MCC needs: caption embeddings and an audio embedder in the same space."""
+    """What MCC needs: caption embeddings and an audio embedder in the same space (``Joint`` is one; the
+    pipeline runs ``audio`` over the clips like any embedder and ``MCC`` pools its windows)."""
 
     id: str
     audio: Embedder
@@ -53,16 +54,6 @@ class Joint:
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.text_fn(list(texts)), dtype=np.float32)
 
-    def embed_audio(self, wave: np.ndarray | Sequence[np.ndarray], sr: int) -> np.ndarray:
-        """One clip (1-D) or several → [n, dim]: mean of the window embeddings, L2-normalized (as MCC pools)."""
-        from metrics.audio import resample
-
-        waves = [wave] if isinstance(wave, np.ndarray) and wave.ndim == 1 else list(wave)
-        rate = self.audio.sample_rate
-        out = np.stack([self.audio.embed(resample(np.asarray(w, np.float32), sr, rate) if sr != rate else w).mean(0)
-                        for w in waves])
-        return (out / np.linalg.norm(out, axis=-1, keepdims=True).clip(1e-12)).astype(np.float32)
-
 
 # factory(path=None, device="cpu") -> an Embedder of window logits with ``labels`` and ``activation``
 CLASSIFIERS = Registry("classifiers", {
@@ -72,7 +63,7 @@ CLASSIFIERS = Registry("classifiers", {
     "musicnn-msd": "metrics.embedders.musicnn:msd_logits",
 }, error=ModelError)
 # factory(path=None, device="cpu") -> Joint; ``mulan-ref`` arrives through its entry point
-JOINT = Registry("joint", {"clap": "metrics.mcc:clap_joint"}, error=ModelError)
+JOINT = Registry("joint", {"clap": "metrics.embedders.clap:joint"}, error=ModelError)
 
 
 class FixedLength(Embedder):

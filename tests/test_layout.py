@@ -15,7 +15,7 @@ through a lazy import and a ``TYPE_CHECKING`` one; ``benchmarks/figures*.py`` th
 lazy imports back): deferring an import only postpones a half-initialized module to call time and hides
 that two modules are one concern split in two or a layer pointing the wrong way. Lazy imports of
 third-party packages (torch, tensorflow) stay free: only the project's own modules form the graph.
-Registry strings (``"metrics.mcc:clap_joint"``) do not count: the registry is the sanctioned seam
+Registry strings (``"metrics.embedders.clap:joint"``) do not count: the registry is the sanctioned seam
 that lets a lower module name a plugin without importing it.
 """
 

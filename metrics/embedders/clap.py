@@ -13,6 +13,9 @@ Two registry names, one per published protocol:
 - ``clap-sam`` — stable-audio-metrics ``src/clap_score.py``: the fusion checkpoint, peak-normalized to
   −1 dBFS, then the int16 round trip ``int16_to_float32(float32_to_int16(audio))``.
 
+A LAION ``.pt`` checkpoint given to the ``clap`` joint model goes through ``laion_clap`` itself
+(``LaionClap``): the original package, for users who have its tokenizer cached; the same joint contract.
+
 Audio embedding of a clip: non-fusion checkpoints see consecutive 10 s windows (the extractor's
 ``repeatpad`` fills a short last one) — deterministic, where ``laion_clap``/the extractor would take one
 *random* 10 s crop of a longer clip; a fusion checkpoint sees the whole clip once, its random fusion crops
@@ -129,6 +132,38 @@ class ClapAudio(Embedder):
         return getattr(out, "pooler_output", out).float().cpu().numpy().astype(np.float32)
 
 
+class LaionClap(Embedder):
+    """LAION-CLAP from a local ``laion_clap`` checkpoint (e.g. ``music_audioset_epoch_15_esc_90.14.pt``,
+    HTSAT-base): one ``[1, 512]`` embedding per 48 kHz clip (laion_clap's own crop), ``embed_text`` for
+    captions. Not comparable with the paper's MuLan MCC: another model, training set and embedding space."""
+
+    name, sample_rate, dim = "clap", SAMPLE_RATE, 512
+
+    def __init__(self, checkpoint: str | Path, amodel: str = "HTSAT-base", device: str = "cpu"):
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise EmbedderError(f"{checkpoint}: CLAP checkpoint not found")
+        try:
+            import laion_clap
+        except ImportError as e:
+            raise EmbedderError(f"{checkpoint}: a laion_clap .pt checkpoint needs the laion_clap package ({e}); "
+                                "or pass a transformers CLAP folder") from None
+        try:
+            self.model = laion_clap.CLAP_Module(enable_fusion=False, amodel=amodel, device=device)
+            self.model.load_ckpt(str(checkpoint))
+        except Exception as e:  # it fetches its text tokenizer from the Hugging Face hub
+            raise EmbedderError(f"{checkpoint}: laion_clap could not build the model offline "
+                                f"({type(e).__name__}: {e})") from None
+        self.id = f"clap:{checkpoint.name}"
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        out = self.model.get_audio_embedding_from_data(np.asarray(wave, np.float32)[None, :], use_tensor=False)
+        return np.asarray(out, dtype=np.float32).reshape(1, -1)
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.get_text_embedding(list(texts), use_tensor=False), dtype=np.float32)
+
+
 @contextlib.contextmanager
 def _seeded_numpy(seed: int):
     state = np.random.get_state()
@@ -150,10 +185,13 @@ def embedder_sam(path: str | None = None, device: str = "cpu") -> ClapAudio:
 
 
 def joint(path: str | None = None, device: str = "cpu", name: str = "clap"):
-    """Joint factory: the CLAP audio tower and its text tower as a ``metrics.models.Joint``."""
+    """Joint factory (``clap``): the CLAP audio tower and its text tower as a ``metrics.models.Joint``.
+
+    A ``transformers`` CLAP folder (or the Hugging Face cache when ``path`` is None) builds offline
+    (``ClapAudio``); a laion_clap ``.pt`` checkpoint goes through ``laion_clap`` (``LaionClap``)."""
     from metrics.models import Joint
 
-    model = ClapAudio(name, path, device)
+    model = LaionClap(path, device=device) if name == "clap" and str(path or "").endswith(".pt") else ClapAudio(name, path, device)
     return Joint(model.id, model, model.embed_text)
 
 

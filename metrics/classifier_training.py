@@ -10,20 +10,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics.artifacts import data_hash, is_held_out
+from metrics.artifacts import data_hash, is_held_out, manifest_entry, write_sidecar
 from metrics.classifier import (
     ClassifierConfig,
     ClassifierError,
     LabelSpace,
     LeafClassifier,
     corpus_label_space,
+    n_parameters,
+    save_classifier,
     window_logits,
 )
 
@@ -88,27 +90,32 @@ def corpus_hash(data_dir: str | Path) -> str:
     return data_hash({ident: file_sha256(p) for ident, p in files.items()})
 
 
-def train_classifier(
-    data_dir: str | Path,
-    epochs: int = 12,
-    seed: int = 0,
-    device: str = "cpu",
-    label_space: LabelSpace | None = None,
-    crop_seconds: float = 2.0,
-    batch_size: int = 16,
-    lr: float = 2e-3,
-    max_steps: int | None = None,
-    config: ClassifierConfig | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> TrainResult:
+@dataclass
+class ClassifierTrainConfig:
+    """Everything ``train classifier`` takes besides the data and where the checkpoint goes."""
+
+    epochs: int = 12
+    seed: int = 0
+    device: str = "cpu"
+    label_space: LabelSpace | None = None  # the corpus tags when None
+    crop_seconds: float = 2.0
+    batch_size: int = 16
+    lr: float = 2e-3
+    max_steps: int | None = None
+    model: ClassifierConfig | None = None  # the architecture (the label space's size, ClassifierConfig defaults)
+    command: str = ""  # the command line the manifest records
+    progress: Callable[[str], None] | None = field(default=None, compare=False)
+
+
+def fit_classifier(data_dir: str | Path, cfg: ClassifierTrainConfig) -> TrainResult:
     """Train on the ``train`` split with random crops; report mAP on the ``eval`` split (full clips).
 
     Crops keep an epoch cheap on CPU (LEAF's 401-tap complex filterbank runs at 16 kHz); the eval
     split is scored the way KLD uses the model: whole 10 s windows.
     """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    label_space = label_space or corpus_label_space()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    label_space = cfg.label_space or corpus_label_space()
     rows = read_tag_labels(data_dir)
     labels_path = str(Path(data_dir) / "labels.csv")
     targets = {ytid: label_space.multihot(tags, labels_path) for ytid, _, tags in rows}
@@ -116,25 +123,24 @@ def train_classifier(
     eval_ids = [r[0] for r in rows if r[1] == "eval"]
     if not train_ids:
         raise ClassifierError(f"{labels_path}: no rows with split 'train'")
-    cfg = config or ClassifierConfig(n_labels=len(label_space))
-    model = LeafClassifier(cfg).to(device)
+    model = LeafClassifier(cfg.model or ClassifierConfig(n_labels=len(label_space))).to(cfg.device)
     waves = load_corpus_waves(data_dir, model.sample_rate, train_ids + eval_ids)
-    crop = int(crop_seconds * model.sample_rate)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = math.ceil(len(train_ids) / batch_size)
-    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.15)
+    crop = int(cfg.crop_seconds * model.sample_rate)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15)
     losses: list[float] = []
     step, t0 = 0, time.time()
-    for epoch in range(epochs):
+    for epoch in range(cfg.epochs):
         model.train()
         order = rng.permutation(len(train_ids))
         for b in range(steps_per_epoch):
             if step >= total:
                 break
-            batch = [train_ids[i] for i in order[b * batch_size : (b + 1) * batch_size]]
-            x = torch.from_numpy(np.stack([random_crop(waves[i], crop, rng) for i in batch])).to(device)
-            y = torch.from_numpy(np.stack([targets[i] for i in batch])).to(device)
+            batch = [train_ids[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+            x = torch.from_numpy(np.stack([random_crop(waves[i], crop, rng) for i in batch])).to(cfg.device)
+            y = torch.from_numpy(np.stack([targets[i] for i in batch])).to(cfg.device)
             loss = F.binary_cross_entropy_with_logits(model(x), y)
             opt.zero_grad()
             loss.backward()
@@ -142,14 +148,25 @@ def train_classifier(
             sched.step()
             losses.append(loss.item())
             step += 1
-        if progress:
-            progress(f"epoch {epoch + 1}/{epochs} loss {np.mean(losses[-steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")
+        if cfg.progress:
+            cfg.progress(f"epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses[-steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")
     eval_map = None
     if eval_ids:
-        scores = np.concatenate([window_logits(model, waves[i], model.sample_rate, device).mean(0, keepdims=True) for i in eval_ids])
+        scores = np.concatenate([window_logits(model, waves[i], model.sample_rate, cfg.device).mean(0, keepdims=True) for i in eval_ids])
         eval_map = mean_average_precision(scores, np.stack([targets[i] for i in eval_ids]))
     model.eval()
     return TrainResult(model, label_space, losses, eval_map, len(train_ids), len(eval_ids), corpus_hash(data_dir))
+
+
+def train_classifier(data: str | Path, out: str | Path, cfg: ClassifierTrainConfig) -> dict:
+    """Train on ``data``, write the checkpoint ``out`` (.pt) and its manifest beside it (.json); returns the entry."""
+    res = fit_classifier(data, cfg)
+    metrics = {"eval_map": res.eval_map, "n_train": res.n_train, "n_eval": res.n_eval,
+               "final_loss": float(np.mean(res.losses[-10:])), "n_parameters": n_parameters(res.model)}
+    entry = manifest_entry(cfg.command, cfg.seed, res.data_hash, metrics=metrics, epochs=cfg.epochs,
+                           label_space=res.label_space.name, label_space_digest=res.label_space.digest)
+    write_sidecar(save_classifier(res.model, res.label_space, out, meta=entry), entry)
+    return entry
 
 
 def random_crop(wave: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -228,15 +228,32 @@ def test_audioset_label_space(shared_data, tmp_path):
 
 def test_training_loop_lowers_the_loss(small_corpus):
     from metrics.classifier import corpus_label_space
-    from metrics.classifier_training import train_classifier
+    from metrics.classifier_training import ClassifierTrainConfig, fit_classifier
 
     torch.set_num_threads(1)
     space = corpus_label_space()
     cfg = ClassifierConfig(n_labels=len(space), leaf=LeafConfig(n_filters=8), channels=(8, 16), embed_dim=32)
-    res = train_classifier(small_corpus, epochs=5, seed=0, crop_seconds=0.5, batch_size=10, lr=1e-2, config=cfg)
+    res = fit_classifier(small_corpus, ClassifierTrainConfig(epochs=5, seed=0, crop_seconds=0.5, batch_size=10, lr=1e-2, model=cfg))
     assert res.n_train == 20 and res.n_eval == 4 and len(res.losses) == 5 * 2
     assert np.mean(res.losses[-3:]) < np.mean(res.losses[:3])
     assert res.eval_map is not None and 0.0 <= res.eval_map <= 1.0
+
+
+def test_train_classifier_writes_the_checkpoint_and_its_manifest_entry(small_corpus, tmp_path):
+    """The one trainer contract: train_classifier(data, out, cfg) saves ``out``, its sidecar manifest, and returns the entry."""
+    from metrics.artifacts import manifest_entries
+    from metrics.classifier import corpus_label_space
+    from metrics.classifier_training import ClassifierTrainConfig, train_classifier
+
+    torch.set_num_threads(1)
+    space = corpus_label_space()
+    model = ClassifierConfig(n_labels=len(space), leaf=LeafConfig(n_filters=8), channels=(8, 16), embed_dim=32)
+    out = tmp_path / "c.pt"
+    entry = train_classifier(small_corpus, out, ClassifierTrainConfig(epochs=1, crop_seconds=0.5, batch_size=10, model=model,
+                                                                      command="c"))
+    assert manifest_entries(tmp_path / "c.json") == {"c": entry}
+    assert entry["command"] == "c" and entry["label_space_digest"] == space.digest and entry["metrics"]["n_eval"] == 4
+    assert load_classifier(out, expected="corpus").label_space == space
 
 
 def test_shipped_checkpoint_tags_unseen_clips(small_corpus):

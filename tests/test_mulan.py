@@ -15,9 +15,9 @@ from musiclm_ref.mulan import (
     MulanConfig,
     MulanError,
     load_mulan,
-    recall_at_k,
     save_mulan,
 )
+from musiclm_ref.train.mulan import recall_at_k
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -98,12 +98,25 @@ def test_recall_at_k_on_constructed_embeddings():
 
 
 def test_training_loop_lowers_the_loss(small_corpus):
-    from musiclm_ref.mulan import train_mulan
+    from musiclm_ref.train.mulan import MulanTrainConfig, fit_mulan
 
     torch.set_num_threads(1)
-    res = train_mulan(small_corpus, epochs=8, seed=0, batch_size=8, config=TINY, crop_frames=100)
+    res = fit_mulan(small_corpus, MulanTrainConfig(epochs=8, seed=0, batch_size=8, model=TINY, crop_frames=100))
     assert np.mean(res.losses[-3:]) < np.mean(res.losses[:3])
     assert res.metrics["n"] >= 2 and -1 <= res.metrics["mcc_own"] <= 1
+
+
+def test_train_mulan_writes_the_checkpoint_and_its_manifest_entry(small_corpus, tmp_path):
+    """The one trainer contract: train_mulan(data, out, cfg) saves ``out``, its sidecar manifest, and returns the entry."""
+    from metrics.artifacts import manifest_entries
+    from musiclm_ref.train.mulan import MulanTrainConfig, train_mulan
+
+    torch.set_num_threads(1)
+    out = tmp_path / "m.pt"
+    entry = train_mulan(small_corpus, out, MulanTrainConfig(epochs=1, batch_size=8, model=TINY, crop_frames=100, command="c"))
+    assert manifest_entries(tmp_path / "m.json") == {"m": entry}
+    assert entry["command"] == "c" and entry["epochs"] == 1 and entry["metrics"]["n_train"] == 20
+    assert load_mulan(out).cfg == TINY
 
 
 def test_shipped_checkpoint_retrieves_unseen_captions_and_registers(small_corpus):
@@ -111,7 +124,7 @@ def test_shipped_checkpoint_retrieves_unseen_captions_and_registers(small_corpus
     manifest): captions retrieve their own clip far above chance and match it better than other clips.
     A missing or unloadable shipped checkpoint fails here."""
     from metrics.embedders import get_embedder
-    from musiclm_ref.mulan import load_corpus
+    from musiclm_ref.train.mulan import load_corpus
 
     model = load_mulan()
     corpus = load_corpus(small_corpus, model)

@@ -10,11 +10,9 @@ parse flags and print a summary; tests call the library trainers behind them.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import click
-import numpy as np
 
 from benchmarks.cli.options import emit_json, json_option, manifest_command
 
@@ -47,20 +45,13 @@ def train_mulan(data, checkpoint, epochs, seed, device, threads):
     """Train the MuLan-style joint embedding; report held-out retrieval and the MCC gap."""
     import torch
 
-    from metrics.artifacts import write_sidecar
-    from musiclm_ref.mulan import save_mulan
-    from musiclm_ref.mulan import train_mulan as train
+    from musiclm_ref.train.mulan import MulanTrainConfig
+    from musiclm_ref.train.mulan import train_mulan as train
 
     torch.set_num_threads(threads)
-    res = train(data, epochs=epochs, seed=seed, device=device, progress=click.echo)
-    metrics = {**res.metrics, "n_train": res.n_train, "final_loss": float(np.mean(res.losses[-10:])),
-               "n_parameters": sum(p.numel() for p in res.model.parameters())}
-    argv = ["--data", data, "--checkpoint", checkpoint, "--epochs", str(epochs), "--seed", str(seed)]
-    manifest = {"command": "musiclm-eval train mulan " + shlex.join(argv), "seed": seed, "epochs": epochs,
-                "data_hash": res.data_hash, "metrics": metrics}
-    path = save_mulan(res.model, checkpoint, meta=manifest)
-    write_sidecar(path, manifest)
-    click.echo(f"wrote {path}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.metrics.items() if isinstance(v, float)))
+    entry = train(data, checkpoint, MulanTrainConfig(epochs=epochs, seed=seed, device=device, progress=click.echo,
+                                                     command=manifest_command("musiclm-eval train mulan")))
+    click.echo(f"wrote {checkpoint}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry["metrics"].items() if isinstance(v, float)))
 
 
 @click.command("classifier")
@@ -69,21 +60,14 @@ def train_classifier(data, checkpoint, epochs, seed, device, threads):
     """Train the LEAF multi-label classifier on the corpus tags; report held-out mAP."""
     import torch
 
-    from metrics.artifacts import write_sidecar
-    from metrics.classifier import n_parameters, save_classifier
+    from metrics.classifier_training import ClassifierTrainConfig
     from metrics.classifier_training import train_classifier as train
 
     torch.set_num_threads(threads)
-    res = train(data, epochs=epochs, seed=seed, device=device, progress=click.echo)
-    metrics = {"eval_map": res.eval_map, "n_train": res.n_train, "n_eval": res.n_eval, "final_loss": float(np.mean(res.losses[-10:])),
-               "n_parameters": n_parameters(res.model)}
-    manifest = {"command": "musiclm-eval train classifier " + shlex.join(["--data", data, "--checkpoint", checkpoint, "--epochs", str(epochs),
-                                                                     "--seed", str(seed)]),
-                "seed": seed, "epochs": epochs, "data_hash": res.data_hash, "label_space": res.label_space.name,
-                "label_space_digest": res.label_space.digest, "metrics": metrics}
-    path = save_classifier(res.model, res.label_space, checkpoint, meta=manifest)
-    write_sidecar(path, manifest)
-    click.echo(f"wrote {path}: eval mAP {res.eval_map:.4f}" if res.eval_map is not None else f"wrote {path}")
+    entry = train(data, checkpoint, ClassifierTrainConfig(epochs=epochs, seed=seed, device=device, progress=click.echo,
+                                                          command=manifest_command("musiclm-eval train classifier")))
+    eval_map = entry["metrics"]["eval_map"]
+    click.echo(f"wrote {checkpoint}: eval mAP {eval_map:.4f}" if eval_map is not None else f"wrote {checkpoint}")
 
 
 @click.command("codec")

@@ -32,7 +32,6 @@ import numpy as np
 import scipy.linalg
 
 from metrics.errors import ComputeError
-from metrics.intervals import bootstrap_ci
 from metrics.result import MetricResult
 
 STATS_FORMAT = "musiclm-eval/embedding-stats/1"
@@ -460,23 +459,3 @@ def per_clip_fad(ref: Embeddings, gen_embs: Mapping[str, np.ndarray]) -> dict[st
         out[cid] = frechet_distance(mu_r, cov_r, x.mean(axis=0), np.atleast_2d(cov))
     return out
 
-
-def bootstrap_fad_ci(
-    ref: Embeddings,
-    gen_embs: Mapping[str, np.ndarray],
-    n_boot: int = 200,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile-bootstrap 95% CI of FAD over generated clips (clips resampled with replacement,
-    their frames pooled); the reference statistics are held fixed."""
-    r = _as_stats(ref, "reference")
-    mu_r, cov_r = r.mean, r.cov
-    arrays = [np.asarray(a, dtype=np.float64) for a in gen_embs.values()]
-    if len(arrays) < 2:
-        raise FADError("a bootstrap CI over clips needs at least 2 generated clips")
-
-    def stat(idx: np.ndarray) -> float:
-        x = np.concatenate([arrays[int(i)] for i in idx])
-        return frechet_distance(mu_r, cov_r, x.mean(axis=0), np.cov(x, rowvar=False, ddof=1))
-
-    return bootstrap_ci(np.arange(len(arrays)), n_boot=n_boot, seed=seed, statistic=stat)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics.artifacts import clips_hash, manifest_entry, read_checkpoint, save_checkpoint, write_manifest_entry
+from metrics.artifacts import read_checkpoint, save_checkpoint
 from metrics.audio import resample
 from metrics.errors import InputError
-from musiclm_ref.quantize import kmeans, nearest
+from musiclm_ref.quantize import nearest
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def n_frames(n_samples: int, sr: int) -> int:
     return max(1, -(-n_samples * FRAME_RATE // sr))
 
 
-def _check_wave(wave, sr) -> np.ndarray:
+def check_wave(wave, sr) -> np.ndarray:
     wave = np.asarray(wave)
     if not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise SemanticError(f"sample rate must be a positive integer, got {sr!r}")
@@ -236,7 +235,7 @@ class SemanticTokenizer:
 
     def embed(self, wave, sr: int) -> np.ndarray:
         """Standardized features [T, D] at 25 Hz (what k-means clusters)."""
-        return ((self.features(_check_wave(wave, sr), int(sr)) - self.mean) / self.std).astype(np.float32)
+        return ((self.features(check_wave(wave, sr), int(sr)) - self.mean) / self.std).astype(np.float32)
 
     def tokenize(self, wave, sr: int) -> np.ndarray:
         """Mono wave (any sample rate) → int64 token ids, one per 40 ms."""
@@ -266,70 +265,9 @@ class SemanticTokenizer:
         return f"SemanticTokenizer(id={self.id!r}, vocab_size={self.vocab_size}, frame_rate={self.frame_rate})"
 
 
-def fit_tokenizer(waves: list[tuple[np.ndarray, int]], features=None, k: int = 256, iters: int = 20, seed: int = 0,
-                  max_frames: int = 200_000) -> SemanticTokenizer:
-    """k-means (``k`` clusters, seeded) over the standardized features of ``waves`` [(wave, sr), …]."""
-    features = features or LogMelFeatures()
-    if not waves:
-        raise SemanticError("fit_tokenizer needs at least one clip")
-    feats = np.concatenate([features(_check_wave(w, sr), sr) for w, sr in waves])
-    if len(feats) < k:
-        raise SemanticError(f"only {len(feats)} feature frames for k={k} clusters; give more audio or a smaller k")
-    rng = np.random.default_rng(seed)
-    if len(feats) > max_frames:
-        feats = feats[np.sort(rng.choice(len(feats), max_frames, replace=False))]
-    mean = feats.mean(0)
-    # one scale per feature group (log-mels, deltas): a per-band scale would blow up near-silent bands' noise
-    std = np.concatenate([np.full(n, feats[:, a : a + n].std() + 1e-5) for a, n in zip(np.cumsum([0, *features.groups]), features.groups)])
-    x = torch.from_numpy(((feats - mean) / std).astype(np.float32))
-    centroids, counts = kmeans(x, k, iters, torch.Generator().manual_seed(seed))
-    meta = {"k": k, "iters": iters, "seed": seed, "frames": int(len(x)), "used_clusters": int((counts > 0).sum()),
-            "inertia": float((x - centroids[nearest(x, centroids)]).pow(2).sum(-1).mean())}
-    return SemanticTokenizer(features, centroids.numpy(), mean, std, meta)
-
-
 def load_tokenizer(path: str | Path | None = None, hf_path: str | Path | None = None, device: str = "cpu") -> SemanticTokenizer:
     """The tokenizer at ``path`` (file or checkpoint directory); default: the shipped tiny one."""
     path = Path(path) if path is not None else SHIPPED_TOKENIZER
     if path == SHIPPED_TOKENIZER and not path.exists():
         raise SemanticError(f"{path}: shipped semantic tokenizer not found (train one with `musiclm-eval train semantic`)")
     return SemanticTokenizer.load(path, hf_path, device)
-
-
-def train_semantic(data_dir: str | Path, out_dir: str | Path, preset_name: str = "tiny", k: int | None = None,
-                   seed: int = 0, iters: int = 20, hf_path: str | Path | None = None, layer: int = 7,
-                   device: str = "cpu", on_error: str = "raise", command: str = "", stream: bool = False,
-                   crop_seconds: float = 30.0, max_files: int | None = 2000) -> dict:
-    """Fit a tokenizer on ``data_dir``'s clips; writes ``out_dir/semantic_tokenizer.pt`` + manifest entry.
-
-    ``stream``: ``data_dir`` is a folder tree of audio too large to load (FMA); k-means is fitted on one
-    random ``crop_seconds`` crop of each of up to ``max_files`` files (``data.folder.crop_report``: only the
-    crop is decoded). The feature model (w2v-BERT with ``hf_path``) is frozen, so nothing here trains by
-    gradient and data parallelism does not apply; k-means subsamples ``max_frames`` frames anyway."""
-    from metrics.audio import load_dir
-
-    if preset_name not in PRESET_K:
-        raise SemanticError(f"unknown semantic preset {preset_name!r}; choose one of {', '.join(PRESET_K)}")
-    k = k or PRESET_K[preset_name]
-    if stream:
-        from musiclm_ref.data.folder import crop_report
-
-        report = crop_report(data_dir, crop_seconds, FEATURE_SR, max_files, seed, on_error)
-    else:
-        report = load_dir(data_dir, on_error=on_error)
-    features = HFFeatures(hf_path, layer, device) if hf_path else LogMelFeatures()
-    tok = fit_tokenizer([(c.wave, c.sr) for c in report.clips], features, k=k, iters=iters, seed=seed)
-    counts = np.bincount(np.concatenate([tok.tokenize(c.wave, c.sr) for c in report.clips]), minlength=k)
-    p = counts / counts.sum()
-    entropy = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
-    metrics = {**tok.metadata, "token_entropy_bits": round(entropy, 3), "perplexity": round(2**entropy, 1),
-               "max_entropy_bits": round(math.log2(k), 3)}
-    entry = manifest_entry(command, seed, clips_hash(report.clips), metrics=metrics, preset=preset_name,
-                           data_clips=len(report.clips), skipped=[f"{s.path}: {s.reason}" for s in report.skipped],
-                           features=features.to_dict(), tokenizer_id=tok.id,
-                           stream={"crop_seconds": crop_seconds, "max_files": max_files} if stream else None)
-    tok.metadata = entry
-    out = Path(out_dir)
-    tok.save(out / "semantic_tokenizer.pt")
-    write_manifest_entry(out / "manifest.json", "semantic_tokenizer.pt", entry)
-    return entry

@@ -38,7 +38,7 @@ def micro(small_corpus, tmp_path_factory):
     from musiclm_ref.codec import preset as codec_preset
     from musiclm_ref.mulan import MuLan, MulanConfig, save_mulan
     from musiclm_ref.quantize import ResidualVQ
-    from musiclm_ref.semantic import fit_tokenizer
+    from musiclm_ref.train.semantic import fit_tokenizer
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

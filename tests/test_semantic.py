@@ -15,10 +15,10 @@ from musiclm_ref.semantic import (
     LogMelFeatures,
     SemanticError,
     SemanticTokenizer,
-    fit_tokenizer,
     load_tokenizer,
     n_frames,
 )
+from musiclm_ref.train.semantic import fit_tokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -213,11 +213,11 @@ def test_train_semantic_cli(small_corpus, tmp_path):
 
     from click.testing import CliRunner
 
-    from benchmarks.cli.train_codec import train_semantic
+    from benchmarks.cli import main
 
     out = tmp_path / "ckpt"
-    res = CliRunner().invoke(train_semantic, ["--data", str(small_corpus), "--out", str(out), "--k", "16",
-                                              "--steps", "4", "--seed", "3", "--json", "-"])
+    res = CliRunner().invoke(main, ["train", "semantic", "--data", str(small_corpus), "--checkpoint", str(out), "--k", "16",
+                                    "--steps", "4", "--seed", "3", "--json", "-"])
     assert res.exit_code == 0, res.output
     entry = json.loads(res.output)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -225,5 +225,5 @@ def test_train_semantic_cli(small_corpus, tmp_path):
     assert entry["seed"] == 3 and entry["metrics"]["k"] == 16
     tok = load_tokenizer(out)
     assert tok.vocab_size == 16 and tok.id == entry["tokenizer_id"]
-    bad = CliRunner().invoke(train_semantic, ["--data", str(tmp_path), "--out", str(out)])
+    bad = CliRunner().invoke(main, ["train", "semantic", "--data", str(tmp_path), "--checkpoint", str(out)])
     assert bad.exit_code != 0 and "no audio files" in bad.output

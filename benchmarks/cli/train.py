@@ -123,11 +123,12 @@ def train_codec(data, checkpoint, preset, seed, steps, batch_size, lr, crop_seco
 @json_option()
 def train_semantic(data, checkpoint, preset, k, seed, iters, hf_model, layer, device, on_error, stream, crop_seconds, max_files, json_out):
     """Fit the semantic tokenizer (25 Hz features + k-means) on a folder of clips."""
-    from musiclm_ref.semantic import train_semantic as run
+    from musiclm_ref.train.semantic import SemanticTrainConfig
+    from musiclm_ref.train.semantic import train_semantic as run
 
-    entry = run(data, checkpoint, preset, k=k, seed=seed, iters=iters, hf_path=hf_model, layer=layer, device=device,
-                on_error=on_error, command=manifest_command("musiclm-eval train semantic"), stream=stream,
-                crop_seconds=crop_seconds, max_files=max_files)
+    entry = run(data, checkpoint, SemanticTrainConfig(
+        preset=preset, k=k, seed=seed, iters=iters, hf_path=hf_model, layer=layer, device=device, on_error=on_error,
+        command=manifest_command("musiclm-eval train semantic"), stream=stream, crop_seconds=crop_seconds, max_files=max_files))
     if not emit_json(json_out, entry):
         m = entry["metrics"]
         click.echo(f"wrote {checkpoint}/semantic_tokenizer.pt: k={m['k']}, {m['used_clusters']} used, "

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metrics.artifacts import save_checkpoint
 from metrics.embedders.musicnn import CHECKPOINT_DIR, CHECKPOINT_FORMAT, MODELS, Musicnn, MusicnnConfig
 from metrics.errors import UnavailableError
+from metrics.io import atomic_write_text
 
 WHEEL_REQUIREMENT = "musicnn==0.1.0"
 OUTPUTS = {"taggram": "model/Sigmoid:0", "penultimate": "model/batch_normalization_10/batchnorm/add_1:0"}
@@ -203,12 +205,12 @@ def convert(wheel: str | Path | None = None, out: str | Path = CHECKPOINT_DIR, c
             meta = {"wheel_sha256": manifest["wheel_sha256"], "source_dir": f"musicnn/{folder}/",
                     "index_sha256": sha256(dirs[folder] / ".index"), "data_sha256": sha256(dirs[folder] / ".data-00000-of-00001")}
             path = out / f"{folder}.pt"
-            torch.save({"format": CHECKPOINT_FORMAT, "config": vars(cfg), "labels": labels[folder],
-                        "state_dict": state, "meta": meta}, path)
+            save_checkpoint({"format": CHECKPOINT_FORMAT, "config": vars(cfg), "labels": labels[folder],
+                             "state_dict": state, "meta": meta}, path)
             manifest["models"][name] = {"file": path.name, "sha256": sha256(path), "labels": len(labels[folder]),
                                         "parameters": int(sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))),
                                         "parity_with_original_graph": parity(dirs[folder], state, cfg), **meta}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 

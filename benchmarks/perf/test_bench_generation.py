@@ -33,7 +33,7 @@ import torch
 import musiclm_ref.pipeline as pipeline
 from musiclm_ref.pipeline import SHIPPED_DIR, MusicLM
 from musiclm_ref.sampling import generate
-from musiclm_ref.stages import Stage, StageConfig, StageError, TokenSpec, load_stage
+from musiclm_ref.stages import Stage, StageConfig, StageError, TokenSpec, load_stage, read_stage_checkpoint
 from musiclm_ref.transformer import KVCache
 
 SECONDS = float(os.environ.get("BENCH_GEN_SECONDS", "10"))  # the length; smaller = quicker, lower ratio
@@ -51,7 +51,7 @@ def stages() -> tuple[dict[str, Stage], str]:
 
 
 def random_init_like(path) -> Stage:
-    c = dict(torch.load(path, map_location="cpu", weights_only=True)["config"])
+    c = dict(read_stage_checkpoint(path)["config"])
     return Stage(StageConfig(**{**c, "tokens": TokenSpec(**c["tokens"])})).eval()
 
 

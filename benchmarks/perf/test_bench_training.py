@@ -28,7 +28,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from musiclm_ref.stages import PAPER_CROPS, TINY_CROPS, Stage, TokenSpec, stage_config
+from musiclm_ref.stages import PAPER_CROPS, TINY_CROPS, Stage, TokenSpec, read_stage_checkpoint, stage_config
 from musiclm_ref.token_corpus import TokenCorpus, sample_batch
 from musiclm_ref.train.stage import StageTrainConfig, train_stage
 
@@ -43,7 +43,7 @@ def _spec() -> TokenSpec:
         return TokenSpec()
     from musiclm_ref.pipeline import SHIPPED_DIR
 
-    c = torch.load(SHIPPED_DIR / "coarse_stage.pt", map_location="cpu", weights_only=True)["config"]
+    c = read_stage_checkpoint(SHIPPED_DIR / "coarse_stage.pt")["config"]
     return TokenSpec(**c["tokens"])
 
 

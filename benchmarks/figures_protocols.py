@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from metrics.store import higher_is_better
+from metrics.store import arrow, higher_is_better
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = Path("docs/published_tables.json")
@@ -38,7 +38,7 @@ def render_table(root: Path, name: str) -> str:
     t = json.loads((root / TABLES).read_text(encoding="utf-8"))["tables"][name]
     cols = list(t["columns"])
     # the arrow of the suite's result key each column maps to: the direction the results store records
-    arrows = ["↑" if higher_is_better({}, t["columns"][c]) else "↓" for c in cols]
+    arrows = [arrow(higher_is_better({}, t["columns"][c])) for c in cols]
     lines = [f"Source: {t['source']}." + ("" if t["verified"] else f" **Unverified**: {t['verification']}."), "",
              "| system | " + " | ".join(f"{c} {a}" for c, a in zip(cols, arrows)) + " |",
              "|---|" + "---:|" * len(cols)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from metrics.io import MISSING, atomic_write_text, format_ci, format_value
-from metrics.store import higher_is_better, read_store
+from metrics.store import arrow, higher_is_better, read_store
 
 # Column order of the paper's Table 1, then this project's extra columns. "kld" stands for the KLD
 # convention's headline key (``kld_musiclm``, ``kld_audiocraft``, …; metrics/kld.py). Each label gets the
@@ -42,11 +42,6 @@ def kld_key(data: dict) -> str:
             if k.startswith("kld_") and isinstance(m, dict) and m.get("number") == "kld":
                 return k
     return "kld"
-
-
-def arrow(higher: bool) -> str:
-    """The Table-1 direction arrow: ↑ where a larger value is better, ↓ where a smaller one is."""
-    return "↑" if higher else "↓"
 
 
 def columns(data: dict) -> list[tuple[str, str]]:

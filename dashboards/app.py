@@ -3,7 +3,8 @@
 One script with a sidebar page picker (rather than ``st.navigation``) so that every page can be driven
 by Streamlit's AppTest. Inputs come from the environment the CLI sets: ``MUSICLM_EVAL_RESULTS``
 (``os.pathsep``-joined results directories) and ``MUSICLM_EVAL_DB`` (ratings database URL). All numbers
-come from ``dashboards.data``; this file only lays them out and turns every gap into a sentence.
+come from the ``dashboards`` modules (``runs``, ``leaderboard``, ``per_clip``, ``clips``, ``memorization``,
+``study``); this file only lays them out and turns every gap into a sentence.
 """
 
 from __future__ import annotations
@@ -17,30 +18,63 @@ import pandas as pd
 import streamlit as st
 
 try:
-    from dashboards import data
+    import dashboards  # noqa: F401  (installed, or started from the repository root)
 except ModuleNotFoundError:  # `streamlit run dashboards/app.py` from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from dashboards import data
+
+from dashboards.clips import clip_view, scores_table  # noqa: E402
+from dashboards.formatting import fmt  # noqa: E402
+from dashboards.leaderboard import (  # noqa: E402
+    comparability_warnings,
+    leaderboard,
+    metadata_table,
+    metric_long,
+    pairwise,
+    skipped_files,
+)
+from dashboards.memorization import match_audio, memo_detection, memo_false_alarms  # noqa: E402
+from dashboards.per_clip import (  # noqa: E402
+    aspect_counts,
+    clip_choices,
+    filter_clips,
+    metric_columns,
+    per_clip_histogram,
+    per_clip_summary,
+    worst_clips,
+)
+from dashboards.runs import (  # noqa: E402
+    DEGRADATION_FILE,
+    ENV_RESULTS,
+    Run,
+    cache_key,
+    higher_is_better,
+    load_run,
+    results_dirs_from_env,
+    run_names,
+)
+from dashboards.study import ENV_DB, HumanStudy, human_n_boot, load_human_study  # noqa: E402
+from metrics.memorization.io import MATCHES_FILE  # noqa: E402
+from metrics.store import arrow  # noqa: E402
 
 PAGES = ("Leaderboard", "Plots", "Clips", "Memorization", "Human study")
 
 
 @st.cache_data(show_spinner="Loading results…", max_entries=64)
-def _load_run(path: str, name: str, key: tuple) -> data.Run:
+def _load_run(path: str, name: str, key: tuple) -> Run:
     """Cached on (path, name, mtimes): reruns and page switches never re-read an unchanged run."""
     del key  # only part of the cache key
-    return data.load_run(path, name=name)
+    return load_run(path, name=name)
 
 
-def load_runs(paths: list[Path]) -> list[data.Run]:
-    names = data.run_names(paths)
-    return [_load_run(str(p), n, data.cache_key(p)) for p, n in zip(paths, names)]
+def load_runs(paths: list[Path]) -> list[Run]:
+    names = run_names(paths)
+    return [_load_run(str(p), n, cache_key(p)) for p, n in zip(paths, names)]
 
 
 @st.cache_data(show_spinner="Reading the ratings database…", ttl=60)
-def _load_study(url: str, max_failures: int, n_boot: int) -> data.HumanStudy:
+def _load_study(url: str, max_failures: int, n_boot: int) -> HumanStudy:
     """Cached for a minute: a running study keeps collecting ratings, so the page refreshes itself."""
-    return data.load_human_study(url, max_failures=max_failures, n_boot=n_boot)
+    return load_human_study(url, max_failures=max_failures, n_boot=n_boot)
 
 
 def audio(path: Path | None, raw: str | None, label: str) -> None:
@@ -57,47 +91,51 @@ def audio(path: Path | None, raw: str | None, label: str) -> None:
 # pages
 
 
-def page_leaderboard(runs: list[data.Run]) -> None:
+def page_leaderboard(runs: list[Run]) -> None:
     st.header("Leaderboard")
     have = [r for r in runs if r.results is not None]
     if not have:
         st.info("None of the selected runs has a usable results.json (see the problems listed above).")
         return
-    for w in data.comparability_warnings(have):
+    for w in comparability_warnings(have):
         st.warning(w, icon="⚠️")
-    table = data.leaderboard(have)
+    table = leaderboard(have)
     numeric = [c for c in table.columns if c not in ("run", "system", "missing", "skipped") and not c.endswith("95% CI")]
     c1, c2 = st.columns([3, 1])
     sort_by = c1.selectbox("Sort by", ["run", "system", *numeric], index=0)
-    descending = c2.toggle("Descending", value=False)
+    worst_first = c2.toggle("Worst first", value=False,
+                            help="Metrics sort best first in the direction each run's store records (↑ / ↓)")
     beside = st.toggle("Beside the published table of each run's protocol", value=False,
                        help="docs/published_tables.json: the paper's numbers, named by paper and protocol")
-    table = data.leaderboard(have, sort_by=sort_by, descending=descending, published=beside)
+    table = leaderboard(have, sort_by=sort_by, best_first=not worst_first, published=beside)
+    arrows = {c: arrow(higher_is_better(have, c.split(" [", 1)[0])) for c in numeric if c not in ("n_clips",)}
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(c, format="%.4g") for c in numeric})
-    st.caption("Lower is better for FAD and KL; higher is better for MCC. Click a column header to sort in place.")
-    pairs = data.pairwise(have)
+                 column_config={c: st.column_config.NumberColumn(f"{c} {arrows[c]}" if c in arrows else c, format="%.4g")
+                                for c in numeric})
+    st.caption("↓ lower is better, ↑ higher is better: the direction each metric declares, as the run's store "
+               "records it. Click a column header to sort in place.")
+    pairs = pairwise(have)
     if len(pairs):
         st.subheader("Paired comparisons")
         st.dataframe(pairs, hide_index=True, width="stretch")
         st.caption("A − B over the clip ids both systems share, clip-paired bootstrap (same resampled ids for the "
                    "reference and both systems), Holm-corrected across the pairs of each metric; significant = "
                    "p (Holm) < 0.05.")
-    skipped = data.skipped_files(have)
+    skipped = skipped_files(have)
     if len(skipped):
         with st.expander(f"{len(skipped)} clip(s) left out of the metrics (missing or skipped)"):
             st.dataframe(skipped, hide_index=True, width="stretch")
     st.subheader("Run metadata")
-    meta = data.metadata_table(have)
+    meta = metadata_table(have)
     if meta.empty:
         st.info("The selected runs record no metadata (versions, checkpoints, embedders, protocol).")
     else:
         st.dataframe(meta, hide_index=True, width="stretch")
 
 
-def page_plots(runs: list[data.Run]) -> None:
+def page_plots(runs: list[Run]) -> None:
     st.header("Metric plots")
-    long = data.metric_long(runs)
+    long = metric_long(runs)
     if long.empty:
         st.info("No metric values in the selected runs.")
     else:
@@ -113,21 +151,21 @@ def page_plots(runs: list[data.Run]) -> None:
         if sub["lo"].isna().any():
             st.caption("Systems without an error bar have no recorded 95% CI.")
     st.subheader("Per-clip distributions")
-    with_clips = [r for r in runs if r.per_clip is not None and data.metric_columns(r.per_clip)]
+    with_clips = [r for r in runs if r.per_clip is not None and metric_columns(r.per_clip)]
     if not with_clips:
         st.info("No per-clip metrics in the selected runs (per_clip.csv missing or without metric columns).")
     else:
         run = _pick_run(with_clips, "dist_run")
-        metric = st.selectbox("Per-clip metric", data.metric_columns(run.per_clip), key="dist_metric")
-        st.dataframe(data.per_clip_summary(run.per_clip, metric), hide_index=True, width="stretch")
-        hist = data.per_clip_histogram(run.per_clip, metric)
+        metric = st.selectbox("Per-clip metric", metric_columns(run.per_clip), key="dist_metric")
+        st.dataframe(per_clip_summary(run.per_clip, metric), hide_index=True, width="stretch")
+        hist = per_clip_histogram(run.per_clip, metric)
         chart = alt.Chart(hist).mark_bar(opacity=0.6).encode(
             x=alt.X("lo:Q", bin="binned", title=metric), x2="hi:Q", y=alt.Y("count:Q", stack=None), color="system:N")
         st.altair_chart(chart, width="stretch")
     st.subheader("FAD vs degradation")
     curves = [r for r in runs if r.degradation is not None]
     if not curves:
-        st.info(f"No {data.DEGRADATION_FILE} in the selected runs (the degradation sweep was not run).")
+        st.info(f"No {DEGRADATION_FILE} in the selected runs (the degradation sweep was not run).")
     for run in curves:
         emb = f" ({run.degradation_embedder})" if run.degradation_embedder else ""
         st.markdown(f"**{run.name}**{emb}")
@@ -136,7 +174,7 @@ def page_plots(runs: list[data.Run]) -> None:
         st.altair_chart(chart, width="stretch")
 
 
-def page_clips(runs: list[data.Run]) -> None:
+def page_clips(runs: list[Run]) -> None:
     st.header("Clips")
     with_clips = [r for r in runs if r.per_clip is not None]
     if not with_clips:
@@ -144,21 +182,21 @@ def page_clips(runs: list[data.Run]) -> None:
         return
     run = _pick_run(with_clips, "clip_run")
     df = run.per_clip
-    counts = data.aspect_counts(df)
+    counts = aspect_counts(df)
     c1, c2 = st.columns([2, 1])
     aspects = c1.multiselect("MusicCaps aspects (all of)", list(counts.index),
                              format_func=lambda a: f"{a} ({counts[a]})", key="aspects")
     text = c2.text_input("Caption or ytid contains", key="clip_text")
     if "aspect_list" not in df.columns:
         st.caption("This run's per_clip.csv has no aspect_list column; aspect filtering is unavailable.")
-    shown = data.filter_clips(df, aspects, text)
-    choices = data.clip_choices(shown)
+    shown = filter_clips(df, aspects, text)
+    choices = clip_choices(shown)
     st.caption(f"{len(choices)} of {df['ytid'].nunique()} clips match.")
     if choices:
         captions = dict(choices)
         ytid = st.selectbox("Caption", [y for y, _ in choices], key="clip_pick",
                             format_func=lambda y: f"{y} — {captions[y][:90]}")
-        view = data.clip_view(run, ytid)
+        view = clip_view(run, ytid)
         st.markdown(f"> {view.caption}")
         if view.aspects:
             st.caption("Aspects: " + ", ".join(view.aspects))
@@ -170,11 +208,12 @@ def page_clips(runs: list[data.Run]) -> None:
             with col:
                 st.markdown(f"**{s['system']}**")
                 audio(s["audio"], s["audio_raw"], s["system"])
-                st.dataframe(pd.DataFrame({"metric": list(s["scores"]),
-                                           "value": [data.fmt(v) for v in s["scores"].values()]}),
-                             hide_index=True, width="stretch")
+        if any(s["scores"] for s in view.systems):
+            # one static table below the players: a scrolling grid in each narrow player column showed only
+            # the metric names, its values scrolled off-screen
+            st.table(scores_table(run, view).set_index("metric"))
     st.subheader("Worst clips")
-    metrics = data.metric_columns(df)
+    metrics = metric_columns(df)
     if not metrics:
         st.info("This run's per_clip.csv has no per-clip metric columns (mcc, kld, fad_<embedder>).")
         return
@@ -182,12 +221,13 @@ def page_clips(runs: list[data.Run]) -> None:
     system = c1.selectbox("System", sorted(df["system"].unique()), key="worst_system")
     metric = c2.selectbox("Metric", metrics, key="worst_metric")
     n = c3.number_input("How many", min_value=1, max_value=500, value=10, key="worst_n")
-    direction = "lowest" if data.higher_is_better(metric) else "highest"
-    st.caption(f"The {n} clips with the {direction} {metric} for {system}.")
-    st.dataframe(data.worst_clips(df, system, metric, int(n)), hide_index=True, width="stretch")
+    higher = higher_is_better([run], metric)
+    st.caption(f"The {n} clips with the {'lowest' if higher else 'highest'} {metric} for {system} "
+               f"({arrow(higher)}: {'higher' if higher else 'lower'} is better).")
+    st.dataframe(worst_clips(df, system, metric, int(n), higher_is_better=higher), hide_index=True, width="stretch")
 
 
-def page_memorization(runs: list[data.Run]) -> None:
+def page_memorization(runs: list[Run]) -> None:
     st.header("Memorization")
     have = [r for r in runs if r.memorization is not None]
     if not have:
@@ -197,24 +237,24 @@ def page_memorization(runs: list[data.Run]) -> None:
     run = _pick_run(have, "memo_run")
     memo = run.memorization
     d = memo.data
-    fa = data.memo_false_alarms(memo)
+    fa = memo_false_alarms(memo)
     c = st.columns(4)
-    c[0].metric("τ (match threshold)", data.fmt(d.get("tau")))
+    c[0].metric("τ (match threshold)", fmt(d.get("tau")))
     if fa is not None:
         r0 = fa.iloc[0]
-        c[1].metric("Per-clip false-alarm rate (held-out nulls)", data.fmt(r0["clip_false_alarm_rate"]),
+        c[1].metric("Per-clip false-alarm rate (held-out nulls)", fmt(r0["clip_false_alarm_rate"]),
                     help=f"{r0['false_alarms']} of {r0['n_null_heldout']} held-out null clips reported; "
-                         f"95% CI [{data.fmt(r0['ci95_lo'])}, {data.fmt(r0['ci95_hi'])}]")
+                         f"95% CI [{fmt(r0['ci95_lo'])}, {fmt(r0['ci95_hi'])}]")
     else:
-        c[1].metric("FPR on held-out negatives", data.fmt(d.get("fpr")))
-    c[2].metric("Exact match rate", data.fmt(d.get("exact_rate")))
-    c[3].metric("Reported clips (approximate match rate)", data.fmt(d.get("approx_rate")))
+        c[1].metric("FPR on held-out negatives", fmt(d.get("fpr")))
+    c[2].metric("Exact match rate", fmt(d.get("exact_rate")))
+    c[3].metric("Reported clips (approximate match rate)", fmt(d.get("approx_rate")))
     if fa is not None:
         st.subheader("False alarms per generated clip, by matcher")
         st.caption("τ is calibrated on null clips (audio not in the training set): the share of novel clips the "
                    "audit reports. 'certified': the Wilson upper bound is within the target.")
         st.dataframe(fa, hide_index=True, width="stretch")
-    det = data.memo_detection(memo)
+    det = memo_detection(memo)
     if det is not None:
         st.subheader("Detection of planted altered copies")
         st.caption("Altered excerpts of the training clips, audited at the calibrated τ; detected = reported "
@@ -239,7 +279,7 @@ def page_memorization(runs: list[data.Run]) -> None:
         st.dataframe(memo.rows, hide_index=True, width="stretch")
     st.subheader("Matches")
     if memo.matches is None:
-        st.info(f"No {data.MATCHES_FILE} in {memo.path}.")
+        st.info(f"No {MATCHES_FILE} in {memo.path}.")
         return
     m = memo.matches
     st.caption(f"{len(m)} matches.")
@@ -248,7 +288,7 @@ def page_memorization(runs: list[data.Run]) -> None:
         i = st.selectbox("Listen to match", list(range(len(m))), key="match_pick",
                          format_func=lambda i: f"{m.iloc[i]['generated_id']} ↔ {m.iloc[i]['train_id']}")
         row = m.iloc[int(i)]
-        gen, train = data.match_audio(memo, row)
+        gen, train = match_audio(memo, row)
         c1, c2 = st.columns(2)
         with c1:
             st.markdown(f"**Generated** `{row['generated_id']}`")
@@ -261,11 +301,11 @@ def page_memorization(runs: list[data.Run]) -> None:
 def page_human_study(db_url: str | None) -> None:
     st.header("Human study")
     if not db_url:
-        st.info(f"No ratings database given. Start with `musiclm-eval dashboard --db URL` (or set {data.ENV_DB}).")
+        st.info(f"No ratings database given. Start with `musiclm-eval dashboard --db URL` (or set {ENV_DB}).")
         return
     max_failures = st.number_input("Attention-check failures allowed per rater", min_value=0, max_value=100,
                                    value=0, key="max_failures")
-    study = _load_study(db_url, int(max_failures), data.human_n_boot())
+    study = _load_study(db_url, int(max_failures), human_n_boot())
     st.caption(f"Database: {study.url}")
     for p in study.problems:
         st.warning(p)
@@ -312,15 +352,15 @@ def page_human_study(db_url: str | None) -> None:
     st.subheader("Agreement")
     ag = study.agreement
     c = st.columns(2)
-    c[0].metric("Krippendorff's α (interval)", data.fmt(ag.get("krippendorff_alpha_interval")))
-    c[1].metric("Pairwise direction agreement", data.fmt(ag.get("pairwise_direction_agreement")))
+    c[0].metric("Krippendorff's α (interval)", fmt(ag.get("krippendorff_alpha_interval")))
+    c[1].metric("Pairwise direction agreement", fmt(ag.get("pairwise_direction_agreement")))
     st.caption(f"{ag.get('trials_rated_more_than_once', 0)} trial(s) rated more than once. "
                + str(study.exclusions.get("rule", "")))
     if study.raters is not None and len(study.raters):
         st.dataframe(study.raters, hide_index=True, width="stretch")
 
 
-def _pick_run(runs: list[data.Run], key: str) -> data.Run:
+def _pick_run(runs: list[Run], key: str) -> Run:
     if len(runs) == 1:
         return runs[0]
     names = [r.name for r in runs]
@@ -336,8 +376,8 @@ def _str(v: object) -> str | None:
 
 def main() -> None:
     st.set_page_config(page_title="musiclm-eval results", page_icon="🎼", layout="wide")
-    paths = data.results_dirs_from_env()
-    db_url = os.environ.get(data.ENV_DB) or None
+    paths = results_dirs_from_env()
+    db_url = os.environ.get(ENV_DB) or None
     page = st.sidebar.radio("Page", PAGES, key="page")
     runs = load_runs(paths)
     if runs:
@@ -352,7 +392,7 @@ def main() -> None:
     if page != "Human study":
         if not paths:
             st.info(f"No results directories given. Start with `musiclm-eval dashboard --results DIR` "
-                    f"(or set {data.ENV_RESULTS}).")
+                    f"(or set {ENV_RESULTS}).")
             return
         for r in runs:
             if r.results is None and r.memorization is None:

@@ -33,15 +33,24 @@ ASPECTS = [
 SYSTEMS = {"musiclm-ref": "gen_ref", "baseline": "gen_base"}
 # per-clip scores: system -> metric -> 4 values (one per ytid)
 SCORES = {
-    "musiclm-ref": {"mcc": [0.61, 0.42, 0.55, 0.30], "kld": [1.10, 2.40, 0.90, 3.20], "fad_mel": [0.8, 1.9, 0.7, 2.6]},
-    "baseline": {"mcc": [0.20, 0.15, 0.33, 0.05], "kld": [2.90, 3.70, 1.80, 4.10], "fad_mel": [2.2, 3.1, 1.5, 3.9]},
+    "musiclm-ref": {"mcc": [0.61, 0.42, 0.55, 0.30], "kld": [1.10, 2.40, 0.90, 3.20], "fad_mel": [0.8, 1.9, 0.7, 2.6],
+                    "melody_rca": [0.90, 0.35, 0.60, 0.20], "chroma_cosine": [0.80, 0.50, 0.30, 0.70]},
+    "baseline": {"mcc": [0.20, 0.15, 0.33, 0.05], "kld": [2.90, 3.70, 1.80, 4.10], "fad_mel": [2.2, 3.1, 1.5, 3.9],
+                 "melody_rca": [0.40, 0.10, 0.55, 0.25], "chroma_cosine": [0.45, 0.60, 0.20, 0.35]},
 }
+# fad_mel, kld and mcc are written as an older writer left them (no direction: the store's name fallback);
+# the melody metrics carry the direction their Metric declares, as every store written now does.
 METRICS = {
     "musiclm-ref": {"fad_mel": {"value": 4.123456, "ci95": [3.5, 4.9]}, "kld": {"value": 1.9, "ci95": [1.2, 2.6]},
-                    "mcc": {"value": 0.47, "ci95": [0.38, 0.55]}},
+                    "mcc": {"value": 0.47, "ci95": [0.38, 0.55]},
+                    "melody_rca": {"value": 0.5125, "ci95": [0.3, 0.7], "higher_is_better": True},
+                    "chroma_cosine": {"value": 0.575, "ci95": [0.4, 0.7], "higher_is_better": True}},
     "baseline": {"fad_mel": {"value": 9.87, "ci95": [8.1, 11.2]}, "kld": {"value": 3.125, "ci95": None},
-                 "mcc": {"value": 0.1825, "ci95": [0.1, 0.26]}},
+                 "mcc": {"value": 0.1825, "ci95": [0.1, 0.26]},
+                 "melody_rca": {"value": 0.325, "ci95": [0.2, 0.5], "higher_is_better": True},
+                 "chroma_cosine": {"value": 0.4, "ci95": [0.25, 0.55], "higher_is_better": True}},
 }
+HIGHER_IS_BETTER = {"fad_mel": False, "kld": False, "mcc": True, "melody_rca": True, "chroma_cosine": True}
 MEMO = {
     "tau": 0.0123, "fpr": 8.0e-5, "exact_rate": 0.0021, "approx_rate": 0.0315,
     "rows": [{"prompt_tokens": t, "exact_rate": r / 10, "approx_rate": r, "exact_ci95": [0.0, r / 5],

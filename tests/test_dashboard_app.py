@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from dashboard_fixtures import (
     CAPTIONS,
+    HIGHER_IS_BETTER,
     MEMO,
     METRICS,
     SCORES,
@@ -21,9 +22,12 @@ from dashboard_fixtures import (
 )
 from streamlit.testing.v1 import AppTest  # a declared dependency: its absence is a failure
 
-from dashboards import data
+import dashboards
+from dashboards.formatting import fmt, fmt_ci
+from dashboards.runs import ENV_RESULTS
+from dashboards.study import ENV_DB, ENV_HUMAN_N_BOOT
 
-APP = str(Path(data.__file__).with_name("app.py"))
+APP = str(Path(dashboards.__file__).with_name("app.py"))
 PAGES = ("Leaderboard", "Plots", "Clips", "Memorization", "Human study")
 
 
@@ -37,11 +41,11 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def app(monkeypatch, *dirs: Path, db: str | None = None, page: str | None = None) -> AppTest:
-    monkeypatch.setenv(data.ENV_RESULTS, os.pathsep.join(map(str, dirs)))
+    monkeypatch.setenv(ENV_RESULTS, os.pathsep.join(map(str, dirs)))
     if db:
-        monkeypatch.setenv(data.ENV_DB, db)
+        monkeypatch.setenv(ENV_DB, db)
     else:
-        monkeypatch.delenv(data.ENV_DB, raising=False)
+        monkeypatch.delenv(ENV_DB, raising=False)
     at = AppTest.from_file(APP, default_timeout=60).run()
     if page:
         at.sidebar.radio[0].set_value(page).run()
@@ -60,16 +64,19 @@ def test_leaderboard_values_match_results_json(monkeypatch, runs):
     for _, row in table.iterrows():
         for metric, m in METRICS[row["system"]].items():
             assert row[metric] == m["value"]
-            assert row[f"{metric} 95% CI"] == data.fmt_ci(m["ci95"])
+            assert row[f"{metric} 95% CI"] == fmt_ci(m["ci95"])
     assert not at.warning  # one run: nothing to compare
 
 
 def test_leaderboard_sorting_and_metadata(monkeypatch, runs):
     at = app(monkeypatch, runs[0])
-    at.selectbox[0].set_value("mcc").run()
-    at.toggle[0].set_value(True).run()
+    at.selectbox[0].set_value("mcc").run()  # best first: the highest MCC on top (the store's direction)
+    assert list(at.dataframe[0].value["system"]) == sorted(METRICS, key=lambda s: -METRICS[s]["mcc"]["value"])
+    at.selectbox[0].set_value("fad_mel").run()  # a distance: the lowest on top
+    assert list(at.dataframe[0].value["system"]) == sorted(METRICS, key=lambda s: METRICS[s]["fad_mel"]["value"])
+    at.toggle[0].set_value(True).run()  # worst first
     table = at.dataframe[0].value
-    assert list(table["system"]) == sorted(METRICS, key=lambda s: -METRICS[s]["mcc"]["value"])
+    assert list(table["system"]) == sorted(METRICS, key=lambda s: -METRICS[s]["fad_mel"]["value"])
     meta = at.dataframe[1].value.set_index("key")
     assert meta.loc["versions.torch", "run_a"] == "2.14.1"
     assert meta.loc["embedders.mel", "run_a"] == "mel-64-v1"
@@ -109,9 +116,13 @@ def test_clips_page_plays_reference_and_every_system(monkeypatch, runs):
     at.selectbox(key="clip_pick").set_value(YTIDS[1]).run()
     assert f"> {CAPTIONS[1]}" in texts(at.markdown)
     assert len(at.get("audio")) == 1 + len(SYSTEMS)
-    score_tables = [df.value for df in at.dataframe[:2]]
-    for system, df in zip(SYSTEMS, score_tables):
-        assert dict(zip(df["metric"], df["value"])) == {m: data.fmt(v[1]) for m, v in SCORES[system].items()}
+    # one static table (st.table: every cell rendered, none scrolled off-screen), a column per system
+    (scores,) = [t.value for t in at.table]
+    assert list(scores.columns) == ["better", *SYSTEMS]
+    for system in SYSTEMS:
+        assert scores[system].to_dict() == {m: fmt(v[1]) for m, v in SCORES[system].items()}
+    assert scores["better"].to_dict() == {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in SCORES["baseline"]}
+    assert not at.dataframe[:-1]  # the per-clip scores are no longer narrow grids in the player columns
 
 
 def test_clips_page_aspect_filter_and_worst_clips(monkeypatch, runs):
@@ -124,6 +135,11 @@ def test_clips_page_aspect_filter_and_worst_clips(monkeypatch, runs):
     worst = at.dataframe[-1].value
     kld = dict(zip(YTIDS, SCORES["baseline"]["kld"]))
     assert list(worst["ytid"]) == sorted(kld, key=kld.get, reverse=True)[:2]
+    for metric in ("melody_rca", "chroma_cosine"):  # similarities: the worst clips are the lowest
+        at.selectbox(key="worst_metric").set_value(metric).run()
+        worst = at.dataframe[-1].value
+        assert list(worst[metric]) == sorted(SCORES["baseline"][metric])[:2]
+        assert f"The 2 clips with the lowest {metric} for baseline (↑: higher is better)." in texts(at.caption)
 
 
 def test_every_clip_of_a_demo_store_plays_from_another_cwd(monkeypatch, tmp_path):
@@ -133,6 +149,7 @@ def test_every_clip_of_a_demo_store_plays_from_another_cwd(monkeypatch, tmp_path
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     at = app(monkeypatch, store, page="Clips")
+    assert at.sidebar.multiselect(key="runs").options == ["demo"]  # results/demo/results is the demo run
     for y in YTIDS:
         at.selectbox(key="clip_pick").set_value(y).run()
         players = at.get("audio")
@@ -152,7 +169,7 @@ def test_clips_page_missing_audio_is_named(monkeypatch, tmp_path):
 
 def test_memorization_page(monkeypatch, runs):
     at = app(monkeypatch, runs[0], page="Memorization")
-    assert texts(at.metric) == [data.fmt(MEMO[k]) for k in ("tau", "fpr", "exact_rate", "approx_rate")]
+    assert texts(at.metric) == [fmt(MEMO[k]) for k in ("tau", "fpr", "exact_rate", "approx_rate")]
     rows = at.dataframe[0].value
     assert list(rows["approx_rate"]) == [r["approx_rate"] for r in MEMO["rows"]]
     assert len(at.get("vega_lite_chart")) == 1
@@ -183,7 +200,7 @@ def study_url(tmp_path_factory) -> str:
 def test_human_study_page_matches_the_analysis(monkeypatch, runs, study_url):
     from human_eval.analysis import analyze
 
-    monkeypatch.setenv(data.ENV_HUMAN_N_BOOT, "50")
+    monkeypatch.setenv(ENV_HUMAN_N_BOOT, "50")
     at = app(monkeypatch, runs[0], db=study_url, page="Human study")
     expected = analyze(study_url, n_boot=50)
     assert not at.warning
@@ -200,8 +217,8 @@ def test_human_study_page_matches_the_analysis(monkeypatch, runs, study_url):
     pd.testing.assert_frame_equal(bt.reset_index(drop=True), expected.strengths, check_dtype=False)
     assert (bt["ci_low"] <= bt["log_strength"] + 1e-12).all() and (bt["log_strength"] <= bt["ci_high"] + 1e-12).all()
     ag = expected.agreement
-    assert texts(at.metric)[3:] == [data.fmt(ag["krippendorff_alpha_interval"]),
-                                    data.fmt(ag["pairwise_direction_agreement"])]
+    assert texts(at.metric)[3:] == [fmt(ag["krippendorff_alpha_interval"]),
+                                    fmt(ag["pairwise_direction_agreement"])]
     raters = next(f for f in frames if "agreement_with_others" in f.columns)
     assert list(raters["n_ratings"]) == list(expected.raters["n_ratings"])
 

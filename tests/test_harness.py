@@ -131,7 +131,8 @@ def test_table_marks_a_system_significantly_better_than_the_next():
 
 def test_dashboard_lists_the_stores_paired_comparisons(tmp_path):
     """The leaderboard page's paired table reads the store's tests back exactly (Holm p < 0.05 = significant)."""
-    from dashboards import data as dash
+    from dashboards.leaderboard import PAIRWISE_COLUMNS, pairwise
+    from dashboards.runs import load_run
     from metrics.result import MetricResult
     from metrics.store import write_store
 
@@ -142,7 +143,7 @@ def test_dashboard_lists_the_stores_paired_comparisons(tmp_path):
     systems = {s: {"fad_mel": MetricResult("fad_mel", v, (v - 1, v + 1)), "mcc": MetricResult("mcc", 0.2, (0.1, 0.3))}
                for s, v in (("a", 10.0), ("b", 11.5))}
     write_store(tmp_path / "s", "compare", systems=systems, metadata={"pairwise": rows})
-    table = dash.pairwise([dash.load_run(tmp_path / "s")]).set_index("metric")
+    table = pairwise([load_run(tmp_path / "s")]).set_index("metric")
     assert table.loc["fad_mel", "diff"] == -1.5 and bool(table.loc["fad_mel", "significant"])
     assert table.loc["mcc", "p (Holm)"] == 0.6 and not bool(table.loc["mcc", "significant"])
-    assert dash.pairwise([]).columns.tolist() == dash.PAIRWISE_COLUMNS
+    assert pairwise([]).columns.tolist() == PAIRWISE_COLUMNS

@@ -14,7 +14,11 @@ os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from test_memorization import centroids, style_clip  # noqa: E402
 
-from dashboards import data  # noqa: E402
+import dashboards  # noqa: E402
+from dashboards.formatting import fmt  # noqa: E402
+from dashboards.memorization import load_memorization, memo_detection, memo_false_alarms  # noqa: E402
+from dashboards.runs import ENV_RESULTS  # noqa: E402
+from dashboards.study import ENV_DB  # noqa: E402
 from metrics.memorization import FewNegativesWarning, audit, plot_audit, write_outputs  # noqa: E402
 from metrics.memorization.detection import detection_table  # noqa: E402
 from metrics.memorization.pipeline import AudioAudit  # noqa: E402
@@ -41,24 +45,24 @@ def audit_dir(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_false_alarms_and_detection_frames(audit_dir):
     out, summary = audit_dir
-    memo = data.load_memorization(out)
-    fa = data.memo_false_alarms(memo)
+    memo = load_memorization(out)
+    fa = memo_false_alarms(memo)
     cal = summary["matchers"]["semantic-ot"]["calibration"]
     assert fa.iloc[0]["clip_false_alarm_rate"] == pytest.approx(cal["clip_false_alarms"] / cal["n_heldout"])
     assert (fa.iloc[0]["n_null_calibration"], fa.iloc[0]["n_null_heldout"]) == (4, 4)
-    det = data.memo_detection(memo).set_index("alteration")
+    det = memo_detection(memo).set_index("alteration")
     assert (det.loc["exact", "detected"], det.loc["noise_30db", "detected"]) == (1, 0)
     assert det.loc["exact", "ci95_hi"] == pytest.approx(1.0)
 
 
 def test_memorization_page_shows_them(monkeypatch, audit_dir):
     out, summary = audit_dir
-    monkeypatch.setenv(data.ENV_RESULTS, str(out))
-    monkeypatch.delenv(data.ENV_DB, raising=False)
-    at = AppTest.from_file(str(Path(data.__file__).with_name("app.py")), default_timeout=60).run()
+    monkeypatch.setenv(ENV_RESULTS, str(out))
+    monkeypatch.delenv(ENV_DB, raising=False)
+    at = AppTest.from_file(str(Path(dashboards.__file__).with_name("app.py")), default_timeout=60).run()
     at.sidebar.radio[0].set_value("Memorization").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert [m.value for m in at.metric][1] == data.fmt(summary["clip_false_alarm_rate"])
+    assert [m.value for m in at.metric][1] == fmt(summary["clip_false_alarm_rate"])
     tables = [d.value for d in at.dataframe]
     assert list(tables[0]["matcher"]) == ["semantic-ot"]
     assert list(tables[1]["alteration"]) == ["exact", "noise_30db"]

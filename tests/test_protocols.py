@@ -240,41 +240,41 @@ def test_published_rows_use_the_suites_keys():
 def _run_with_protocol(root, name, protocol):
     from dashboard_fixtures import make_results_dir
 
-    from dashboards import data
+    from dashboards.runs import load_run
 
     out = make_results_dir(root, name, extras=False)
     doc = json.loads((out / "results.json").read_text())
     if protocol is not None:
         doc["metadata"]["protocol_name"] = protocol
     (out / "results.json").write_text(json.dumps(doc))
-    return data.load_run(out, name)
+    return load_run(out, name)
 
 
 def test_dashboard_never_ranks_two_protocols_in_one_column(tmp_path):
-    from dashboards import data
+    from dashboards.leaderboard import comparability_warnings, leaderboard, protocol_refusal
 
     a, b = _run_with_protocol(tmp_path, "mg", "musicgen"), _run_with_protocol(tmp_path, "sa", "stable-audio")
-    same = data.leaderboard([a, _run_with_protocol(tmp_path, "mg2", "musicgen")])
+    same = leaderboard([a, _run_with_protocol(tmp_path, "mg2", "musicgen")])
     assert "fad_mel" in same.columns and not any("[" in c for c in same.columns)
-    table = data.leaderboard([a, b])
+    table = leaderboard([a, b])
     assert "fad_mel" not in table.columns
     assert {"fad_mel [musicgen]", "fad_mel [stable-audio]"} <= set(table.columns)
     mg_rows = table["run"] == "mg"
     assert table.loc[mg_rows, "fad_mel [stable-audio]"].isna().all()  # a column holds one protocol only
     assert table.loc[~mg_rows, "fad_mel [musicgen]"].isna().all()
-    warnings = data.comparability_warnings([a, b])
+    warnings = comparability_warnings([a, b])
     assert "cannot be ranked in one column" in warnings[0] and "musicgen: mg" in warnings[0]
     old = _run_with_protocol(tmp_path, "old", None)  # a store written before protocols: 'custom'
-    assert "custom: old" in data.protocol_refusal([a, old])
+    assert "custom: old" in protocol_refusal([a, old])
 
 
 def test_dashboard_shows_a_run_beside_its_published_table(tmp_path):
-    from dashboards import data
+    from dashboards.leaderboard import leaderboard
 
     run = _run_with_protocol(tmp_path, "ml", "musiclm")
-    table = data.leaderboard([run], published=True)
+    table = leaderboard([run], published=True)
     pub = table[table["run"].str.startswith("published:")]
     assert list(pub["system"]) == ["Riffusion", "Mubert", "MusicLM"] and "(musiclm)" in pub["run"].iloc[0]
     assert pub.set_index("system").loc["MusicLM", "mcc"] == 0.51
     assert set(table["run"]) == {"ml", pub["run"].iloc[0]}
-    assert len(data.leaderboard([run])) == len(table) - 3
+    assert len(leaderboard([run])) == len(table) - 3

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from benchmarks.cli.options import BOOTSTRAP, bootstrap_option
-from dashboards.data import ENV_DB, ENV_HUMAN_N_BOOT, ENV_RESULTS
+from dashboards.runs import ENV_RESULTS
+from dashboards.study import ENV_DB, ENV_HUMAN_N_BOOT
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboards" / "app.py"

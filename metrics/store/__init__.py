@@ -59,7 +59,7 @@ Do not feed a document read back from a store to ``write_store`` again: its path
 and would be taken as relative to the cwd. Use ``add_metrics`` to extend a store in place.
 """
 
-from metrics.store.direction import DIRECTION_KEY, LEGACY_HIGHER_IS_BETTER, higher_is_better
+from metrics.store.direction import DIRECTION_KEY, LEGACY_HIGHER_IS_BETTER, arrow, higher_is_better
 from metrics.store.paths import is_path_column, resolve_in_store, store_relative
 from metrics.store.read import Results, read_store
 from metrics.store.schema import (
@@ -75,6 +75,6 @@ from metrics.store.write import add_metrics, write_store
 
 __all__ = [
     "DIRECTION_KEY", "LEGACY_HIGHER_IS_BETTER", "PAIRWISE_FILE", "PER_CLIP_FILE", "PER_CLIP_PARQUET", "RESULTS_FILE", "SCHEMA_VERSION", "Results", "ResultsError",
-    "add_metrics", "higher_is_better", "is_path_column", "read_store", "resolve_in_store", "store_relative",
+    "add_metrics", "arrow", "higher_is_better", "is_path_column", "read_store", "resolve_in_store", "store_relative",
     "validate_results", "write_store",
 ]

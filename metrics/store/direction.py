@@ -26,6 +26,11 @@ def fallback_higher_is_better(key: str) -> bool:
     return any(key == n or key.startswith(f"{n}_") for n in LEGACY_HIGHER_IS_BETTER)
 
 
+def arrow(higher: bool) -> str:
+    """How a table header shows a direction: ↑ where a larger value is better, ↓ where a smaller one is."""
+    return "↑" if higher else "↓"
+
+
 def higher_is_better(data: Mapping, key: str) -> bool:
     """The direction of ``key`` in a results document: the first system's entry that records it, else the
     name fallback."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from musiclm_ref.melody import MelodyEmbedder, MelodyError, load_melody, save_melody
-from musiclm_ref.train.melody import render_triplets, train_melody, triplet_batch, triplet_loss
+from musiclm_ref.train.melody import fit_melody, render_triplets, triplet_batch, triplet_loss
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_triplet_training_lowers_the_loss_on_fixed_triplets(pairs):
     fixed = triplet_batch(pairs, 16, 16000, torch.Generator().manual_seed(5))
     with torch.no_grad():
         before = float(triplet_loss(m.eval(), *fixed))
-    train_melody(m, pairs, steps=20, batch=8, lr=3e-3, seed=0, progress=False)
+    fit_melody(m, pairs, steps=20, batch=8, lr=3e-3, seed=0, progress=False)
     with torch.no_grad():
         after = float(triplet_loss(m.eval(), *fixed))
     assert after < before
@@ -113,3 +113,15 @@ def test_melody_conditioning_raises_chroma_correlation_with_the_melody():
         gains.append(chroma_similarity(a, melody) - chroma_similarity(b, melody))
     lo, hi = bootstrap_ci(gains, n_boot=2000, seed=0)
     assert lo > 0, (gains, lo, hi)
+
+
+def test_train_melody_writes_the_checkpoint_and_its_manifest_entry(tmp_path):
+    """The one trainer contract: train_melody(data, out, cfg) saves ``out/melody.pt``, merges its manifest entry, returns it."""
+    import json
+
+    from musiclm_ref.train.melody import MelodyTrainConfig, train_melody
+
+    entry = train_melody(None, tmp_path, MelodyTrainConfig(pairs=14, steps=2, codebook=4, threads=1, command="c", progress=False))
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {"melody.pt": entry}
+    assert entry["command"] == "c" and entry["steps"] == 2 and entry["data_hash"] is None
+    assert load_melody(tmp_path / "melody.pt").rvq.codebook_size == 4

@@ -201,10 +201,11 @@ def train_stage(stages, preset, data, checkpoint, components, mulan, steps, batc
 @json_option()
 def train_melody(checkpoint, data, pairs, steps, codebook, seed, threads, json_out):
     """Train the melody embedding (triplet loss on timbre pairs) and fit its 24-level RVQ."""
-    from musiclm_ref.train.melody import train_melody_model
+    from musiclm_ref.train.melody import MelodyTrainConfig
+    from musiclm_ref.train.melody import train_melody as run
 
-    entry = train_melody_model(checkpoint, data=data, pairs=pairs, steps=steps, codebook=codebook, seed=seed,
-                               threads=threads, command=manifest_command("musiclm-eval train melody"))
+    entry = run(data, checkpoint, MelodyTrainConfig(pairs=pairs, steps=steps, codebook=codebook, seed=seed, threads=threads,
+                                                    command=manifest_command("musiclm-eval train melody")))
     if not emit_json(json_out, entry):
         click.echo(f"wrote {checkpoint}/melody.pt {entry['metrics']}")
 

@@ -7,6 +7,7 @@ pair; another spec's melody in the anchor's own timbre is the (hard) negative (`
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metrics.artifacts import clips_hash, write_manifest_entry
+from metrics.artifacts import clips_hash, manifest_entry, write_manifest_entry
 from musiclm_ref.melody import WINDOW_SECONDS, MelodyEmbedder, save_melody
 from musiclm_ref.pipeline import SAMPLE_RATE
 
@@ -68,8 +69,9 @@ def triplet_accuracy(model: MelodyEmbedder, waves: Tensor, batches: int = 4, bat
     return hits / total
 
 
-def train_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, batch: int = 24, lr: float = 2e-3,
-                 seed: int = 0, progress: bool = True) -> list[float]:
+def fit_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, batch: int = 24, lr: float = 2e-3,
+               seed: int = 0, progress: bool = True) -> list[float]:
+    """The triplet loop (AdamW, cosine decay) on ``train_waves`` [n, 2, samples]; returns the loss per step."""
     from tqdm import tqdm
 
     g = torch.Generator().manual_seed(seed)
@@ -89,20 +91,34 @@ def train_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, b
     return losses
 
 
-def train_melody_model(out, data=None, pairs: int = 260, steps: int = 600, codebook: int = 64, seed: int = 0,
-                       threads: int | None = 2, command: str = "", progress: bool = True) -> dict:
-    """Render timbre pairs, train the triplet model, fit the 24-level RVQ; writes ``out/melody.pt``."""
+@dataclass
+class MelodyTrainConfig:
+    """Everything ``train melody`` takes besides the data and the checkpoint directory."""
+
+    pairs: int = 260  # melodies rendered in two timbres each
+    steps: int = 600
+    codebook: int = 64  # RVQ codebook size (paper: 512)
+    seed: int = 0
+    threads: int | None = 2
+    command: str = ""  # the command line the manifest records
+    progress: bool = True
+
+
+def train_melody(data: str | Path | None, out: str | Path, cfg: MelodyTrainConfig) -> dict:
+    """Render timbre pairs, train the triplet model, fit the 24-level RVQ on ``data``'s clips (None: on the
+    rendered pairs); writes ``out/melody.pt`` and its manifest entry, and returns the entry."""
     from metrics.audio import load_dir
 
-    if threads:
-        torch.set_num_threads(threads)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     out = Path(out)
+    pairs, steps, codebook, seed = cfg.pairs, cfg.steps, cfg.codebook, cfg.seed
     waves = render_triplets(pairs, seed=seed)["waves"]
     n_held = max(1, pairs // 7)
     torch.manual_seed(seed)
     model = MelodyEmbedder()
     before = triplet_accuracy(model, waves[-n_held:])
-    losses = train_melody(model, waves[:-n_held], steps=steps, seed=seed, progress=progress)
+    losses = fit_melody(model, waves[:-n_held], steps=steps, seed=seed, progress=cfg.progress)
     acc = triplet_accuracy(model, waves[-n_held:])
     if data is not None:
         clips = load_dir(data, SAMPLE_RATE, min_seconds=4.0).clips
@@ -116,6 +132,6 @@ def train_melody_model(out, data=None, pairs: int = 260, steps: int = 600, codeb
                "loss_first_50": round(float(np.mean(losses[:50])), 4), "loss_last_50": round(float(np.mean(losses[-50:])), 4),
                "rvq": [model.cfg.rvq_levels, codebook], "rvq_fit_mse_last_level": round(model.rvq.fit_mse[-1], 5)}
     save_melody(model, out / "melody.pt", {"seed": seed, "metrics": metrics})
-    entry = {"command": command, "seed": seed, "data_hash": data_hash, "pairs": pairs, "steps": steps, "metrics": metrics}
+    entry = manifest_entry(cfg.command, seed, data_hash, metrics=metrics, pairs=pairs, steps=steps)
     write_manifest_entry(out / "manifest.json", "melody.pt", entry)
     return entry

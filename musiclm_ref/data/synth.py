@@ -13,7 +13,6 @@ right way.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -23,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metrics.artifacts import data_hash
 from metrics.audio import save_audio
 from metrics.errors import InputError
+from metrics.io import file_sha256
 from metrics.musiccaps import write_captions
 from musiclm_ref.data.render import render
 from musiclm_ref.data.specs import NOTE_NAMES, STYLES, audioset_labels, caption_for, sample_spec, tempo_class
@@ -120,13 +121,10 @@ def generate_corpus(
         })  # fmt: skip
     write_captions(pd.DataFrame(cap_rows), out / "captions.csv")
     pd.DataFrame(label_rows).to_csv(out / "labels.csv", index=False, lineterminator="\n")
-    h = hashlib.sha256()
-    for p in sorted(out.iterdir()):
-        if p.is_file() and (p.suffix == ".wav" or p.name in ("captions.csv", "labels.csv")):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
+    files = {p.name: file_sha256(p) for p in out.iterdir()
+             if p.is_file() and (p.suffix == ".wav" or p.name in ("captions.csv", "labels.csv"))}  # fmt: skip
     info = CorpusInfo(
-        str(out), n, seconds, sample_rate, seed, h.hexdigest(),
+        str(out), n, seconds, sample_rate, seed, data_hash(files),
         dict(Counter(s.style for s in specs)), dict(Counter(r["split"] for r in label_rows)),
         split_record(seed, n, seconds, sample_rate, styles, split),
     )  # fmt: skip

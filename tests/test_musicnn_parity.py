@@ -24,8 +24,8 @@ from metrics.convert_musicnn import (
     extract_checkpoints,
     tf_state_dict,
 )
-from metrics.io import file_sha256
 from metrics.embedders.musicnn import CHECKPOINT_DIR, MODELS, load_musicnn, log_mel, patches, run_patches
+from metrics.io import file_sha256
 
 UNREACHABLE = re.compile(r"connection|network|resolve|timed out|temporary failure|unreachable|proxy|ssl", re.I)
 

@@ -31,8 +31,10 @@ from metrics.engine import LOCAL, Engine
 from metrics.extract import EmbeddingSet, preprocessing_key
 from metrics.fad import EmbeddingStats
 from metrics.metric import Metric
+from metrics.intervals import holm, paired_comparison, prefetch_statistics
 from metrics.models import ModelSpec, audio_model
 from metrics.result import MetricResult
+from metrics.resampling import Resampler, ResamplingPlan
 
 GROUND_TRUTH = "ground truth"
 MIN_PAIRS = 10  # paired tests need at least this many shared clips (2 clips have 3 distinct bootstrap resamples)
@@ -289,7 +291,7 @@ def evaluate(
                                f"{' …' if len(lacking) > 20 else ''}")
         text = dict(zip(ids, built["joint"].embed_text([captions[i] for i in ids])))
 
-    factories = _metric_factories(plan, built, ref_stats, n_boot, seed)
+    factories = _metric_factories(plan, built, ref_stats, 0, seed)  # intervals: statistics(), once all are scored
 
     def score(name: str, directory, files: dict[str, str], outputs: dict[str, EmbeddingSet],
               keys: Sequence[tuple[str, str, Callable]]) -> SourceResult:
@@ -327,7 +329,7 @@ def evaluate(
         if audio and not r.metrics and not r.skipped:
             raise AudioError(systems[name], "no metric could be computed (no usable clips)")
 
-    pairs = paired_comparisons(results, n_boot, seed) if pairwise and n_boot and len(results) > 1 else []
+    pairs = statistics(reference_result, results, n_boot, seed, pairwise)
     metadata = {**run_metadata(), "created_unix": started, "elapsed_s": round(time.time() - started, 2),
                 "config": {"embedders": list(plan.embedders), "classifier": plan.classifier,
                            "extra_classifiers": list(plan.extra_classifiers), "joint": plan.joint,
@@ -348,26 +350,59 @@ def evaluate(
     return Evaluation(reference_result, results, pairs, metadata)
 
 
-def paired_comparisons(results: Mapping[str, SourceResult], n_boot: int, seed: int) -> list[dict]:
-    """Every two systems on every metric they share: difference (a − b), 95% CI, p-value over the shared
-    clip ids (``metrics.intervals.paired_comparison``), Holm-corrected across the pairs of each metric."""
-    from metrics.intervals import holm, paired_comparison
+def statistics(reference: SourceResult, results: Mapping[str, SourceResult], n_boot: int, seed: int,
+               pairwise: bool = True) -> list[dict]:
+    """Every interval and every paired test of a run from one set of resamples: fills each result's ``ci95``
+    (the metrics were computed without one) and returns the pairwise rows.
 
-    rows: list[dict] = []
-    keys = sorted({k for r in results.values() for k in r.states})
-    for key in keys:
-        block = []
+    Why together and after all sources: one ``ResamplingPlan`` gives every system the same clip-id draws,
+    and one ``Resampler`` evaluates each metric on each draw once, batched across systems (FAD decomposes
+    each resampled reference once for all of them); a pair's differences are the two systems' values on
+    the same draws. The numbers are those of each interval and test computed alone (same draws)."""
+    if not n_boot:
+        return []
+    plan, resampler = ResamplingPlan(n_boot, seed), Resampler()
+    sources = [reference, *results.values()]
+    pairs = [(sa, sb) for _, _, _, sa, sb, why in _pairs(results) if why is None] if pairwise else []
+    prefetch_statistics(resampler, plan, [m for src in sources for m in src.states.values()], pairs)
+    for src in sources:
+        for key, state in src.states.items():
+            src.metrics[key].ci95 = state.interval(plan, resampler)
+    return paired_comparisons(results, n_boot, seed, plan, resampler) if pairwise and len(results) > 1 else []
+
+
+def _pairs(results: Mapping[str, SourceResult]) -> list[tuple[str, str, str, Metric, Metric, str | None]]:
+    """(metric key, system a, system b, state a, state b, why not tested or None) for every two systems that
+    share a metric, key by key."""
+    out = []
+    for key in sorted({k for r in results.values() for k in r.states}):
         for a, b in itertools.combinations(sorted(results), 2):
             sa, sb = results[a].states.get(key), results[b].states.get(key)
             if sa is None or sb is None:
                 continue
             shared = set(sa.ids("generated")) & set(sb.ids("generated"))
-            if len(shared) < MIN_PAIRS:  # a bootstrap over a handful of clips has a handful of distinct resamples
-                block.append({"metric": key, "system_a": a, "system_b": b, "diff": None, "n_pairs": len(shared),
-                              "reason": f"fewer than {MIN_PAIRS} shared clips: no paired test"})
+            # a bootstrap over a handful of clips has a handful of distinct resamples
+            why = f"fewer than {MIN_PAIRS} shared clips: no paired test" if len(shared) < MIN_PAIRS else None
+            out.append((key, a, b, sa, sb, why))
+    return out
+
+
+def paired_comparisons(results: Mapping[str, SourceResult], n_boot: int, seed: int, plan: ResamplingPlan | None = None,
+                       resampler: Resampler | None = None) -> list[dict]:
+    """Every two systems on every metric they share: difference (a − b), 95% CI, p-value over the shared
+    clip ids (``metrics.intervals.paired_comparison``), Holm-corrected across the pairs of each metric.
+    ``plan``/``resampler``: the run's shared draws and values (``statistics``); made here when not given."""
+    plan, resampler = plan or ResamplingPlan(n_boot, seed), resampler or Resampler()
+    rows: list[dict] = []
+    for key, group in itertools.groupby(_pairs(results), key=lambda p: p[0]):
+        block = []
+        for _, a, b, sa, sb, why in group:
+            if why is not None:
+                block.append({"metric": key, "system_a": a, "system_b": b, "diff": None,
+                              "n_pairs": len(set(sa.ids("generated")) & set(sb.ids("generated"))), "reason": why})
                 continue
             try:
-                cmp = paired_comparison(sa, sb, n_boot=n_boot, seed=seed)
+                cmp = paired_comparison(sa, sb, plan=plan, resampler=resampler)
             except (ValueError, PairingError) as e:
                 block.append({"metric": key, "system_a": a, "system_b": b, "diff": None, "reason": str(e)})
                 continue

@@ -27,6 +27,31 @@ from metrics.result import MetricResult
 
 GRAM_BYTES = 1 << 28  # per side (256 MiB); above it the Grams are rebuilt from the frames, a chunk of clips at a time
 CHUNK_BYTES = 1 << 24  # such a chunk's Grams (16 MiB: stays near the cache; larger chunks were slower)
+EPS = np.finfo(np.float64).eps
+
+
+def _frechet_rows(mu_r: np.ndarray, cov_r: np.ndarray, factor: np.ndarray, failed: np.ndarray, mu_g: np.ndarray,
+                  cov_g: np.ndarray) -> np.ndarray:
+    """``frechet_distance`` of each row, given a factor W of each reference covariance (Σ_r = W Wᵀ).
+
+    tr (Σ_r^½ Σ_g Σ_r^½)^½ = Σ √λ(Wᵀ Σ_g W), all rows in one batched product and one batched
+    ``eigvalsh``. Rounding noise is zeroed as ``metrics.fad`` does (eigenvalues ≤ d·ε·max), so the
+    values equal ``frechet_distance``'s to rounding. A row that ``frechet_distance`` would treat
+    otherwise (a flagged factor, a clearly negative eigenvalue, a clearly negative value) is
+    recomputed by it, which gives its result or raises its error."""
+    d = cov_g.shape[-1]
+    eig = np.linalg.eigvalsh(np.swapaxes(factor, 1, 2) @ cov_g @ factor)
+    top = np.abs(eig).max(axis=1, initial=0.0)
+    bad = failed | (eig.min(axis=1, initial=0.0) < -1e-8 * top)
+    root = np.sqrt(np.where(eig > d * EPS * top[:, None], eig, 0.0)).sum(axis=1)
+    diff = mu_r - mu_g
+    scale = (diff * diff).sum(axis=1) + np.trace(cov_r, axis1=1, axis2=2) + np.trace(cov_g, axis1=1, axis2=2)
+    value = scale - 2.0 * root
+    bad |= value < -1e-9 * np.maximum(scale, 1e-300)
+    value = np.maximum(value, 0.0)
+    for b in np.flatnonzero(bad):
+        value[b] = frechet_distance(mu_r[b], cov_r[b], mu_g[b], cov_g[b])
+    return value
 
 
 class FAD(PerClipOutputs):
@@ -119,27 +144,90 @@ class FAD(PerClipOutputs):
         cov = (second - n[:, None, None] * mean[:, :, None] * mean[:, None, :]) / (n - 1)[:, None, None]
         return mean, cov
 
-    def value_on_counts(self, ref_counts: np.ndarray, gen_counts: np.ndarray, block: int = 64) -> np.ndarray:
+    def value_on_counts(self, ref_counts: np.ndarray, gen_counts: np.ndarray) -> np.ndarray:
         """FAD on each row of clip counts (rows aligned with ``ids(side)``); the resampling fast path."""
-        gen_counts = np.asarray(gen_counts, dtype=np.float64)
-        ref_counts = np.asarray(ref_counts, dtype=np.float64)
-        fixed = self.reference_stats
-        # a resample of fewer than 2 frames on a side has no covariance: NaN, which the intervals drop
-        ok = gen_counts @ self._side_moments("generated")[1] >= 2
-        if fixed is None:
-            ok &= ref_counts @ self._side_moments("reference")[1] >= 2
-        out = np.full(len(gen_counts), np.nan)
-        rows_ok = np.flatnonzero(ok)
-        for start in range(0, len(rows_ok), block):
-            rows = rows_ok[start:start + block]
-            mu_g, cov_g = self._mean_covs("generated", gen_counts[rows])
-            if fixed is None:
-                mu_r, cov_r = self._mean_covs("reference", ref_counts[rows])
-            for j, row in enumerate(rows):
+        return self.values_shared([(self, ref_counts, gen_counts, None)])[0]
+
+    def _reference_key(self) -> tuple:
+        """Which reference side this is: the same clips' arrays (or fixed statistics) give the same resamples."""
+        if self.reference_stats is not None:
+            return ("fixed", id(self.reference_stats))
+        ref = self.outputs["reference"]
+        return ("clips", tuple((cid, id(ref[cid])) for cid in sorted(ref)))
+
+    def _reference_factors(self, counts: np.ndarray, mu: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W [B, d, k] with cov[b] = W[b] W[b]ᵀ, rows whose factor failed) for resampled reference statistics.
+
+        Why a factor: tr (Σ_r^½ Σ_g Σ_r^½)^½ = Σ √λ(Wᵀ Σ_g W) for any W with Σ_r = W Wᵀ, so one factor per
+        resampled reference serves every system. Fewer frames than dimensions (Σ_r singular): W is the
+        weighted, centred frames themselves (k = frames, no decomposition at all). Otherwise the
+        Cholesky factor, or V√Λ from ``eigh`` where Cholesky fails (rank deficiency); a factor that is
+        not PSD is flagged, and those rows go through ``frechet_distance`` (which raises the error)."""
+        failed = np.zeros(len(cov), bool)
+        frames = self._reference_frames()
+        if frames is not None:
+            x, owner = frames
+            u = counts[:, owner]  # [B, F]: each frame drawn as often as its clip
+            centred = (x[None, :, :] - mu[:, None, :]) * np.sqrt(u / (u.sum(1) - 1)[:, None])[:, :, None]
+            return np.swapaxes(centred, 1, 2), failed
+        try:
+            return np.linalg.cholesky(cov), failed
+        except np.linalg.LinAlgError:
+            pass
+        out = np.empty_like(cov)
+        for b, c in enumerate(cov):
+            try:
+                out[b] = np.linalg.cholesky(c)
+            except np.linalg.LinAlgError:
+                w, v = np.linalg.eigh(c)
+                top = float(np.abs(w).max(initial=0.0))
+                failed[b] = w.min() < -1e-8 * top
+                out[b] = v * np.sqrt(np.where(w > len(w) * EPS * top, w, 0.0))
+        return out, failed
+
+    def _reference_frames(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(stacked reference frames [F, d], each frame's clip index) when F ≤ d (a singular Σ_r), else None."""
+        if self.reference_stats is not None:
+            return None
+        ids, counts, sums, *_ = self._side_moments("reference")
+        if counts.sum() > sums.shape[1]:
+            return None
+        x = np.concatenate([np.asarray(self.outputs["reference"][i], np.float64) for i in ids])
+        return x, np.repeat(np.arange(len(ids)), counts.astype(np.int64))
+
+    @classmethod
+    def values_shared(cls, jobs: Sequence[tuple[FAD, np.ndarray, np.ndarray, object]], block: int = 64) -> list[np.ndarray]:
+        """FAD of each job (metric, reference counts, generated counts, key of the reference draw) on each row.
+
+        Jobs whose metrics share a reference side (``_reference_key``) and whose reference draws have
+        one key share each row's reference mean, covariance and factor (``_reference_factors``): a
+        resample costs one reference decomposition plus, per system, Wᵀ Σ_g W and its eigenvalues.
+        A key of None is never shared. A row with fewer than 2 frames on a side has no covariance:
+        NaN, which the intervals drop."""
+        out = [np.full(len(g), np.nan) for _, _, g, _ in jobs]
+        groups: dict[tuple, list[int]] = {}
+        for k, (m, _, _, key) in enumerate(jobs):
+            groups.setdefault((m._reference_key(), k if key is None else key), []).append(k)
+        for members in groups.values():
+            first = jobs[members[0]][0]
+            ref_counts = np.asarray(jobs[members[0]][1], dtype=np.float64)
+            fixed = first.reference_stats
+            ref_ok = np.ones(len(ref_counts), bool) if fixed is not None else \
+                ref_counts @ first._side_moments("reference")[1] >= 2
+            for start in range(0, len(ref_counts), block):
+                rows = np.arange(start, min(start + block, len(ref_counts)))[ref_ok[start:start + block]]
+                if not len(rows):
+                    continue
                 if fixed is not None:
-                    out[row] = frechet_distance(fixed.mean, fixed.cov, mu_g[j], cov_g[j])
+                    mu_r, cov_r = np.repeat(fixed.mean[None], len(rows), 0), np.repeat(fixed.cov[None], len(rows), 0)
                 else:
-                    out[row] = frechet_distance(mu_r[j], cov_r[j], mu_g[j], cov_g[j])
+                    mu_r, cov_r = first._mean_covs("reference", ref_counts[rows])
+                factor, failed = first._reference_factors(ref_counts[rows], mu_r, cov_r)
+                for k in members:
+                    m, gen = jobs[k][0], np.asarray(jobs[k][2], dtype=np.float64)[rows]
+                    ok = gen @ m._side_moments("generated")[1] >= 2
+                    mu_g, cov_g = m._mean_covs("generated", gen[ok])
+                    out[k][rows[ok]] = _frechet_rows(mu_r[ok], cov_r[ok], factor[ok], failed[ok], mu_g, cov_g)
         return out
 
     def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:

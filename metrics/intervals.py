@@ -27,22 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from metrics.resampling import JACKKNIFE_GROUPS, Job, Resamplable, Resampler, ResamplingPlan, ones
+
 METHODS = ("bca", "basic", "percentile")
-JACKKNIFE_GROUPS = 100  # per side: delete-one up to this many clips, delete-a-group beyond
-
-
-class Resamplable(Protocol):
-    """What an interval needs of a metric (``metrics.metric.Metric`` has it). Declared here, not imported,
-    so that this module stays below ``metrics.metric`` (which calls ``bootstrap_interval``): no cycle."""
-
-    def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float: ...
-
-    def ids(self, side: str) -> list[str]: ...
 
 
 # ----------------------------------------------------------------------------- item-level helpers
@@ -87,39 +78,7 @@ def wilson_ci(successes: int, n: int, z: float = 1.959963984540054) -> tuple[flo
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-# ----------------------------------------------------------------------------- resampling plumbing
-
-
-def _values_on_counts(metric: Resamplable, ref_ids: list[str], gen_ids: list[str], ref_counts: np.ndarray,
-                      gen_counts: np.ndarray) -> np.ndarray:
-    """The metric on each row of counts: the batched hook when the metric has one, else value_on."""
-    fast = getattr(metric, "value_on_counts", None)
-    if fast is not None:
-        out = np.asarray(fast(ref_counts, gen_counts), dtype=np.float64)
-        if out.shape != (len(ref_counts),):
-            raise ValueError(f"{type(metric).__name__}.value_on_counts returned shape {out.shape}, "
-                             f"expected ({len(ref_counts)},)")
-        return out
-    r_ids, g_ids = np.asarray(ref_ids, dtype=object), np.asarray(gen_ids, dtype=object)
-    return np.array([metric.value_on(list(np.repeat(r_ids, rc)), list(np.repeat(g_ids, gc)))
-                     for rc, gc in zip(ref_counts, gen_counts)], dtype=np.float64)
-
-
-def _multinomial_counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
-    """[n_boot, n] counts of n draws with replacement from n items (one bootstrap resample per row)."""
-    idx = rng.integers(0, n, size=(n_boot, n))
-    counts = np.zeros((n_boot, n), dtype=np.int64)
-    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1)
-    return counts
-
-
-def _jackknife_rows(n: int, rng: np.random.Generator, groups: int = JACKKNIFE_GROUPS) -> np.ndarray:
-    """[g, n] 0/1 weights: row k deletes clip k (n ≤ groups) or the k-th of ``groups`` seeded groups."""
-    if n <= groups:
-        return 1 - np.eye(n, dtype=np.int64)
-    labels = np.empty(n, dtype=np.int64)
-    labels[rng.permutation(n)] = np.arange(n) % groups
-    return (labels[None, :] != np.arange(groups)[:, None]).astype(np.int64)
+# ----------------------------------------------------------------------------- interval arithmetic
 
 
 def _acceleration(jack: list[np.ndarray]) -> float:
@@ -190,7 +149,8 @@ def _interval(theta: float, boot: np.ndarray, jack: list[np.ndarray], method: st
 
 
 def bootstrap_interval(metric: Resamplable, n_boot: int = 1000, seed: int = 0, method: str = "bca",
-                       alpha: float = 0.05, jackknife_groups: int = JACKKNIFE_GROUPS) -> tuple[float, float]:
+                       alpha: float = 0.05, jackknife_groups: int = JACKKNIFE_GROUPS, plan: ResamplingPlan | None = None,
+                       resampler: Resampler | None = None) -> tuple[float, float]:
     """(lo, hi): a 1 − alpha interval for the metric's population value, always containing its point value.
 
     Clips of both sides are resampled independently with replacement (``n_boot`` times, seeded) and
@@ -198,35 +158,45 @@ def bootstrap_interval(metric: Resamplable, n_boot: int = 1000, seed: int = 0, m
     ``method``: ``"bca"`` (default, see the module docstring), ``"basic"`` (2θ̂ − q) or
     ``"percentile"`` (the old interval, biased for FAD; kept for comparison). A single clip on
     both sides gives the zero-width interval (θ̂, θ̂) (nothing to resample). ``jackknife_groups``
-    bounds the acceleration's cost at 2 × that many extra evaluations.
+    bounds the acceleration's cost at 2 × that many extra evaluations. ``plan`` and ``resampler``:
+    the run's shared draws and values (``metrics.resampling``; they replace n_boot, seed and
+    jackknife_groups), so many intervals and paired tests evaluate each resample once.
     """
-    return bootstrap_intervals(metric, (method,), n_boot, seed, alpha, jackknife_groups)[method]
+    return bootstrap_intervals(metric, (method,), n_boot, seed, alpha, jackknife_groups, plan, resampler)[method]
+
+
+def interval_jobs(metric: Resamplable, plan: ResamplingPlan, bca: bool = True) -> list[Job | None]:
+    """[bootstrap, reference jackknife, generated jackknife] resamples of ``metric``'s interval (a jackknife
+    is None without ``bca`` or with fewer than 2 clips on its side); [] when there is nothing to resample."""
+    n_r, n_g = len(metric.ids("reference")), len(metric.ids("generated"))
+    if n_r <= 1 and n_g <= 1:
+        return []
+    ref, gen, jr, jg = plan.interval(n_r, n_g)
+    if not bca:
+        return [(metric, ref, gen), None, None]
+    return [(metric, ref, gen), (metric, jr, ones(len(jr.counts), n_g)) if n_r > 1 else None,
+            (metric, ones(len(jg.counts), n_r), jg) if n_g > 1 else None]
 
 
 def bootstrap_intervals(metric: Resamplable, methods: Sequence[str] = METHODS, n_boot: int = 1000, seed: int = 0,
-                        alpha: float = 0.05, jackknife_groups: int = JACKKNIFE_GROUPS) -> dict[str, tuple[float, float]]:
+                        alpha: float = 0.05, jackknife_groups: int = JACKKNIFE_GROUPS, plan: ResamplingPlan | None = None,
+                        resampler: Resampler | None = None) -> dict[str, tuple[float, float]]:
     """``bootstrap_interval`` for several methods from the same resamples: method → (lo, hi)."""
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, not {n_boot}")
+    plan = plan or ResamplingPlan(n_boot, seed, jackknife_groups)
+    resampler = resampler or Resampler()
     ref_ids, gen_ids = list(metric.ids("reference")), list(metric.ids("generated"))
     if not gen_ids:
         raise ValueError(f"{metric.name}: no generated clips to resample")
     theta = float(metric.value_on(ref_ids, gen_ids))
-    n_r, n_g = len(ref_ids), len(gen_ids)
-    if n_r <= 1 and n_g <= 1:
+    jobs = interval_jobs(metric, plan, "bca" in methods)
+    if not jobs:
         return dict.fromkeys(methods, (theta, theta))
-    rng = np.random.default_rng(seed)
-    ref_counts, gen_counts = _multinomial_counts(rng, n_boot, n_r), _multinomial_counts(rng, n_boot, n_g)
-    boot = _values_on_counts(metric, ref_ids, gen_ids, ref_counts, gen_counts)
-    jack = []
-    if "bca" in methods:
-        jr, jg = _jackknife_rows(n_r, rng, jackknife_groups), _jackknife_rows(n_g, rng, jackknife_groups)
-        full_r, full_g = np.ones((len(jg), n_r), np.int64), np.ones((len(jr), n_g), np.int64)
-        jack = [_values_on_counts(metric, ref_ids, gen_ids, jr, full_g) if n_r > 1 else np.zeros(0),
-                _values_on_counts(metric, ref_ids, gen_ids, full_r, jg) if n_g > 1 else np.zeros(0)]
+    resampler.prefetch([j for j in jobs if j is not None])
+    boot = resampler.values(*jobs[0])
+    jack = [resampler.values(*j) if j else np.zeros(0) for j in jobs[1:]] if "bca" in methods else []
     return {method: _interval(theta, boot, jack, method, alpha) for method in methods}
 
 
@@ -272,25 +242,10 @@ def _columns(ids: list[str], shared: list[str]) -> np.ndarray:
     return np.array([pos[c] for c in shared], dtype=np.int64)
 
 
-def _spread(counts: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
-    """Counts over the shared ids → counts over a metric's own ids (absent ids get 0)."""
-    out = np.zeros((len(counts), n), dtype=np.int64)
-    out[:, cols] = counts
-    return out
-
-
-def paired_comparison(metric_a: Resamplable, metric_b: Resamplable, n_boot: int = 1000, seed: int = 0,
-                      method: str = "bca", alpha: float = 0.05) -> dict:
-    """A − B over the clip ids both systems (and the reference) share, with a clip-paired bootstrap.
-
-    Each resample draws the shared ids once, with replacement, and uses that same draw for the
-    reference side and for both systems' generated sides; set-level metrics (FAD, KAD) are
-    recomputed on it, paired metrics (KLD, MCC) average over it. So clip-level variation common to
-    both systems (a hard caption) cancels in the difference. Returns ``diff`` (A − B on the shared
-    ids), ``ci95`` (``method`` interval at 1 − alpha, containing ``diff``), ``p_value`` (two-sided,
-    the interval inverted: H0 "no difference"), ``n_pairs`` and ``method``. Lower-is-better or
-    higher-is-better is the caller's reading: the sign is A − B.
-    """
+def paired_jobs(metric_a: Resamplable, metric_b: Resamplable, plan: ResamplingPlan,
+                bca: bool = True) -> tuple[list[str], list[list[Job]]]:
+    """(shared ids, per metric [bootstrap, jackknife] resamples) of the paired test of A and B: the
+    plan's draw of the shared ids, as counts over each metric's own reference and generated ids."""
     if type(metric_a) is not type(metric_b) or metric_a.config() != metric_b.config():
         raise ValueError(f"cannot compare {type(metric_a).__name__}{metric_a.config()} with "
                          f"{type(metric_b).__name__}{metric_b.config()}: different metrics or settings")
@@ -298,25 +253,66 @@ def paired_comparison(metric_a: Resamplable, metric_b: Resamplable, n_boot: int 
     if len(shared) < 2:
         raise ValueError(f"{metric_a.name}: the two systems share {len(shared)} clip id(s) with the "
                          "reference; a paired comparison needs at least 2")
+    draw, jack = plan.paired(len(shared))
+    out = []
+    for m in (metric_a, metric_b):
+        ref_ids, gen_ids = list(m.ids("reference")), list(m.ids("generated"))
+        cr, cg = _columns(ref_ids, shared), _columns(gen_ids, shared)
+        out.append([(m, rows.spread(cr, len(ref_ids)), rows.spread(cg, len(gen_ids)))
+                    for rows in ((draw, jack) if bca else (draw,))])
+    return shared, out
+
+
+def paired_comparison(metric_a: Resamplable, metric_b: Resamplable, n_boot: int = 1000, seed: int = 0,
+                      method: str = "bca", alpha: float = 0.05, plan: ResamplingPlan | None = None,
+                      resampler: Resampler | None = None) -> dict:
+    """A − B over the clip ids both systems (and the reference) share, with a clip-paired bootstrap.
+
+    Each resample draws the shared ids once, with replacement, and uses that same draw for the
+    reference side and for both systems' generated sides; set-level metrics (FAD, KAD) are
+    recomputed on it, paired metrics (KLD, MCC) average over it. So clip-level variation common to
+    both systems (a hard caption) cancels in the difference. The difference on a resample is the
+    difference of the two systems' values on it, so with a shared ``plan`` and ``resampler`` each
+    system's values serve every pair it is in. Returns ``diff`` (A − B on the shared
+    ids), ``ci95`` (``method`` interval at 1 − alpha, containing ``diff``), ``p_value`` (two-sided,
+    the interval inverted: H0 "no difference"), ``n_pairs`` and ``method``. Lower-is-better or
+    higher-is-better is the caller's reading: the sign is A − B.
+    """
+    plan = plan or ResamplingPlan(n_boot, seed)
+    resampler = resampler or Resampler()
+    shared, (jobs_a, jobs_b) = paired_jobs(metric_a, metric_b, plan, method == "bca")
     theta = float(metric_a.value_on(shared, shared) - metric_b.value_on(shared, shared))
-    rng = np.random.default_rng(seed)
-    counts = _multinomial_counts(rng, n_boot, len(shared))
-    jrows = _jackknife_rows(len(shared), rng) if method == "bca" else np.zeros((0, len(shared)), np.int64)
-
-    def diffs(rows: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(rows))
-        for sign, m in ((1.0, metric_a), (-1.0, metric_b)):
-            ref_ids, gen_ids = list(m.ids("reference")), list(m.ids("generated"))
-            rc = _spread(rows, _columns(ref_ids, shared), len(ref_ids))
-            gc = _spread(rows, _columns(gen_ids, shared), len(gen_ids))
-            out += sign * _values_on_counts(m, ref_ids, gen_ids, rc, gc)
-        return out
-
-    boot = diffs(counts)
-    jack = [diffs(jrows)] if method == "bca" else []
+    resampler.prefetch(jobs_a + jobs_b)
+    diffs = [resampler.values(*ja) - resampler.values(*jb) for ja, jb in zip(jobs_a, jobs_b)]
+    boot, jack = diffs[0], diffs[1:]
     lo, hi = _interval(theta, boot, jack, method, alpha)
     return {"diff": theta, "ci95": [lo, hi], "p_value": _p_value(theta, boot[np.isfinite(boot)], jack, method),
-            "n_pairs": len(shared), "method": f"clip-paired bootstrap ({method}, {n_boot} resamples, seed {seed})"}
+            "n_pairs": len(shared),
+            "method": f"clip-paired bootstrap ({method}, {plan.n_boot} resamples, seed {plan.seed})"}
+
+
+def prefetch_statistics(resampler: Resampler, plan: ResamplingPlan, intervals: Sequence[Resamplable] = (),
+                        pairs: Sequence[tuple[Resamplable, Resamplable]] = ()) -> None:
+    """Evaluate every resample that the intervals of ``intervals`` and the paired tests of ``pairs`` need, in
+    one batch per metric class (so FAD decomposes each resampled reference once for all systems).
+
+    A pair that cannot be compared is left out here; ``paired_comparison`` raises its error later."""
+    jobs: list[Job] = []
+    for m in intervals:
+        jobs += [j for j in interval_jobs(m, plan) if j is not None]
+    for a, b in pairs:
+        try:
+            jobs += [j for per_metric in paired_jobs(a, b, plan)[1] for j in per_metric]
+        except ValueError:
+            continue
+    by_class: dict[type, list[Job]] = {}
+    for job in jobs:
+        by_class.setdefault(type(job[0]), []).append(job)
+    for group in by_class.values():
+        try:
+            resampler.prefetch(group)
+        except (ValueError, RuntimeError):
+            continue  # the interval or test that needs these values raises the error where it is handled
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

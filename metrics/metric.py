@@ -26,6 +26,7 @@ import numpy as np
 
 from metrics.errors import ComputeError
 from metrics.intervals import bootstrap_interval
+from metrics.resampling import Resampler, ResamplingPlan
 from metrics.result import MetricResult
 
 SIDES = ("reference", "generated")
@@ -91,12 +92,14 @@ class Metric(ABC):
         raise NotImplementedError
 
     # -- shared helpers -------------------------------------------------------------------------
-    def interval(self) -> tuple[float, float] | None:
+    def interval(self, plan: ResamplingPlan | None = None, resampler: Resampler | None = None) -> tuple[float, float] | None:
         """The 95% interval of ``metrics.intervals.bootstrap_interval`` (BCa over both sides), or None
-        when ``n_boot`` is 0 or there is nothing to resample."""
-        if not self.n_boot or len(self.ids("generated")) < 2:
+        when ``n_boot`` is 0 (and no ``plan`` is given) or there is nothing to resample. ``plan`` and
+        ``resampler``: a run's shared draws and values (``metrics.evaluate`` computes every interval
+        of a run with one of each, after all sources are scored)."""
+        if (plan is None and not self.n_boot) or len(self.ids("generated")) < 2:
             return None
-        lo, hi = bootstrap_interval(self, n_boot=self.n_boot, seed=self.seed)
+        lo, hi = bootstrap_interval(self, n_boot=self.n_boot, seed=self.seed, plan=plan, resampler=resampler)
         floor, ceil = self.bounds
         if floor is not None:
             lo, hi = max(lo, floor), max(hi, floor)

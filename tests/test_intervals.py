@@ -292,3 +292,118 @@ def test_wilson_matches_its_closed_form_at_the_ends():
     z2 = 1.959963984540054**2
     assert wilson_ci(0, 24) == pytest.approx((0.0, 1 / (1 + 24 / z2)))
     assert wilson_ci(24, 24) == pytest.approx((1 - 1 / (1 + 24 / z2), 1.0))
+
+
+# ----------------------------------------------------------------------------- one plan per run (issue 28)
+
+
+def _stacked_fad(m, ref_ids, gen_ids):
+    """FAD of the repeated clips' stacked frames: the definition, independent of the resampling code."""
+    r = np.concatenate([m.outputs["reference"][i] for i in ref_ids])
+    g = np.concatenate([m.outputs["generated"][i] for i in gen_ids])
+    return frechet_distance(r.mean(0), np.cov(r, rowvar=False), g.mean(0), np.cov(g, rowvar=False))
+
+
+def _previous_route(m, n_boot, seed, value):
+    """The interval as metrics.intervals computed it before the shared plan: its own rng, reference counts,
+    generated counts, then the delete-one jackknife of each side; every resample through ``value``."""
+    from metrics.intervals import _interval
+
+    ref_ids, gen_ids = m.ids("reference"), m.ids("generated")
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(ids), size=(n_boot, len(ids))) for ids in (ref_ids, gen_ids)]
+    boot = np.array([value(m, [ref_ids[i] for i in r], [gen_ids[i] for i in g]) for r, g in zip(*draws)])
+    jack = [np.array([value(m, ref_ids[:k] + ref_ids[k + 1:], gen_ids) for k in range(len(ref_ids))]),
+            np.array([value(m, ref_ids, gen_ids[:k] + gen_ids[k + 1:]) for k in range(len(gen_ids))])]
+    return _interval(value(m, ref_ids, gen_ids), boot, jack, "bca", 0.05)
+
+
+def _previous_pair(a, b, n_boot, seed, value):
+    from metrics.intervals import _interval, _p_value
+
+    ids = a.ids("generated")  # the systems and the reference share every id here
+    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
+
+    def diff(sub):
+        return value(a, sub, sub) - value(b, sub, sub)
+
+    theta = diff(ids)
+    boot = np.array([diff([ids[i] for i in row]) for row in idx])
+    jack = [np.array([diff(ids[:k] + ids[k + 1:]) for k in range(len(ids))])]
+    return _interval(theta, boot, jack, "bca", 0.05), _p_value(theta, boot, jack, "bca")
+
+
+def test_one_plan_per_run_gives_each_statistic_its_previous_value():
+    """evaluate.statistics (one ResamplingPlan, values shared across systems and pairs, FAD's reference
+    factor shared) = each interval and paired test computed the previous way, resample by resample
+    through the definition (stacked frames), to 1e-10 — for a full-rank FAD (Cholesky factor), a
+    singular one (fewer frames than dimensions: the frames factor) and a paired mean."""
+    from metrics.evaluate import GROUND_TRUTH, SourceResult, statistics
+
+    rng = np.random.default_rng(28)
+    n, n_boot = 12, 40
+    ids = [f"c{i:02d}" for i in range(n)]
+    shapes = {"fad_full": (10, 4), "fad_singular": (2, 40)}
+    refs = {k: {i: rng.normal(size=s) for i in ids} for k, s in shapes.items()}
+    results = {}
+    for name, shift in (("a", 0.0), ("b", 0.3), ("c", 0.6)):
+        states = {}
+        for key, shape in shapes.items():
+            states[key] = FAD(n_boot=0)
+            states[key].update("reference", refs[key])
+            states[key].update("generated", {i: rng.normal(size=shape) * (1 + shift) + shift for i in ids})
+        states["mean"] = MeanScore()
+        states["mean"].update("reference", dict.fromkeys(ids, 0.0))
+        states["mean"].update("generated", {i: rng.normal() + shift for i in ids})
+        results[name] = SourceResult(name, None, dict.fromkeys(ids, ""), states=states,
+                                     metrics={k: MetricResult(k, 0.0) for k in states})
+    rows = statistics(SourceResult(GROUND_TRUTH, None, {}), results, n_boot, seed=3)
+
+    def mean_value(m, _, gen_ids):
+        return m.value_on([], gen_ids)
+
+    for key in (*shapes, "mean"):
+        value = _stacked_fad if key in shapes else mean_value
+        for name, res in results.items():
+            lo, hi = _previous_route(res.states[key], n_boot, 3, value)
+            if key in shapes:  # Metric.interval moves endpoints onto FAD's range (≥ 0), then and now
+                lo, hi = max(lo, 0.0), max(hi, 0.0)
+            np.testing.assert_allclose(res.metrics[key].ci95, (lo, hi), rtol=1e-10, atol=1e-12, err_msg=f"{name} {key}")
+        for row in (r for r in rows if r["metric"] == key):
+            ci, p = _previous_pair(results[row["system_a"]].states[key], results[row["system_b"]].states[key],
+                                   n_boot, 3, value)
+            np.testing.assert_allclose(row["ci95"], ci, rtol=1e-10, atol=1e-12, err_msg=f"{row}")
+            assert abs(row["p_value"] - p) <= 1e-10, (row, p)
+    assert len(rows) == 9 and all(r["p_value"] is not None for r in rows)
+
+
+def test_the_reference_factor_is_computed_once_per_resample(monkeypatch):
+    """Three systems against one reference: each resampled reference covariance is factored once (not once
+    per system or per pair), and each system's values on a draw are computed once for all its pairs."""
+    import metrics.fad_metric as fm
+    from metrics.evaluate import GROUND_TRUTH, SourceResult, statistics
+    from metrics.resampling import Resampler
+
+    rng = np.random.default_rng(1)
+    ids = [f"c{i:02d}" for i in range(15)]
+    ref = {i: rng.normal(size=(6, 3)) for i in ids}
+    results = {}
+    for name in "abc":
+        m = FAD(n_boot=0)
+        m.update("reference", ref)
+        m.update("generated", {i: rng.normal(size=(6, 3)) for i in ids})
+        results[name] = SourceResult(name, None, dict.fromkeys(ids, ""), states={"fad": m},
+                                     metrics={"fad": MetricResult("fad", 0.0)})
+    factored = []
+    original = fm.FAD._reference_factors
+    monkeypatch.setattr(fm.FAD, "_reference_factors", lambda self, c, *a: factored.append(len(c)) or original(self, c, *a))
+    evaluated = []
+    original_prefetch = Resampler.prefetch
+    monkeypatch.setattr(Resampler, "prefetch", lambda self, jobs: (original_prefetch(self, jobs), evaluated.append(self.evaluated_rows)))
+    statistics(SourceResult(GROUND_TRUTH, None, {}), results, 50, 0)
+    # resampled references: the interval/paired draw (50 rows, one key), the delete-one jackknife (15, shared by
+    # the intervals and the paired tests) and the whole reference beside each generated-side deletion (15);
+    # then one point value θ̂ per interval (3) and per system of each pair (6), one row each
+    assert sorted(c for c in factored if c > 1) == [15, 15, 50] and factored.count(1) == 3 + 6, factored
+    # per system: interval (50 + 15 + 15) and paired (50 + 15) rows, nothing again for its second pair
+    assert max(evaluated) == 3 * (50 + 15 + 15 + 50 + 15), max(evaluated)

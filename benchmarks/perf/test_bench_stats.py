@@ -159,3 +159,114 @@ def test_fad_resampling_at_musiccaps_scale(benchmark):
     benchmark.extra_info.update({"clips": n, "frames_per_clip": frames, "d": d, "resamples": len(rows),
                                  "frames_route_s_estimated": round(frames_route_s, 2),
                                  "speedup_vs_frames_route": round(frames_route_s / benchmark.stats.stats.mean, 2)})
+
+
+# ----------------------------------------------------------------------------- a run's statistics (issue 28)
+
+DEMO_SYSTEMS = ("musiclm-ref", "musiclm-ref-no-semantic", "unconditional", "retrieval")
+# the demo's per-clip output shapes (10 s clips): mel 19 frames × 128, musicnn-mtt 3 patches × 200,
+# LEAF 10 windows × 30 labels, musicnn-mtt 3 patches × 50 tags, mulan-ref 10 windows × 128 (+ caption)
+DEMO_SHAPES = {"mel": (19, 128), "musicnn_mtt": (3, 200)}
+DEMO_CLASSIFIERS = {"": (10, 30), "_musicnn_mtt": (3, 50)}
+
+
+def _synthetic_run(n_clips: int, systems, shapes=DEMO_SHAPES, classifiers=DEMO_CLASSIFIERS, kad: bool = True,
+                   joint_dim: int = 128, seed: int = 0):
+    """(ground-truth SourceResult, {system: SourceResult}) with every metric of the demo's Table 1 computed
+    (no intervals) on synthetic per-clip outputs of the demo's shapes; systems differ by a shift."""
+    from metrics.evaluate import GROUND_TRUTH, SourceResult
+    from metrics.fad_metric import FAD
+    from metrics.kad import KAD
+    from metrics.kld import kld_metrics
+    from metrics.mcc import MCC
+
+    rng = np.random.default_rng(seed)
+    ids = [f"y{i:05d}" for i in range(n_clips)]
+
+    def clips(shape, shift=0.0):
+        return {i: rng.standard_normal(shape).astype(np.float32) + shift for i in ids}
+
+    ref_emb = {k: clips(s) for k, s in shapes.items()}
+    ref_logits = {k: clips(s) for k, s in classifiers.items()}
+    text = {i: v[0] for i, v in clips((1, joint_dim)).items()}
+
+    def state(metric, ref, gen):
+        metric.update("reference", ref)
+        metric.update("generated", gen)
+        return metric
+
+    def source(name, shift, with_gt=False):
+        states = {}
+        if not with_gt:
+            for k, s in shapes.items():
+                gen = clips(s, shift)
+                states[f"fad_{k}"] = state(FAD(k, n_boot=0), ref_emb[k], gen)
+                if kad:
+                    states[f"kad_{k}"] = state(KAD(k, n_boot=0), ref_emb[k], gen)
+            for suffix, s in classifiers.items():
+                gen = clips(s, shift)
+                for key, m in kld_metrics("musiclm", n_boot=0).items():
+                    states[key + suffix] = state(m, ref_logits[suffix], gen)
+        states["mcc"] = state(MCC("mulan-ref", n_boot=0), text, clips((10, joint_dim), shift))
+        res = SourceResult(name, None, dict.fromkeys(ids, ""), states=states)
+        res.metrics = {k: m.compute() for k, m in states.items()}
+        return res
+
+    gt = source(GROUND_TRUTH, 0.0, with_gt=True)
+    return gt, {name: source(name, 0.05 * k) for k, name in enumerate(systems)}
+
+
+def _gate_shared_equals_alone(gt, results, pairs, keys, n_boot: int, seed: int = 0) -> None:
+    """Correctness gate: the shared plan's intervals and paired tests equal each computed alone (its own draws,
+    no shared values) to 1e-10, and a FAD resample equals ``frechet_distance`` of the stacked frames."""
+    from metrics.intervals import paired_comparison
+    from metrics.resampling import ResamplingPlan
+
+    names = sorted(results)
+    for key in keys:
+        got = results[names[0]].metrics[key].ci95
+        alone = results[names[0]].states[key].interval(ResamplingPlan(n_boot, seed))
+        assert np.allclose(got, alone, rtol=1e-10, atol=1e-12), (key, got, alone)
+        row = next(r for r in pairs if r["metric"] == key and r["system_a"] == names[0] and r["system_b"] == names[-1])
+        solo = paired_comparison(results[names[0]].states[key], results[names[-1]].states[key], n_boot, seed)
+        assert np.allclose(row["ci95"], solo["ci95"], rtol=1e-10, atol=1e-12), (key, row, solo)
+        assert abs(row["p_value"] - solo["p_value"]) <= 1e-10, (key, row["p_value"], solo["p_value"])
+    fad = results[names[0]].states[keys[0]]
+    draw = ResamplingPlan(n_boot, seed).interval(len(fad.ids("reference")), len(fad.ids("generated")))
+    row_r, row_g = draw[0].counts[0], draw[1].counts[0]
+    r = np.concatenate([fad.outputs["reference"][i] for i in np.repeat(fad.ids("reference"), row_r)]).astype(np.float64)
+    g = np.concatenate([fad.outputs["generated"][i] for i in np.repeat(fad.ids("generated"), row_g)]).astype(np.float64)
+    want = frechet_distance(r.mean(0), np.cov(r, rowvar=False), g.mean(0), np.cov(g, rowvar=False))
+    got = fad.value_on_counts(row_r[None], row_g[None])[0]
+    assert abs(got - want) <= 1e-10 * want, (got, want)
+
+
+def test_demo_table1_statistics(benchmark):
+    """The demo's Table-1 statistics: 20 clips × (reference + 4 systems); FAD and KAD on mel and musicnn-mtt,
+    KLD (musiclm's three numbers) with LEAF and musicnn-mtt, MCC (+ the ground-truth row); 1000 resamples;
+    45 intervals and every pair (66 paired tests), all from one ResamplingPlan (metrics.evaluate.statistics).
+    Target (issue 28): ≤ 30 s on the 2-core machine (the per-test route took ≈230 s)."""
+    import os
+
+    from metrics.evaluate import statistics
+
+    n_boot = 1000
+    gt, results = _synthetic_run(20, DEMO_SYSTEMS)
+    out = {}
+
+    def run():
+        for src in (gt, *results.values()):
+            for m in src.metrics.values():
+                m.ci95 = None
+        out["pairs"] = statistics(gt, results, n_boot, 0)
+
+    load, cpu = os.getloadavg(), time.process_time()
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    cpu = time.process_time() - cpu
+    pairs = out["pairs"]
+    n_intervals = sum(m.ci95 is not None for src in (gt, *results.values()) for m in src.metrics.values())
+    assert n_intervals == 45 and sum(r.get("p_value") is not None for r in pairs) == 66
+    _gate_shared_equals_alone(gt, results, pairs, ["fad_mel", "fad_musicnn_mtt", "kad_mel", "kld_musiclm", "mcc"], n_boot)
+    benchmark.extra_info.update({"clips": 20, "sets": 5, "n_boot": n_boot, "intervals": n_intervals,
+                                 "paired_tests": len(pairs), "loadavg_before": load, "loadavg_after": os.getloadavg(),
+                                 "cpu_s": round(cpu, 2), "target_s": 30, "previous_s_issue_28": 230})

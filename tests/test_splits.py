@@ -76,6 +76,21 @@ def test_no_eval_id_in_any_training_manifest():
                                     for r in e["train_splits"]}
 
 
+def test_the_one_held_out_rule_keeps_every_shipped_record_valid():
+    """``metrics.artifacts.is_held_out`` is the corpus split every shipped record was written with: each piece
+    fitted on a corpus' train part (stages, MuLan, classifier) saw no clip the rule holds out, and every
+    evaluation clip is one the rule holds out (docs/protocol.md, "Held-out clips")."""
+    from metrics.artifacts import is_held_out
+
+    train_parts = [(m, name, r) for m in SHIPPED_MANIFESTS for name, entry in manifest_entries(m).items()
+                   for r in entry["train_splits"] if r["generator"].endswith("generate_corpus") and r["part"] == "train"]
+    assert {name for _, name, _ in train_parts} >= {"semantic_stage.pt", "coarse_stage.pt", "fine_stage.pt", "mulan-tiny",
+                                                    "classifier-tiny"}
+    for m, name, r in train_parts:
+        assert not any(map(is_held_out, ids_from_record(r))), (m, name)
+    assert all(map(is_held_out, held_out_ids(1000)))
+
+
 def test_leak_check_can_fail(tmp_path):
     # the old demo evaluated on seed 0's eval split, which the codec, tokenizer and RVQ were fitted on
     found = leaks(corpus_ids(0, 100, part="eval"))

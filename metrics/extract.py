@@ -119,6 +119,20 @@ def wave_sha256(clip: Clip) -> str:
     return "wave-" + h.hexdigest()
 
 
+def shared_passes(models: Mapping[str, Embedder]) -> list[tuple[str, ...]]:
+    """The forward passes a run needs: model keys grouped by the network they are heads of.
+
+    Models naming the same ``shared_forward`` and seeing the same input (rate, padding, minimum length)
+    form one pass (``embed_heads``); every other model is a pass of its own. The progress line and the
+    batches follow these passes, so a model in two roles is run — and listed — once.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for k, m in models.items():
+        tag = (m.shared_forward, m.sample_rate, m.pad_to_seconds, m.min_seconds) if m.shared_forward else (k,)
+        groups.setdefault(tag, []).append(k)
+    return [tuple(g) for g in groups.values()]
+
+
 def extract(
     clips: Sequence[Clip] | Sequence[str | Path],
     models: Mapping[str, Embedder],
@@ -133,9 +147,11 @@ def extract(
 
     Streaming: the cache is consulted first (a clip every model has cached is never decoded); the
     misses are decoded once per clip, resampled once per sample rate the models need, fed to each
-    model's batch and dropped, so memory holds only the per-clip outputs, never every waveform.
-    ``Clip`` inputs not at a model's rate are resampled here; their cache key records the
-    intermediate rate because resampling twice differs from resampling once.
+    pass's batch and dropped, so memory holds only the per-clip outputs, never every waveform.
+    Models that are heads of one network share one forward pass (``shared_passes``), and clips with
+    the same content (the same cache key: e.g. one melody prompt copied under several ids) are
+    computed once. ``Clip`` inputs not at a model's rate are resampled here; their cache key records
+    the intermediate rate because resampling twice differs from resampling once.
     """
     from tqdm.auto import tqdm
 
@@ -143,6 +159,7 @@ def extract(
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     out: dict[str, dict[str, np.ndarray]] = {k: {} for k in models}
     skipped: dict[str, list[Skipped]] = {k: [] for k in models}
+    failed: dict[tuple[str, str], str] = {}  # (model key, source) → problem, for clips with the same content
 
     def fail(path: str, problem: str, keys) -> None:
         if on_error == "raise":
@@ -150,9 +167,12 @@ def extract(
         log.warning("skipping %s: %s", path, problem)
         for k in keys:
             skipped[k].append(Skipped(path, problem))
+            failed[(k, path)] = problem
 
     # 1. ids, content hashes and cache look-ups; what is left to compute per clip
     seen: dict[str, str] = {}
+    planned: dict[str, tuple[str, str]] = {}  # cache key → (id, source) of the clip that computes it
+    copies: list[tuple[str, str, str, tuple[str, str]]] = []  # (model key, id, source, planned clip)
     todo: list[tuple[str, str, Clip | None, dict[str, str | None]]] = []  # (id, src, clip, {model key: cache key})
     for item in clips:
         clip = item if isinstance(item, Clip) else None
@@ -177,33 +197,51 @@ def extract(
             hit = cache.get(key, code_version(m)) if key else None
             if hit is not None:
                 out[k][cid] = hit
+            elif key is not None and key in planned:
+                copies.append((k, cid, src, planned[key]))
             else:
                 missing[k] = key
+                if key is not None:
+                    planned[key] = (cid, src)
         if missing:
             todo.append((cid, src, clip, missing))
 
-    # 2. decode each miss once (per sample rate), batch per model, drop the waves
+    # 2. decode each miss once (per sample rate), batch per forward pass, drop the waves
+    passes = shared_passes(models)
+    pass_of = {k: p for p in passes for k in p}
     n_done = len(seen) - len(todo)
-    bar = tqdm(total=len(seen), initial=n_done, desc=f"{desc} {'+'.join(m.name for m in models.values())}",
+    bar = tqdm(total=len(seen), initial=n_done, desc=f"{desc} {'+'.join(models[p[0]].name for p in passes)}",
                unit="clip", disable=not progress)
     jobs = [(src, tuple(sorted({models[k].sample_rate for k in miss}))) for _, src, clip, miss in todo if clip is None]
     decoded = _decode_all(jobs, workers, ahead=max(2 * workers, 1) + batch_size)
-    batches: dict[str, list[tuple[str, str, str | None, np.ndarray]]] = {k: [] for k in models}
+    # per pass: (id, source, wave, {model key of the pass: cache key}) for the clips it still has to run
+    batches: dict[tuple[str, ...], list[tuple[str, str, np.ndarray, dict[str, str | None]]]] = {p: [] for p in passes}
 
-    def flush(k: str) -> None:
-        m, batch = models[k], batches[k]
-        for (cid, src, key, _), emb in zip(batch, m.embed_batch([w for *_, w in batch])):
-            emb = np.asarray(emb, dtype=np.float32)
-            if emb.ndim != 2 or emb.shape[1] != m.dim:
-                raise AudioError(src, f"{m.name} returned shape {emb.shape}, expected [frames, {m.dim}]")
-            if not len(emb):
-                fail(src, f"yields no {m.name} frame", [k])
-            elif not np.isfinite(emb).all():
-                fail(src, f"{m.name} embedding contains NaN/Inf", [k])
-            else:
-                out[k][cid] = emb
-                if cache is not None and key is not None:
-                    cache.put(key, emb, code_version(m))
+    def keep(k: str, cid: str, src: str, key: str | None, emb: np.ndarray) -> None:
+        m = models[k]
+        emb = np.asarray(emb, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[1] != m.dim:
+            raise AudioError(src, f"{m.name} returned shape {emb.shape}, expected [frames, {m.dim}]")
+        if not len(emb):
+            fail(src, f"yields no {m.name} frame", [k])
+        elif not np.isfinite(emb).all():
+            fail(src, f"{m.name} embedding contains NaN/Inf", [k])
+        else:
+            out[k][cid] = emb
+            if cache is not None and key is not None:
+                cache.put(key, emb, code_version(m))
+
+    def flush(p: tuple[str, ...]) -> None:
+        batch = batches[p]
+        waves = [wave for _, _, wave, _ in batch]
+        if len(p) == 1:
+            outs = {p[0]: models[p[0]].embed_batch(waves)}
+        else:
+            heads = models[p[0]].embed_heads(waves)
+            outs = {k: heads[models[k].head] for k in p}
+        for i, (cid, src, _, keys) in enumerate(batch):
+            for k, key in keys.items():
+                keep(k, cid, src, key, outs[k][i])
         batch.clear()
 
     for cid, src, clip, missing in todo:
@@ -219,6 +257,7 @@ def extract(
         else:
             rates = {models[k].sample_rate for k in missing}
             waves = {r: (clip.wave if r == clip.sr else resample(clip.wave, clip.sr, r)) for r in rates}
+        entries: dict[tuple[str, ...], tuple[np.ndarray, dict[str, str | None]]] = {}
         for k, key in missing.items():
             m = models[k]
             wave = pad_to_whole(waves[m.sample_rate], m.sample_rate, m.pad_to_seconds)
@@ -226,14 +265,21 @@ def extract(
             if seconds < m.min_seconds:
                 fail(src, f"too short for {m.name}: {seconds:.3f} s < {m.min_seconds:.3f} s (one embedding frame)", [k])
                 continue
-            batches[k].append((cid, src, key, wave))
-            if len(batches[k]) >= batch_size:
-                flush(k)
+            entries.setdefault(pass_of[k], (wave, {}))[1][k] = key
+        for p, (wave, keys) in entries.items():
+            batches[p].append((cid, src, wave, keys))
+            if len(batches[p]) >= batch_size:
+                flush(p)
         bar.update(1)
-    for k in models:
-        if batches[k]:
-            flush(k)
+    for p in passes:
+        if batches[p]:
+            flush(p)
     bar.close()
+    for k, cid, src, (first, first_src) in copies:  # the same audio under another id: its outputs, or its problem
+        if first in out[k]:
+            out[k][cid] = out[k][first]
+        else:
+            fail(src, failed.get((k, first_src), f"same audio as {first_src}, which was skipped"), [k])
     return {k: EmbeddingSet(sorted(out[k].items()), skipped=skipped[k]) for k in models}
 
 

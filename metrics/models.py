@@ -84,6 +84,9 @@ class FixedLength(Embedder):
         self.name, self.sample_rate, self.dim = inner.name, inner.sample_rate, inner.dim
         self.min_seconds, self.pad_to_seconds = 0.0, None  # every clip becomes exactly `seconds` long
         self.id = f"{inner.id};clip_seconds={self.seconds:g}"
+        # set here, not looked up on the inner model: heads of one network share a pass only at one length
+        self.head = inner.head
+        self.shared_forward = f"{inner.shared_forward};clip_seconds={self.seconds:g}" if inner.shared_forward else None
 
     def __getattr__(self, attr: str) -> Any:  # labels, activation, label_space, weights_sha256, …
         return getattr(self.__dict__["inner"], attr)
@@ -98,6 +101,9 @@ class FixedLength(Embedder):
 
     def embed_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         return self.inner.embed_batch([self._fix(w) for w in waves])
+
+    def embed_heads(self, waves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        return self.inner.embed_heads([self._fix(w) for w in waves])
 
     @property
     def config(self) -> dict[str, Any]:

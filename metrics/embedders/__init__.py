@@ -44,9 +44,19 @@ class Embedder:
     # Bump when the embedding *code* changes (front end, framing, pooling) while name and weights stay: every
     # cache entry records it (``metrics.extract.code_version``), so entries of the old code are misses.
     code_version: str = "1"
+    # Several registry entries can be heads of one network (musicnn-mtt's 200-d layer as an embedder and its
+    # tag logits as a classifier). Such models name the same ``shared_forward`` (network, weights and front
+    # end) and the ``head`` they read; ``metrics.extract`` then runs one forward pass per clip for all of them
+    # through ``embed_heads`` instead of one per role. None: the model runs alone.
+    shared_forward: str | None = None
+    head: str = ""
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def embed_heads(self, waves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Every head of the shared forward for several clips → ``{head: [per-clip array]}`` (one pass)."""
+        return {self.head: self.embed_batch(waves)}
 
     def embed_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """Embed several clips; the default loops, subclasses batch when the model allows."""

@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/musiclm-eval demo --out $(OUT)
+	$(VENV)/bin/musiclm-eval demo --run-dir $(OUT)
 
 # One BLAS thread unless the caller says otherwise: on the 2-core machine two threads per process spin-wait
 # on busy cores (the interval-coverage test: 45 s with one, 90 s with two).

@@ -41,7 +41,8 @@ def degrade(in_dir: Path, clips_dir: Path, kind: str, severity: float, seed: int
     from musiclm_ref.data.degrade import degrade as apply
 
     if kind not in DEGRADATIONS:
-        raise click.ClickException(f"unknown degradation {kind!r}; expected one of {', '.join(DEGRADATIONS)}")
+        raise click.BadParameter(f"unknown degradation {kind!r}; expected one of {', '.join(DEGRADATIONS)}",
+                                 param_hint="--kind")
     if clips_dir.resolve() == in_dir.resolve():
         raise click.BadParameter(f"{clips_dir} is the input folder; degraded clips must not overwrite the originals",
                                  param_hint="--clips")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from metrics.artifacts import manifest_entry, write_manifest_entry
+from metrics.errors import ComputeError
 from musiclm_ref.pipeline import SAMPLE_RATE, save_mulan_rvq
 from musiclm_ref.quantize import ResidualVQ
 
@@ -31,7 +32,7 @@ def fit_mulan_rvq(mulan, waves: list[np.ndarray], levels: int, codebook: int, se
             crops.append(w[s : s + n])
     emb = mulan.embed_audio(list(waves) + crops, SAMPLE_RATE)
     if len(emb) < codebook:
-        raise ValueError(f"only {len(emb)} MuLan embeddings for a codebook of {codebook}; give more clips")
+        raise ComputeError(f"only {len(emb)} MuLan embeddings for a codebook of {codebook}; give more clips")
     return ResidualVQ(emb.shape[1], levels, codebook).fit(torch.from_numpy(emb).float(), iters=20, seed=seed)
 
 

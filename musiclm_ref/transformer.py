@@ -260,7 +260,7 @@ class Transformer(nn.Module):
             self.register_buffer("ticks", torch.zeros(cfg.vocab_size, dtype=torch.long))
             self.register_buffer("resets", torch.zeros(cfg.vocab_size, dtype=torch.bool))
             self.clock_proj = ItemLinear(cfg.dim, cfg.dim, bias=False)
-        self.grad_checkpoint = False  # a training-time switch (train_stage sets it), not part of the config
+        self.grad_checkpoint = False  # a training-time switch (fit_stage sets it), not part of the config
         if self.embed.weight.device.type != "meta":
             self.apply(self._init)
 

@@ -18,7 +18,7 @@ from musiclm_ref.pipeline import MusicLM, PipelineError
 from musiclm_ref.sampling import SamplingConfig
 from musiclm_ref.stages import NULL, Stage, TokenSpec, stage_config
 from musiclm_ref.token_corpus import TokenCorpus, sample_batch
-from musiclm_ref.train.stage import StageTrainConfig, train_stage
+from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,7 +55,7 @@ def _true_log_ratio(tokens: torch.Tensor, m: torch.Tensor) -> float:
 def lm() -> MusicLM:
     torch.manual_seed(0)
     sem = _stage("semantic", 0.4, cond_dropout=0.3)  # 10 tokens per crop
-    train_stage(sem, _corpus(), StageTrainConfig(steps=150, batch=32, warmup=10, lr=3e-3), progress=False)
+    fit_stage(sem, _corpus(), StageTrainConfig(steps=150, batch=32, warmup=10, lr=3e-3), progress=False)
     return MusicLM(sem, _stage("coarse", 0.2), _stage("fine", 0.2), codec=None, mulan=None, mulan_rvq=None)
 
 

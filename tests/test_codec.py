@@ -9,17 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from musiclm_ref.codec import (
-    Codec,
-    CodecConfig,
-    CodecError,
-    CodecTrainConfig,
-    count_parameters,
-    load_codec,
-    log_mel_distance,
-    preset,
-    train_codec,
-)
+from musiclm_ref.codec import Codec, CodecConfig, CodecError, count_parameters, load_codec, preset
+from musiclm_ref.train.codec import CodecTrainConfig, log_mel_distance, train_codec
 
 # The shipped tiny codec must reconstruct held-out corpus clips with a mean log-mel distance
 # (natural-log mel magnitudes, 64 bands, 1024-point STFT, floor 1e-5) below this floor with all 12
@@ -159,9 +150,9 @@ def test_training_reduces_loss_and_resumes_identically(small_corpus, tmp_path):
     cfg = micro()
     # warm-up ends at step 2: the resumed run crosses the k-means init, which must replay exactly
     tc = dict(batch_size=2, crop_seconds=0.16, checkpoint_every=2, eval_clips=2, init_crops=8, threads=1, warmup_steps=2)
-    straight = train_codec(small_corpus, tmp_path / "a", config=cfg, train=CodecTrainConfig(steps=4, **tc), progress=False)
-    train_codec(small_corpus, tmp_path / "b", config=cfg, train=CodecTrainConfig(steps=2, **tc), progress=False)
-    resumed = train_codec(small_corpus, tmp_path / "b", config=cfg, train=CodecTrainConfig(steps=4, **tc), progress=False)
+    straight = train_codec(small_corpus, tmp_path / "a", CodecTrainConfig(steps=4, model=cfg, progress=False, **tc))
+    train_codec(small_corpus, tmp_path / "b", CodecTrainConfig(steps=2, model=cfg, progress=False, **tc))
+    resumed = train_codec(small_corpus, tmp_path / "b", CodecTrainConfig(steps=4, model=cfg, progress=False, **tc))
     a, b = load_codec(tmp_path / "a"), load_codec(tmp_path / "b")
     assert straight["steps"] == resumed["steps"] == 4
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -176,18 +167,18 @@ def test_decoder_only_fine_tuning_freezes_the_token_interface(small_corpus, tmp_
     the decoder learns."""
     cfg = micro(latent_norm=True)
     tc = dict(batch_size=2, crop_seconds=0.16, checkpoint_every=2, eval_clips=2, init_crops=8, threads=1, warmup_steps=1)
-    train_codec(small_corpus, tmp_path / "base", config=cfg, train=CodecTrainConfig(steps=2, **tc), progress=False)
+    train_codec(small_corpus, tmp_path / "base", CodecTrainConfig(steps=2, model=cfg, progress=False, **tc))
     init = tmp_path / "base" / "codec.pt"
-    train_codec(small_corpus, tmp_path / "ft", config=cfg, progress=False,
-                train=CodecTrainConfig(steps=3, init=str(init), decoder_only=True, cosine=True, lr=1e-2, **tc))
+    train_codec(small_corpus, tmp_path / "ft", CodecTrainConfig(steps=3, init=str(init), decoder_only=True, cosine=True, lr=1e-2,
+                                                             model=cfg, progress=False, **tc))
     before, after = load_codec(init).state_dict(), load_codec(tmp_path / "ft").state_dict()
     frozen = [k for k in before if not k.startswith("decoder.")]
     assert "encoder.norm.mean" in frozen and bool(before["encoder.norm.initted"])
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     with pytest.raises(CodecError, match="config differs"):
-        train_codec(small_corpus, tmp_path / "bad", config=micro(causal=True), progress=False,
-                    train=CodecTrainConfig(steps=1, init=str(init), **tc))
+        train_codec(small_corpus, tmp_path / "bad", CodecTrainConfig(steps=1, init=str(init), model=micro(causal=True),
+                                                                     progress=False, **tc))
 
 
 def test_latent_norm_standardizes_with_running_statistics_and_only_while_training():

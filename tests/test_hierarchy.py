@@ -11,7 +11,7 @@ import torch
 from benchmarks.hierarchy import coarse_nll, derangement
 from musiclm_ref.stages import Stage, TokenSpec, stage_config
 from musiclm_ref.token_corpus import TokenCorpus
-from musiclm_ref.train.stage import StageTrainConfig, train_stage
+from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 SPEC = TokenSpec(mulan_levels=12, mulan_codebook=4, semantic_codebook=16, acoustic_levels=12, acoustic_codebook=16)
 MICRO = dict(depth=1, dim=32, heads=2, ff_dim=64)
@@ -69,7 +69,7 @@ def test_gap_detects_a_stage_that_follows_the_semantic_tokens():
     """Trained where S fully determines the acoustic codes, the stage must be far worse with shuffled S."""
     train, held = corpus(16, copy_semantic=True, seed=1), corpus(6, copy_semantic=True, seed=2)
     st = micro_coarse(crop=0.2)  # 10 frames: short sequences, so a few steps learn the alignment
-    train_stage(st, train, StageTrainConfig(steps=150, batch=16, lr=5e-3, warmup=10), progress=False)
+    fit_stage(st, train, StageTrainConfig(steps=150, batch=16, lr=5e-3, warmup=10), progress=False)
     per = coarse_nll(st, held, seed=0)
     gap = (per["shuffled"] - per["true"]).mean(1)
     assert (gap > 0.1).all(), gap  # untrained: ~0 (test_shuffling_identical…: exactly 0 without information)

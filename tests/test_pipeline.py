@@ -18,7 +18,7 @@ import torch
 from musiclm_ref.pipeline import SAMPLE_RATE, MusicLM, PipelineError, save_mulan_rvq
 from musiclm_ref.stages import NULL, SEP, Stage, StageError, load_stage, stage_config, vocabulary
 from musiclm_ref.token_corpus import prepare_tokens
-from musiclm_ref.train.stage import StageTrainConfig, train_stage
+from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 MICRO = dict(depth=1, dim=32, heads=2, ff_dim=32)
 CROPS = {"semantic": 2.0, "coarse": 1.0, "fine": 0.5}  # short crops so a few seconds already need windows
@@ -60,7 +60,7 @@ def micro(small_corpus, tmp_path_factory):
     for name in ("semantic", "coarse", "fine"):
         st = micro_stage(name, corpus.spec)
         meta = {"codec_sha256": __import__("hashlib").sha256((d / "codec.pt").read_bytes()).hexdigest()}
-        train_stage(st, corpus, StageTrainConfig(steps=3, batch=4, warmup=1), d / f"{name}_stage.pt", progress=False, metadata=meta)
+        fit_stage(st, corpus, StageTrainConfig(steps=3, batch=4, warmup=1), d / f"{name}_stage.pt", progress=False, metadata=meta)
         stages.append(st)
     return {"dir": d, "corpus": corpus, "lm": MusicLM.from_pretrained(d), "clips": clips}
 
@@ -103,15 +103,15 @@ def test_training_reduces_held_out_loss_and_resumes_exactly(micro, tmp_path):
     torch.manual_seed(1)
     st = micro_stage("semantic", corpus.spec)
     before = evaluate_stage(st, corpus, batches=2, batch=8)
-    train_stage(st, corpus, StageTrainConfig(steps=40, batch=8, warmup=5, lr=5e-3), progress=False)
+    fit_stage(st, corpus, StageTrainConfig(steps=40, batch=8, warmup=5, lr=5e-3), progress=False)
     assert evaluate_stage(st, corpus, batches=2, batch=8) < before - 0.3
     # a finished checkpoint is picked up again: more steps continue from its weights and step count
     torch.manual_seed(2)
     a = micro_stage("fine", corpus.spec)
-    train_stage(a, corpus, StageTrainConfig(steps=4, batch=4, warmup=2), tmp_path / "a.pt", progress=False)
+    fit_stage(a, corpus, StageTrainConfig(steps=4, batch=4, warmup=2), tmp_path / "a.pt", progress=False)
     w4 = {k: v.clone() for k, v in a.net.state_dict().items()}
     b = micro_stage("fine", corpus.spec)  # fresh weights: must be replaced by the checkpoint's
-    train_stage(b, corpus, StageTrainConfig(steps=6, batch=4, warmup=2), tmp_path / "a.pt", progress=False)
+    fit_stage(b, corpus, StageTrainConfig(steps=6, batch=4, warmup=2), tmp_path / "a.pt", progress=False)
     ckpt = torch.load(tmp_path / "a.pt", weights_only=True)
     assert ckpt["metadata"]["step"] == 6 and ckpt["metadata"]["train_state"] is None
     moved = [float((b.net.state_dict()[k] - w4[k]).abs().max()) for k in w4 if w4[k].is_floating_point()]

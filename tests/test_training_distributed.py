@@ -1,7 +1,7 @@
 """Data-parallel training: 2 gloo processes with B/2 rows each = 1 process with B rows.
 
 The two workers are started the way torchrun starts them (RANK / WORLD_SIZE / MASTER_* in the
-environment, read by ``distributed.from_env``) and run the project's own ``train_stage``. The
+environment, read by ``distributed.from_env``) and run the project's own ``fit_stage``. The
 property: the same per-step loss (averaged over the ranks) and the same final weights as one process
 with the doubled batch, to float tolerance — which holds only if the ranks' rows are a partition of
 the one-process batch and DDP averages (not sums) the gradients. A half-batch single process is the
@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 from training_fixtures import max_weight_diff, micro_stage, random_corpus, weights
 
-from musiclm_ref.train.stage import StageTrainConfig, train_stage
+from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 STEPS, BATCH = 4, 8
 STAGES = ("semantic", "coarse")  # the two conditioning layouts (MuLan + melody; MuLan + semantic context)
@@ -44,7 +44,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         result = {}
         for name in STAGES:
             stage, losses = micro_stage(name), []
-            train_stage(stage, random_corpus(), CFG, progress=False, ctx=ctx, on_step=lambda s, v, out=losses: out.append(v))
+            fit_stage(stage, random_corpus(), CFG, progress=False, ctx=ctx, on_step=lambda s, v, out=losses: out.append(v))
             result[name] = {"losses": losses, "weights": weights(stage)}
         if rank == 0:
             torch.save(result, out)
@@ -55,7 +55,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 def _single(stage_name: str, batch: int) -> tuple[list[float], dict]:
     stage, losses = micro_stage(stage_name), []
     cfg = StageTrainConfig(**{**CFG.__dict__, "batch": batch})
-    train_stage(stage, random_corpus(), cfg, progress=False, on_step=lambda s, v: losses.append(v))
+    fit_stage(stage, random_corpus(), cfg, progress=False, on_step=lambda s, v: losses.append(v))
     return losses, weights(stage)
 
 
@@ -83,5 +83,5 @@ def test_a_batch_that_does_not_divide_by_the_world_is_refused():
     from musiclm_ref.distributed import DistContext, DistributedError
 
     with pytest.raises(DistributedError, match="global batch 7 does not divide by the world size 2"):
-        train_stage(micro_stage("fine"), random_corpus(), StageTrainConfig(steps=1, batch=7), progress=False,
+        fit_stage(micro_stage("fine"), random_corpus(), StageTrainConfig(steps=1, batch=7), progress=False,
                     ctx=DistContext(rank=0, world=2))

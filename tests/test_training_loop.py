@@ -16,7 +16,7 @@ import torch
 from training_fixtures import max_weight_diff, micro_stage, random_corpus, weights
 
 from musiclm_ref.token_corpus import sample_batch
-from musiclm_ref.train.stage import StageTrainConfig, train_stage
+from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = StageTrainConfig(steps=6, batch=4, warmup=2, lr=3e-3, checkpoint_every=10**6)
@@ -24,7 +24,7 @@ CFG = StageTrainConfig(steps=6, batch=4, warmup=2, lr=3e-3, checkpoint_every=10*
 
 def _run(path, stop_at=None, **cfg):
     stage, losses = micro_stage("coarse", dropout=0.1), []
-    metrics = train_stage(stage, random_corpus(), StageTrainConfig(**{**CFG.__dict__, **cfg}), path, progress=False,
+    metrics = fit_stage(stage, random_corpus(), StageTrainConfig(**{**CFG.__dict__, **cfg}), path, progress=False,
                           stop_at=stop_at, on_step=lambda s, v: losses.append((s, v)))
     return stage, losses, metrics
 

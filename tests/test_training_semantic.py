@@ -49,7 +49,7 @@ def test_hf_tokenizer_fits_on_streamed_crops_then_a_stage_trains_on_its_tokens(w
     from musiclm_ref.pipeline import SHIPPED_DIR
     from musiclm_ref.semantic import load_tokenizer
     from musiclm_ref.stages import load_stage
-    from musiclm_ref.train.stages import train_stages
+    from musiclm_ref.train.stages import StagesTrainConfig, train_stages
 
     out = tmp_path / "out"
     args = ["train", "semantic", "--data", str(tree), "--checkpoint", str(out), "--stream", "--hf-model", str(w2v), "--layer", "2", "--k", "8",
@@ -67,8 +67,9 @@ def test_hf_tokenizer_fits_on_streamed_crops_then_a_stage_trains_on_its_tokens(w
     tok = load_tokenizer(out, hf_path=w2v)
     for name in ("codec.pt", "mulan_rvq.pt"):
         shutil.copy(SHIPPED_DIR / name, out / name)
-    entries = train_stages(["semantic"], tree, out, steps=2, batch=2, threads=1, on_error="skip", progress=False, stream=True,
-                           hf_model=w2v, transformer={"depth": 1, "dim": 32, "heads": 2, "ff_dim": 32})
+    entries = train_stages(tree, out, StagesTrainConfig(
+        stages=("semantic",), steps=2, batch=2, threads=1, on_error="skip", progress=False, stream=True, hf_model=w2v,
+        transformer={"depth": 1, "dim": 32, "heads": 2, "ff_dim": 32}))
     e = entries["semantic_stage.pt"]
     assert e["inputs"]["tokenizer_id"] == tok.id and e["metrics"]["steps"] == 2
     assert load_stage(Path(out) / "semantic_stage.pt").config.tokens.semantic_codebook == 8

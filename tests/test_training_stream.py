@@ -63,11 +63,11 @@ def _components(tmp_path) -> Path:
 
 
 def _train(tree, out, **kw):
-    from musiclm_ref.train.stages import train_stages
+    from musiclm_ref.train.stages import StagesTrainConfig, train_stages
 
     args = dict(preset="tiny", steps=4, batch=2, seed=0, threads=1, on_error="skip", progress=False, transformer=MICRO,
                 stream=True, checkpoint_every=2)
-    return train_stages(["coarse"], tree, out, **{**args, **kw})
+    return train_stages(tree, out, StagesTrainConfig(stages=("coarse",), **{**args, **kw}))
 
 
 def test_a_stage_trains_from_a_folder_of_audio_and_the_manifest_says_how(tree, tmp_path):
@@ -101,7 +101,7 @@ def test_a_streamed_run_stopped_and_resumed_ends_with_the_uninterrupted_weights(
 
 
 def test_the_cli_under_torchrun_with_two_gloo_processes_equals_one_process(tree, tmp_path):
-    from musiclm_ref.train.stages import train_stages
+    from musiclm_ref.train.stages import StagesTrainConfig, train_stages
 
     clean = tmp_path / "clean"  # no failing file: a skip would shift one rank's positions
     shutil.copytree(tree, clean, ignore=shutil.ignore_patterns("*.mp3"))
@@ -116,7 +116,7 @@ def test_the_cli_under_torchrun_with_two_gloo_processes_equals_one_process(tree,
     assert entry["training"]["world_size"] == 2 and entry["training"]["global_batch"] == 4
     ddp = load_stage(out / "fine_stage.pt")
     assert ddp.metadata["world_size"] == 2
-    train_stages(["fine"], clean, ref, steps=2, batch=4, threads=1, progress=False, stream=True)
+    train_stages(clean, ref, StagesTrainConfig(stages=("fine",), steps=2, batch=4, threads=1, progress=False, stream=True))
     one = load_stage(ref / "fine_stage.pt")
     assert ddp.metadata["loss_history"] == one.metadata["loss_history"]
     assert max_weight_diff(ddp.net.state_dict(), one.net.state_dict()) < 1e-5  # same crops, masks and mean gradient
@@ -127,8 +127,9 @@ def test_the_token_corpus_path_trains_through_the_same_entry_point(small_corpus,
 
     monkeypatch.setattr(training, "CACHE_DIR", tmp_path / "tokens")
     out = _components(tmp_path)
-    entry = training.train_stages(["coarse"], small_corpus, out, steps=2, batch=2, threads=1, progress=False,
-                                  transformer=MICRO, cond_dropout=0.3)["coarse_stage.pt"]
+    cfg = training.StagesTrainConfig(stages=("coarse",), steps=2, batch=2, threads=1, progress=False, transformer=MICRO,
+                                     cond_dropout=0.3)
+    entry = training.train_stages(small_corpus, out, cfg)["coarse_stage.pt"]
     assert load_stage(out / "coarse_stage.pt").config.cond_dropout == 0.3 == entry["config"]["cond_dropout"]
     assert entry["training"] == {"world_size": 1, "global_batch": 2, "precision": "fp32", "grad_checkpoint": False,
                                  "stream": False, "skipped": []}

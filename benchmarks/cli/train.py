@@ -91,13 +91,13 @@ def train_classifier(data, checkpoint, epochs, seed, device, threads):
 def train_codec(data, checkpoint, preset, seed, steps, batch_size, lr, crop_seconds, init, decoder_only, cosine, threads, device,
                 on_error, json_out):
     """Train the SoundStream-style codec (12-level RVQ, 50 Hz) on a folder of clips."""
-    from musiclm_ref.codec import CodecTrainConfig
-    from musiclm_ref.codec import train_codec as run
+    from musiclm_ref.train.codec import CodecTrainConfig
+    from musiclm_ref.train.codec import train_codec as run
 
-    entry = run(data, checkpoint, preset, CodecTrainConfig(
+    entry = run(data, checkpoint, CodecTrainConfig(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, crop_seconds=crop_seconds, init=init,
-        decoder_only=decoder_only, cosine=cosine), device=device, on_error=on_error,
-                command=manifest_command("musiclm-eval train codec"))
+        decoder_only=decoder_only, cosine=cosine, preset=preset, device=device, on_error=on_error,
+        command=manifest_command("musiclm-eval train codec")))
     if not emit_json(json_out, entry):
         lv = entry["metrics"].get("log_mel_distance_by_levels", {})
         click.echo(f"wrote {checkpoint}/codec.pt after {entry['steps']} steps; held-out log-mel distance by levels: {lv}")
@@ -172,15 +172,14 @@ def train_stage(stages, preset, data, checkpoint, components, mulan, steps, batc
 
     Under torchrun (torchrun --nproc_per_node=8 --no-python musiclm-eval train stage …) the processes
     form one data-parallel run; --batch-size is the global batch."""
-    from musiclm_ref.train.stages import train_stages
+    from musiclm_ref.train.stages import StagesTrainConfig, train_stages
 
-    names = ["semantic", "coarse", "fine"] if "all" in stages else list(dict.fromkeys(stages))
-    entries = train_stages(names, data, checkpoint, preset=preset, components=components, mulan_path=mulan, steps=steps,
-                           batch=batch_size, lr=lr, seed=seed, threads=threads, device=device, on_error=on_error,
-                           command=manifest_command("musiclm-eval train stage"), precision=precision,
-                           grad_checkpoint=grad_checkpoint, stream=stream, num_workers=num_workers, hf_model=hf_model,
-                           checkpoint_every=checkpoint_every, stop_at=stop_at, progress=json_out != "-",
-                           cond_dropout=cond_dropout)
+    names = ("semantic", "coarse", "fine") if "all" in stages else tuple(dict.fromkeys(stages))
+    entries = train_stages(data, checkpoint, StagesTrainConfig(
+        stages=names, preset=preset, components=components, mulan_path=mulan, steps=steps, batch=batch_size, lr=lr, seed=seed,
+        threads=threads, device=device, on_error=on_error, command=manifest_command("musiclm-eval train stage"),
+        precision=precision, grad_checkpoint=grad_checkpoint, stream=stream, num_workers=num_workers, hf_model=hf_model,
+        checkpoint_every=checkpoint_every, stop_at=stop_at, progress=json_out != "-", cond_dropout=cond_dropout))
     if not entries:  # a rank other than 0 of a torchrun job: rank 0 reports
         return
     if not emit_json(json_out, entries):

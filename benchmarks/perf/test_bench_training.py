@@ -1,6 +1,6 @@
 """Stage training throughput: target tokens per second of the project's own training loop, per stage.
 
-Workload: ``train.stage.train_stage`` (batch drawing, forward, loss, backward, gradient clipping, AdamW, the
+Workload: ``train.stage.fit_stage`` (batch drawing, forward, loss, backward, gradient clipping, AdamW, the
 logged loss) for ``STEPS`` steps on a seeded random token corpus with the preset's vocabulary and
 crops — tiny: the shipped set's vocabularies, crops 10 / 2 / 1 s, global batch 8; paper
 (``BENCH_TRAIN_PRESET=paper``, a GPU's job): TokenSpec() and 30 / 10 / 3 s, ≈430M parameters per stage.
@@ -30,7 +30,7 @@ import torch
 
 from musiclm_ref.stages import PAPER_CROPS, TINY_CROPS, Stage, TokenSpec, read_stage_checkpoint, stage_config
 from musiclm_ref.token_corpus import TokenCorpus, sample_batch
-from musiclm_ref.train.stage import StageTrainConfig, train_stage
+from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 PRESET = os.environ.get("BENCH_TRAIN_PRESET", "tiny")
 STEPS = int(os.environ.get("BENCH_TRAIN_STEPS", "6"))
@@ -92,7 +92,7 @@ def test_stage_training_tokens_per_second(benchmark, name, variant, request):
 
     def step(stage):
         t0 = time.perf_counter()
-        train_stage(stage, corpus, cfg, progress=False, on_step=lambda s, v: runs[-1].append(v))
+        fit_stage(stage, corpus, cfg, progress=False, on_step=lambda s, v: runs[-1].append(v))
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         walls.append(time.perf_counter() - t0)  # also with --benchmark-disable (a quick gate-only run)

@@ -5,7 +5,7 @@ cached tokens; that fits the shipped tiny set but not a real collection at the p
 Here the crop comes first, as in the paper: ``AudioFolder`` streams random crops of the stage's
 length, ``Tokenizers`` turns each batch of crops into the tokens the stage reads (semantic tokens,
 acoustic codes, MuLan M_A of the crop, melody tokens — each only where the stage uses it), and
-``StreamingBatches`` is the ``train_stage`` batch source that does both and tracks the data position.
+``StreamingBatches`` is the ``fit_stage`` batch source that does both and tracks the data position.
 A crop spans the whole stage context, so ``sample_batch`` takes each crop once, from its start.
 """
 
@@ -75,13 +75,13 @@ def _identity(x):
 
 
 class StreamingBatches:
-    """``train_stage`` batch source: ``batch`` crops per step from this rank's ``AudioFolder``.
+    """``fit_stage`` batch source: ``batch`` crops per step from this rank's ``AudioFolder``.
 
     ``num_workers`` DataLoader processes decode ahead; the data position (epoch, next position) counts
     the crops actually used, so ``state_dict`` / ``load_state_dict`` resume mid-epoch exactly. Failed
     files raise (``on_error='raise'``) or go to ``skipped`` and, when given, a JSON-lines ``skip_log``.
     Like the token-corpus source, every rank draws the conditioning-dropout masks of the *global* batch
-    from ``train_stage``'s shared generator and keeps its rows, so W processes with B/W crops each follow
+    from ``fit_stage``'s shared generator and keeps its rows, so W processes with B/W crops each follow
     the one-process run with B crops exactly (as long as no file fails: a skipped file shifts one
     rank's positions).
     """

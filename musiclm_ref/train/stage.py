@@ -65,7 +65,7 @@ def _to(batch: tuple, device) -> tuple:
     return tuple(t.to(device, non_blocking=True) if t is not None else None for t in batch)
 
 
-def train_stage(stage: Stage, corpus: TokenCorpus | None, cfg: StageTrainConfig, out_path=None, held_out: TokenCorpus | None = None,
+def fit_stage(stage: Stage, corpus: TokenCorpus | None, cfg: StageTrainConfig, out_path=None, held_out: TokenCorpus | None = None,
                 progress: bool = True, metadata: dict | None = None, ctx=None, source=None, stop_at: int | None = None,
                 on_step=None) -> dict:
     """AdamW with linear warm-up and cosine decay on random crops; resumes from ``out_path`` if it holds a

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from musiclm_ref.pipeline import SAMPLE_RATE, SHIPPED_DIR, SHIPPED_MULAN, load_m
 from musiclm_ref.stages import Stage, stage_config
 from musiclm_ref.token_corpus import StageRun, TokenCorpus, prepare_tokens
 from musiclm_ref.train.mulan_rvq import save_fitted
-from musiclm_ref.train.stage import StageTrainConfig, train_stage
+from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 CACHE_DIR = Path(os.environ.get("MUSICLM_EVAL_CACHE", Path.home() / ".cache" / "musiclm-eval")) / "tokens"
 TOKENS_FORMAT = "musiclm-eval/token-corpus/1"  # a token-corpus cache entry
@@ -91,52 +92,77 @@ def token_corpus(data: str | Path, out: Path, components: Path, mulan_path: Path
     return corpus, hashes
 
 
-def train_stages(names: list[str], data, out, preset: str = "tiny", components=None, mulan_path=None, steps: int | None = None,
-                 batch: int = 16, lr: float = 2e-3, seed: int = 0, threads: int | None = 2, device: str = "cpu",
-                 on_error: str = "raise", command: str = "", progress: bool = True, transformer: dict | None = None,
-                 precision: str = "fp32", grad_checkpoint: bool = False, stream: bool = False, num_workers: int = 0,
-                 hf_model: str | Path | None = None, checkpoint_every: int = 250, stop_at: int | None = None,
-                 cond_dropout: float | None = None) -> dict:
-    """Train (or resume) the named stages into ``out/<stage>_stage.pt``; returns their manifest entries ({} on
-    ranks other than 0).
+@dataclass
+class StagesTrainConfig:
+    """Everything ``train stage`` takes besides the data and the checkpoint directory (flags in docs/protocol.md)."""
+
+    stages: tuple[str, ...] = ("semantic", "coarse", "fine")
+    preset: str = "tiny"
+    components: str | Path | None = None  # where codec.pt / semantic_tokenizer.pt live (``_components_dir``)
+    mulan_path: str | Path | None = None  # the shipped MuLan when None
+    steps: int | None = None  # DEFAULT_STEPS of the preset when None
+    batch: int = 16  # the global batch
+    lr: float = 2e-3
+    seed: int = 0
+    threads: int | None = 2
+    device: str = "cpu"
+    on_error: str = "raise"
+    command: str = ""  # the command line the manifest records
+    progress: bool = True
+    transformer: dict = field(default_factory=dict)  # overrides of the preset's Transformer
+    precision: str = "fp32"
+    grad_checkpoint: bool = False
+    stream: bool = False
+    num_workers: int = 0
+    hf_model: str | Path | None = None
+    checkpoint_every: int = 250
+    stop_at: int | None = None
+    cond_dropout: float | None = None
+
+
+def train_stages(data, out, cfg: StagesTrainConfig) -> dict[str, dict]:
+    """Train (or resume) ``cfg.stages`` into ``out/<stage>_stage.pt``; returns their manifest entries by file
+    ({} on ranks other than 0).
 
     Under ``torchrun`` every process runs this; ``distributed.from_env`` makes them one data-parallel run
-    (``batch`` is the global batch) and only rank 0 writes. ``stream=True`` reads ``data`` as a folder tree
+    (``cfg.batch`` is the global batch) and only rank 0 writes. ``cfg.stream`` reads ``data`` as a folder tree
     of audio and trains on random crops of each stage's length tokenized on the fly
     (``musiclm_ref.data.stream``) instead of the cached token corpus of a corpus directory.
-    ``cond_dropout``: the probability a crop's MuLan tokens are replaced by NULL (``StageConfig``'s 0.1 when
+    ``cfg.cond_dropout``: the probability a crop's MuLan tokens are replaced by NULL (``StageConfig``'s 0.1 when
     None) — what unconditional sampling and classifier-free guidance rely on.
     """
     from musiclm_ref import distributed
 
-    if threads:
-        torch.set_num_threads(threads)
-    with distributed.session(device) as ctx:
+    preset, seed, batch, precision, grad_checkpoint = cfg.preset, cfg.seed, cfg.batch, cfg.precision, cfg.grad_checkpoint
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    with distributed.session(cfg.device) as ctx:
         distributed.check_precision(precision, ctx.device)
         ctx.check_batch(batch)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        comp = _components_dir(out, components)
-        mulan_path = Path(mulan_path) if mulan_path else SHIPPED_MULAN
-        if stream:
+        comp = _components_dir(out, cfg.components)
+        mulan_path = Path(cfg.mulan_path) if cfg.mulan_path else SHIPPED_MULAN
+        if cfg.stream:
             from musiclm_ref.data.stream import streaming_run
 
-            run = streaming_run(data, out, comp, mulan_path, preset, seed, ctx, on_error, num_workers, hf_model, progress)
+            run = streaming_run(data, out, comp, mulan_path, preset, seed, ctx, cfg.on_error, cfg.num_workers, cfg.hf_model,
+                                cfg.progress)
         else:
-            run = _corpus_run(data, out, comp, mulan_path, preset, seed, ctx, on_error, progress, hf_model)
+            run = _corpus_run(data, out, comp, mulan_path, preset, seed, ctx, cfg.on_error, cfg.progress, cfg.hf_model)
         entries = {}
-        for name in names:
+        for name in cfg.stages:
             torch.manual_seed(seed)
-            extra = {} if cond_dropout is None else {"cond_dropout": float(cond_dropout)}
-            stage = Stage(stage_config(name, preset, run.spec, transformer=dict(transformer or {}), **extra)).to(ctx.device)
-            cfg = StageTrainConfig(steps=steps or DEFAULT_STEPS[preset][name], batch=batch, lr=lr, seed=seed,
-                                   precision=precision, grad_checkpoint=grad_checkpoint, checkpoint_every=checkpoint_every)
+            extra = {} if cfg.cond_dropout is None else {"cond_dropout": float(cfg.cond_dropout)}
+            stage = Stage(stage_config(name, preset, run.spec, transformer=dict(cfg.transformer), **extra)).to(ctx.device)
+            loop = StageTrainConfig(steps=cfg.steps or DEFAULT_STEPS[preset][name], batch=batch, lr=cfg.lr, seed=seed,
+                                    precision=precision, grad_checkpoint=grad_checkpoint, checkpoint_every=cfg.checkpoint_every)
             source = run.source(stage, batch // ctx.world)
             t0 = time.time()
-            meta = {**run.hashes, "command": command, "seed": seed, **run.info, "world_size": ctx.world,
+            meta = {**run.hashes, "command": cfg.command, "seed": seed, **run.info, "world_size": ctx.world,
                     "precision": precision, "grad_checkpoint": grad_checkpoint}
-            metrics = train_stage(stage, run.corpus, cfg, out / f"{name}_stage.pt", held_out=run.held_out(stage),
-                                  progress=progress, metadata=meta, ctx=ctx, source=source, stop_at=stop_at)
+            metrics = fit_stage(stage, run.corpus, loop, out / f"{name}_stage.pt", held_out=run.held_out(stage),
+                                progress=cfg.progress, metadata=meta, ctx=ctx, source=source, stop_at=cfg.stop_at)
             skipped = [s for rank in ctx.gather(source.skipped) for s in rank] if source is not None else []
             if not ctx.is_main:  # rank 0 reports for the job
                 continue
@@ -146,10 +172,10 @@ def train_stages(names: list[str], data, out, preset: str = "tiny", components=N
             metrics["train_seconds"] = round(time.time() - t0, 1)
             metrics["parameters"] = sum(p.numel() for p in stage.parameters())
             metrics["skipped_files"] = len(skipped)
-            entry = manifest_entry(command, seed, run.hashes["data_hash"], metrics=metrics, preset=preset,
+            entry = manifest_entry(cfg.command, seed, run.hashes["data_hash"], metrics=metrics, preset=preset,
                                    inputs={**run.hashes, **run.info}, config=stage.to_checkpoint()["config"],
                                    training={"world_size": ctx.world, "global_batch": batch, "precision": precision,
-                                             "grad_checkpoint": grad_checkpoint, "stream": stream, "skipped": skipped[:1000]})
+                                             "grad_checkpoint": grad_checkpoint, "stream": cfg.stream, "skipped": skipped[:1000]})
             write_manifest_entry(out / "manifest.json", f"{name}_stage.pt", entry)
             entries[f"{name}_stage.pt"] = entry
         return entries

@@ -9,7 +9,9 @@ import os
 
 import pytest
 from browser_util import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port, running_server
-from dashboard_fixtures import CAPTIONS, SYSTEMS, YTIDS, make_demo_store, make_results_dir
+from dashboard_fixtures import CAPTIONS, SCORES, SYSTEMS, YTIDS, make_demo_store, make_results_dir
+
+from dashboards.formatting import fmt
 
 CHROMIUM_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 
@@ -52,6 +54,13 @@ def test_switch_pages_and_play_a_clip(server):
 
             page.locator("[data-testid='stSidebar']").get_by_text("Clips", exact=True).click()
             page.get_by_text(CAPTIONS[0]).first.wait_for(timeout=30_000)
+            # the clip's scores: one table within the page, every value rendered (they used to scroll off-screen)
+            scores = page.locator("[data-testid='stTable']").first
+            scores.wait_for(timeout=30_000)
+            shown = scores.inner_text()
+            assert all(fmt(v[0]) in shown for s in SYSTEMS for v in SCORES[s].values()), shown
+            box = scores.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1400
             page.wait_for_function("document.querySelectorAll('audio').length >= 3", timeout=30_000)
             page.eval_on_selector("audio", "a => a.play()")
             page.wait_for_function("(() => { const a = document.querySelector('audio');"

@@ -4,7 +4,9 @@ Registered into ``benchmarks.figures.RENDERERS``: ``docs/figures/memory.json`` i
 ``python -m benchmarks.perf.compare_memory`` (one record per run: peak RSS and clips/s of ``compare``
 for a source tree — the streaming pipeline, and the commit before it, measured at the same time — or
 a ``test_bench_memory`` run recorded with ``--from-benchmark``): ``memory-table`` in docs/performance.md
-§9, ``memory-summary`` inline in the README.
+§9, ``memory-summary`` inline in the README. ``docs/bench/stats_table1.json`` is the pytest-benchmark
+JSON of ``test_bench_stats.py::test_demo_table1_statistics`` (``--benchmark-json``): ``stats-bench-table``
+in docs/performance.md §11.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from benchmarks.figures_format import get_field, load, num
 
 MEMORY = Path("docs/figures/memory.json")
-ARTIFACTS = (MEMORY,)
+STATS_BENCH = Path("docs/bench/stats_table1.json")
+ARTIFACTS = (MEMORY, STATS_BENCH)
 
 
 def memory_table(root: Path) -> str:
@@ -45,8 +48,25 @@ def memory_summary(root: Path) -> str:
     return text
 
 
+def stats_bench_table(root: Path) -> str:
+    """The demo's Table-1 statistics: wall and CPU time of one run, the work, the load beside it."""
+    d = load(root, STATS_BENCH)
+    lines = ["", "| statistics | resamples | wall | CPU | load (start → end) | target | per-test route (issue 28) |",
+             "|---|---|---|---|---|---|---|"]
+    for b in get_field(d, STATS_BENCH, "benchmarks"):
+        e = b["extra_info"]
+        lines.append(f"| {e['intervals']} intervals + {e['paired_tests']} paired tests, {e['clips']} clips × {e['sets']} sets "
+                     f"| {e['n_boot']:,} | {num(b['stats']['min'], 1)} s | {num(e['cpu_s'], 1)} s "
+                     f"| {num(e['loadavg_before'][0], 1)} → {num(e['loadavg_after'][0], 1)} | ≤ {e['target_s']} s "
+                     f"| ≈{e['previous_s_issue_28']} s |")
+    lines += ["", f"One round, one thread, {d['machine_info'].get('cpu_count')} cores, {d.get('datetime', '?')[:16]} UTC; "
+              "CPU is the process's CPU time (what the run costs on an idle core; wall grows with the load)."]
+    return "\n".join(lines) + "\n"
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-PERF_RENDERERS: dict[str, Callable[[Path], str]] = {"memory-table": memory_table, "memory-summary": memory_summary}
+PERF_RENDERERS: dict[str, Callable[[Path], str]] = {"memory-table": memory_table, "memory-summary": memory_summary,
+                                                     "stats-bench-table": stats_bench_table}

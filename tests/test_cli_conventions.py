@@ -106,6 +106,8 @@ def test_parse_paths_name_eq_path_and_a_bare_path_for_one_embedder():
     assert parse_paths(["/models/a=b"], ["mel"]) == {"mel": "/models/a=b"}  # a NAME has no path separator
     with pytest.raises(click.BadParameter, match="expected NAME=PATH, got '/m/x'.*2 embedders are in play"):
         parse_paths(["/m/x"], ["vggish", "trill"])
+    with pytest.raises(click.BadParameter, match="vggish given twice"):
+        parse_paths(["/m/a", "vggish=/m/b"], ["vggish"])
 
 
 def test_stats_and_fad_reject_an_embedder_path_for_another_model(tmp_path):

@@ -68,17 +68,18 @@ def embedder_path_option(f: Callable) -> Callable:
 def parse_paths(pairs: Sequence[str], in_play: Sequence[str] = ()) -> dict[str, str]:
     """``("vggish=/models/vggish", …)`` → ``{"vggish": "/models/vggish"}``; a bare PATH belongs to the one
     embedder in ``in_play`` (a NAME has no path separator, so ``/models/a=b`` is a bare path)."""
-    out = {}
+    out: dict[str, str] = {}
     for p in pairs:
         name, sep, path = p.partition("=")
-        if sep and name and path and "/" not in name and "\\" not in name:
-            out[name] = path
-        elif len(in_play) == 1 and p:
-            out[in_play[0]] = p
-        else:
-            where = f"{len(in_play)} embedders are in play" if in_play else "no embedder is in play"
-            raise click.BadParameter(f"expected NAME=PATH, got {p!r} (a bare PATH only where one embedder is in play; "
-                                     f"here {where})", param_hint="--embedder-path")
+        if not (sep and name and path and "/" not in name and "\\" not in name):
+            if len(in_play) != 1 or not p:
+                where = f"{len(in_play)} embedders are in play" if in_play else "no embedder is in play"
+                raise click.BadParameter(f"expected NAME=PATH, got {p!r} (a bare PATH only where one embedder is in "
+                                         f"play; here {where})", param_hint="--embedder-path")
+            name, path = in_play[0], p
+        if name in out:
+            raise click.BadParameter(f"{name} given twice ({out[name]!r} and {path!r})", param_hint="--embedder-path")
+        out[name] = path
     return out
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from metrics.audio import AudioError, PairingError, pair_ids, scan_dir
 from metrics.cache import EmbeddingCache
 from metrics.engine import LOCAL, Engine
+from metrics.errors import InputError
 from metrics.extract import EmbeddingSet, preprocessing_key
 from metrics.fad import EmbeddingStats
 from metrics.metric import Metric
@@ -237,7 +238,7 @@ def evaluate(
     if plan.label_space and "classifier" in built:
         got = getattr(built["classifier"], "label_space", None)
         if got is not None and got.name != plan.label_space:
-            raise ValueError(f"classifier {plan.classifier}: label space {got.name!r}, expected {plan.label_space!r}")
+            raise InputError(f"classifier {plan.classifier}: label space {got.name!r}, expected {plan.label_space!r}")
 
     # sources
     ref_stats: dict[str, EmbeddingStats] = {}
@@ -246,7 +247,7 @@ def evaluate(
         from metrics.fad_metric import load_reference_stats
 
         if paired or len(built) != 1 or not next(iter(built)).startswith("embedder:"):
-            raise ValueError(f"{ref_path}: a statistics file can only be the reference of an unpaired FAD")
+            raise InputError(f"{ref_path}: a statistics file can only be the reference of an unpaired FAD")
         (key, model), = audio.items()
         ref_stats[key.split(":", 1)[1]] = load_reference_stats(ref_path, model)
         ref_files: dict[str, str] = {}
@@ -278,7 +279,7 @@ def evaluate(
     prompt_out: dict[str, EmbeddingSet] = {}
     if plan.melody:
         if melody_prompts is None:
-            raise ValueError("melody adherence needs the melody prompts (--melody-prompts DIR, one file per clip id)")
+            raise InputError("melody adherence needs the melody prompts (--melody-prompts DIR, one file per clip id)")
         prompt_out = run(_source("melody prompts", melody_prompts), [k for k in audio if k.startswith("melody:")])
     text: dict[str, np.ndarray] = {}
     if "joint" in built:

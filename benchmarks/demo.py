@@ -13,7 +13,9 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from metrics.audio import save_audio
@@ -25,6 +27,43 @@ EMBEDDERS = ("trill", "vggish", "mel", "musicnn-mtt")  # the paper's two (TF-Hub
 CLASSIFIERS = "leaf-corpus,musicnn-mtt"  # KLD with the shipped LEAF classifier and with the real MagnaTagATune tagger
 MUSICNN_SECONDS = 3.0  # musicnn's patch (187 frames at 16 kHz / 256 hop ≈ 2.98 s)
 MELODY_CLIPS = 8  # captions generated again under one melody prompt (CREPE costs ~3 s per 10 s clip on one core)
+
+
+class StepTimes:
+    """Wall time of each demo step, said when the step ends and together at the end: where a newcomer's wait goes."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log, self.seconds, self.started = log, {}, time.perf_counter()
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t0, 1)
+            self.log(f"  [{name}: {self.seconds[name]:.1f} s]")
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 1)
+
+    def summary(self) -> str:
+        return "step times: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items()) + f"; total {self.total:.0f} s"
+
+
+def one_line_warnings(log: Callable[[str], None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that says a warning in one line of the demo's log (no file and source line)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        log(f"warning: {category.__name__}: {message}")
+
+    return show
+
+
+def skip_reason(reason: str) -> str:
+    """One line per skipped model: the problem, without the how-to-provide text (said once after the list)."""
+    return reason.splitlines()[0].split(" To use ", 1)[0] if reason else reason
 
 
 def split_folder(corpus: Path, out: Path, split: str) -> Path:
@@ -110,55 +149,20 @@ def generate_systems(eval_dir: Path, train_dir: Path, out: Path, seconds: float,
 def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0, device: str = "cpu",
              memorization_n: int = 16, log: Callable[[str], None] = print) -> dict:  # fmt: skip
     """Run every stage into ``out``; return the compare results document."""
-    from benchmarks.harness import compare, summarize
-    from metrics.cache import EmbeddingCache
+    from benchmarks.harness import summarize
+    from metrics.warn_once import warn_once
     from musiclm_ref.data.splits import HELD_OUT
 
     if seed == HELD_OUT["seed"]:
         raise InputError(f"--seed {seed} is the held-out corpus seed; the demo's training-side corpus needs another")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
-    workers = min(2, os.cpu_count() or 1)
-    n_eval = max(1, n // 5)
-    log(f"[1/5] corpus: {n} clips × {seconds:g} s (seed {seed}; its train split feeds retrieval and the memorization "
-        f"sweep) and {n_eval} held-out clips (seed {HELD_OUT['seed']}, eval split: unseen by every shipped piece)")
-    info, held, train_dir, eval_dir = prepare_data(out, n, n_eval, seconds, seed, workers)
-    log(info.summary())
-
-    log("[2/5] generating audio for the eval captions with each built-in system")
-    dirs = generate_systems(eval_dir, train_dir, out / "systems", seconds, seed, device, log)
-
-    log("[3/5] compare: FAD and KAD (embedders available offline), KLD (LEAF, musicnn), MCC, paired tests")
-    cache = EmbeddingCache(out / "cache")
-    embedders, classifiers = EMBEDDERS, CLASSIFIERS
-    if seconds < MUSICNN_SECONDS:
-        log(f"  musicnn skipped: its patches are {MUSICNN_SECONDS:g} s, the clips {seconds:g} s")
-        embedders = tuple(e for e in EMBEDDERS if not e.startswith("musicnn"))
-        classifiers = ",".join(c for c in CLASSIFIERS.split(",") if not c.startswith("musicnn"))
-    data = compare(
-        dict(dirs), eval_dir, eval_dir / "captions.csv", out / "results",
-        embedders=embedders, classifier=classifiers, kad=True, device=device, seed=seed, cache=cache,
-        skip_unavailable_embedders=True, progress=True,
-        extra_metadata={"demo": {"corpus_seed": seed, "n": n, "seconds": seconds, "corpus_sha256": info.data_sha256,
-                                 "held_out": {**held.ids, "data_sha256": held.data_sha256}}},
-    )  # fmt: skip
-    unavailable = data["metadata"]["unavailable_embedders"]
-    for name, reason in unavailable.items():
-        log(f"  FAD_{name} skipped: {reason}")
-    if unavailable:
-        log("  (VGGish/TRILL are TF-Hub models and nothing is downloaded here; pass --embedder-path or set "
-            "TFHUB_CACHE_DIR to a populated cache to include them. FAD_mel is not comparable to published FAD.)")
-
-    adherence = tag_adherence(dirs, eval_dir, out / "results" / "tag_auc.json", seconds, seed, log)
-    melody = _melody(dirs, eval_dir, out, seconds, seed, device, cache, log)
-
-    log(f"[4/5] memorization sweep on {memorization_n} training examples")
-    memo = _memorization(train_dir, out / "results" / "memorization", memorization_n, seed, device, log, seconds)
-
-    log("[5/5] human-study database with the generated pairs")
-    study_url = _study(dirs, eval_dir, out, seed, log)
-
+    times = StepTimes(log)
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_warnings(log)
+        with warn_once():  # each warning of the run once, before the summary (not once per system, metric and clip)
+            data, adherence, melody, memo, study_url = _run_steps(out, n, seconds, seed, device, memorization_n, log,
+                                                                  times)
     log("")
     log(summarize(data))
     log("")
@@ -175,14 +179,71 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
             log(f"  {name}: RCA {m['melody_rca']:.3f}, chroma cosine {m['chroma_cosine']:.3f}")
     if memo:
         log(f"memorization: exact {memo['exact_rate']:.3f}, approximate {memo['approx_rate']:.3f} (τ = {memo['tau']:.3f})")
-    log(f"done in {time.time() - t_start:.0f} s; everything is in {out}/")
+    log(times.summary())
+    log(f"done in {times.total:.0f} s; everything is in {out}/")
     log(f"  dashboard:   musiclm-eval dashboard --results {out / 'results'} --db {study_url}")
     log(f"  rating app:  musiclm-eval rate serve --db {study_url}   (invite raters: musiclm-eval rate invite --db {study_url} --n 5)")
     log(f"  analysis:    musiclm-eval rate analyze --db {study_url} --out {out / 'study'}")
-    summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": round(time.time() - t_start, 1),
+    summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": times.total, "steps_s": times.seconds,
                "tag_auc": str(out / "results" / "tag_auc.json") if adherence else None}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     return data
+
+
+def _run_steps(out: Path, n: int, seconds: float, seed: int, device: str, memorization_n: int,
+               log: Callable[[str], None], times: StepTimes) -> tuple:
+    """The demo's steps in order, each timed: (compare document, tag AUC, melody adherence, memorization, study url)."""
+    from benchmarks.harness import compare
+    from metrics.cache import EmbeddingCache
+    from musiclm_ref.data.splits import HELD_OUT
+
+    workers = min(2, os.cpu_count() or 1)
+    n_eval = max(1, n // 5)
+    log(f"[1/5] corpus: {n} clips × {seconds:g} s (seed {seed}; its train split feeds retrieval and the memorization "
+        f"sweep) and {n_eval} held-out clips (seed {HELD_OUT['seed']}, eval split: unseen by every shipped piece)")
+    with times.step("corpus"):
+        info, held, train_dir, eval_dir = prepare_data(out, n, n_eval, seconds, seed, workers)
+    log(info.summary())
+
+    log("[2/5] generating audio for the eval captions with each built-in system")
+    with times.step("generation"):
+        dirs = generate_systems(eval_dir, train_dir, out / "systems", seconds, seed, device, log)
+
+    log("[3/5] compare: FAD and KAD (embedders available offline), KLD (LEAF, musicnn), MCC, paired tests")
+    cache = EmbeddingCache(out / "cache")
+    embedders, classifiers = EMBEDDERS, CLASSIFIERS
+    if seconds < MUSICNN_SECONDS:
+        log(f"  musicnn skipped: its patches are {MUSICNN_SECONDS:g} s, the clips {seconds:g} s")
+        embedders = tuple(e for e in EMBEDDERS if not e.startswith("musicnn"))
+        classifiers = ",".join(c for c in CLASSIFIERS.split(",") if not c.startswith("musicnn"))
+    with times.step("compare"):
+        data = compare(
+            dict(dirs), eval_dir, eval_dir / "captions.csv", out / "results",
+            embedders=embedders, classifier=classifiers, kad=True, device=device, seed=seed, cache=cache,
+            skip_unavailable_embedders=True, progress=True,
+            extra_metadata={"demo": {"corpus_seed": seed, "n": n, "seconds": seconds, "corpus_sha256": info.data_sha256,
+                                     "held_out": {**held.ids, "data_sha256": held.data_sha256}}},
+        )  # fmt: skip
+    unavailable = data["metadata"]["unavailable_embedders"]
+    for name, reason in unavailable.items():
+        log(f"  FAD_{name} skipped: {skip_reason(reason)}")
+    if unavailable:
+        log("  (VGGish/TRILL are TF-Hub models and nothing is downloaded here; pass --embedder-path DIR or set "
+            "TFHUB_CACHE_DIR to a populated cache to include them. FAD_mel is not comparable to published FAD.)")
+
+    with times.step("tag AUC"):
+        adherence = tag_adherence(dirs, eval_dir, out / "results" / "tag_auc.json", seconds, seed, log, cache=cache)
+    with times.step("melody"):
+        melody = _melody(dirs, eval_dir, out, seconds, seed, device, cache, log)
+
+    log(f"[4/5] memorization sweep on {memorization_n} training examples")
+    with times.step("memorization"):
+        memo = _memorization(train_dir, out / "results" / "memorization", memorization_n, seed, device, log, seconds)
+
+    log("[5/5] human-study database with the generated pairs")
+    with times.step("study"):
+        study_url = _study(dirs, eval_dir, out, seed, log)
+    return data, adherence, melody, memo, study_url
 
 
 def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, seed: int, device: str, cache,
@@ -230,16 +291,19 @@ def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, se
 
 
 def tag_adherence(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, seed: int,
-                   log: Callable[[str], None], n_boot: int = 1000) -> dict | None:
+                   log: Callable[[str], None], n_boot: int = 1000, cache=None) -> dict | None:
     """Text adherence judged by a model that did not condition the generator (the demo's MCC uses the same
     MuLan that conditions musiclm-ref): per caption attribute a musicnn-mtt tag names, the AUC of the tag on
     each system's clips for the clips whose caption states it (``benchmarks.musicnn_check.caption_tag_auc``),
-    averaged over the words; the reference clips as the ceiling. Written to ``out`` (standard JSON)."""
+    averaged over the words; the reference clips as the ceiling. Written to ``out`` (standard JSON).
+    The tag logits go through ``metrics.extract`` and ``cache``: after the demo's ``compare`` (musicnn-mtt is
+    one of its KLD classifiers) they are cache hits, not a second pass of the tagger over every clip."""
     import pandas as pd
 
     from benchmarks.musicnn_check import attributes, caption_tag_auc
-    from metrics.audio import load_dir
-    from metrics.embedders.musicnn import SR, load_tagger
+    from metrics.audio import scan_dir
+    from metrics.embedders.musicnn import load_tagger
+    from metrics.extract import extract
     from metrics.io import write_json
 
     if seconds < MUSICNN_SECONDS:
@@ -247,8 +311,10 @@ def tag_adherence(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: flo
     labels = pd.read_csv(eval_dir / "labels.csv", dtype=str, keep_default_na=False).set_index("ytid")
     attrs = {i: attributes(labels.loc[i]) for i in labels.index}
     tagger = load_tagger("musicnn-mtt")
-    probs = {name: {c.id: tagger.tag(c.wave, SR) for c in load_dir(d, sr=SR).clips}
-             for name, d in {"reference": eval_dir, **dirs}.items()}
+    probs = {}
+    for name, d in {"reference": eval_dir, **dirs}.items():
+        logits = extract(sorted(scan_dir(d).values()), {"tagger": tagger}, cache)["tagger"]
+        probs[name] = {cid: tagger.probabilities(z) for cid, z in logits.items()}
     base = probs.get("unconditional")
     systems = {name: caption_tag_auc(attrs, p, n_boot, seed, baseline=base if name != "unconditional" else None)
                for name, p in probs.items()}

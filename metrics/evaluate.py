@@ -31,11 +31,12 @@ from metrics.engine import LOCAL, Engine
 from metrics.errors import InputError
 from metrics.extract import EmbeddingSet, preprocessing_key
 from metrics.fad import EmbeddingStats
-from metrics.metric import Metric
 from metrics.intervals import holm, paired_comparison, prefetch_statistics
+from metrics.metric import Metric
 from metrics.models import ModelSpec, audio_model
-from metrics.result import MetricResult
 from metrics.resampling import Resampler, ResamplingPlan
+from metrics.result import MetricResult
+from metrics.warn_once import once_per_call, warnings_of
 
 GROUND_TRUTH = "ground truth"
 MIN_PAIRS = 10  # paired tests need at least this many shared clips (2 clips have 3 distinct bootstrap resamples)
@@ -199,6 +200,7 @@ def _source(name: str, directory: str | Path) -> dict[str, str]:
         raise AudioError(e.path, f"{e.problem} ({name})") from None
 
 
+@once_per_call
 def evaluate(
     reference: str | Path,
     systems: Mapping[str, str | Path],
@@ -275,7 +277,9 @@ def evaluate(
                               batch_size=batch_size, workers=workers, progress=progress, on_error=on_error)
 
     ref_keys = [k for k in audio if (k != "joint" or ground_truth) and not k.startswith("melody:")]
-    ref_out = run(ref_files, ref_keys)
+    named = len(sys_files) > 1  # warnings name the sets they came from when there are several to tell apart
+    with warnings_of(REFERENCE if named else None):
+        ref_out = run(ref_files, ref_keys)
     prompt_out: dict[str, EmbeddingSet] = {}
     if plan.melody:
         if melody_prompts is None:
@@ -324,8 +328,11 @@ def evaluate(
         reference_result = score(GROUND_TRUTH, reference, ref_files, {"joint": ref_out["joint"]},
                                  [f for f in factories if f[1] == "joint"])
         reference_result.skipped = [vars(s) for o in ref_out.values() for s in o.skipped]
-    results = {name: score(name, systems[name], files, run(files, list(audio)), factories)
-               for name, files in sys_files.items()}
+    def scored(name: str, files: dict[str, str]) -> SourceResult:
+        with warnings_of(f"system {name!r}" if named else None):
+            return score(name, systems[name], files, run(files, list(audio)), factories)
+
+    results = {name: scored(name, files) for name, files in sys_files.items()}
     for name, r in results.items():
         if audio and not r.metrics and not r.skipped:
             raise AudioError(systems[name], "no metric could be computed (no usable clips)")

@@ -313,7 +313,11 @@ class MusicnnTagger(MusicnnHeads):
 
     def tag(self, wave: np.ndarray, sr: int) -> dict[str, float]:
         """Mean sigmoid probability of each tag over the clip's patches."""
-        z = self.window_logits(wave, sr).astype(np.float64)
+        return self.probabilities(self.window_logits(wave, sr))
+
+    def probabilities(self, logits: np.ndarray) -> dict[str, float]:
+        """``tag``'s answer from window logits already computed (e.g. the cached outputs of a ``compare``)."""
+        z = np.asarray(logits, dtype=np.float64)
         return dict(zip(self.labels, map(float, (1.0 / (1.0 + np.exp(-z))).mean(axis=0))))
 
 

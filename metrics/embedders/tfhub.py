@@ -10,9 +10,13 @@ The weights hash (part of ``id`` and so of every cache key) is the sha256 of the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +56,24 @@ def _how_to_provide(name: str, handle: str) -> str:
     )
 
 
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    """TensorFlow's import writes C++ log lines (absl's "log messages before InitializeLog", cudart's "could not
+    find cuda drivers") straight to file descriptor 2, whatever ``TF_CPP_MIN_LOG_LEVEL`` says, and
+    tensorflow_hub imports the deprecated ``pkg_resources``: none of it is about the user's run. Descriptor 2
+    points at /dev/null for the import only; a failed import still raises, with its message."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=UserWarning)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def load_saved_model(name: str, handle: str, default_handle: str):
     """Resolve + load a TF-Hub handle or SavedModel directory; returns (model, local_dir)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its start-up log lines are not for the user's terminal
@@ -60,8 +82,9 @@ def load_saved_model(name: str, handle: str, default_handle: str):
     except ImportError:
         pass
     try:
-        import tensorflow as tf  # (tensorflow_hub needs it; import errors are clearer this way)
-        import tensorflow_hub as hub
+        with _quiet_import():
+            import tensorflow as tf  # (tensorflow_hub needs it; import errors are clearer this way)
+            import tensorflow_hub as hub
 
         tf.get_logger().setLevel("ERROR")
     except ImportError as e:

@@ -30,6 +30,7 @@ from metrics.artifacts import (
     read_checkpoint,
 )
 from metrics.errors import InputError
+from musiclm_ref.presets import get_preset
 from musiclm_ref.quantize import ResidualVQ, RVQConfig
 
 log = logging.getLogger(__name__)
@@ -76,23 +77,9 @@ class CodecConfig:
         self.stft_scales = tuple(self.stft_scales)
 
 
-PRESETS: dict[str, CodecConfig] = {
-    # SoundStream's published width (C=32), MusicLM's 12 x 1024 RVQ.
-    "paper": CodecConfig(latent_norm=True),
-    # Trainable on 2 CPU cores in ~35 min and ships in ~11 MB: half SoundStream's width, codebook 256. The
-    # structure (480 hop, 50 Hz, 12 levels, coarse/fine split) is the paper's. Non-causal: MusicLM
-    # decodes whole windows, and seeing both sides helps a model this small. A batch holds ~130
-    # latents for 256 codes (< 1 per code), so the dead-code threshold scales down with it, and the
-    # commitment weight is VQ-VAE's 0.25: at 1.0 the small encoder collapsed to near-constant latents.
-    "tiny": CodecConfig(channels=16, latent_dim=64, codebook_size=256, causal=False, commitment_weight=0.25,
-                        rvq_dead_threshold=0.05, latent_norm=True),
-}
-
-
 def preset(name: str) -> CodecConfig:
-    if name not in PRESETS:
-        raise CodecError(f"unknown codec preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return CodecConfig(**asdict(PRESETS[name]))
+    """The codec of a named size (``musiclm_ref.presets``)."""
+    return CodecConfig(**get_preset(name, "codec", CodecError).codec)
 
 
 # -- building blocks ----------------------------------------------------------------------------

@@ -43,7 +43,6 @@ SHIPPED_TOKENIZER = Path(__file__).parent / "checkpoints" / "tiny" / "semantic_t
 FRAME_RATE = 25
 FEATURE_SR = 16000
 HOP = FEATURE_SR // FRAME_RATE  # 640 samples at 16 kHz
-PRESET_K = {"paper": 1024, "tiny": 256}
 
 # What the memorization audit resolves lazily under the name ``semantic-ref``.
 MEMORIZATION = "musiclm_ref.semantic:load_tokenizer"

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from metrics.artifacts import read_checkpoint
 from metrics.errors import InputError
+from musiclm_ref.presets import get_preset
 from musiclm_ref.transformer import Transformer, TransformerConfig
 from musiclm_ref.transformer import preset as transformer_preset
 
@@ -88,17 +89,14 @@ class StageConfig:
         return int(round(self.crop_seconds * rate))
 
 
-# The paper's crops (30 s / 10 s / 3 s). The tiny crops are shorter so training and sampling fit 2 CPU cores.
-PAPER_CROPS = {"semantic": 30.0, "coarse": 10.0, "fine": 3.0}
-TINY_CROPS = {"semantic": 10.0, "coarse": 2.0, "fine": 1.0}
-TINY_COARSE_SEMANTIC_DROPOUT = 0.05  # docs/protocol.md, "Does the hierarchy matter"
 
 
 def stage_config(stage: str, preset: str = "paper", tokens: TokenSpec | None = None, **kw) -> StageConfig:
-    crops = PAPER_CROPS if preset == "paper" else TINY_CROPS
-    if preset == "tiny" and stage == "coarse":  # measured: 0.15 taught the tiny stage to ignore S (benchmarks/hierarchy.py)
-        kw.setdefault("semantic_dropout", TINY_COARSE_SEMANTIC_DROPOUT)
-    return StageConfig(stage=stage, tokens=tokens or TokenSpec(), crop_seconds=crops[stage], preset=preset, **kw)
+    """A stage of a named size: its crop and, for the coarse stage, its semantic dropout (``musiclm_ref.presets``)."""
+    p = get_preset(preset, "stage", StageError)
+    if stage == "coarse" and p.coarse_semantic_dropout is not None:
+        kw.setdefault("semantic_dropout", p.coarse_semantic_dropout)
+    return StageConfig(stage=stage, tokens=tokens or TokenSpec(), crop_seconds=p.crops[stage], preset=preset, **kw)
 
 
 def vocabulary(cfg: StageConfig) -> dict[str, tuple[int, int]]:
@@ -133,7 +131,7 @@ class Stage(nn.Module):
         self.config = cfg
         self.vocab = vocabulary(cfg)
         overrides = dict(cfg.transformer)
-        if cfg.preset == "tiny" and cfg.stage == "coarse":  # the tiny coarse stage aligns S and A by a clock
+        if cfg.stage == "coarse" and get_preset(cfg.preset, "stage", StageError).coarse_clock:  # aligns S and A by a clock
             overrides.setdefault("clock", True)
         tcfg: TransformerConfig = transformer_preset(cfg.preset, vocab_size(cfg), **overrides)
         self.net = Transformer(tcfg)

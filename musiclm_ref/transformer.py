@@ -34,6 +34,8 @@ import torch.utils.checkpoint
 from einops import rearrange
 from torch import Tensor, nn
 
+from musiclm_ref.presets import get_preset
+
 
 @dataclass(frozen=True)
 class TransformerConfig:
@@ -58,18 +60,9 @@ class TransformerConfig:
         return self.dim // self.heads
 
 
-PRESETS: dict[str, dict] = {
-    # The paper's stage size (MusicLM §3.3 / AudioLM): 24 layers, 16 heads, d=1024, FFN 4096, dropout 0.1.
-    "paper": dict(dim=1024, depth=24, heads=16, ff_dim=4096, dropout=0.1, rel_buckets=32, rel_max_distance=128),
-    # Trainable on 2 CPU cores in minutes and fast enough to sample 10 s clips in seconds.
-    "tiny": dict(dim=128, depth=3, heads=4, ff_dim=256, dropout=0.0, rel_buckets=32, rel_max_distance=256),
-}
-
-
 def preset(name: str, vocab_size: int, **overrides) -> TransformerConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown transformer preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return replace(TransformerConfig(vocab_size=vocab_size, **PRESETS[name]), **overrides)
+    """A stage Transformer of a named size (``musiclm_ref.presets``), with ``overrides``."""
+    return replace(TransformerConfig(vocab_size=vocab_size, **get_preset(name, "transformer").transformer), **overrides)
 
 
 def count_parameters(cfg: TransformerConfig) -> int:

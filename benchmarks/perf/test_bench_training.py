@@ -28,7 +28,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from musiclm_ref.stages import PAPER_CROPS, TINY_CROPS, Stage, TokenSpec, read_stage_checkpoint, stage_config
+from musiclm_ref.presets import PRESETS
+from musiclm_ref.stages import Stage, TokenSpec, read_stage_checkpoint, stage_config
 from musiclm_ref.token_corpus import TokenCorpus, sample_batch
 from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
@@ -76,7 +77,7 @@ def test_stage_training_tokens_per_second(benchmark, name, variant, request):
     if device.startswith("cuda") and not torch.cuda.is_available():
         pytest.fail("--device cuda but torch sees no CUDA device")
     spec = _spec()
-    crops = PAPER_CROPS if PRESET == "paper" else TINY_CROPS
+    crops = PRESETS[PRESET].crops
     corpus = _corpus(spec, int(max(crops.values())) + 2)
     cfg = StageTrainConfig(steps=STEPS, batch=BATCH, warmup=1, lr=5e-3 if PRESET == "tiny" else 3e-4, checkpoint_every=10**9,
                            precision=precision, grad_checkpoint=ckpt)

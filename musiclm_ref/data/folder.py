@@ -1,7 +1,7 @@
 """Random fixed-length crops streamed from a folder tree of real audio (FMA-style ``fma_small/000/000002.mp3``).
 
 What the paper's stage training reads: random crops of 30 s (semantic stage), 10 s (coarse) and 3 s
-(fine) from the training audio (MusicLM §3.3; ``stages.PAPER_CROPS``). ``AudioFolder`` is an
+(fine) from the training audio (MusicLM §3.3; ``presets.PRESETS['paper'].crops``). ``AudioFolder`` is an
 ``IterableDataset`` that never holds the collection in memory:
 
 * **Lazy decoding.** A file is opened only when its turn comes, and only the crop is decoded

@@ -15,9 +15,8 @@ import torch
 from metrics.artifacts import manifest_entry, write_manifest_entry
 from metrics.errors import ComputeError
 from musiclm_ref.pipeline import SAMPLE_RATE, save_mulan_rvq
+from musiclm_ref.presets import get_preset
 from musiclm_ref.quantize import ResidualVQ
-
-MULAN_RVQ = {"tiny": (12, 32), "paper": (12, 1024)}  # levels, codebook
 
 
 def fit_mulan_rvq(mulan, waves: list[np.ndarray], levels: int, codebook: int, seed: int = 0) -> ResidualVQ:
@@ -38,7 +37,7 @@ def fit_mulan_rvq(mulan, waves: list[np.ndarray], levels: int, codebook: int, se
 
 def save_fitted(mulan, waves: list[np.ndarray], out: Path, preset: str, seed: int, data_hash: str, command: str) -> Path:
     """Fit the preset's RVQ on ``waves`` and write ``out/mulan_rvq.pt`` and its manifest entry."""
-    levels, k = MULAN_RVQ[preset]
+    levels, k = get_preset(preset).mulan_rvq
     rvq = fit_mulan_rvq(mulan, waves, levels, k, seed)
     path = out / "mulan_rvq.pt"
     save_mulan_rvq(rvq, path, {"mulan_sha256": mulan.weights_sha256, "data_hash": data_hash})

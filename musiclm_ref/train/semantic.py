@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from metrics.artifacts import clips_hash, manifest_entry, write_manifest_entry
+from musiclm_ref.presets import get_preset
 from musiclm_ref.quantize import kmeans, nearest
 from musiclm_ref.semantic import (
     FEATURE_SR,
-    PRESET_K,
     HFFeatures,
     LogMelFeatures,
     SemanticError,
@@ -75,9 +75,7 @@ def train_semantic(data_dir: str | Path, out_dir: str | Path, cfg: SemanticTrain
     gradient and data parallelism does not apply; k-means subsamples ``max_frames`` frames anyway."""
     from metrics.audio import load_dir
 
-    if cfg.preset not in PRESET_K:
-        raise SemanticError(f"unknown semantic preset {cfg.preset!r}; choose one of {', '.join(PRESET_K)}")
-    k = cfg.k or PRESET_K[cfg.preset]
+    k = cfg.k or get_preset(cfg.preset, "semantic", SemanticError).semantic_k
     if cfg.stream:
         from musiclm_ref.data.folder import crop_report
 

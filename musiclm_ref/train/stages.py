@@ -31,6 +31,7 @@ from metrics.artifacts import (
 )
 from metrics.io import file_sha256
 from musiclm_ref.pipeline import SAMPLE_RATE, SHIPPED_DIR, SHIPPED_MULAN, load_mulan_rvq
+from musiclm_ref.presets import get_preset
 from musiclm_ref.stages import Stage, stage_config
 from musiclm_ref.token_corpus import StageRun, TokenCorpus, prepare_tokens
 from musiclm_ref.train.mulan_rvq import save_fitted
@@ -38,7 +39,6 @@ from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 CACHE_DIR = Path(os.environ.get("MUSICLM_EVAL_CACHE", Path.home() / ".cache" / "musiclm-eval")) / "tokens"
 TOKENS_FORMAT = "musiclm-eval/token-corpus/1"  # a token-corpus cache entry
-DEFAULT_STEPS = {"tiny": {"semantic": 1500, "coarse": 1500, "fine": 1200}, "paper": {"semantic": 10**6, "coarse": 10**6, "fine": 10**6}}
 
 
 def _components_dir(out: Path, components: str | Path | None) -> Path:
@@ -100,7 +100,7 @@ class StagesTrainConfig:
     preset: str = "tiny"
     components: str | Path | None = None  # where codec.pt / semantic_tokenizer.pt live (``_components_dir``)
     mulan_path: str | Path | None = None  # the shipped MuLan when None
-    steps: int | None = None  # DEFAULT_STEPS of the preset when None
+    steps: int | None = None  # the preset's stage_steps when None (musiclm_ref.presets)
     batch: int = 16  # the global batch
     lr: float = 2e-3
     seed: int = 0
@@ -155,7 +155,7 @@ def train_stages(data, out, cfg: StagesTrainConfig) -> dict[str, dict]:
             torch.manual_seed(seed)
             extra = {} if cfg.cond_dropout is None else {"cond_dropout": float(cfg.cond_dropout)}
             stage = Stage(stage_config(name, preset, run.spec, transformer=dict(cfg.transformer), **extra)).to(ctx.device)
-            loop = StageTrainConfig(steps=cfg.steps or DEFAULT_STEPS[preset][name], batch=batch, lr=cfg.lr, seed=seed,
+            loop = StageTrainConfig(steps=cfg.steps or get_preset(preset).stage_steps[name], batch=batch, lr=cfg.lr, seed=seed,
                                     precision=precision, grad_checkpoint=grad_checkpoint, checkpoint_every=cfg.checkpoint_every)
             source = run.source(stage, batch // ctx.world)
             t0 = time.time()

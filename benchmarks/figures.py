@@ -62,7 +62,7 @@ def codec_levels(root: Path) -> str:
     lv = get_field(m, CODEC_MANIFEST, "codec.pt", "metrics", "log_mel_distance_by_levels")
     n = get_field(m, CODEC_MANIFEST, "codec.pt", "metrics", "held_out_clips")
     vals = [num(lv[str(k)], 3) for k in range(1, 13)]
-    return (f"Log-mel distance on the {n} clips `train codec` holds out of its corpus (`split_held_out`, never "
+    return (f"Log-mel distance on the {n} clips the shipped codec held out of its corpus when it was trained (never "
             f"trained on; `manifest.json` → `codec.pt.metrics`), decoding with the first n levels: {vals[0]} (1), "
             f"{vals[1]} (2), {vals[2]} (3), {vals[3]} (4), {', '.join(vals[4:11])}, {vals[11]} (12)")
 

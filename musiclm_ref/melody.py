@@ -130,15 +130,31 @@ class MelodyEmbedder(nn.Module):
             torch.as_tensor(embeddings), iters=iters, seed=seed)
         return self.rvq
 
+    def to_checkpoint(self, metadata: dict | None = None) -> dict:
+        """The checkpoint dict: config, weights (not the mel frontend), the fitted RVQ."""
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith(("melspec.", "rvq."))}
+        return {"format": CHECKPOINT_FORMAT, "config": asdict(self.cfg), "state_dict": state,
+                "rvq": self.rvq.to_dict() if self.rvq is not None else None, "metadata": dict(metadata or {})}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, source: str = "<dict>") -> MelodyEmbedder:
+        """The model of a ``to_checkpoint`` dict (``load_melody`` reads and checks the file)."""
+        model = cls(MelodyConfig(**ckpt["config"]))
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+        missing = [k for k in missing if not k.startswith("melspec.")]
+        if missing or unexpected:
+            raise MelodyError(f"{source}: weights do not fit the stored config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        if ckpt.get("rvq") is not None:
+            model.rvq = ResidualVQ.from_dict(ckpt["rvq"])
+        model.metadata = dict(ckpt.get("metadata", {}))
+        return model
+
 
 # -- checkpoints -------------------------------------------------------------------------------------
 
 
 def save_melody(model: MelodyEmbedder, path: str | Path, metadata: dict | None = None) -> Path:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith(("melspec.", "rvq."))}
-    return save_checkpoint({"format": CHECKPOINT_FORMAT, "config": asdict(model.cfg), "state_dict": state,
-                            "rvq": model.rvq.to_dict() if model.rvq is not None else None,
-                            "metadata": dict(metadata or {})}, path)  # fmt: skip
+    return save_checkpoint(model.to_checkpoint(metadata), path)
 
 
 def load_melody(path: str | Path, device: str = "cpu") -> MelodyEmbedder:
@@ -147,13 +163,6 @@ def load_melody(path: str | Path, device: str = "cpu") -> MelodyEmbedder:
         path = path / "melody.pt"
     ckpt, sha = read_checkpoint(path, CHECKPOINT_FORMAT, "a melody checkpoint", MelodyError,
                            missing="melody checkpoint not found (train one with `musiclm-eval train melody`)", unreadable="unreadable checkpoint")
-    model = MelodyEmbedder(MelodyConfig(**ckpt["config"]))
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
-    missing = [k for k in missing if not k.startswith("melspec.")]
-    if missing or unexpected:
-        raise MelodyError(f"{path}: weights do not fit the stored config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    if ckpt.get("rvq") is not None:
-        model.rvq = ResidualVQ.from_dict(ckpt["rvq"])
-    model.metadata = dict(ckpt.get("metadata", {}))
+    model = MelodyEmbedder.from_checkpoint(ckpt, str(path))
     model.weights_sha256 = sha
     return model.eval().to(device)

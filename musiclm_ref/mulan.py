@@ -221,28 +221,37 @@ class MuLan(nn.Module):
         out = np.stack([self.window_embeddings(w, sr).mean(0) for w in waves])
         return (out / np.linalg.norm(out, axis=-1, keepdims=True).clip(1e-12)).astype(np.float32)
 
+    def to_checkpoint(self, meta: dict | None = None) -> dict:
+        """The checkpoint dict (the mel frontend is rebuilt from the config, not stored)."""
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("melspec.")}
+        return {"format": CHECKPOINT_FORMAT, "config": asdict(self.cfg), "state_dict": state, "meta": meta or {}}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, source: str = "<dict>") -> MuLan:
+        """The model of a ``to_checkpoint`` dict (``load_mulan`` reads and checks the file)."""
+        cfg = dict(ckpt["config"])
+        cfg["audio_channels"] = tuple(cfg["audio_channels"])
+        model = cls(MulanConfig(**cfg))
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+        missing = [k for k in missing if not k.startswith("melspec.")]
+        if missing or unexpected:
+            raise MulanError(f"{source}: weights do not fit the stored config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        model.meta = ckpt.get("meta", {})
+        return model
+
 
 # ---------------------------------------------------------------- checkpoints
 
 
 def save_mulan(model: MuLan, path: str | Path, meta: dict | None = None) -> Path:
-    cfg = asdict(model.cfg)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("melspec.")}
-    return save_checkpoint({"format": CHECKPOINT_FORMAT, "config": cfg, "state_dict": state, "meta": meta or {}}, path)
+    return save_checkpoint(model.to_checkpoint(meta), path)
 
 
 def load_mulan(path: str | Path | None = None, device: str = "cpu") -> MuLan:
     """Load a MuLan checkpoint (None = the shipped one); errors name the file and the problem."""
     path = Path(path) if path is not None else SHIPPED_CHECKPOINT
     ckpt, sha = read_checkpoint(path, CHECKPOINT_FORMAT, "a MuLan checkpoint", MulanError)
-    cfg = dict(ckpt["config"])
-    cfg["audio_channels"] = tuple(cfg["audio_channels"])
-    model = MuLan(MulanConfig(**cfg))
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
-    missing = [k for k in missing if not k.startswith("melspec.")]
-    if missing or unexpected:
-        raise MulanError(f"{path}: weights do not fit the stored config (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    model.meta = ckpt.get("meta", {})
+    model = MuLan.from_checkpoint(ckpt, str(path))
     model.weights_sha256 = sha
     model.checkpoint_path = str(path)
     return model.eval().to(device)

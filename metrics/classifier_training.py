@@ -107,6 +107,36 @@ class ClassifierTrainConfig:
     progress: Callable[[str], None] | None = field(default=None, compare=False)
 
 
+def fit_epochs(model: torch.nn.Module, lr: float, epochs: int, steps_per_epoch: int, max_steps: int | None,
+               pct_start: float, epoch_loss: Callable[[], Callable[[int], torch.Tensor]],
+               progress: Callable[[str], None] | None = None) -> list[float]:
+    """The epoch loop the metric models (the classifier, MuLan) train with: AdamW (weight decay 1e-4) under a
+    one-cycle schedule over ``epochs * steps_per_epoch`` steps (at most ``max_steps``). ``epoch_loss()`` is
+    called at each epoch's start (it draws the epoch's order) and returns ``loss_of(b)``, batch b's loss.
+    Returns the loss of every step."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=pct_start)
+    losses: list[float] = []
+    step, t0 = 0, time.time()
+    for epoch in range(epochs):
+        model.train()
+        loss_of = epoch_loss()
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            loss = loss_of(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            step += 1
+        if progress:
+            progress(f"epoch {epoch + 1}/{epochs} loss {np.mean(losses[-steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")
+    return losses
+
+
 def fit_classifier(data_dir: str | Path, cfg: ClassifierTrainConfig) -> TrainResult:
     """Train on the ``train`` split with random crops; report mAP on the ``eval`` split (full clips).
 
@@ -126,30 +156,19 @@ def fit_classifier(data_dir: str | Path, cfg: ClassifierTrainConfig) -> TrainRes
     model = LeafClassifier(cfg.model or ClassifierConfig(n_labels=len(label_space))).to(cfg.device)
     waves = load_corpus_waves(data_dir, model.sample_rate, train_ids + eval_ids)
     crop = int(cfg.crop_seconds * model.sample_rate)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15)
-    losses: list[float] = []
-    step, t0 = 0, time.time()
-    for epoch in range(cfg.epochs):
-        model.train()
+
+    def epoch_loss() -> Callable[[int], torch.Tensor]:
         order = rng.permutation(len(train_ids))
-        for b in range(steps_per_epoch):
-            if step >= total:
-                break
+
+        def loss_of(b: int) -> torch.Tensor:
             batch = [train_ids[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
             x = torch.from_numpy(np.stack([random_crop(waves[i], crop, rng) for i in batch])).to(cfg.device)
             y = torch.from_numpy(np.stack([targets[i] for i in batch])).to(cfg.device)
-            loss = F.binary_cross_entropy_with_logits(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            step += 1
-        if cfg.progress:
-            cfg.progress(f"epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses[-steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")
+            return F.binary_cross_entropy_with_logits(model(x), y)
+        return loss_of
+
+    losses = fit_epochs(model, cfg.lr, cfg.epochs, steps_per_epoch, cfg.max_steps, 0.15, epoch_loss, cfg.progress)
     eval_map = None
     if eval_ids:
         scores = np.concatenate([window_logits(model, waves[i], model.sample_rate, cfg.device).mean(0, keepdims=True) for i in eval_ids])

@@ -3,7 +3,6 @@ held-out figures (caption → clip retrieval, the MCC gap between own and shuffl
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +113,7 @@ class MulanTrainResult:
 
 def fit_mulan(data_dir: str | Path, cfg: MulanTrainConfig) -> MulanTrainResult:
     """Contrastive training on the ``train`` split (random crops of the precomputed log-mels)."""
-    from metrics.classifier_training import corpus_hash
+    from metrics.classifier_training import corpus_hash, fit_epochs
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -124,33 +123,21 @@ def fit_mulan(data_dir: str | Path, cfg: MulanTrainConfig) -> MulanTrainResult:
     train_idx = np.array([i for i, s in enumerate(corpus.splits) if s == "train"])
     if len(train_idx) < 2:
         raise MulanError(f"{Path(data_dir) / 'labels.csv'}: need at least 2 clips with split 'train'")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     bs = min(cfg.batch_size, len(train_idx))
-    steps_per_epoch = max(1, len(train_idx) // bs)
-    total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.1)
     frames = corpus.mels.shape[-1]
     crop = min(cfg.crop_frames, frames)
-    losses: list[float] = []
-    step, t0 = 0, time.time()
-    for epoch in range(cfg.epochs):
-        model.train()
+
+    def epoch_loss() -> Callable[[int], torch.Tensor]:
         order = rng.permutation(train_idx)
-        for b in range(steps_per_epoch):
-            if step >= total:
-                break
+
+        def loss_of(b: int) -> torch.Tensor:
             batch = order[b * bs : (b + 1) * bs]
             starts = rng.integers(0, frames - crop + 1, size=len(batch))
             mel = torch.stack([corpus.mels[i, :, s : s + crop] for i, s in zip(batch, starts)]).to(cfg.device)
-            loss = model.loss(mel, [corpus.captions[i] for i in batch])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            step += 1
-        if cfg.progress:
-            cfg.progress(f"epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses[-steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")
+            return model.loss(mel, [corpus.captions[i] for i in batch])
+        return loss_of
+
+    losses = fit_epochs(model, cfg.lr, cfg.epochs, max(1, len(train_idx) // bs), cfg.max_steps, 0.1, epoch_loss, cfg.progress)
     metrics = evaluate(model, corpus, "eval", cfg.seed)
     model.eval()
     return MulanTrainResult(model, losses, metrics, len(train_idx), corpus_hash(data_dir))

@@ -92,6 +92,13 @@ def test_embedder_path_is_name_eq_path_everywhere():
         assert opt.multiple and opt.metavar == "NAME=PATH", where
 
 
+def test_captions_is_always_a_csv_file_path():
+    found = with_flag("--captions")
+    assert {"score", "compare", "generate", "rate create", "musiccaps prepare"} == {p for p, _ in found}
+    for where, opt in found:
+        assert isinstance(opt.type, click.Path) and opt.type.file_okay and not opt.type.dir_okay, where
+
+
 def test_convention_options_are_only_used_under_their_own_flag():
     flag = {"json": "--json", "out": "--out", "bootstrap": "--bootstrap", "embedder-path": "--embedder-path"}
     for where, opt in OPTIONS:

@@ -54,10 +54,10 @@ def test_prepare_trims_resamples_and_reports(tmp_path):
 
 def test_prepare_cli(tmp_path):
     csv, audio = make_inputs(tmp_path)
-    res = CliRunner().invoke(main, ["musiccaps", "prepare", "--csv", str(csv), "--audio", str(audio),
+    res = CliRunner().invoke(main, ["musiccaps", "prepare", "--captions", str(csv), "--audio", str(audio),
                                     "--clips", str(tmp_path / "o"), "--subset", "all"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "2/5 clips prepared" in res.output and "missing audio: 1" in res.output
-    bad = CliRunner().invoke(main, ["musiccaps", "prepare", "--csv", str(tmp_path / "none.csv"), "--audio", str(audio),
+    bad = CliRunner().invoke(main, ["musiccaps", "prepare", "--captions", str(tmp_path / "none.csv"), "--audio", str(audio),
                                     "--clips", str(tmp_path / "o")])  # fmt: skip
     assert bad.exit_code != 0 and "none.csv: captions file not found" in bad.output

@@ -13,7 +13,8 @@ from benchmarks.cli.protocols import protocol_option, resolve_protocol
 @click.command()
 @click.option("--system", "systems", multiple=True, required=True, help="NAME=DIR of generated clips (<ytid>.wav); repeatable.")
 @click.option("--reference", type=click.Path(path_type=Path), required=True, help="Folder of reference clips.")
-@click.option("--captions", type=click.Path(path_type=Path), required=True, help="MusicCaps-format captions CSV.")
+@click.option("--captions", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="MusicCaps-format captions CSV (ytid, caption).")
 @out_option(required=True)
 @click.option("--embedders", default="trill,vggish", show_default=True, help="Comma-separated FAD embedders ('' for none).")
 @click.option("--classifier", default="leaf-corpus", show_default=True, help="leaf-corpus (shipped), musicnn-mtt, a checkpoint, or none; a comma list adds more (KLD keys end in _<name>).")

@@ -14,7 +14,8 @@ def musiccaps() -> None:
 
 
 @musiccaps.command("prepare")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), required=True, help="musiccaps-public.csv")
+@click.option("--captions", "csv_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="MusicCaps captions CSV (musiccaps-public.csv).")
 @click.option("--audio", "audio_dir", type=click.Path(path_type=Path), required=True, help="Folder of <ytid>.<ext> files.")
 @click.option("--clips", "clips_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder to write the prepared clips, their captions and manifest into.")

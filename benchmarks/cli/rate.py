@@ -37,7 +37,8 @@ def _off_or_float(value: str, flag: str) -> float | None:
 @click.option("--system", "systems", multiple=True, required=True, metavar="NAME=DIR",
               help="A system's clips (<ytid>.wav …). Repeatable; at least two sources with --reference.")
 @click.option("--reference", type=click.Path(path_type=Path), default=None, help="Ground-truth clips (system 'reference').")
-@click.option("--captions", type=click.Path(path_type=Path), required=True, help="MusicCaps-format CSV (ytid, caption).")
+@click.option("--captions", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="MusicCaps-format CSV (ytid, caption).")
 @click.option("--db", "url", required=True, help="Database URL (sqlite:///study.db, postgresql+psycopg://…) or a path.")
 @click.option("--store", type=click.Path(path_type=Path), default=None,
               help="Opaque audio store directory [default: <db stem>_audio beside a SQLite file].")

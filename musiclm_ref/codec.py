@@ -2,7 +2,7 @@
 
 24 kHz mono → convolutional encoder (strides 3·4·5·8 = 480 → exactly 50 frames per second) →
 residual VQ with 12 levels (levels 1–4 = MusicLM's coarse tokens, 5–12 = fine) → mirrored
-transposed-conv decoder. Trained with SoundStream's multi-scale mel reconstruction loss plus the RVQ
+transposed-conv decoder. Trained (``musiclm_ref.train.codec``) with SoundStream's multi-scale mel reconstruction loss plus the RVQ
 commitment loss, and SoundStream's *quantizer dropout* (each step uses only the first n_q ~ U{1..12}
 levels) so that decoding with fewer levels is meaningful — which is what lets the coarse stage's
 output already be listened to.

@@ -1,4 +1,5 @@
-"""MusicLM's three Transformer stages: token layouts, vocabulary offsets, crops and the training step.
+"""MusicLM's three Transformer stages: token layouts, vocabulary offsets and the loss (their training data:
+``musiclm_ref.token_corpus``; their training loop: ``musiclm_ref.train.stage``).
 
 - semantic  p(S | M):           [M_A (12 MuLan tokens) · melody tokens] SEP S_1 … S_T          (25 Hz)
 - coarse    p(A_1..4 | S, M):   [M_A] S_1 … S_T' SEP  A_{1,1} A_{1,2} A_{1,3} A_{1,4}  A_{2,1} … (50 Hz)

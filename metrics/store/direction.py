@@ -2,10 +2,10 @@
 
 Every ``Metric`` declares ``higher_is_better`` (``metrics/metric.py``) and the store writes it beside each
 value (``systems.NAME.metrics.KEY.higher_is_better``). Readers — the report's arrows and †, the
-dashboard's sorting and worst clips, the published-table figures — ask ``higher_is_better`` here and
-never guess from a label. Stores written before the field existed (and dict entries a caller wrote
-without it) fall back to ``LEGACY_HIGHER_IS_BETTER``, keyed by metric name: the only place a direction
-is inferred from a name.
+dashboard's sorting and worst clips — ask ``higher_is_better`` here and never guess from a label.
+Stores written before the field existed (and dict entries a caller wrote without it, such as the human
+study's ``wins``) fall back to ``LEGACY_HIGHER_IS_BETTER``, keyed by metric name: the only place a
+direction is inferred from a name (the published-table figures, which have no store, use it too).
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ def _memorization(train_dir: Path, out: Path, n: int, seed: int, device: str, lo
     """The paper's sweep on the demo's training clips. Its T goes to 250 tokens (10 s) before a 125-token
     continuation, which needs 15 s clips; on shorter clips T stops where the continuation still fits."""
     try:
-        from benchmarks.cli.memorization import run_sweep
+        from benchmarks.memorization_runs import run_sweep
         from musiclm_ref.pipeline import PipelineError
     except ImportError as e:
         log(f"  memorization sweep unavailable ({e})")

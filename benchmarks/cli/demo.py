@@ -8,7 +8,7 @@ import click
 
 
 @click.command()
-@click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("results/demo"),
+@click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("results/demo"), metavar="DIR",
               show_default=True, help="The demo's working folder (corpus, systems, cache, study.db); its results "
               "store is RUN_DIR/results.")
 @click.option("--n", type=click.IntRange(min=10), default=100, show_default=True, help="Corpus size (20% becomes the eval set).")

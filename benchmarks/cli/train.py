@@ -192,7 +192,8 @@ def train_stage(stages, preset, data, checkpoint, components, mulan, steps, batc
               help="Checkpoint directory (melody.pt, manifest.json).")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
               help="Corpus whose clips fit the melody RVQ (default: the rendered training pairs).")
-@click.option("--pairs", type=int, default=260, show_default=True, help="Melodies rendered in two timbres each.")
+@click.option("--pairs", type=click.IntRange(min=14), default=260, show_default=True,
+              help="Melodies rendered in two timbres each (a seventh, at least 2, are held out for the triplet accuracy).")
 @click.option("--steps", type=int, default=600, show_default=True)
 @click.option("--codebook", type=int, default=64, show_default=True, help="RVQ codebook size (paper: 512).")
 @click.option("--seed", type=int, default=0, show_default=True)

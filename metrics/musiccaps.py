@@ -8,6 +8,7 @@ with ``ast.literal_eval`` (never ``eval``) and any malformed cell is an error na
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -74,17 +75,30 @@ def load_captions(path: str | Path, subset: Subset = "all", require_all_columns:
     if not path.is_file():
         raise CaptionsError(f"{path}: captions file not found")
     try:
-        # newline="" semantics: the C parser handles quoted newlines and CRLF
-        df = pd.read_csv(path, dtype={"ytid": str}, keep_default_na=False)
+        # newline="" semantics: the C parser handles quoted newlines and CRLF; utf-8-sig drops a BOM.
+        # index_col=False + ParserWarning as an error: a row with more fields than the header would
+        # otherwise silently shift every column (pandas makes the first one the index).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, dtype={"ytid": str, "caption": str}, keep_default_na=False, index_col=False,
+                             encoding="utf-8-sig")
+    except pd.errors.ParserWarning:
+        raise CaptionsError(f"{path}: a row has more fields than the header (an unquoted comma?)") from None
     except Exception as e:
         raise CaptionsError(f"{path}: unreadable CSV ({type(e).__name__}: {e})") from None
-    df.columns = [c.strip() for c in df.columns]
+    df.columns = [str(c).strip() for c in df.columns]
     required = COLUMNS if require_all_columns else ["ytid", "caption"]
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise CaptionsError(f"{path}: missing column(s) {', '.join(missing)}; expected MusicCaps columns {', '.join(COLUMNS)}")
     if df.empty:
         raise CaptionsError(f"{path}: no rows")
+    df["ytid"] = df["ytid"].str.strip()  # " abc " would match no file abc.wav
+    for col in ("ytid", "caption"):
+        empty = df[col] == ""
+        if empty.any():
+            raise CaptionsError(f"{path}: row {int(empty.to_numpy().argmax())}: empty {col} "
+                                f"({int(empty.sum())} row(s); a short row or a stray line break?)")
     dup = df["ytid"][df["ytid"].duplicated()]
     if len(dup):
         raise CaptionsError(f"{path}: duplicate ytid(s): {', '.join(dup.unique()[:10])}")
@@ -96,7 +110,11 @@ def load_captions(path: str | Path, subset: Subset = "all", require_all_columns:
             df[col] = _parse_bool(df[col], path, col)
     for col in ("start_s", "end_s"):
         if col in df.columns:
-            df[col] = pd.to_numeric(df[col], errors="raise")
+            values = pd.to_numeric(df[col], errors="coerce")
+            if values.isna().any():
+                row = int(values.isna().to_numpy().argmax())
+                raise CaptionsError(f"{path}: row {row} ({col}): not a number: {df[col].iloc[row]!r}")
+            df[col] = values
     df["caption"] = df["caption"].astype(str).str.replace("\r\n", "\n")
     if subset == "balanced":
         df = df[df["is_balanced_subset"]]

@@ -7,6 +7,7 @@ torchaudio does the resampling with the filter recorded in ``RESAMPLE_FILTER``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
@@ -138,6 +139,25 @@ def validate(wave: np.ndarray, path: str | Path, sr: int, min_seconds: float | N
         warnings.warn(f"{path}: all-silent audio", SilentAudioWarning, stacklevel=3)
 
 
+def read_audio_bytes(path: str | Path) -> bytes:
+    """A file's bytes, or an AudioError saying why not: missing, a broken link or a symlink loop, a
+    directory, unreadable (permissions, I/O error), or empty (a zero-length file is a failed write,
+    not a clip; soundfile would only say "format not recognised")."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise AudioError(path, "broken symbolic link" if path.is_symlink() else "file not found") from None
+    except IsADirectoryError:
+        raise AudioError(path, "is a directory, not an audio file") from None
+    except OSError as e:  # ELOOP (a symlink loop), EACCES, EIO, …
+        why = "symbolic link loop" if e.errno == errno.ELOOP else f"cannot read file ({e.strerror or e})"
+        raise AudioError(path, why) from None
+    if not data:
+        raise AudioError(path, "empty file (0 bytes)")
+    return data
+
+
 def load_audio(path: str | Path, sr: int | None = None, min_seconds: float | None = None) -> Clip:
     """Load one file as a validated mono float32 Clip, resampled to ``sr`` when given.
 
@@ -145,12 +165,7 @@ def load_audio(path: str | Path, sr: int | None = None, min_seconds: float | Non
     clipping them would hide a generation bug, and every embedder sees the same values.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise AudioError(path, "file not found") from None
-    except IsADirectoryError:
-        raise AudioError(path, "is a directory, not an audio file") from None
+    data = read_audio_bytes(path)
     wave, file_sr = decode(path, data)
     mono = wave.mean(axis=1).astype(np.float32)
     validate(mono, path, file_sr, min_seconds)
@@ -170,7 +185,7 @@ def save_audio(path: str | Path, wave: np.ndarray, sr: int, subtype: str = "PCM_
 
 
 def scan_dir(directory: str | Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> dict[str, Path]:
-    """Map id (file stem) → path for the audio files directly in ``directory``, sorted by id.
+    """Map id (file stem) → path for the entries with an audio extension directly in ``directory``, sorted by id.
 
     Two files with the same stem (``a.wav`` and ``a.flac``) would make pairing ambiguous, so they
     are an error rather than a silent pick.
@@ -182,8 +197,14 @@ def scan_dir(directory: str | Path, extensions: Iterable[str] = AUDIO_EXTENSIONS
         raise AudioError(directory, "not a directory")
     exts = {e.lower() for e in extensions}
     found: dict[str, Path] = {}
-    for p in sorted(directory.iterdir()):
-        if p.is_file() and p.suffix.lower() in exts:
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as e:
+        raise AudioError(directory, f"cannot list directory ({e.strerror or e})") from None
+    for p in entries:
+        # every entry named like audio, not only regular files: a symlink loop, a broken link or a
+        # directory called x.wav is then an error naming it (or a reported skip), never a silent gap
+        if p.suffix.lower() in exts:
             if p.stem in found:
                 raise AudioError(p, f"duplicate id {p.stem!r} (also {found[p.stem].name})")
             found[p.stem] = p

@@ -31,6 +31,10 @@ def _echo(result: dict, json_out: str | None) -> None:
                    f"approx_rate={r['approx_rate']:.3f}")
         for alt, t in r.get("detection", {}).items():
             click.echo(f"    detected {alt:>14}: {t['detected']}/{t['n']}")
+        if p := r.get("detection_planted"):
+            modes = ", ".join(f"{n} {m}" for m, n in p["modes"].items()) or "none"
+            click.echo(f"    detection table: {p['planted']}/{p['requested']} copies planted ({modes})"
+                       + (f"; empty: {p['why_empty']}" if p.get("why_empty") else ""))
     for w in result.get("warnings", []):
         click.echo(f"warning: {w}", err=True)
     click.echo(f"wrote {', '.join(result['files'].values())}")

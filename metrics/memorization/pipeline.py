@@ -9,6 +9,7 @@ then plant altered copies of training excerpts and measure the detection table a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,12 @@ def featurizer(name: str, level: LevelConfig = LevelConfig(), eps: float = DEFAU
 
 def audio_nulls(train: Clips, length_s: float, max_null: int, seed: int = 0) -> tuple[dict, dict[str, set[str]]]:
     """Leave-one-out null clips from the training audio: non-overlapping excerpts of ``length_s``, each
-    excluded from its own source clip."""
+    excluded from its own source clip. A null compared with nothing would set τ to infinity (every clip a
+    copy), so one training clip, which leaves no other clip to compare with, is an error asking for nulls."""
+    if len(train) < 2:
+        raise MemorizationError(f"leave-one-out calibration compares excerpts of each training clip with the other "
+                                f"training clips, and there is {len(train)}: give null clips (audio known not to be in "
+                                "the training set; --null DIR)")
     cands = []
     for cid in sorted(train):
         wave, sr = train[cid]
@@ -81,6 +87,7 @@ class AudioAudit:
     detection: dict[str, dict]  # matcher name -> alteration -> {n, detected, rate, ci95, reported}
     settings: dict = field(default_factory=dict)
     model_ids: dict[str, str] = field(default_factory=dict)
+    planted: dict[str, dict] = field(default_factory=dict)  # matcher name -> what was planted (why_empty when nothing)
 
     @property
     def primary(self) -> str:
@@ -93,10 +100,12 @@ class AudioAudit:
         for name, res in self.results.items():
             d = res.to_dict()
             d["detection"] = self.detection.get(name, {})
+            d["detection_planted"] = self.planted.get(name)
             d["model_id"] = self.model_ids.get(name)
             per[name] = d
         top = dict(per[self.primary])
-        return {**top, "matcher": self.primary, "matchers": per, "detection": self.detection, **self.settings}
+        return {**top, "matcher": self.primary, "matchers": per, "detection": self.detection,
+                "detection_planted": self.planted, **self.settings}
 
 
 def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAULT_MATCHERS, null: Clips | None = None,
@@ -108,9 +117,14 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
     """Audit ``generated`` against ``train`` with every matcher; ``detect`` planted copies per alteration (0: none)."""
     if not generated or not train:
         raise MemorizationError("audit: " + ("no generated clips" if not generated else "no training clips"))
-    length_s = float(np.median([len(w) / sr for w, sr in generated.values()]))
-    length_s = min(length_s, min(len(w) / sr for w, sr in train.values()))
-    results, tables, ids = {}, {}, {}
+    gen_s = float(np.median([len(w) / sr for w, sr in generated.values()]))
+    length_s = min(gen_s, min(len(w) / sr for w, sr in train.values()))
+    if null is None and length_s < gen_s - 1e-3:
+        warnings.warn(f"the shortest training clip ({length_s:g} s) is shorter than the generated clips ({gen_s:g} s, "
+                      f"median): leave-one-out null clips are {length_s:g} s, so the per-clip false-alarm rate is "
+                      "calibrated on shorter clips than the audited ones and can be higher for them; give null clips "
+                      "as long as the generated ones (--null DIR)", stacklevel=2)
+    results, tables, planted, ids = {}, {}, {}, {}
     for spec in matchers:
         fz = featurizer(spec, level, eps, device, min_entropy_bits, pooling)
         m = fz.matcher
@@ -125,19 +139,64 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
             nul, excl = audio_nulls(train, length_s, max_null, seed)
             source = "leave-one-out"
         feats = {cid: fz.fn(w, sr, phases) for cid, (w, sr) in nul.items()}
+        kw["window"] = fit_window(kw["window"], (gen, trn, feats), m.name, fr)
         run = audit if engine is None else engine.audit
         res = run(gen, trn, None, null=feats, null_exclude=excl, null_source=source, heldout=heldout, **kw)
         results[m.name], ids[m.name] = res, fz.model_id
         if detect:
-            plants, truth = plant_copies(train, length_s, detect, seed, alterations, frame_rate=fr)
-            pf = {pid: fz.fn(w, sr, phases) for pid, (w, sr) in plants.items()}
-            det = audit(pf, trn, tau=res.tau, **kw)
-            tables[m.name] = detection_table(det.matches, truth, lag_tol_s)
+            tables[m.name], planted[m.name] = measure_detection(fz, train, trn, res.tau, length_s, detect, alterations,
+                                                                lag_tol_s, phases, kw)
     settings = {"window_s": window_s, "gen_hop_s": gen_hop_s, "train_hop_s": train_hop_s, "phases": phases,
                 "detection_per_alteration": detect, "detection_lag_tol_s": lag_tol_s, "excerpt_s": length_s,
                 "level": {"mode": level.mode, "ref_dbfs": level.ref_dbfs, "window_s": level.window_s,
                           "floor_db": level.floor_db}}
-    return AudioAudit(results, tables, settings, ids)
+    return AudioAudit(results, tables, settings, ids, planted)
+
+
+def shortest_phase(features) -> int:
+    """Frames in a featurized clip (its shortest sub-frame phase when it has several)."""
+    return min(len(x) for x in (features if isinstance(features, list) else [features]))
+
+
+def fit_window(window: int, feature_sets: Sequence[Mapping], name: str, frame_rate: float) -> int:
+    """The matcher's window, shortened (with a warning) to the shortest featurized clip when clips are shorter
+    than it (many short clips: loops, one-shots), so the audit runs; τ is calibrated at the same window."""
+    shortest = min(shortest_phase(f) for fs in feature_sets for f in fs.values())
+    if shortest >= window:
+        return window
+    if shortest < 2:
+        raise MemorizationError(f"{name}: the shortest clip gives {shortest} frame(s) at {frame_rate:g} frames/s; "
+                                "a window needs at least 2 (longer clips)")
+    warnings.warn(f"{name}: the shortest clip is {shortest / frame_rate:g} s, shorter than the {window / frame_rate:g} s "
+                  f"window: the audit compares {shortest / frame_rate:g} s windows (τ calibrated at that window)",
+                  stacklevel=3)
+    return shortest
+
+
+def measure_detection(fz: Featurizer, train: Clips, trn: Mapping, tau: float, length_s: float, detect: int,
+                      alterations: Mapping | None, lag_tol_s: float, phases: int, kw: dict) -> tuple[dict, dict]:
+    """The detection table at the audit's τ and what was planted for it. Copies are as long as the data allow
+    (see :func:`plant_copies`); when none can be planted or audited, the table is empty and the report says
+    why — the audit's own result is never lost to its detection table."""
+    fr = fz.matcher.frame_rate
+    pf = {}
+
+    def usable(pid: str, wave: np.ndarray, sr: int) -> bool:  # featurize once, keep what a window fits
+        f = fz.fn(wave, sr, phases)
+        if shortest_phase(f) < kw["window"]:
+            return False
+        pf[pid] = f
+        return True
+
+    _, truth, report = plant_copies(train, length_s, detect, kw["seed"], alterations, frame_rate=fr,
+                                    min_s=kw["window"] / fr, usable=usable)
+    if not pf:
+        return {}, report
+    try:
+        det = audit(pf, trn, tau=tau, **kw)
+    except MemorizationError as e:
+        return {}, {**report, "why_empty": f"the planted copies could not be audited: {e}"}
+    return detection_table(det.matches, truth, lag_tol_s), report
 
 
 def load_clips(directory: str | Path, on_error: str = "raise") -> tuple[dict[str, tuple[np.ndarray, int]], list[str]]:
@@ -171,13 +230,15 @@ def audit_dirs(generated: str | Path, train: str | Path, out: str | Path, matche
                "warnings": sorted({str(w.message) for w in caught}), "seed": kw.get("seed", 0)}
     matches = [{**m, "matcher": name} for name, r in res.results.items() for m in r.matches]
 
+    measured = any(res.detection.values())  # a table can be empty: nothing the data allowed was plantable
+
     def plots(d: Path) -> Path:
-        if res.detection:
+        if measured:
             plot_detection(res.detection, d)
         return plot_audit(res.results[res.primary], d)
 
     paths = write_outputs(out, summary, matches, plots)
-    if res.detection:
+    if measured:
         paths["detection_png"] = Path(out) / "detection.png"
     paths["store"] = write_audit_store(out, res, generated, summary)
     return {**summary, "files": {k: str(v) for k, v in paths.items()}}

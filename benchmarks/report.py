@@ -163,5 +163,5 @@ def write_plots(data: dict, per_clip: pd.DataFrame | None, out_dir: str | Path) 
 
 def write_report(store_dir: str | Path) -> list[Path]:
     """Table 1 (``table.md``/``table.csv``) and ``plots/*.png`` of a results store, from the store itself."""
-    res = read_store(store_dir)
+    res = read_store(store_dir, strict=True)  # every entry feeds a cell or a plot: refuse a malformed one
     return [*write_table(res.data, res.path), *write_plots(res.data, res.per_clip, res.path)]

@@ -10,7 +10,14 @@ import pandas as pd
 from metrics.io import JSONFormatError, find_nonstandard_tokens, loads_json
 from metrics.store.direction import higher_is_better
 from metrics.store.paths import StoreResolver, is_path_column, resolve_in_store
-from metrics.store.schema import PER_CLIP_FILE, RESULTS_FILE, ResultsError, validate_results
+from metrics.store.schema import (
+    OLDER_STORE,
+    PER_CLIP_FILE,
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    ResultsError,
+    validate_results,
+)
 
 
 @dataclass
@@ -59,11 +66,14 @@ class Results:
         return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def read_store(path: str | Path) -> Results:
+def read_store(path: str | Path, strict: bool = False) -> Results:
     """Read a results directory; raise ResultsError (naming the file) only when nothing usable is there.
 
     Problems that leave the rest usable (no per_clip.csv, NaN tokens an older writer left, a schema
-    detail) are listed in ``Results.problems``.
+    detail) are listed in ``Results.problems``. A store of a newer schema version is an error: its
+    fields may mean what this reader does not know, and a number read anyway could be wrong.
+    ``strict`` (readers that compute from every entry, e.g. the Table-1 report) also raises for any
+    defect of results.json itself (a system or metric of the wrong shape), older stores still read.
     """
     path = Path(path)
     if not path.is_dir():
@@ -75,6 +85,8 @@ def read_store(path: str | Path) -> Results:
         text = f.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ResultsError(f"{f}: not UTF-8 text ({e})") from None
+    except OSError as e:  # permissions, an I/O error
+        raise ResultsError(f"{f}: cannot read ({e.strerror or e})") from None
     try:
         data = loads_json(text, f, allow_nonstandard=True)
     except JSONFormatError as e:
@@ -83,9 +95,20 @@ def read_store(path: str | Path) -> Results:
     tokens = find_nonstandard_tokens(text)
     if tokens:
         problems.append(f"{f}: non-standard JSON token(s) {', '.join(tokens)} read as null")
-    problems += validate_results(data, str(f))
+    defects = validate_results(data, str(f))
+    problems += defects
     if not isinstance(data, dict) or not data.get("systems"):
         raise ResultsError("; ".join(problems) or f"{f}: no systems")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ResultsError(f"{f}: schema_version {version} is newer than this reader ({SCHEMA_VERSION}); "
+                           "read it with the musiclm-eval that wrote it, or upgrade")
+    defects = [p for p in defects if not p.endswith(OLDER_STORE)]
+    if strict and defects:
+        raise ResultsError("; ".join(defects))
+    listed = data.get("files") if isinstance(data.get("files"), list) else []
+    problems += [f"{path / n}: listed in {RESULTS_FILE} but missing (an interrupted copy or run?)"
+                 for n in listed if isinstance(n, str) and n != PER_CLIP_FILE and not (path / n).is_file()]
     res = Results(path, data, None, problems)
     pc = path / PER_CLIP_FILE
     if pc.is_file():
@@ -94,6 +117,10 @@ def read_store(path: str | Path) -> Results:
         except Exception as e:  # pandas raises several parser errors; all mean "unreadable"
             problems.append(f"{pc}: unreadable ({type(e).__name__}: {e})")
         else:
+            lacking = [c for c in ("system", "ytid") if c not in per_clip.columns]
+            if lacking:
+                problems.append(f"{pc}: no {', '.join(repr(c) for c in lacking)} column (per-clip views unavailable)")
+                return res
             resolve = StoreResolver(path, res.version)
             for c in [c for c in per_clip.columns if is_path_column(c)]:
                 per_clip[c] = per_clip[c].map(resolve)

@@ -15,6 +15,7 @@ PAIRWISE_FILE = "pairwise.csv"
 RESERVED_FILES = (RESULTS_FILE, PER_CLIP_FILE, PER_CLIP_PARQUET, PAIRWISE_FILE)
 PATHS_RELATIVE_TO = "store"
 NO_VALUE_REASON = "no value recorded"
+OLDER_STORE = "no schema_version (written by an older version?)"  # a note, not a defect: older stores read fine
 
 
 class ResultsError(InputError):
@@ -32,7 +33,7 @@ def validate_results(data: object, source: str = RESULTS_FILE) -> list[str]:
         return [f"{source}: top level must be an object"]
     version = data.get("schema_version")
     if version is None:
-        problems.append(f"{source}: no schema_version (written by an older version?)")
+        problems.append(f"{source}: {OLDER_STORE}")
     elif not isinstance(version, int) or isinstance(version, bool):
         problems.append(f"{source}: schema_version must be an integer, got {version!r}")
         version = None
@@ -63,8 +64,9 @@ def validate_results(data: object, source: str = RESULTS_FILE) -> list[str]:
             elif current and m["value"] is not None and not _is_number(m["value"]):
                 problems.append(f"{where}.value must be a number or null, got {m['value']!r}")
             ci = m.get("ci95")
-            if ci is not None and (not isinstance(ci, list) or len(ci) != 2):
-                problems.append(f"{where}.ci95 must be [low, high]")
+            if ci is not None and (not isinstance(ci, list) or len(ci) != 2
+                                   or not all(b is None or _is_number(b) for b in ci)):
+                problems.append(f"{where}.ci95 must be [low, high] (numbers or null)")
             if DIRECTION_KEY in m and not isinstance(m[DIRECTION_KEY], bool):
                 problems.append(f"{where}.{DIRECTION_KEY} must be true or false, got {m[DIRECTION_KEY]!r}")
     for key in ("metadata", "reference"):

@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from metrics.errors import UnavailableError
@@ -304,13 +305,23 @@ def open_db(url: str) -> Engine:
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         raise StudyDBError(f"{path}: study database not found (create one with `musiclm-eval rate create`)")
-    engine = make_engine(url)
-    tables = set(inspect(engine).get_table_names())
-    if "schema_info" not in tables:
+    try:
+        engine = make_engine(url)
+    except (SQLAlchemyError, ImportError) as e:  # a malformed URL, an unknown or uninstalled driver
+        raise StudyDBError(f"{redact(url)}: not a usable database URL ({type(e).__name__}: {e})") from None
+    try:
+        tables = set(inspect(engine).get_table_names())
+        versions = None
+        if "schema_info" in tables:
+            with engine.connect() as c:
+                versions = [r[0] for r in c.execute(select(SchemaInfo.version))]
+    except SQLAlchemyError as e:  # not an SQLite file, a server that refuses the connection, …
+        engine.dispose()
+        detail = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise StudyDBError(f"{redact(url)}: cannot read the study database ({detail})") from None
+    if versions is None:
         engine.dispose()
         raise StudyDBError(f"{redact(url)}: not a musiclm-eval study database (no schema_info table)")
-    with engine.connect() as c:
-        versions = [r[0] for r in c.execute(select(SchemaInfo.version))]
     if versions != [SCHEMA_VERSION]:
         engine.dispose()
         raise StudyDBError(f"{redact(url)}: schema version {versions or 'missing'}; this musiclm-eval reads version {SCHEMA_VERSION}")

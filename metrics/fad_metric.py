@@ -14,7 +14,8 @@ side is resampled, and ``extra["reference_resampled"]`` says so.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,27 +31,27 @@ CHUNK_BYTES = 1 << 24  # such a chunk's Grams (16 MiB: stays near the cache; lar
 EPS = np.finfo(np.float64).eps
 
 
-def _frechet_rows(mu_r: np.ndarray, cov_r: np.ndarray, factor: np.ndarray, failed: np.ndarray, mu_g: np.ndarray,
-                  cov_g: np.ndarray) -> np.ndarray:
-    """``frechet_distance`` of each row, given a factor W of each reference covariance (Σ_r = W Wᵀ).
+def _frechet_rows(mu_r: np.ndarray, tr_r: np.ndarray, mu_g: np.ndarray, tr_g: np.ndarray, inner: np.ndarray, d: int,
+                  failed: np.ndarray, exact: Callable[[int], float]) -> np.ndarray:
+    """``frechet_distance`` of each row from the means, the covariance traces and ``inner``, a matrix with the
+    nonzero eigenvalues of Σ_r Σ_g (Wᵀ Σ_g W for a factor Σ_r = W Wᵀ, or (A_g W)ᵀ(A_g W) for Σ_g = A_gᵀ A_g).
 
-    tr (Σ_r^½ Σ_g Σ_r^½)^½ = Σ √λ(Wᵀ Σ_g W), all rows in one batched product and one batched
-    ``eigvalsh``. Rounding noise is zeroed as ``metrics.fad`` does (eigenvalues ≤ d·ε·max), so the
-    values equal ``frechet_distance``'s to rounding. A row that ``frechet_distance`` would treat
-    otherwise (a flagged factor, a clearly negative eigenvalue, a clearly negative value) is
-    recomputed by it, which gives its result or raises its error."""
-    d = cov_g.shape[-1]
-    eig = np.linalg.eigvalsh(np.swapaxes(factor, 1, 2) @ cov_g @ factor)
+    tr (Σ_r^½ Σ_g Σ_r^½)^½ = Σ √λ(inner): all rows in one batched ``eigvalsh``. Rounding noise is zeroed
+    as ``metrics.fad`` does (eigenvalues ≤ d·ε·max), so the values equal ``frechet_distance``'s to
+    rounding. A row that ``frechet_distance`` would treat otherwise (a flagged factor, a clearly
+    negative eigenvalue, a clearly negative value) comes from ``exact(row)``, which calls it and so
+    gives its result or raises its error."""
+    eig = np.linalg.eigvalsh(inner)
     top = np.abs(eig).max(axis=1, initial=0.0)
     bad = failed | (eig.min(axis=1, initial=0.0) < -1e-8 * top)
     root = np.sqrt(np.where(eig > d * EPS * top[:, None], eig, 0.0)).sum(axis=1)
     diff = mu_r - mu_g
-    scale = (diff * diff).sum(axis=1) + np.trace(cov_r, axis1=1, axis2=2) + np.trace(cov_g, axis1=1, axis2=2)
+    scale = (diff * diff).sum(axis=1) + tr_r + tr_g
     value = scale - 2.0 * root
     bad |= value < -1e-9 * np.maximum(scale, 1e-300)
     value = np.maximum(value, 0.0)
-    for b in np.flatnonzero(bad):
-        value[b] = frechet_distance(mu_r[b], cov_r[b], mu_g[b], cov_g[b])
+    for row in np.flatnonzero(bad):
+        value[row] = exact(int(row))
     return value
 
 
@@ -155,21 +156,36 @@ class FAD(PerClipOutputs):
         ref = self.outputs["reference"]
         return ("clips", tuple((cid, id(ref[cid])) for cid in sorted(ref)))
 
-    def _reference_factors(self, counts: np.ndarray, mu: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(W [B, d, k] with cov[b] = W[b] W[b]ᵀ, rows whose factor failed) for resampled reference statistics.
+    def _small_frames(self, side: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(stacked frames [F, d], each frame's clip index) when the side has F ≤ d frames, else None."""
+        ids, counts, sums, *_ = self._side_moments(side)
+        if counts.sum() > sums.shape[1]:
+            return None
+        x = np.concatenate([np.asarray(self.outputs[side][i], np.float64) for i in ids])
+        return x, np.repeat(np.arange(len(ids)), counts.astype(np.int64))
 
-        Why a factor: tr (Σ_r^½ Σ_g Σ_r^½)^½ = Σ √λ(Wᵀ Σ_g W) for any W with Σ_r = W Wᵀ, so one factor per
-        resampled reference serves every system. Fewer frames than dimensions (Σ_r singular): W is the
-        weighted, centred frames themselves (k = frames, no decomposition at all). Otherwise the
-        Cholesky factor, or V√Λ from ``eigh`` where Cholesky fails (rank deficiency); a factor that is
-        not PSD is flagged, and those rows go through ``frechet_distance`` (which raises the error)."""
+    def _resampled(self, side: str, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(means [B, d], covariance traces [B], A [B, F, d] with Σ = AᵀA or None, covariances [B, d, d] or None).
+
+        A side with no more frames than dimensions (a singular Σ) keeps its weighted, centred frames A
+        (row f: √(u_f / (N − 1)) (x_f − μ), u_f = the draws of its clip) instead of a d × d covariance:
+        smaller, and a factor of Σ without any decomposition. Other sides: the covariances."""
+        frames = self._small_frames(side)
+        if frames is None:
+            mu, cov = self._mean_covs(side, counts)
+            return mu, np.trace(cov, axis1=1, axis2=2), None, cov
+        x, owner = frames
+        u = counts[:, owner]
+        n = u.sum(axis=1)
+        mu = (u @ x) / n[:, None]
+        a = (x[None, :, :] - mu[:, None, :]) * np.sqrt(u / (n - 1)[:, None])[:, :, None]
+        return mu, (a * a).sum(axis=(1, 2)), a, None
+
+    @staticmethod
+    def _factors(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W [B, d, d] with cov[b] = W[b] W[b]ᵀ, rows whose factor failed): Cholesky, or V√Λ from ``eigh``
+        where Cholesky fails (rank deficiency); a covariance that is not PSD is flagged."""
         failed = np.zeros(len(cov), bool)
-        frames = self._reference_frames()
-        if frames is not None:
-            x, owner = frames
-            u = counts[:, owner]  # [B, F]: each frame drawn as often as its clip
-            centred = (x[None, :, :] - mu[:, None, :]) * np.sqrt(u / (u.sum(1) - 1)[:, None])[:, :, None]
-            return np.swapaxes(centred, 1, 2), failed
         try:
             return np.linalg.cholesky(cov), failed
         except np.linalg.LinAlgError:
@@ -185,25 +201,18 @@ class FAD(PerClipOutputs):
                 out[b] = v * np.sqrt(np.where(w > len(w) * EPS * top, w, 0.0))
         return out, failed
 
-    def _reference_frames(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(stacked reference frames [F, d], each frame's clip index) when F ≤ d (a singular Σ_r), else None."""
-        if self.reference_stats is not None:
-            return None
-        ids, counts, sums, *_ = self._side_moments("reference")
-        if counts.sum() > sums.shape[1]:
-            return None
-        x = np.concatenate([np.asarray(self.outputs["reference"][i], np.float64) for i in ids])
-        return x, np.repeat(np.arange(len(ids)), counts.astype(np.int64))
-
     @classmethod
     def values_shared(cls, jobs: Sequence[tuple[FAD, np.ndarray, np.ndarray, object]], block: int = 64) -> list[np.ndarray]:
         """FAD of each job (metric, reference counts, generated counts, key of the reference draw) on each row.
 
-        Jobs whose metrics share a reference side (``_reference_key``) and whose reference draws have
-        one key share each row's reference mean, covariance and factor (``_reference_factors``): a
-        resample costs one reference decomposition plus, per system, Wᵀ Σ_g W and its eigenvalues.
-        A key of None is never shared. A row with fewer than 2 frames on a side has no covariance:
-        NaN, which the intervals drop."""
+        Why a factor: tr (Σ_r^½ Σ_g Σ_r^½)^½ = Σ √λ(Wᵀ Σ_g W) for any W with Σ_r = W Wᵀ, so one factor
+        per resampled reference serves every system. Jobs whose metrics share a reference side
+        (``_reference_key``) and whose reference draws have one key share each row's reference
+        statistics and factor: the weighted, centred frames themselves when the reference has no more
+        frames than dimensions (``_resampled``), else Cholesky (``_factors``). Per system a resample
+        then costs Wᵀ Σ_g W (or (A_g W)ᵀ(A_g W) for a side kept as frames) and its eigenvalues. A key of
+        None is never shared. A row with fewer than 2 frames on a side has no covariance: NaN, which the
+        intervals drop."""
         out = [np.full(len(g), np.nan) for _, _, g, _ in jobs]
         groups: dict[tuple, list[int]] = {}
         for k, (m, _, _, key) in enumerate(jobs):
@@ -220,15 +229,35 @@ class FAD(PerClipOutputs):
                     continue
                 if fixed is not None:
                     mu_r, cov_r = np.repeat(fixed.mean[None], len(rows), 0), np.repeat(fixed.cov[None], len(rows), 0)
+                    tr_r, a_r = np.trace(cov_r, axis1=1, axis2=2), None
                 else:
-                    mu_r, cov_r = first._mean_covs("reference", ref_counts[rows])
-                factor, failed = first._reference_factors(ref_counts[rows], mu_r, cov_r)
+                    mu_r, tr_r, a_r, cov_r = first._resampled("reference", ref_counts[rows])
+                factor, failed = (np.swapaxes(a_r, 1, 2), np.zeros(len(rows), bool)) if a_r is not None else cls._factors(cov_r)
                 for k in members:
                     m, gen = jobs[k][0], np.asarray(jobs[k][2], dtype=np.float64)[rows]
                     ok = gen @ m._side_moments("generated")[1] >= 2
-                    mu_g, cov_g = m._mean_covs("generated", gen[ok])
-                    out[k][rows[ok]] = _frechet_rows(mu_r[ok], cov_r[ok], factor[ok], failed[ok], mu_g, cov_g)
+                    mu_g, tr_g, a_g, cov_g = m._resampled("generated", gen[ok])
+                    w = factor[ok]
+                    if a_g is None:
+                        inner = np.swapaxes(w, 1, 2) @ cov_g @ w
+                    else:
+                        prod = a_g @ w  # [B, F_g, k]: the smaller Gram of it has the same nonzero eigenvalues
+                        inner = prod @ np.swapaxes(prod, 1, 2) if prod.shape[1] < prod.shape[2] else np.swapaxes(prod, 1, 2) @ prod
+                    sel = rows[ok]
+                    exact = partial(cls._exact, first, m, ref_counts[sel], gen[ok])
+                    out[k][sel] = _frechet_rows(mu_r[ok], tr_r[ok], mu_g, tr_g, inner, mu_r.shape[1], failed[ok], exact)
         return out
+
+    @staticmethod
+    def _exact(ref: FAD, gen: FAD, ref_rows: np.ndarray, gen_rows: np.ndarray, j: int) -> float:
+        """``frechet_distance`` of row j from its exact statistics (the rows the batched step leaves to it)."""
+        if ref.reference_stats is not None:
+            mu1, cov1 = ref.reference_stats.mean, ref.reference_stats.cov
+        else:
+            mu, cov = ref._mean_covs("reference", ref_rows[j][None])
+            mu1, cov1 = mu[0], cov[0]
+        mu2, cov2 = gen._mean_covs("generated", gen_rows[j][None])
+        return frechet_distance(mu1, cov1, mu2[0], cov2[0])
 
     def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:
         def counts(side: str, ids: Sequence[str]) -> np.ndarray:

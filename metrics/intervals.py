@@ -6,7 +6,10 @@ the resampled values lies *above* the population value (docs/protocol.md, "Inter
 a known population Fréchet distance in 0 of 200 simulated replications). The interval here
 therefore
 
-- resamples clips of *both* sides (the reference set is a sample too, its variance counts);
+- resamples clips of *both* sides (the reference set is a sample too, its variance counts): by clip
+  id, once for both sides, when they hold the same ids (reference and generated clip of one caption:
+  the caption is the sampling unit, and every system and paired test of a run then reads the same
+  draws, ``metrics.resampling``), each side independently when they do not;
 - corrects the bias: the default ``method="bca"`` is Efron's bias-corrected and accelerated
   bootstrap (acceleration from a jackknife over the clips of both sides, delete-one up to
   ``JACKKNIFE_GROUPS`` clips per side, else a delete-a-group jackknife over that many groups to
@@ -153,8 +156,9 @@ def bootstrap_interval(metric: Resamplable, n_boot: int = 1000, seed: int = 0, m
                        resampler: Resampler | None = None) -> tuple[float, float]:
     """(lo, hi): a 1 − alpha interval for the metric's population value, always containing its point value.
 
-    Clips of both sides are resampled independently with replacement (``n_boot`` times, seeded) and
-    the metric recomputed through ``value_on``; paired metrics read only the generated side's ids.
+    Clips of both sides are resampled with replacement (``n_boot`` times, seeded) and the metric
+    recomputed through ``value_on``: by clip id, once for both sides, when the two sides hold the same
+    ids (``interval_jobs``), else each side independently; paired metrics read only the generated ids.
     ``method``: ``"bca"`` (default, see the module docstring), ``"basic"`` (2θ̂ − q) or
     ``"percentile"`` (the old interval, biased for FAD; kept for comparison). A single clip on
     both sides gives the zero-width interval (θ̂, θ̂) (nothing to resample). ``jackknife_groups``
@@ -167,10 +171,19 @@ def bootstrap_interval(metric: Resamplable, n_boot: int = 1000, seed: int = 0, m
 
 def interval_jobs(metric: Resamplable, plan: ResamplingPlan, bca: bool = True) -> list[Job | None]:
     """[bootstrap, reference jackknife, generated jackknife] resamples of ``metric``'s interval (a jackknife
-    is None without ``bca`` or with fewer than 2 clips on its side); [] when there is nothing to resample."""
-    n_r, n_g = len(metric.ids("reference")), len(metric.ids("generated"))
+    is None without ``bca`` or with fewer than 2 clips on its side); [] when there is nothing to resample.
+
+    When both sides hold the same ids (a paired design: reference and generated clip of one caption),
+    the clip ids are drawn once for both sides and the jackknife deletes an id from both (one sample of
+    pairs, second entry): the paired tests' draw, so a system's interval and its paired tests read
+    the same values."""
+    ref_ids, gen_ids = list(metric.ids("reference")), list(metric.ids("generated"))
+    n_r, n_g = len(ref_ids), len(gen_ids)
     if n_r <= 1 and n_g <= 1:
         return []
+    if ref_ids == gen_ids:
+        draw, jack = plan.paired(n_g)
+        return [(metric, draw, draw), (metric, jack, jack) if bca else None, None]
     ref, gen, jr, jg = plan.interval(n_r, n_g)
     if not bca:
         return [(metric, ref, gen), None, None]

@@ -84,11 +84,11 @@ def ones(rows: int, n: int) -> Rows:
 class ResamplingPlan:
     """The run's draws (``n_boot`` resamples, ``seed``), each made once and handed to every metric.
 
-    ``interval(n_ref, n_gen)``: the draws of an interval over two sides of that many clips (both sides
-    resampled independently, then the jackknife rows of each side). ``paired(n)``: the draw of ``n``
-    shared ids that a paired test uses for the reference and both systems, and its jackknife rows.
-    The first block of either is the same draw (``first``), so an interval's reference side and the
-    paired tests over the same clips share it.
+    ``paired(n)``: the draw of ``n`` clip ids used for the reference and every system alike, and its
+    jackknife rows: what a paired test uses, and what an interval uses when its two sides hold the same
+    ids (a paired design: the caption is the sampling unit). ``interval(n_ref, n_gen)``: the draws of an
+    interval over two sides of different clips (both sides resampled independently, then the jackknife
+    rows of each side). The first block of either is the same draw (``first``).
     """
 
     def __init__(self, n_boot: int = 1000, seed: int = 0, jackknife_groups: int = JACKKNIFE_GROUPS):
@@ -116,7 +116,8 @@ class ResamplingPlan:
         if key not in self._cache:
             rng = np.random.default_rng(self.seed)
             draw = Rows(("first", n), multinomial_counts(rng, self.n_boot, n))
-            self._cache[key] = (draw, Rows(self._jack_key(n, JACKKNIFE_GROUPS, key, ""), jackknife_rows(n, rng)))
+            g = self.jackknife_groups
+            self._cache[key] = (draw, Rows(self._jack_key(n, g, key, ""), jackknife_rows(n, rng, g)))
         return self._cache[key]  # type: ignore[return-value]
 
     @staticmethod

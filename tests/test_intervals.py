@@ -305,16 +305,23 @@ def _stacked_fad(m, ref_ids, gen_ids):
 
 
 def _previous_route(m, n_boot, seed, value):
-    """The interval as metrics.intervals computed it before the shared plan: its own rng, reference counts,
-    generated counts, then the delete-one jackknife of each side; every resample through ``value``."""
+    """The interval as metrics.intervals computed it before the shared plan, on the draws the plan makes:
+    sides with the same ids drawn once by id (the previous paired test's draw, its delete-one jackknife of
+    pairs), other sides drawn independently (the previous interval's draws: reference counts, generated
+    counts, then each side's delete-one jackknife); every resample through ``value``."""
     from metrics.intervals import _interval
 
     ref_ids, gen_ids = m.ids("reference"), m.ids("generated")
     rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(ids), size=(n_boot, len(ids))) for ids in (ref_ids, gen_ids)]
-    boot = np.array([value(m, [ref_ids[i] for i in r], [gen_ids[i] for i in g]) for r, g in zip(*draws)])
-    jack = [np.array([value(m, ref_ids[:k] + ref_ids[k + 1:], gen_ids) for k in range(len(ref_ids))]),
-            np.array([value(m, ref_ids, gen_ids[:k] + gen_ids[k + 1:]) for k in range(len(gen_ids))])]
+    if ref_ids == gen_ids:
+        idx = rng.integers(0, len(ids := gen_ids), size=(n_boot, len(ids)))
+        boot = np.array([value(m, *[[ids[i] for i in row]] * 2) for row in idx])
+        jack = [np.array([value(m, *[ids[:k] + ids[k + 1:]] * 2) for k in range(len(ids))])]
+    else:
+        draws = [rng.integers(0, len(ids), size=(n_boot, len(ids))) for ids in (ref_ids, gen_ids)]
+        boot = np.array([value(m, [ref_ids[i] for i in r], [gen_ids[i] for i in g]) for r, g in zip(*draws)])
+        jack = [np.array([value(m, ref_ids[:k] + ref_ids[k + 1:], gen_ids) for k in range(len(ref_ids))]),
+                np.array([value(m, ref_ids, gen_ids[:k] + gen_ids[k + 1:]) for k in range(len(gen_ids))])]
     return _interval(value(m, ref_ids, gen_ids), boot, jack, "bca", 0.05)
 
 
@@ -335,16 +342,18 @@ def _previous_pair(a, b, n_boot, seed, value):
 
 def test_one_plan_per_run_gives_each_statistic_its_previous_value():
     """evaluate.statistics (one ResamplingPlan, values shared across systems and pairs, FAD's reference
-    factor shared) = each interval and paired test computed the previous way, resample by resample
-    through the definition (stacked frames), to 1e-10 — for a full-rank FAD (Cholesky factor), a
-    singular one (fewer frames than dimensions: the frames factor) and a paired mean."""
+    factor shared) = each interval and paired test computed the previous way on the plan's draws,
+    resample by resample through the definition (stacked frames), to 1e-10 — for a full-rank FAD
+    (Cholesky factor), a singular one (fewer frames than dimensions: the frames factor), a FAD whose
+    reference holds 3 more clips than the systems (sides drawn independently) and a paired mean."""
     from metrics.evaluate import GROUND_TRUTH, SourceResult, statistics
 
     rng = np.random.default_rng(28)
     n, n_boot = 12, 40
     ids = [f"c{i:02d}" for i in range(n)]
-    shapes = {"fad_full": (10, 4), "fad_singular": (2, 40)}
+    shapes = {"fad_full": (10, 4), "fad_singular": (2, 40), "fad_unpaired": (10, 4)}
     refs = {k: {i: rng.normal(size=s) for i in ids} for k, s in shapes.items()}
+    refs["fad_unpaired"].update({f"r{i}": rng.normal(size=(10, 4)) for i in range(3)})
     results = {}
     for name, shift in (("a", 0.0), ("b", 0.3), ("c", 0.6)):
         states = {}
@@ -374,7 +383,7 @@ def test_one_plan_per_run_gives_each_statistic_its_previous_value():
                                    n_boot, 3, value)
             np.testing.assert_allclose(row["ci95"], ci, rtol=1e-10, atol=1e-12, err_msg=f"{row}")
             assert abs(row["p_value"] - p) <= 1e-10, (row, p)
-    assert len(rows) == 9 and all(r["p_value"] is not None for r in rows)
+    assert len(rows) == 12 and all(r["p_value"] is not None for r in rows)
 
 
 def test_the_reference_factor_is_computed_once_per_resample(monkeypatch):
@@ -395,15 +404,32 @@ def test_the_reference_factor_is_computed_once_per_resample(monkeypatch):
         results[name] = SourceResult(name, None, dict.fromkeys(ids, ""), states={"fad": m},
                                      metrics={"fad": MetricResult("fad", 0.0)})
     factored = []
-    original = fm.FAD._reference_factors
-    monkeypatch.setattr(fm.FAD, "_reference_factors", lambda self, c, *a: factored.append(len(c)) or original(self, c, *a))
+    original = fm.FAD._factors
+    monkeypatch.setattr(fm.FAD, "_factors", staticmethod(lambda cov: factored.append(len(cov)) or original(cov)))
     evaluated = []
     original_prefetch = Resampler.prefetch
     monkeypatch.setattr(Resampler, "prefetch", lambda self, jobs: (original_prefetch(self, jobs), evaluated.append(self.evaluated_rows)))
     statistics(SourceResult(GROUND_TRUTH, None, {}), results, 50, 0)
-    # resampled references: the interval/paired draw (50 rows, one key), the delete-one jackknife (15, shared by
-    # the intervals and the paired tests) and the whole reference beside each generated-side deletion (15);
-    # then one point value θ̂ per interval (3) and per system of each pair (6), one row each
-    assert sorted(c for c in factored if c > 1) == [15, 15, 50] and factored.count(1) == 3 + 6, factored
-    # per system: interval (50 + 15 + 15) and paired (50 + 15) rows, nothing again for its second pair
-    assert max(evaluated) == 3 * (50 + 15 + 15 + 50 + 15), max(evaluated)
+    # resampled references: the one draw of the clip ids (50 rows) and its delete-one jackknife (15), each
+    # shared by every interval and paired test; then one point value θ̂ per interval (3) and per system of
+    # each pair (6), one row each
+    assert sorted(c for c in factored if c > 1) == [15, 50] and factored.count(1) == 3 + 6, factored
+    # per system: the draw and the jackknife (50 + 15) for its interval, nothing again for its two pairs
+    assert max(evaluated) == 3 * (50 + 15), max(evaluated)
+
+
+def test_rows_left_to_frechet_distance_get_its_value():
+    """The batched FAD step hands a row it would treat otherwise (a failed factor, a negative value) to
+    ``frechet_distance`` through ``FAD._exact``: that route gives the batched value on ordinary rows too,
+    for a reference kept as frames (fewer frames than dimensions) and one factored by Cholesky."""
+    rng = np.random.default_rng(6)
+    for frames, d in ((2, 12), (8, 3)):
+        m = FAD(n_boot=0)
+        m.update("reference", {f"c{i}": rng.normal(size=(frames, d)) for i in range(5)})
+        m.update("generated", {f"c{i}": rng.normal(size=(frames, d)) + 0.2 for i in range(5)})
+        counts = np.random.default_rng(0).multinomial(5, np.ones(5) / 5, size=(6, 2)).astype(np.float64)
+        batched = m.value_on_counts(counts[:, 0], counts[:, 1])
+        exact = [FAD._exact(m, m, counts[:, 0], counts[:, 1], j) for j in range(6)]
+        np.testing.assert_allclose(batched, exact, rtol=1e-10)
+        ids = m.ids("generated")
+        assert m.value_on(ids, ids) == pytest.approx(m.compute().value, rel=1e-10)

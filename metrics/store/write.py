@@ -1,9 +1,17 @@
-"""Writing a results store: ``write_store`` (every command), ``add_metrics`` (extend in place)."""
+"""Writing a results store: ``write_store`` (every command), ``add_metrics`` (extend in place).
+
+A store is replaced as a whole or not at all (:func:`commit_store`): every file is rendered in memory and
+staged complete beside its place, then ``results.json`` — the file that makes a folder a store — is removed,
+the staged files are renamed into place, and the new ``results.json`` is written last. A run killed at any
+point leaves the previous complete store, or no ``results.json`` at all (readers say the run did not
+finish), never a ``results.json`` beside another run's per-clip table.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -112,22 +120,40 @@ def _merge_per_item(per_clip: pd.DataFrame | None, per_item: dict[tuple[str, str
     return base.merge(items[["system", "ytid", *new_cols]], on=["system", "ytid"], how="outer", sort=False)
 
 
-def _write_extra(store: Path, name: str, content: object) -> Path:
+def _extra_bytes(store: Path, name: str, content: object) -> bytes:
     rel = PurePosixPath(name)
     if rel.is_absolute() or ".." in rel.parts or not rel.parts or str(rel) in RESERVED_FILES:
         raise ResultsError(f"{store}: extra file name {name!r} must be a relative path inside the store "
                            f"and not one of {', '.join(RESERVED_FILES)}")
-    path = store / rel
     if isinstance(content, pd.DataFrame):
-        return atomic_write_text(path, relativize_frame(content, store).to_csv(index=False))
+        return relativize_frame(content, store).to_csv(index=False).encode()
     if isinstance(content, bytes):
-        return atomic_write_bytes(path, content)
+        return content
     if isinstance(content, str):
-        return atomic_write_text(path, content)
+        return content.encode()
     if isinstance(content, (Mapping, list)):
-        return atomic_write_text(path, dumps_json(content))
-    raise ResultsError(f"{path}: extra file content must be a DataFrame, bytes, str, dict or list, "
+        return dumps_json(content).encode()
+    raise ResultsError(f"{store / rel}: extra file content must be a DataFrame, bytes, str, dict or list, "
                        f"got {type(content).__name__}")
+
+
+def _staged(path: Path) -> Path:
+    return path.with_name(f".{path.name}.staged")
+
+
+def commit_store(store: Path, files: Mapping[str, bytes], results_text: str, remove: tuple[str, ...] = ()) -> None:
+    """Replace a store's files all together (module docstring): stage every file complete (atomically, under a
+    hidden name), drop ``results.json``, rename the staged files into place, remove ``remove`` (an earlier
+    run's files this one does not write), and write ``results.json`` last. Staged files a killed run left
+    are overwritten by the next one."""
+    store.mkdir(parents=True, exist_ok=True)
+    staged = [(atomic_write_bytes(_staged(store / name), data), store / name) for name, data in files.items()]
+    (store / RESULTS_FILE).unlink(missing_ok=True)  # from here until the last line there is no store, never a mixed one
+    for name in remove:
+        (store / name).unlink(missing_ok=True)
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    atomic_write_text(store / RESULTS_FILE, results_text)
 
 
 def write_store(
@@ -181,30 +207,27 @@ def write_store(
         raise ResultsError("refusing to write invalid results: " + "; ".join(problems))
     doc = to_jsonable(doc)
 
-    store.mkdir(parents=True, exist_ok=True)
-    for name in (PER_CLIP_FILE, PER_CLIP_PARQUET, PAIRWISE_FILE):
-        if name not in files:
-            (store / name).unlink(missing_ok=True)
+    out: dict[str, bytes] = {}  # everything rendered before anything on disk changes
     if per_clip is not None:
-        table = relativize_frame(per_clip.astype({"system": str, "ytid": str}), store)
-        atomic_write_text(store / PER_CLIP_FILE, table.to_csv(index=False))
-        _write_parquet(table, store / PER_CLIP_PARQUET)
+        out.update(_per_clip_files(relativize_frame(per_clip.astype({"system": str, "ytid": str}), store)))
     if pairwise is not None:
-        atomic_write_text(store / PAIRWISE_FILE, relativize_frame(pairwise, store).to_csv(index=False))
+        out[PAIRWISE_FILE] = relativize_frame(pairwise, store).to_csv(index=False).encode()
     for name, content in (extra_files or {}).items():
-        _write_extra(store, name, content)
-    atomic_write_text(store / RESULTS_FILE, dumps_json(doc))
+        out[name] = _extra_bytes(store, name, content)
+    commit_store(store, out, dumps_json(doc), remove=tuple(n for n in (PER_CLIP_FILE, PER_CLIP_PARQUET, PAIRWISE_FILE)
+                                                           if n not in files))
     return doc
 
 
-def _write_parquet(table: pd.DataFrame, path: Path) -> None:
+def _per_clip_files(table: pd.DataFrame) -> dict[str, bytes]:
+    """per_clip.csv and per_clip.parquet of one table."""
     from io import BytesIO
 
     buf = BytesIO()
     # object columns mixing str and NaN (an empty path cell) are strings to parquet
     obj = {c: "string" for c in table.columns if table[c].dtype == object}
     table.astype(obj).to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
+    return {PER_CLIP_FILE: table.to_csv(index=False).encode(), PER_CLIP_PARQUET: buf.getvalue()}
 
 
 def add_metrics(store_dir: str | Path, metrics: Mapping[str, Mapping[str, object]],
@@ -236,13 +259,12 @@ def add_metrics(store_dir: str | Path, metrics: Mapping[str, Mapping[str, object
     problems = validate_results(doc, str(f))
     if problems:
         raise ResultsError("refusing to write invalid results: " + "; ".join(problems))
+    out: dict[str, bytes] = {}
     if per_item:
         keys = {k for v in per_item.values() for k in v}
         base = res.per_clip.drop(columns=[c for c in keys if c in res.per_clip.columns]) if res.per_clip is not None else None
-        table = relativize_frame(_merge_per_item(base, per_item).astype({"system": str, "ytid": str}), store)
-        atomic_write_text(store / PER_CLIP_FILE, table.to_csv(index=False))
-        _write_parquet(table, store / PER_CLIP_PARQUET)
+        out = _per_clip_files(relativize_frame(_merge_per_item(base, per_item).astype({"system": str, "ytid": str}), store))
         doc["files"] = sorted(set(doc.get("files", [])) | {PER_CLIP_FILE, PER_CLIP_PARQUET})
-    atomic_write_text(f, dumps_json(doc))
+    commit_store(store, out, dumps_json(doc))
     return doc
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from metrics.audio import PairingError, scan_dir
+from metrics.audio import scan_dir
 from metrics.cache import EmbeddingCache
 from metrics.errors import InputError
 
@@ -67,20 +67,20 @@ def compare(
     from metrics.commands import classifier_plan, write_evaluation
     from metrics.evaluate import Plan, evaluate
     from metrics.mcc import parse_joint_spec
-    from metrics.musiccaps import load_captions
+    from metrics.musiccaps import captions_for
 
-    caps = load_captions(captions, require_all_columns=False)
-    caption_of = caps["caption"].to_dict()
+    ref_ids = sorted(scan_dir(reference))
+    caption_of = captions_for(captions, ref_ids)
+    if ratings is not None:  # a bad --ratings database fails before the scoring, not after it
+        from human_eval.db import open_db
+
+        open_db(ratings).dispose()
     names = [c.strip() for c in classifier.split(",") if c.strip()] if classifier else []
     clf_name, clf_path = classifier_plan(names[0] if names else None)
     joint_name, joint_path = parse_joint_spec(joint)
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad,
                 clip_seconds=clip_seconds, melody=("pitch", "chroma") if melody_prompts else ())
-    ref_ids = sorted(scan_dir(reference))
-    lacking = [i for i in ref_ids if i not in caption_of]
-    if lacking:
-        raise PairingError(f"{captions}: no caption for {len(lacking)} reference clip(s): {', '.join(lacking[:20])}")
     ev = evaluate(reference, systems, plan, captions=caption_of, paired=True, ground_truth=True, pairwise=True,
                   n_boot=n_boot, seed=seed, device=device, cache=cache, on_error=on_error, engine=engine,
                   progress=progress, batch_size=batch_size, workers=workers,

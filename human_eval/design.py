@@ -38,7 +38,7 @@ from human_eval.loudness import (
 )
 from metrics.audio import AudioError, load_audio, pair_ids, save_audio, scan_dir
 from metrics.errors import InputError
-from metrics.musiccaps import CaptionsError, load_captions
+from metrics.musiccaps import CaptionsError, captions_for
 
 REFERENCE = "reference"
 
@@ -122,12 +122,9 @@ def create_study(
     files = {name_: scan_dir(d) for name_, d in sources.items()}
     ids = pair_ids({name_: f.keys() for name_, f in files.items()})
     try:
-        caps = load_captions(captions, require_all_columns=False)
+        caps = captions_for(captions, ids)
     except CaptionsError as e:
         raise DesignError(str(e)) from None
-    no_caption = [i for i in ids if i not in caps.index]
-    if no_caption:
-        raise DesignError(f"{captions}: no caption for {len(no_caption)} clip id(s): {', '.join(no_caption[:20])}")
 
     rng = np.random.default_rng(seed)
     trials_per_pair = math.ceil(ratings_per_pair / ratings_per_trial)
@@ -188,7 +185,7 @@ def create_study(
                 lefts = lefts[rng.permutation(trials_per_pair)]
                 for t in range(trials_per_pair):
                     item = sample[t % len(sample)]
-                    s.add(db.Trial(study_id=study.id, kind="pair", item_id=item, caption=str(caps.loc[item, "caption"]),
+                    s.add(db.Trial(study_id=study.id, kind="pair", item_id=item, caption=caps[item],
                                    clip_a_id=clips[a, item].id, clip_b_id=clips[b, item].id,
                                    a_on_left=bool(lefts[t]), required=ratings_per_trial))
                     n_trials += 1
@@ -237,7 +234,7 @@ def _attention_trials(s: Session, study: db.Study, clips: dict, sample: list[str
         decoy = sample[(i + 1 + int(rng.integers(len(sample) - 1))) % len(sample)]
         src = src_names[i % len(src_names)]
         correct, other = clips[src, item], clips[src, decoy]
-        trial = db.Trial(study_id=study.id, kind="attention", item_id=item, caption=str(caps.loc[item, "caption"]),
+        trial = db.Trial(study_id=study.id, kind="attention", item_id=item, caption=caps[item],
                          clip_a_id=correct.id, clip_b_id=other.id, a_on_left=bool(rng.integers(2)), required=0)
         s.add(trial)
         s.flush()

@@ -160,11 +160,11 @@ def compute_score(
     ``classifier=None`` skips KLD; ``joint=None`` or ``captions=None`` skips MCC; an empty
     ``embedders`` skips FAD. Returns the JSON document (every metric with ``<key>_ci95``).
     """
-    from metrics.musiccaps import load_captions
+    from metrics.musiccaps import captions_for
 
     clf_name, clf_path = classifier_plan(classifier)
     joint_name, joint_path = parse_joint_spec(joint if captions is not None else None)
-    caps = load_captions(captions, require_all_columns=False)["caption"].to_dict() if captions is not None else None
+    caps = captions_for(captions, scan_dir(generated) if joint_name else ()) if captions is not None else None
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, joint=joint_name, joint_path=joint_path, kld_convention=kld_convention,
                 label_space=label_space, clip_seconds=clip_seconds, kad=kad)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -123,6 +124,20 @@ def load_captions(path: str | Path, subset: Subset = "all", require_all_columns:
     elif subset != "all":
         raise ValueError(f"subset must be 'all', 'balanced' or 'eval', not {subset!r}")
     return df.set_index("ytid", drop=False)
+
+
+def captions_for(path: str | Path, ids: Iterable[str]) -> dict[str, str]:
+    """ytid → caption from a captions CSV (``ytid``, ``caption``), checked to cover every id in ``ids``.
+
+    Run before any model: an id with no caption row would otherwise fail MCC only after every clip was
+    embedded, and without naming the CSV the user has to fix.
+    """
+    caps = load_captions(path, require_all_columns=False)["caption"].to_dict()
+    lacking = sorted(set(ids) - set(caps))
+    if lacking:
+        raise CaptionsError(f"{path}: no caption for {len(lacking)} clip id(s): {', '.join(lacking[:20])}"
+                            f"{' …' if len(lacking) > 20 else ''} (captions are matched to file stems)")
+    return caps
 
 
 @dataclass

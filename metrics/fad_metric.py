@@ -220,6 +220,7 @@ class FAD(PerClipOutputs):
         for members in groups.values():
             first = jobs[members[0]][0]
             ref_counts = np.asarray(jobs[members[0]][1], dtype=np.float64)
+            gen_counts = {k: np.asarray(jobs[k][2], dtype=np.float64) for k in members}  # converted once, not per block
             fixed = first.reference_stats
             ref_ok = np.ones(len(ref_counts), bool) if fixed is not None else \
                 ref_counts @ first._side_moments("reference")[1] >= 2
@@ -234,7 +235,7 @@ class FAD(PerClipOutputs):
                     mu_r, tr_r, a_r, cov_r = first._resampled("reference", ref_counts[rows])
                 factor, failed = (np.swapaxes(a_r, 1, 2), np.zeros(len(rows), bool)) if a_r is not None else cls._factors(cov_r)
                 for k in members:
-                    m, gen = jobs[k][0], np.asarray(jobs[k][2], dtype=np.float64)[rows]
+                    m, gen = jobs[k][0], gen_counts[k][rows]
                     ok = gen @ m._side_moments("generated")[1] >= 2
                     mu_g, tr_g, a_g, cov_g = m._resampled("generated", gen[ok])
                     w = factor[ok]

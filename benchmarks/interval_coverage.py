@@ -19,10 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import coverage_data
+from benchmarks.coverage_data import CONDITIONS, Condition, World, population_values
+from metrics.evaluate import GROUND_TRUTH, SourceResult, statistics
 from metrics.fad import EmbeddingStats, FADError, frechet_distance
 from metrics.fad_metric import FAD
 from metrics.intervals import bootstrap_ci, bootstrap_intervals, wilson_ci
 from metrics.io import write_json
+from metrics.kad import KAD
+from metrics.kld import KLD
+from metrics.mcc import MCC
 
 
 class BatchedFAD(FAD):
@@ -79,23 +85,14 @@ def bootstrap_fad_ci(ref: EmbeddingStats, gen_embs: dict[str, np.ndarray], n_boo
 OUT = Path(__file__).resolve().parents[1] / "docs" / "figures" / "interval_coverage.json"
 
 
-def population(d: int, seed: int = 2024):
-    rng = np.random.default_rng(seed)
-    covs = []
-    for _ in range(2):
-        a = rng.normal(size=(d, d)) / np.sqrt(d)
-        covs.append(a @ a.T + 0.5 * np.eye(d))
-    mu1, mu2 = np.zeros(d), rng.normal(size=d) * 0.15
-    return mu1, covs[0], mu2, covs[1]
-
-
 def clips(rng, mu, cov, n, frames, prefix):
     x = mu + rng.normal(size=(n, frames, len(mu))) @ np.linalg.cholesky(cov).T
     return {f"{prefix}{i:04d}": x[i] for i in range(n)}
 
 
 def simulate(reps: int, n_clips: int, frames: int, d: int, n_boot: int, old_boot: int, seed: int) -> dict:
-    mu1, s1, mu2, s2 = population(d)
+    world = World(Condition("issue17", dim=d))  # the two fixed Gaussian populations (the same draws as ever)
+    (mu1, mu2), (s1, s2) = world.mu, world.cov
     true = frechet_distance(mu1, s1, mu2, s2)
     rng = np.random.default_rng(seed)
     hits = {"bca": 0, "basic": 0, "percentile": 0, "old_percentile_reference_fixed": 0}
@@ -124,6 +121,90 @@ def simulate(reps: int, n_clips: int, frames: int, d: int, n_boot: int, old_boot
             "elapsed_s": round(time.time() - started, 1), "written_by": "benchmarks/interval_coverage.py"}
 
 
+METRICS = ("fad", "kad", "kld", "mcc")
+CONDITIONS_OUT = OUT.with_name("interval_coverage_conditions.json")
+
+
+def system_states(world: World, outputs: dict[str, dict[str, dict[str, np.ndarray]]], name: str) -> SourceResult:
+    """One system scored as ``metrics.evaluate`` scores a source: each metric's state filled by id and
+    computed without an interval (the run's ``statistics`` adds them, with the pairs, from one plan)."""
+    res = SourceResult(name, None, {})
+    n_gen = world.cond.n_gen
+    for key, metric in (("fad", FAD("sim", n_boot=0)), ("kad", KAD("sim", n_boot=0)),
+                        ("kld", KLD("musiclm", "kld", n_boot=0)), ("mcc", MCC("sim", n_boot=0))):
+        ref = outputs["reference"][metric.output]
+        # set-level metrics read the whole reference set; paired metrics each generated clip's partner
+        metric.update("reference", ref if key in ("fad", "kad") else dict(list(ref.items())[:n_gen]))
+        metric.update("generated", outputs[name][metric.output])
+        res.metrics[key], res.states[key] = metric.compute(), metric
+    return res
+
+
+def tally(intervals: list[tuple[float, float]], truth: float) -> dict:
+    """Coverage of ``truth`` by the intervals, with its Wilson 95 % interval and the misses on each side."""
+    n = len(intervals)
+    lo, hi = np.array([i[0] for i in intervals]), np.array([i[1] for i in intervals])
+    hits = int(((lo <= truth) & (truth <= hi)).sum())
+    return {"coverage": hits / n, "coverage_wilson95": list(wilson_ci(hits, n)), "share_entirely_above": float((lo > truth).mean()),
+            "share_entirely_below": float((hi < truth).mean()), "mean_width": float((hi - lo).mean())}
+
+
+def rejections(pvalues: list[float], alpha: float = 0.05) -> dict:
+    """Share of paired tests rejecting at ``alpha`` (under a true null: the false-positive rate), with Wilson 95 %."""
+    k = int(sum(p < alpha for p in pvalues))
+    return {"false_positive_rate": k / len(pvalues), "fpr_wilson95": list(wilson_ci(k, len(pvalues))), "alpha": alpha}
+
+
+def simulate_condition(cond: Condition, reps: int, n_boot: int, seed: int, truth: dict | None = None) -> dict:
+    """``reps`` runs of one condition: a reference set and two systems from one generator (a true null),
+    every interval and the paired test of each metric from ``metrics.evaluate.statistics`` (what ``compare``
+    computes, one ``ResamplingPlan`` per run, seeded by the replication); system a's intervals are scored
+    against the population values (``truth``: given, e.g. from smaller samples in a test, or computed)."""
+    world = World(cond)
+    rng = np.random.default_rng(seed)
+    started = time.time()
+    truth = truth or population_values(world, np.random.default_rng(seed + 10_000))
+    intervals: dict[str, list] = {k: [] for k in METRICS}
+    estimates: dict[str, list] = {k: [] for k in METRICS}
+    pvalues: dict[str, list] = {k: [] for k in METRICS}
+    for r in range(reps):
+        caps = world.captions(rng, cond.n_ref)
+        outputs = {"reference": world.reference(rng, caps), "a": world.system(rng, caps, cond.n_gen),
+                   "b": world.system(rng, caps, cond.n_gen)}
+        systems = {name: system_states(world, outputs, name) for name in ("a", "b")}
+        rows = statistics(SourceResult(GROUND_TRUTH, None, {}), systems, n_boot, seed + r)
+        for key in METRICS:
+            estimates[key].append(systems["a"].metrics[key].value)
+            intervals[key].append(tuple(systems["a"].metrics[key].ci95))
+        for row in rows:
+            pvalues[row["metric"]].append(row["p_value"])
+    metrics = {k: {"population": truth[k], "mean_estimate": float(np.mean(estimates[k])),
+                   "sd_estimate": float(np.std(estimates[k], ddof=1)), **tally(intervals[k], truth[k]["value"]),
+                   **rejections(pvalues[k])} for k in METRICS}
+    return {"setup": cond.describe(), "metrics": metrics, "elapsed_s": round(time.time() - started, 1)}
+
+
+def simulate_conditions(conditions: tuple[Condition, ...], reps: int, n_boot: int, seed: int,
+                        out: Path | None = None) -> dict:
+    """Every condition of ``conditions`` (the document ``docs/figures/interval_coverage_conditions.json``
+    holds); written to ``out`` after each condition, with ``complete`` false until the last, so a long run
+    that is stopped keeps what it measured."""
+    doc = {"what": "coverage of 95 % intervals (BCa, as compare computes them) of FAD, KAD, KLD (musiclm) and MCC "
+                   "of their population values, and the false-positive rate of the clip-paired test of two "
+                   "systems from one generator, per simulated condition",
+           "settings": {"replications": reps, "n_boot": n_boot, "seed": seed, "alpha": 0.05, "interval": "bca",
+                        "kad_bandwidth": "generated (the default)", "kld_convention": "musiclm",
+                        "data": "benchmarks/coverage_data.py", "population_values": coverage_data.__doc__.split(
+                            "Population values (``population_values``): ")[1].strip()},
+           "conditions": {}, "complete": False, "written_by": "benchmarks/interval_coverage.py --conditions"}
+    for k, cond in enumerate(conditions):
+        doc["conditions"][cond.name] = simulate_condition(cond, reps, n_boot, seed)
+        doc["complete"] = k == len(conditions) - 1
+        if out is not None:
+            write_json(out, doc)
+    return doc
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=200)
@@ -131,7 +212,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--old-boot", type=int, default=200, help="resamples of the old interval (its default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--conditions", nargs="*", metavar="NAME", default=None,
+                   help="the data conditions instead (all when none named): writes " + str(CONDITIONS_OUT.name))
     a = p.parse_args(argv)
+    if a.conditions is not None:
+        known = {c.name: c for c in CONDITIONS}
+        unknown = sorted(set(a.conditions) - set(known))
+        if unknown:
+            p.error(f"--conditions: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+        chosen = tuple(known[n] for n in a.conditions) or CONDITIONS
+        doc = simulate_conditions(chosen, a.reps, a.n_boot, a.seed, a.out if a.out != OUT else CONDITIONS_OUT)
+        print(json.dumps({c: {k: (v["coverage"], v["false_positive_rate"]) for k, v in r["metrics"].items()}
+                          for c, r in doc["conditions"].items()}, indent=1))
+        return
     doc = simulate(a.reps, 200, 10, 32, a.n_boot, a.old_boot, a.seed)
     write_json(a.out, doc)
     print(json.dumps(doc["methods"], indent=1))

@@ -36,6 +36,7 @@ from metrics.io import file_sha256
 from musiclm_ref.quantize import ResidualVQ
 from musiclm_ref.sampling import SamplingConfig, default_config, generate, item_generator
 from musiclm_ref.stages import Stage, StageError, TokenSpec, load_stage, melody_window_starts
+from musiclm_ref.transformer import ROW_TILE
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints" / "tiny"
 SHIPPED_MULAN = Path(__file__).parent / "checkpoints" / "mulan-tiny.pt"
@@ -94,9 +95,12 @@ class MusicLM:
         self.device = torch.device(device)
         self.sampling = sampling or Sampling()
         self.spec: TokenSpec = semantic.config.tokens
-        # per-item matrix products in the stages (bit-equal rows whatever the batch); False = one folded
-        # GEMM per layer (rows then match only to float tolerance, and a token can flip rarely)
+        # batch-independent matrix products in the stages (bit-equal rows whatever the batch); False = one
+        # folded GEMM per layer (rows then match only to float tolerance, and a token can flip rarely)
         self.batch_invariant = True
+        # rows per fixed-shape product of that route (throughput grows with the batch); 0 = one product
+        # per item and SDPA attention, the slower fallback that reproduces outputs from before issue #28
+        self.row_tile = ROW_TILE
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
@@ -173,7 +177,7 @@ class MusicLM:
         for rows in torch.arange(prompt.shape[0]).split(MAX_ROWS):
             u = uncond[rows].to(self.device) if uncond is not None else None
             outs.append(generate(stage.net, prompt[rows].to(self.device), ranges, cfg, [gens[i] for i in rows.tolist()],
-                                 uncond_prompt=u, batch_invariant=self.batch_invariant))
+                                 uncond_prompt=u, batch_invariant=self.batch_invariant, row_tile=self.row_tile))
         return torch.cat(outs)
 
     @staticmethod

@@ -11,8 +11,9 @@ never be a token of the wrong kind.
 
 Batch invariance: ``generate`` takes one generator per row (``item_generator(seed, key, stream)``, a
 stream derived from the seed and the item's id) and draws each row's uniforms from its own stream,
-and it runs the Transformer with ``batch_invariant`` (every item its own matrix products), so a row's
-tokens are the same bit for bit whatever other rows share the batch, in whatever order.
+and it runs the Transformer with ``batch_invariant`` (fixed-shape row tiles, ``row_tile``, or every
+item its own matrix products with ``row_tile=0``), so a row's tokens are the same bit for bit whatever
+other rows share the batch, in whatever order.
 
 Classifier-free guidance (Ho & Salimans 2022; MusicGen uses it, the MusicLM paper does not): logits
 ``uncond + s · (cond − uncond)`` from a second, unconditional copy of each prompt in the same batch,
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from musiclm_ref.transformer import KVCache, Transformer
+from musiclm_ref.transformer import ROW_TILE, KVCache, Transformer
 
 # The paper's temperatures (MusicLM §3.3 / AudioLM).
 DEFAULT_TEMPERATURES: dict[str, float] = {"semantic": 1.0, "coarse": 0.95, "fine": 0.4}
@@ -116,6 +117,7 @@ def generate(
     use_cache: bool = True,
     uncond_prompt: Tensor | None = None,
     batch_invariant: bool = True,
+    row_tile: int = ROW_TILE,
 ) -> Tensor:
     """Continue ``prompt`` [B, n] by ``len(ranges)`` tokens; step i samples from vocabulary ``ranges[i]``.
 
@@ -123,7 +125,8 @@ def generate(
     own stream: batch-invariant), or one shared by the batch (draws depend on the batch), or None.
     ``uncond_prompt`` (same shape, conditioning replaced by the NULL tokens training drops it to) is
     needed only for classifier-free guidance (``cfg.cfg_scale``). ``batch_invariant`` runs the model
-    with per-item matrix products (``Transformer.batch_invariant``).
+    with batch-independent matrix products (``Transformer.batch_invariant``): fixed-shape tiles of
+    ``row_tile`` rows, or one product per item with ``row_tile=0`` (the slower fallback route).
     """
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be a non-empty [batch, length] tensor, got shape {tuple(prompt.shape)}")
@@ -139,9 +142,9 @@ def generate(
         if not (cfg.greedy or cfg.temperature == 0):  # greedy decoding draws nothing
             uniforms = torch.stack([torch.rand(len(ranges), generator=g) for g in gens]).to(prompt.device)
         generator = None
-    was_training, was_invariant = model.training, model.batch_invariant
+    was_training, was_invariant, was_tile = model.training, model.batch_invariant, model.row_tile
     model.eval()
-    model.batch_invariant = batch_invariant
+    model.batch_invariant, model.row_tile = batch_invariant, row_tile
     seq = torch.cat([prompt, uncond_prompt.to(prompt.device)]) if guided else prompt
     cache = KVCache() if use_cache else None
     out = []
@@ -163,5 +166,5 @@ def generate(
                 seq = torch.cat([seq, step_input], dim=1)
     finally:
         model.train(was_training)
-        model.batch_invariant = was_invariant
+        model.batch_invariant, model.row_tile = was_invariant, was_tile
     return torch.stack(out, dim=1) if out else prompt.new_zeros(batch, 0)

@@ -1,7 +1,8 @@
 """Batch-invariant, reproducible sampling: a caption's tokens and audio do not depend on what else is generated.
 
 Three layers, each checked where it can fail: the Transformer's batched float math (``batch_invariant``:
-per-item matrix products, bit-equal logits), the random streams (one generator per item from
+fixed-shape row tiles or, with ``row_tile=0``, per-item matrix products; bit-equal logits, and the tile
+kernel's assumption checked directly on the tiny and paper shapes), the random streams (one generator per item from
 (seed, item key), never shared), and the pipeline/CLI end to end on the shipped tiny checkpoint set
 (a caption alone, inside a batch of 3 at another position, with ``--limit`` and ``--batch-size 1``).
 """
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from benchmarks.cli import main
 from musiclm_ref.pipeline import MusicLM, PipelineError, item_keys
 from musiclm_ref.sampling import SamplingConfig, generate, item_generator
-from musiclm_ref.transformer import KVCache, Transformer, preset
+from musiclm_ref.transformer import ROW_TILE, KVCache, Transformer, preset, tiled_matmul
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,32 +41,71 @@ def _logits(model: Transformer, tokens: torch.Tensor, steps: int) -> torch.Tenso
     return torch.cat(out)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("d,k", [(128, 384), (128, 128), (256, 128), (128, 300), (128, 1100), (1024, 3072),
+                                 (4096, 1024), (1024, 2000), (32, 96)])
+def test_a_tiled_row_does_not_depend_on_its_tile_position_or_neighbours(d, k, threads):
+    """The one assumption of ``tiled_matmul``: within a fixed-shape GEMM, a row's result depends only on
+    that row (not on its position, the other rows or how many tiles there are)."""
+    g = torch.Generator().manual_seed(d + k)
+    w, x = torch.randn(d, k, generator=g) * 0.05, torch.randn(2 * ROW_TILE + 3, d, generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        alone = tiled_matmul(x[:1], w, ROW_TILE)[0]
+        for pos in range(x.shape[0]):
+            y = x.clone()
+            y[pos] = x[0]
+            assert torch.equal(tiled_matmul(y, w, ROW_TILE)[pos], alone), pos
+            assert torch.equal(tiled_matmul(y[: pos + 1], w, ROW_TILE)[pos], alone), pos
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(alone, x[0] @ w, atol=1e-5, rtol=1e-5)  # the product itself
 
-def test_batch_invariant_logits_are_bit_equal_to_the_row_computed_alone(model):
+
+@pytest.mark.parametrize("row_tile", [ROW_TILE, 0])
+def test_batch_invariant_logits_are_bit_equal_to_the_row_computed_alone(model, row_tile):
     g = torch.Generator().manual_seed(1)
     row = torch.randint(3, 60, (1, 30), generator=g)
     others = torch.randint(3, 60, (7, 30), generator=g)
-    model.batch_invariant = True
+    model.batch_invariant, model.row_tile = True, row_tile
     try:
         alone = _logits(model, row, 10)
         for b in (2, 3, 8):
             assert torch.equal(_logits(model, torch.cat([row, others[: b - 1]]), 10), alone), b
     finally:
-        model.batch_invariant = False
+        model.batch_invariant, model.row_tile = False, ROW_TILE
     # the same function as the folded GEMM path that training uses (to float tolerance)
     torch.testing.assert_close(_logits(model, torch.cat([row, others[:2]]), 10), alone, atol=1e-4, rtol=1e-4)
     assert model.batch_invariant is False and set(model.state_dict()) == set(Transformer(model.config).state_dict())
 
 
-def test_batch_invariance_holds_at_the_paper_width():
+@pytest.mark.parametrize("row_tile", [ROW_TILE, 0])
+def test_batch_invariance_holds_at_the_paper_width(row_tile):
     torch.manual_seed(0)
     m = Transformer(preset("paper", 2000, depth=1)).eval()  # width 1024, 16 heads, FFN 4096
     g = torch.Generator().manual_seed(2)
     rows = torch.randint(3, 2000, (5, 24), generator=g)
-    m.batch_invariant = True
+    m.batch_invariant, m.row_tile = True, row_tile
     with torch.no_grad():
         alone = _logits(m, rows[:1], 4)
         assert torch.equal(_logits(m, rows, 4), alone) and torch.equal(_logits(m, rows[:2], 4), alone)
+
+
+def test_the_tiled_route_and_the_item_by_item_fallback_compute_the_same_function(model):
+    tokens = torch.randint(3, 60, (3, 30), generator=torch.Generator().manual_seed(4))
+    model.batch_invariant = True
+    try:
+        model.row_tile = 0
+        items = _logits(model, tokens, 10)
+        model.row_tile = ROW_TILE
+        tiled = _logits(model, tokens, 10)
+    finally:
+        model.batch_invariant = False
+    torch.testing.assert_close(tiled, items, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(tiled, items)  # two kernels: equal to float tolerance, not bit for bit
+    with pytest.raises(ValueError, match="row_tile must be ≥ 0"):
+        model.row_tile = -1
 
 
 def test_item_generators_are_keyed_by_seed_key_and_stream():
@@ -92,6 +132,11 @@ def test_a_row_samples_the_same_tokens_alone_and_inside_any_batch(model, cfg):
                                      uncond_prompt=uncond[idx] if uncond is not None else None)
     alone = run([1], ["b"])
     batch = run([0, 1, 2], ["a", "b", "c"])
+    assert model.row_tile == ROW_TILE and not model.batch_invariant  # generate restores the model's settings
+    fallback = generate(model, prompts, ranges, cfg, gens(["a", "b", "c"]), row_tile=0,
+                        uncond_prompt=uncond)  # the item-by-item route: its own kernels, the same invariance
+    assert torch.equal(generate(model, prompts[[1]], ranges, cfg, gens(["b"]), row_tile=0,
+                                uncond_prompt=uncond[[1]] if uncond is not None else None)[0], fallback[1])
     assert torch.equal(batch[1], alone[0])
     assert torch.equal(run([2, 1], ["c", "b"])[1], alone[0])  # another position, other neighbours
     assert torch.equal(run([2], ["c"])[0], batch[2])

@@ -54,11 +54,10 @@ PREPROCESSING_VERSION = 1
 
 def code_version(embedder: Embedder) -> str:
     """The code path behind an embedding, recorded in each cache entry and checked on every read:
-    ``<embedder id>|<class>=<its declared code_version>|pre=<PREPROCESSING_VERSION>:<settings hash>``.
+    ``<embedder id>|code=<its declared code_version>|pre=<PREPROCESSING_VERSION>:<settings hash>``.
     The key already holds the weights and settings; this catches new code under an unchanged name and weights."""
-    cls = type(embedder)
     pre = hashlib.sha256(preprocessing_key(embedder).encode()).hexdigest()[:12]
-    return f"{embedder.id}|{cls.__module__}.{cls.__qualname__}={embedder.code_version}|pre={PREPROCESSING_VERSION}:{pre}"
+    return f"{embedder.id}|code={embedder.code_version}|pre={PREPROCESSING_VERSION}:{pre}"
 
 
 def pad_to_whole(wave: np.ndarray, sr: int, seconds: float | None) -> np.ndarray:

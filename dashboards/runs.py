@@ -96,9 +96,6 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         run.problems.append(str(e))
     except OSError as e:  # unreadable file (permissions, a directory named results.json, …)
         run.problems.append(f"{path}: cannot read results ({e})")
-    if run.results is not None and not isinstance(run.results.data.get("systems"), dict):
-        run.problems.append(f"{path / RESULTS_FILE}: 'systems' must be an object of system name → results")
-        run.results = None
     if run.results is not None:
         run.results.per_clip = clean_per_clip(run.results.per_clip, path, run.problems)
         _check_metric_values(run)

@@ -28,17 +28,16 @@ from metrics.classifier import (
     save_classifier,
     window_logits,
 )
+from metrics.io import read_csv_table
 
 
 def read_tag_labels(data_dir: str | Path) -> list[tuple[str, str, list[str]]]:
     """(ytid, split, tags) rows of a corpus ``labels.csv`` (tags ';'-joined); ``split`` is ``"eval"`` for the
     clips the project's one held-out rule holds out (``metrics.artifacts.is_held_out``), else ``"train"``."""
-    import pandas as pd
-
     path = Path(data_dir) / "labels.csv"
     if not path.is_file():
         raise ClassifierError(f"{path}: labels.csv not found (expected a corpus made by `musiclm-eval synth`)")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv_table(path, ClassifierError, dtype=str, keep_default_na=False)
     missing = {"ytid", "tags"} - set(df.columns)
     if missing:
         raise ClassifierError(f"{path}: missing column(s) {', '.join(sorted(missing))}")

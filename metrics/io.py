@@ -16,6 +16,7 @@
 
   numpy scalars and arrays, ``Path``, tuples, sets (sorted) and objects with ``to_dict()`` are
   converted; anything else raises ``TypeError`` naming the type (never a silent ``str()``).
+- ``read_csv_table``: a user's CSV as a DataFrame, or an error naming the file (never a pandas traceback).
 - ``file_sha256``: the content hash that names cache entries and records checkpoints.
 - ``as_float`` / ``format_value`` / ``format_ci`` / ``ci_list``: how numbers are read back, and how numbers and 95 % intervals are printed (tables,
   dashboard) and stored (``[lo, hi]`` or ``null``).
@@ -177,6 +178,28 @@ def find_nonstandard_tokens(text: str) -> list[str]:
     except json.JSONDecodeError:
         pass
     return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV tables
+
+
+def read_csv_table(path: str | Path, error: type[Exception], **kwargs: Any) -> Any:
+    """``pandas.read_csv(path, index_col=False, encoding="utf-8-sig", **kwargs)`` where any failure is ``error``
+    naming the file: not UTF-8, empty, an unterminated quote, or a row with more fields than the header (which
+    pandas would otherwise read silently, making the first column an index and shifting the others)."""
+    import warnings
+
+    import pandas as pd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, **{"index_col": False, "encoding": "utf-8-sig", **kwargs})
+    except pd.errors.ParserWarning:
+        raise error(f"{path}: a row has more fields than the header (an unquoted comma?)") from None
+    except Exception as e:  # pandas raises several parser errors (and UnicodeDecodeError); all mean "unreadable"
+        raise error(f"{path}: unreadable CSV ({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ with ``ast.literal_eval`` (never ``eval``) and any malformed cell is an error na
 from __future__ import annotations
 
 import ast
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 
 from metrics.audio import scan_dir
 from metrics.errors import InputError
+from metrics.io import read_csv_table
 
 COLUMNS = [
     "ytid",
@@ -75,18 +75,8 @@ def load_captions(path: str | Path, subset: Subset = "all", require_all_columns:
     path = Path(path)
     if not path.is_file():
         raise CaptionsError(f"{path}: captions file not found")
-    try:
-        # newline="" semantics: the C parser handles quoted newlines and CRLF; utf-8-sig drops a BOM.
-        # index_col=False + ParserWarning as an error: a row with more fields than the header would
-        # otherwise silently shift every column (pandas makes the first one the index).
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, dtype={"ytid": str, "caption": str}, keep_default_na=False, index_col=False,
-                             encoding="utf-8-sig")
-    except pd.errors.ParserWarning:
-        raise CaptionsError(f"{path}: a row has more fields than the header (an unquoted comma?)") from None
-    except Exception as e:
-        raise CaptionsError(f"{path}: unreadable CSV ({type(e).__name__}: {e})") from None
+    # the C parser handles quoted newlines and CRLF; read_csv_table drops a BOM and refuses extra fields
+    df = read_csv_table(path, CaptionsError, dtype={"ytid": str, "caption": str}, keep_default_na=False)
     df.columns = [str(c).strip() for c in df.columns]
     required = COLUMNS if require_all_columns else ["ytid", "caption"]
     missing = [c for c in required if c not in df.columns]
@@ -195,7 +185,9 @@ def load_audioset_labels(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise CaptionsError(f"{path}: AudioSet label file not found")
-    df = pd.read_csv(path, header=None, names=["index", "mid", "display_name"], dtype={"mid": str})
+    df = read_csv_table(path, CaptionsError, header=None, names=["index", "mid", "display_name"], dtype={"mid": str})
+    if df.empty:
+        raise CaptionsError(f"{path}: no rows")
     if str(df.iloc[0]["index"]).strip().lower() == "index":  # tolerate the header some copies carry
         df = df.iloc[1:].reset_index(drop=True)
     idx = pd.to_numeric(df["index"], errors="coerce")

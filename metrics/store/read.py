@@ -46,8 +46,15 @@ class Results:
     def systems(self) -> list[str]:
         return list(self.data.get("systems", {}))
 
+    def _metrics(self, system: str) -> dict:
+        """A system's metrics; {} where the store has none or holds the wrong type (listed in ``problems``)."""
+        sysd = self.data.get("systems", {}).get(system)
+        metrics = sysd.get("metrics") if isinstance(sysd, dict) else None
+        return metrics if isinstance(metrics, dict) else {}
+
     def metric(self, system: str, name: str) -> dict | None:
-        return self.data.get("systems", {}).get(system, {}).get("metrics", {}).get(name)
+        m = self._metrics(system).get(name)
+        return m if isinstance(m, dict) else None
 
     def higher_is_better(self, name: str) -> bool:
         """Whether a larger ``name`` is better: the direction the store records (older stores: by name)."""
@@ -59,10 +66,7 @@ class Results:
 
     def table(self) -> pd.DataFrame:
         """Systems × metrics values (NaN where absent or null)."""
-        rows = {
-            s: {k: v.get("value") for k, v in d.get("metrics", {}).items() if isinstance(v, dict)}
-            for s, d in self.data.get("systems", {}).items()
-        }
+        rows = {s: {k: v.get("value") for k, v in self._metrics(s).items() if isinstance(v, dict)} for s in self.systems}
         return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -97,6 +101,8 @@ def read_store(path: str | Path, strict: bool = False) -> Results:
         problems.append(f"{f}: non-standard JSON token(s) {', '.join(tokens)} read as null")
     defects = validate_results(data, str(f))
     problems += defects
+    if isinstance(data, dict) and data.get("systems") and not isinstance(data["systems"], dict):
+        raise ResultsError(f"{f}: 'systems' must be an object of system name → results")
     if not isinstance(data, dict) or not data.get("systems"):
         raise ResultsError("; ".join(problems) or f"{f}: no systems")
     version = data.get("schema_version")

@@ -22,7 +22,8 @@
   dashboard) and stored (``[lo, hi]`` or ``null``).
 - ``redact_url``: a database URL with its password hidden, for anything shown or written.
 
-This module imports only the standard library and numpy, so every package may use it.
+This module imports only the standard library and numpy (pandas lazily, in ``read_csv_table``), so every
+package may use it.
 """
 
 from __future__ import annotations

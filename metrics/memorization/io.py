@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from metrics.io import JSONFormatError, atomic_write_text, loads_json, write_json
+from metrics.errors import InputError
+from metrics.io import JSONFormatError, atomic_write_text, loads_json, read_csv_table, write_json
 
 MATCH_COLUMNS = ["generated_id", "train_id", "gen_offset_s", "train_offset_s", "cost", "exact"]
 SUMMARY_FILE = "memorization.json"
@@ -94,9 +95,9 @@ def read_outputs(out_dir: str | Path) -> MemorizationOutputs:
         out.problems.append(f"{base}: no {SUMMARY_FILE} (match-rate curve, τ and FPR unavailable)")
     if mf.is_file():
         try:
-            m = pd.read_csv(mf, dtype={"generated_id": str, "train_id": str})
-        except Exception as e:  # pandas raises several parser errors; all mean "unreadable"
-            out.problems.append(f"{mf}: unreadable ({type(e).__name__}: {e})")
+            m = read_csv_table(mf, InputError, dtype={"generated_id": str, "train_id": str})
+        except InputError as e:
+            out.problems.append(str(e))
         else:
             missing = [c for c in ("generated_id", "train_id") if c not in m.columns]
             if missing:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from metrics.io import JSONFormatError, find_nonstandard_tokens, loads_json
+from metrics.io import JSONFormatError, find_nonstandard_tokens, loads_json, read_csv_table
 from metrics.store.direction import higher_is_better
 from metrics.store.paths import StoreResolver, is_path_column, resolve_in_store
 from metrics.store.schema import (
@@ -119,9 +119,9 @@ def read_store(path: str | Path, strict: bool = False) -> Results:
     pc = path / PER_CLIP_FILE
     if pc.is_file():
         try:
-            per_clip = pd.read_csv(pc, dtype={"ytid": str, "system": str})
-        except Exception as e:  # pandas raises several parser errors; all mean "unreadable"
-            problems.append(f"{pc}: unreadable ({type(e).__name__}: {e})")
+            per_clip = read_csv_table(pc, ResultsError, dtype={"ytid": str, "system": str})
+        except ResultsError as e:
+            problems.append(str(e))
         else:
             lacking = [c for c in ("system", "ytid") if c not in per_clip.columns]
             if lacking:

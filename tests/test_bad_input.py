@@ -33,15 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "musiclm_ref" / "checkpoints"
 CLASSIFIER = ROOT / "metrics" / "checkpoints" / "classifier-tiny.pt"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cli(*args: object):

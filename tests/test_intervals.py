@@ -13,7 +13,7 @@ import pytest
 from benchmarks.interval_coverage import BatchedFAD
 from metrics.fad import frechet_distance
 from metrics.fad_metric import FAD
-from metrics.intervals import bootstrap_ci, bootstrap_interval, holm, paired_comparison, wilson_ci
+from metrics.intervals import bootstrap_interval, holm, paired_comparison, wilson_ci
 from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult
 

@@ -1,0 +1,215 @@
+"""False alarms of the memorization audit measured across splits of the real-music set, not on one.
+
+:func:`benchmarks.real_music.real_set` fixes which Wesnoth pieces are training and which are novel; a
+false-alarm rate tuned and measured on that one split says little about another. Here the pieces rotate:
+the installed soundtrack (every piece long enough for one training excerpt) is shuffled once (seeded) and
+cut into ``k`` folds; in fold i the pieces of fold i are *novel* and every other piece is *training*, so
+each piece is novel in exactly one fold and no piece is on both sides of a fold. Per fold the default audit
+(leave-one-out nulls from the training clips, ``--fpr 0.01``, both matchers) runs on
+
+- training clips: 30 s of every training piece (from 20 s in), as one 30 s clip (the longer-training
+  shape) or as three 10 s clips (the MusicCaps shape: 10 s training clips);
+- generated clips: every non-overlapping 10 s excerpt of every novel piece (from 2 s to 2 s before its
+  end; at most ``novel_per_piece`` evenly spaced ones), and :data:`FOLD_COPIES` planted copies of training
+  clips (exact on and off the 40 ms frame grid, −6 dB, 30 and 20 dB-SNR white noise);
+- the audit's own detection table (``detect`` planted copies per alteration of :data:`FOLD_ALTERATIONS`).
+
+Pooled over folds: the share of novel clips reported as copies with its Wilson 95 % interval (per matcher
+and shape), the planted copies found at the right training clip and lag, and detection per alteration.
+
+    python -m benchmarks.real_music_folds            # writes docs/figures/memorization_real_folds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.real_music import REAL_SR, real_pieces
+from metrics.memorization import DEFAULT_CLIP_FPR, MemorizationError
+
+ARTIFACT = Path("docs/figures/memorization_real_folds.json")
+TRAIN_START_S, TRAIN_S, CLIP_S, EDGE_S = 20.0, 30.0, 10.0, 2.0
+SHAPES = {"musiccaps": 10.0, "long-train": 30.0}  # shape -> training clip length (s); generated clips are 10 s
+MATCHERS = ("semantic-ref", "embedding:mel")
+# planted copies per fold: id -> (index among the fold's training pieces, offset s into its 30 s, gain dB, SNR dB)
+FOLD_COPIES = {"exact": (0, 0.0, 0.0, None), "exact_offgrid": (1, 10.013, 0.0, None), "gain_m6db": (2, 20.0, -6.0, None),
+               "noise_30db": (3, 0.0, 0.0, 30.0), "noise_20db": (4, 10.0, 0.0, 20.0)}
+FOLD_ALTERATIONS = ("exact", "gain_+6db", "noise_20db", "shift_offgrid")
+LAG_TOL_S = 0.25
+
+
+def min_piece_s() -> float:
+    """A piece is in the rotation when it holds the 30 s training excerpt and leaves its end margin."""
+    return TRAIN_START_S + TRAIN_S + EDGE_S
+
+
+def usable_pieces() -> list[str]:
+    """Every installed piece long enough to be a training piece, sorted."""
+    import soundfile as sf
+
+    return [f for f in real_pieces() if sf.info(f).duration >= min_piece_s()]
+
+
+def fold_split(pieces: list[str], k: int, seed: int = 0) -> list[dict[str, list[str]]]:
+    """``k`` folds over ``pieces``: each ``{"novel": [...], "train": [...]}``, the novel sets a partition of the
+    pieces (each novel exactly once), the training set every other piece (sorted)."""
+    if not 2 <= k <= len(pieces):
+        raise MemorizationError(f"real-music folds: k={k} folds over {len(pieces)} pieces (need 2 ≤ k ≤ pieces)")
+    order = [pieces[i] for i in np.random.default_rng(seed).permutation(len(pieces))]
+    groups = [sorted(g) for g in np.array_split(np.asarray(order, dtype=object), k)]
+    return [{"novel": list(g), "train": sorted(set(pieces) - set(g))} for g in groups]
+
+
+def _cut(path: str, start: float, dur: float, sr: int) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    from metrics.audio import resample
+
+    info = sf.info(path)
+    w, s = sf.read(path, start=int(start * info.samplerate), frames=int(dur * info.samplerate), dtype="float32")
+    return resample(w.mean(1) if w.ndim == 2 else w, s, sr), sr
+
+
+def novel_starts(duration: float, per_piece: int | None) -> np.ndarray:
+    """Starts of the non-overlapping 10 s excerpts of a novel piece (all, or ``per_piece`` evenly spaced)."""
+    starts = np.arange(EDGE_S, duration - EDGE_S - CLIP_S + 1e-9, CLIP_S)
+    if per_piece is not None and len(starts) > per_piece:
+        starts = starts[np.linspace(0, len(starts) - 1, per_piece).round().astype(int)]
+    return starts
+
+
+def fold_clips(fold: dict, train_clip_s: float, sr: int = REAL_SR, seed: int = 0,
+               novel_per_piece: int | None = None) -> tuple[dict, dict, dict]:
+    """``(train, generated, truth)`` of one fold at one shape; ``truth``: planted id → (training id, start s)."""
+    import soundfile as sf
+
+    from metrics.memorization.alter import gain, noise
+
+    stem = lambda f: Path(f).stem  # noqa: E731
+    audio = {f: _cut(f, TRAIN_START_S, TRAIN_S + 1.0, sr)[0] for f in fold["train"]}  # 1 s beyond: off-grid copies
+    train = {}
+    for f in fold["train"]:
+        for o in np.arange(0.0, TRAIN_S - 1e-9, train_clip_s):
+            cid = stem(f) if train_clip_s >= TRAIN_S else f"{stem(f)}_{o:02.0f}"
+            train[cid] = (audio[f][int(o * sr) : int((o + train_clip_s) * sr)], sr)
+    rng = np.random.default_rng(seed)
+    gen, truth, n = {}, {}, int(CLIP_S * sr)
+    for gid, (i, off, db, snr) in FOLD_COPIES.items():
+        f = fold["train"][i * len(fold["train"]) // len(FOLD_COPIES)]
+        x = gain(db)(audio[f][int(round(off * sr)) : int(round(off * sr)) + n], sr, rng)
+        gen[f"copy_{gid}"] = (noise(snr)(x, sr, rng) if snr is not None else x, sr)
+        clip_o = np.floor(off / train_clip_s + 1e-9) * train_clip_s
+        cid = stem(f) if train_clip_s >= TRAIN_S else f"{stem(f)}_{clip_o:02.0f}"
+        truth[f"copy_{gid}"] = (cid, float(off - clip_o))
+    for f in fold["novel"]:
+        for s0 in novel_starts(sf.info(f).duration, novel_per_piece):
+            gen[f"novel_{stem(f)}_{s0:05.1f}"] = _cut(f, float(s0), CLIP_S, sr)
+    return train, gen, truth
+
+
+def found(matches: list[dict], truth: dict) -> dict[str, bool]:
+    """Each planted copy: reported against its training clip at its lag (± :data:`LAG_TOL_S`)."""
+    return {g: any(m["generated_id"] == g and m["train_id"] == src
+                   and abs(m["train_offset_s"] - m["gen_offset_s"] - start) <= LAG_TOL_S + 1e-9 for m in matches)
+            for g, (src, start) in truth.items()}
+
+
+def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4, seed: int = 0,
+             novel_per_piece: int | None = None) -> dict:
+    """The default audit on one fold at one shape; per matcher the novel clips it reported, the planted
+    copies it found, its calibration and its detection table."""
+    from metrics.memorization.alter import ALTERATIONS
+    from metrics.memorization.pipeline import audit_audio
+
+    train, gen, truth = fold_clips(fold, train_clip_s, seed=seed, novel_per_piece=novel_per_piece)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = audit_audio(gen, train, matchers, detect=detect, seed=seed,
+                          alterations={a: ALTERATIONS[a] for a in FOLD_ALTERATIONS})
+    out = {"novel_pieces": [Path(f).stem for f in fold["novel"]], "n_train_clips": len(train),
+           "seconds": round(time.perf_counter() - t0, 1), "warnings": sorted({str(w.message) for w in caught}),
+           "matchers": {}}
+    for name, r in res.results.items():
+        novel = sorted(k for k in r.best_cost if k.startswith("novel_"))
+        cal = r.calibration
+        out["matchers"][name] = {
+            "novel_clips": len(novel), "novel_reported": [k for k in novel if r.best_cost[k] < np.inf],
+            "planted_found": found(r.matches, truth), "tau": float(r.tau),
+            "calibration": {"source": cal.source, "n_calibration": cal.n_calibration, "n_heldout": cal.n_heldout,
+                            "clip_false_alarms": cal.clip_false_alarms, "tail": cal.tail},
+            "detection": {a: {"n": t["n"], "detected": t["detected"]} for a, t in res.detection.get(name, {}).items()},
+        }
+    return out
+
+
+def pooled(folds: list[dict]) -> dict:
+    """Per matcher, over the folds: novel clips reported / novel clips (Wilson 95 %), planted copies found,
+    detection per alteration."""
+    from metrics.intervals import wilson_ci
+
+    out = {}
+    for name in folds[0]["matchers"]:
+        per = [f["matchers"][name] for f in folds]
+        n, k = sum(p["novel_clips"] for p in per), sum(len(p["novel_reported"]) for p in per)
+        pf = sum(sum(p["planted_found"].values()) for p in per)
+        det = {}
+        for a in per[0]["detection"]:
+            dn, dk = sum(p["detection"][a]["n"] for p in per), sum(p["detection"][a]["detected"] for p in per)
+            det[a] = {"n": dn, "detected": dk, "ci95": list(wilson_ci(dk, dn))}
+        out[name] = {"novel_clips": n, "novel_reported": k, "rate": k / n if n else None,
+                     "ci95": list(wilson_ci(k, n)), "planted": sum(len(p["planted_found"]) for p in per),
+                     "planted_found": pf, "detection": det}
+    return out
+
+
+def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4, seed: int = 0,
+            novel_per_piece: int | None = None, folds_only: list[int] | None = None, log=print) -> dict:
+    """Every fold at every shape; the artifact's content."""
+    pieces = usable_pieces()
+    if len(pieces) < 2 * len(FOLD_COPIES):
+        raise MemorizationError(f"real-music folds: {len(pieces)} installed pieces of ≥ {min_piece_s():g} s "
+                                "(apt-get install wesnoth-1.16-music)")
+    split = fold_split(pieces, k, seed)
+    result = {"k": k, "seed": seed, "pieces": len(pieces), "min_piece_s": min_piece_s(), "clip_s": CLIP_S,
+              "matchers": list(matchers), "detect_per_alteration_per_fold": detect, "novel_per_piece": novel_per_piece,
+              "fpr": DEFAULT_CLIP_FPR, "shapes": {}}
+    for shape in shapes:
+        runs = []
+        for i, fold in enumerate(split):
+            if folds_only is not None and i not in folds_only:
+                continue
+            r = run_fold(fold, SHAPES[shape], matchers, detect, seed, novel_per_piece)
+            log(f"{shape} fold {i}: {r['seconds']} s, " + ", ".join(
+                f"{m}: {len(v['novel_reported'])}/{v['novel_clips']} novel reported, "
+                f"{sum(v['planted_found'].values())}/{len(v['planted_found'])} planted found"
+                for m, v in r["matchers"].items()))
+            runs.append({"fold": i, **r})
+        result["shapes"][shape] = {"train_clip_s": SHAPES[shape], "folds": runs, "pooled": pooled(runs)}
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--detect", type=int, default=4)
+    p.add_argument("--novel-per-piece", type=int, default=None)
+    p.add_argument("--shape", action="append", choices=list(SHAPES))
+    p.add_argument("--matcher", action="append")
+    p.add_argument("--fold", type=int, action="append", help="run only these folds (timing)")
+    p.add_argument("--out", default=str(ARTIFACT))
+    a = p.parse_args(argv)
+    res = measure(a.k, tuple(a.shape or SHAPES), tuple(a.matcher or MATCHERS), a.detect,
+                  novel_per_piece=a.novel_per_piece, folds_only=a.fold, log=lambda s: print(s, flush=True))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

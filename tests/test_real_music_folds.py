@@ -1,0 +1,94 @@
+"""The cross-split real-music measurement (benchmarks/real_music_folds.py): the rotation puts every piece of
+the installed soundtrack on the novel side exactly once and never on both sides of a fold; a fold's clips
+have the shape they claim; the pooled figure adds the folds up. Skips only when ``wesnoth-1.16-music`` is
+absent (the pooling test needs no audio)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
+
+from benchmarks.real_music_folds import (  # noqa: E402
+    CLIP_S,
+    FOLD_COPIES,
+    fold_clips,
+    fold_split,
+    pooled,
+    usable_pieces,
+)
+from metrics.memorization import MemorizationError  # noqa: E402
+
+PACKAGE = "wesnoth-1.16-music"
+
+
+@pytest.fixture(scope="module")
+def pieces():
+    pytest.importorskip("soundfile")
+    found = usable_pieces()
+    if len(found) < 2 * len(FOLD_COPIES):
+        pytest.skip(f"real orchestral recordings not installed: apt-get install {PACKAGE}")
+    return found
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_every_piece_is_novel_exactly_once_and_never_on_both_sides(pieces, k):
+    folds = fold_split(pieces, k, seed=0)
+    assert len(folds) == k
+    novel = [p for f in folds for p in f["novel"]]
+    assert sorted(novel) == sorted(pieces)  # each piece novel in exactly one fold
+    for f in folds:
+        assert f["novel"] and not set(f["novel"]) & set(f["train"])
+        assert set(f["novel"]) | set(f["train"]) == set(pieces)
+    sizes = [len(f["novel"]) for f in folds]
+    assert max(sizes) - min(sizes) <= 1
+    assert fold_split(pieces, k, seed=1) != folds  # the seed draws another rotation
+
+
+def test_fold_split_refuses_impossible_k(pieces):
+    with pytest.raises(MemorizationError, match="k=1"):
+        fold_split(pieces, 1)
+    with pytest.raises(MemorizationError, match="pieces"):
+        fold_split(pieces[:3], 4)
+
+
+@pytest.mark.parametrize("train_clip_s", [10.0, 30.0])
+def test_a_fold_has_the_shape_it_claims(pieces, train_clip_s):
+    from pathlib import Path
+
+    fold = {"novel": pieces[:2], "train": pieces[2:7]}  # a small fold: the cut is what is tested
+    train, gen, truth = fold_clips(fold, train_clip_s, novel_per_piece=1)
+    stems = {Path(f).stem for f in fold["train"]}
+    assert len(train) == len(fold["train"]) * round(30 / train_clip_s)
+    assert all(abs(len(w) / sr - train_clip_s) < 1e-3 for w, sr in train.values())
+    assert all(abs(len(w) / sr - CLIP_S) < 1e-3 for w, sr in gen.values())
+    novel = [g for g in gen if g.startswith("novel_")]
+    assert len(novel) == len(fold["novel"])  # one excerpt per novel piece here
+    assert not any(g.removeprefix("novel_").rsplit("_", 1)[0] in stems for g in novel)  # no training piece is novel
+    assert set(truth) == {f"copy_{g}" for g in FOLD_COPIES}
+    for g, (src, lag) in truth.items():
+        w, sr = train[src]
+        if g == "copy_exact" or g == "copy_exact_offgrid":  # an exact copy is the training clip from its lag on
+            i = round(lag * sr)
+            n = min(len(w) - i, len(gen[g][0]))
+            np.testing.assert_array_equal(gen[g][0][:n], w[i : i + n])
+        assert 0 <= lag < train_clip_s
+
+
+def _fold(reported: int, n: int, found: int, det: int) -> dict:
+    return {"matchers": {"m": {"novel_clips": n, "novel_reported": [f"novel_{i}" for i in range(reported)],
+                               "planted_found": {f"copy_{i}": i < found for i in range(5)},
+                               "detection": {"exact": {"n": 4, "detected": det}}}}}
+
+
+def test_pooled_adds_the_folds_up():
+    p = pooled([_fold(0, 200, 5, 4), _fold(1, 150, 3, 2), _fold(0, 100, 4, 3)])["m"]
+    assert (p["novel_reported"], p["novel_clips"]) == (1, 450)
+    assert p["rate"] == pytest.approx(1 / 450)
+    lo, hi = p["ci95"]
+    assert 0 < lo < 1 / 450 < hi < 0.0125  # one alarm in 450 nulls: Wilson upper bound ≈ 1.25 %
+    assert (p["planted_found"], p["planted"]) == (12, 15)
+    assert (p["detection"]["exact"]["detected"], p["detection"]["exact"]["n"]) == (9, 12)

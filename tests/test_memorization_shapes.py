@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
+import re
 
 import numpy as np
 import pytest
@@ -91,6 +91,7 @@ def test_musiccaps_shape_cli_reports_exact_copies_and_fills_the_detection_table(
                                   "--null", str(root / "null"), "--detect", "1", "--phases", "1", "--train-hop-s", "0.2",
                                   "--gen-hop-s", "2.5", "--out", str(out)])
     assert r.exit_code == 0, r.output
+    assert len(re.findall(r"detection table: 1[12]/12 copies planted \(1[12] whole clip\)", r.output)) == 2, r.output
     summary = json.loads((out / "memorization.json").read_text())
     assert set(summary["matchers"]) == {"semantic-ot", "embedding-mel"}
     for name, m in summary["matchers"].items():
@@ -139,17 +140,17 @@ def test_one_training_clip():
 
 
 def test_very_many_short_clips():
-    """120 training clips of 3 s (shorter than the 5 s window): the window shrinks to fit, with a warning,
-    τ is calibrated at that window, the copy is found and the detection table plants whole 3 s clips."""
+    """120 training clips of 3 s, shorter than the default 5 s window: a clear error naming the clip and the flag,
+    not a silent change of what the audit compares; with a window that fits, the copy is found and the detection
+    table plants whole 3 s clips (those the matcher can compare)."""
     train, null = clips(21, 120, 3.0), clips(77, 8, 3.0)
     ids = sorted(train)
     gen = {"copy": train[ids[57]], **clips(99, 3, 3.0)}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = audit_audio(gen, train, MEL, null=null, detect=2, alterations=ALTS, phases=1)
-    assert any("shorter than the 5 s window" in str(w.message) for w in caught)
+    with pytest.raises(MemorizationError, match=r"shorter than a window of 10 frames .*--window-s"):
+        audit_audio(gen, train, MEL, null=null, detect=0, phases=1)
+    res = audit_audio(gen, train, MEL, null=null, detect=2, alterations=ALTS, phases=1, window_s=2.5)
     r = res.results["embedding-mel"]
-    assert r.extra["window_s"] < 3.0
+    assert r.extra["window_s"] == 2.5 and r.extra["n_train"] == 120
     assert copy_found(r, "copy", ids[57]) and r.best_cost["copy"] == pytest.approx(0.0, abs=1e-6)
     planted = res.planted["embedding-mel"]
     # at 2 mel frames/s half a frame is 0.25 s: the off-grid and tempo copies of a 3 s clip lose the window's last frame

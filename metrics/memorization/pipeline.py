@@ -139,7 +139,6 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
             nul, excl = audio_nulls(train, length_s, max_null, seed)
             source = "leave-one-out"
         feats = {cid: fz.fn(w, sr, phases) for cid, (w, sr) in nul.items()}
-        kw["window"] = fit_window(kw["window"], (gen, trn, feats), m.name, fr)
         run = audit if engine is None else engine.audit
         res = run(gen, trn, None, null=feats, null_exclude=excl, null_source=source, heldout=heldout, **kw)
         results[m.name], ids[m.name] = res, fz.model_id
@@ -156,21 +155,6 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
 def shortest_phase(features) -> int:
     """Frames in a featurized clip (its shortest sub-frame phase when it has several)."""
     return min(len(x) for x in (features if isinstance(features, list) else [features]))
-
-
-def fit_window(window: int, feature_sets: Sequence[Mapping], name: str, frame_rate: float) -> int:
-    """The matcher's window, shortened (with a warning) to the shortest featurized clip when clips are shorter
-    than it (many short clips: loops, one-shots), so the audit runs; τ is calibrated at the same window."""
-    shortest = min(shortest_phase(f) for fs in feature_sets for f in fs.values())
-    if shortest >= window:
-        return window
-    if shortest < 2:
-        raise MemorizationError(f"{name}: the shortest clip gives {shortest} frame(s) at {frame_rate:g} frames/s; "
-                                "a window needs at least 2 (longer clips)")
-    warnings.warn(f"{name}: the shortest clip is {shortest / frame_rate:g} s, shorter than the {window / frame_rate:g} s "
-                  f"window: the audit compares {shortest / frame_rate:g} s windows (τ calibrated at that window)",
-                  stacklevel=3)
-    return shortest
 
 
 def measure_detection(fz: Featurizer, train: Clips, trn: Mapping, tau: float, length_s: float, detect: int,

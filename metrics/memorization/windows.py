@@ -21,7 +21,8 @@ def check_tokens(seqs: Mapping[str, np.ndarray], vocab_size: int, what: str, min
             raise MemorizationError(f"{what}/{cid}: tokens must be a 1-D integer array, got {a.dtype} {a.shape}")
         if len(a) < min_len:
             raise MemorizationError(f"{what}/{cid}: {len(a)} tokens is shorter than a window of {min_len} tokens "
-                                    f"({min_len / FRAME_RATE:g} s at {FRAME_RATE} Hz)")
+                                    f"({min_len / FRAME_RATE:g} s at {FRAME_RATE} Hz; shorter clips need a shorter "
+                                    "window: --window-s)")
         if len(a) and (a.min() < 0 or a.max() >= vocab_size):
             bad = int(a.max()) if a.max() >= vocab_size else int(a.min())
             raise MemorizationError(f"{what}/{cid}: token id {bad} outside the vocabulary [0, {vocab_size}) "
@@ -42,7 +43,8 @@ def check_frames(seqs: Mapping[str, np.ndarray], dim: int | None, what: str, min
         dim = a.shape[1]
         if len(a) < min_len:
             raise MemorizationError(f"{what}/{cid}: {len(a)} frames is shorter than a window of {min_len} frames "
-                                    f"({min_len / frame_rate:g} s at {frame_rate:g} Hz)")
+                                    f"({min_len / frame_rate:g} s at {frame_rate:g} Hz; shorter clips need a shorter "
+                                    "window: --window-s)")
         if not np.isfinite(a).all():
             raise MemorizationError(f"{what}/{cid}: embedding contains NaN/Inf")
         out[str(cid)] = a

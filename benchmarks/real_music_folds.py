@@ -120,6 +120,16 @@ def found(matches: list[dict], truth: dict) -> dict[str, bool]:
             for g, (src, start) in truth.items()}
 
 
+def nearest(matches: list[dict], ids: list[str]) -> dict[str, list]:
+    """For each reported novel clip, the training clip of its lowest-cost match and that cost: what a reader
+    needs to tell a false alarm from a piece that shares material with a training piece."""
+    best = {}
+    for m in matches:
+        if m["generated_id"] in ids and (m["generated_id"] not in best or m["cost"] < best[m["generated_id"]][1]):
+            best[m["generated_id"]] = [m["train_id"], float(m["cost"])]
+    return best
+
+
 def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4, seed: int = 0,
              novel_per_piece: int | None = None) -> dict:
     """The default audit on one fold at one shape; per matcher the novel clips it reported, the planted
@@ -141,6 +151,7 @@ def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4
         cal = r.calibration
         out["matchers"][name] = {
             "novel_clips": len(novel), "novel_reported": [k for k in novel if r.best_cost[k] < np.inf],
+            "reported_as": nearest(r.matches, [k for k in novel if r.best_cost[k] < np.inf]),
             "planted_found": found(r.matches, truth), "tau": float(r.tau),
             "calibration": {"source": cal.source, "n_calibration": cal.n_calibration, "n_heldout": cal.n_heldout,
                             "clip_false_alarms": cal.clip_false_alarms, "tail": cal.tail},
@@ -195,6 +206,27 @@ def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4
     return result
 
 
+def merge(parts: list[dict]) -> dict:
+    """One artifact from runs of the same split (same k and seed) that ran different shapes or matchers side
+    by side (two processes on two cores): fold by fold, the matchers' entries joined; pooled recomputed."""
+    if len({(p["k"], p["seed"], p["pieces"]) for p in parts}) != 1:
+        raise MemorizationError("real-music folds: the runs to merge were not cut from the same split (k, seed, pieces)")
+    out = {**parts[0], "matchers": sorted({m for p in parts for m in p["matchers"]}), "shapes": {}}
+    for p in parts:
+        for shape, s in p["shapes"].items():
+            have = {f["fold"]: f for f in out["shapes"].setdefault(shape, {**s, "folds": []})["folds"]}
+            for f in s["folds"]:
+                if f["fold"] in have:
+                    have[f["fold"]]["matchers"].update(f["matchers"])
+                    have[f["fold"]]["seconds"] += f["seconds"]
+                else:
+                    out["shapes"][shape]["folds"].append(json.loads(json.dumps(f)))
+    for s in out["shapes"].values():
+        s["folds"].sort(key=lambda f: f["fold"])
+        s["pooled"] = pooled(s["folds"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", type=int, default=5)
@@ -204,7 +236,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--matcher", action="append")
     p.add_argument("--fold", type=int, action="append", help="run only these folds (timing)")
     p.add_argument("--out", default=str(ARTIFACT))
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="join these runs' JSON into --out instead of measuring")
     a = p.parse_args(argv)
+    if a.merge:
+        Path(a.out).write_text(json.dumps(merge([json.loads(Path(f).read_text()) for f in a.merge]), indent=1) + "\n")
+        return
     res = measure(a.k, tuple(a.shape or SHAPES), tuple(a.matcher or MATCHERS), a.detect,
                   novel_per_piece=a.novel_per_piece, folds_only=a.fold, log=lambda s: print(s, flush=True))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

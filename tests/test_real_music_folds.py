@@ -92,3 +92,22 @@ def test_pooled_adds_the_folds_up():
     assert 0 < lo < 1 / 450 < hi < 0.0125  # one alarm in 450 nulls: Wilson upper bound ≈ 1.25 %
     assert (p["planted_found"], p["planted"]) == (12, 15)
     assert (p["detection"]["exact"]["detected"], p["detection"]["exact"]["n"]) == (9, 12)
+
+
+def test_merge_joins_matchers_of_the_same_split_and_refuses_another_split():
+    from benchmarks.real_music_folds import merge
+
+    def run(matcher: str, reported: int, seed: int = 0) -> dict:
+        folds = [{"fold": i, "seconds": 1.0, **_fold(reported, 100, 5, 4)} for i in range(2)]
+        for f in folds:
+            f["matchers"] = {matcher: f["matchers"]["m"]}
+        return {"k": 2, "seed": seed, "pieces": 10, "matchers": [matcher],
+                "shapes": {"s": {"train_clip_s": 10.0, "folds": folds, "pooled": pooled(folds)}}}
+
+    out = merge([run("a", 0), run("b", 1)])
+    assert out["matchers"] == ["a", "b"]
+    assert [f["fold"] for f in out["shapes"]["s"]["folds"]] == [0, 1]
+    p = out["shapes"]["s"]["pooled"]
+    assert (p["a"]["novel_reported"], p["b"]["novel_reported"], p["b"]["novel_clips"]) == (0, 2, 200)
+    with pytest.raises(MemorizationError, match="same split"):
+        merge([run("a", 0), run("b", 0, seed=1)])

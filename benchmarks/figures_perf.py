@@ -6,7 +6,9 @@ for a source tree — the streaming pipeline, and the commit before it, measured
 a ``test_bench_memory`` run recorded with ``--from-benchmark``): ``memory-table`` in docs/performance.md
 §9, ``memory-summary`` inline in the README. ``docs/bench/stats_table1.json`` is the pytest-benchmark
 JSON of ``test_bench_stats.py::test_demo_table1_statistics`` (``--benchmark-json``): ``stats-bench-table``
-in docs/performance.md §11.
+in docs/performance.md §11. ``docs/bench/generation_batch.json`` is the pytest-benchmark JSON of
+``test_bench_generation.py::test_clips_per_s_by_batch``: ``generation-batch-table`` in docs/performance.md §4,
+``generation-batch-summary`` inline in the README.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from benchmarks.figures_format import get_field, load, num
 
 MEMORY = Path("docs/figures/memory.json")
 STATS_BENCH = Path("docs/bench/stats_table1.json")
-ARTIFACTS = (MEMORY, STATS_BENCH)
+GENERATION_BENCH = Path("docs/bench/generation_batch.json")
+ARTIFACTS = (MEMORY, STATS_BENCH, GENERATION_BENCH)
 
 
 def memory_table(root: Path) -> str:
@@ -64,9 +67,42 @@ def stats_bench_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def generation_batch_table(root: Path) -> str:
+    """Generation clips/s by batch size: every run in the order it ran (interleaved), its load beside it."""
+    d = load(root, GENERATION_BENCH)
+    e = get_field(d, GENERATION_BENCH, "benchmarks")[0]["extra_info"]
+    lines = ["", "| run (in order) | batch | clips | wall | clips/s | CPU | clips per CPU-s | load (before → after) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in e["runs"]:
+        lines.append(f"| {r['run']} | {r['batch']} | {r['clips']} | {num(r['wall_s'], 1)} s | {num(r['clips_per_s'], 3)} "
+                     f"| {num(r.get('cpu_s'), 1)} s | {num(r.get('clips_per_cpu_s'), 3)} "
+                     f"| {num(r['loadavg_before'][0], 1)} → {num(r['loadavg_after'][0], 1)} |")
+    cps = e["clips_per_s"]
+    lines += ["", f"{e['seconds_of_audio']:g} s clips, {e['weights']} checkpoints, {e['torch_threads']} torch thread, "
+              f"{d['machine_info'].get('cpu_count')} cores, {d.get('datetime', '?')[:16]} UTC. Clips/s: batch 1 "
+              f"{num(cps['1'], 3)} (the three clips alone), batch 8 {num(cps['8'], 3)} (**{num(e['ratio_8_over_1'], 1)}×**), "
+              f"batch 20 {num(cps['20'], 3)} (**{num(e['ratio_20_over_1'], 1)}×**; target ≥ {e['target_ratio']}×); "
+              f"the item-by-item fallback (`row_tile=0`) at batch 20: {num(e['item_by_item_clips_per_s_20'], 3)}. "
+              f"Per CPU second, batch 20 over batch 1: {num(e.get('cpu_ratio_20_over_1'), 1)}×. "
+              "Gate passed: each clip alone = its row in batch 8 and batch 20, bit for bit."]
+    return "\n".join(lines) + "\n"
+
+
+def generation_batch_summary(root: Path) -> str:
+    """README's inline line: clips/s of batch 20 against batch 1, and the load they ran under."""
+    d = load(root, GENERATION_BENCH)
+    e = get_field(d, GENERATION_BENCH, "benchmarks")[0]["extra_info"]
+    loads = [r["loadavg_before"][0] for r in e["runs"]]
+    return (f"generation of {e['seconds_of_audio']:g} s clips at batch 20 runs at {num(e['ratio_20_over_1'], 1)}× the clips/s "
+            f"of batch 1 ({num(e['clips_per_s']['20'], 2)} vs {num(e['clips_per_s']['1'], 2)}, load {num(min(loads), 1)}–"
+            f"{num(max(loads), 1)} on {d['machine_info'].get('cpu_count')} cores), every clip bit-identical to the clip generated alone")
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 PERF_RENDERERS: dict[str, Callable[[Path], str]] = {"memory-table": memory_table, "memory-summary": memory_summary,
-                                                     "stats-bench-table": stats_bench_table}
+                                                     "stats-bench-table": stats_bench_table,
+                                                     "generation-batch-table": generation_batch_table,
+                                                     "generation-batch-summary": generation_batch_summary}

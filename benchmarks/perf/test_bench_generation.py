@@ -17,6 +17,14 @@ tests/test_sampling.py asserts identical tokens).
 three stages, codec decoder) with the shipped set, or the shipped codec + MuLan around the stages above
 when the shipped stages do not load; RTF = wall seconds / 10 s.
 
+``test_clips_per_s_by_batch`` (issue #28 item 3): ``MusicLM.generate`` of 10 s clips at batch 1, 8 and 20,
+interleaved on one warm model (alone 0, batch 20, alone 1, batch 8, alone 2, then the item-by-item
+fallback ``row_tile=0`` at batch 20), so the load is shared alike; clips/s, wall and ``/proc/loadavg``
+before and after each run go to ``extra_info``, with each run's process CPU time (clips per CPU
+second: what the run costs on an idle core, far steadier than wall time on the shared machine). Correctness gate: each of the three clips generated
+alone equals its row of the batch-8 and batch-20 runs bit for bit (float32 samples, hence WAV bytes),
+and batch 8 equals the first 8 rows of batch 20. ``BENCH_GEN_BATCH_SECONDS`` (default 10) sets the clip length.
+
 Duration: the uncached runs dominate (≈ 13 min at 10 s on the loaded 2-core machine: fine alone ≈ 8 min);
 ``BENCH_GEN_SECONDS=2`` gives a quick run whose ratios are lower (the uncached cost grows quadratically).
 """
@@ -27,6 +35,7 @@ import functools
 import os
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,7 +43,7 @@ import musiclm_ref.pipeline as pipeline
 from musiclm_ref.pipeline import SHIPPED_DIR, MusicLM
 from musiclm_ref.sampling import generate
 from musiclm_ref.stages import Stage, StageConfig, StageError, TokenSpec, load_stage, read_stage_checkpoint
-from musiclm_ref.transformer import KVCache
+from musiclm_ref.transformer import ROW_TILE, KVCache
 
 SECONDS = float(os.environ.get("BENCH_GEN_SECONDS", "10"))  # the issue's length; smaller = quicker, lower ratio
 TARGET_RATIO = 5
@@ -130,3 +139,56 @@ def test_text_to_audio_rtf(benchmark, stages):
     assert audio.shape == (1, int(SECONDS * pipeline.SAMPLE_RATE)) and torch.isfinite(torch.from_numpy(audio)).all()
     wall = benchmark.stats.stats.min
     benchmark.extra_info.update({"seconds_of_audio": SECONDS, "wall_s": wall, "rtf": wall / SECONDS, "weights": weights})
+
+
+BATCH_SECONDS = float(os.environ.get("BENCH_GEN_BATCH_SECONDS", "10"))
+BATCH_TARGET = 3  # issue 28: batch 20 at ≥ 3× the clips/s of batch 1, bit-identical output
+
+
+def _loadavg() -> list[float]:
+    return [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+
+
+def clips_by_batch(model: MusicLM, captions: list[str], ids: list[str]) -> tuple[dict, list[dict]]:
+    """Generate in the interleaved order; returns the waves by run name and one timing record per run."""
+    order = [("alone-0", 1, 0), ("batch-20", 20, None), ("alone-1", 1, 1), ("batch-8", 8, None), ("alone-2", 1, 2),
+             ("batch-20-item-by-item", 20, None)]
+    waves, runs = {}, []
+    for name, b, i in order:
+        rows = slice(i, i + 1) if i is not None else slice(0, b)
+        model.row_tile = 0 if name.endswith("item-by-item") else ROW_TILE
+        before = _loadavg()
+        t0, c0 = time.perf_counter(), time.process_time()
+        waves[name] = model.generate(captions[rows], seconds=BATCH_SECONDS, seed=0, batch=b, ids=ids[rows])
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        runs.append({"run": name, "batch": b, "clips": len(waves[name]), "wall_s": wall, "cpu_s": cpu,
+                     "clips_per_s": len(waves[name]) / wall, "clips_per_cpu_s": len(waves[name]) / cpu,
+                     "loadavg_before": before, "loadavg_after": _loadavg()})
+    model.row_tile = ROW_TILE
+    return waves, runs
+
+
+def test_clips_per_s_by_batch(benchmark, stages):
+    model, weights = full_model(stages)
+    captions = [f"{a} {b}" for a in ("calm", "loud", "slow", "fast", "dark") for b in ("piano", "drums", "synth pad", "guitar")]
+    ids = [f"clip-{i:02d}" for i in range(20)]
+    benchmark.group = "generation by batch size"
+    waves, runs = benchmark.pedantic(clips_by_batch, args=(model, captions, ids), rounds=1, iterations=1)
+    for i in range(3):  # the gate: a clip in a batch of 8 or 20 is the clip generated alone, bit for bit
+        alone = waves[f"alone-{i}"][0]
+        assert np.array_equal(waves["batch-20"][i], alone) and np.array_equal(waves["batch-8"][i], alone), i
+    assert np.array_equal(waves["batch-8"], waves["batch-20"][:8])
+    assert np.abs(waves["batch-20"]).max() > 0.01  # real audio
+    alone = [r for r in runs if r["batch"] == 1]
+    batched = [r for r in runs if r["batch"] > 1 and not r["run"].endswith("item-by-item")]
+    per_batch = {1: 3 / sum(r["wall_s"] for r in alone), **{r["batch"]: r["clips_per_s"] for r in batched}}
+    per_cpu = {1: 3 / sum(r["cpu_s"] for r in alone), **{r["batch"]: r["clips_per_cpu_s"] for r in batched}}
+    fallback = next(r for r in runs if r["run"].endswith("item-by-item"))
+    benchmark.extra_info.update({
+        "seconds_of_audio": BATCH_SECONDS, "weights": weights, "row_tile": ROW_TILE, "runs": runs,
+        "clips_per_s": {str(b): v for b, v in sorted(per_batch.items())},
+        "ratio_20_over_1": per_batch[20] / per_batch[1], "ratio_8_over_1": per_batch[8] / per_batch[1],
+        "clips_per_cpu_s": {str(b): v for b, v in sorted(per_cpu.items())}, "cpu_ratio_20_over_1": per_cpu[20] / per_cpu[1],
+        "item_by_item_clips_per_s_20": fallback["clips_per_s"], "target_ratio": BATCH_TARGET,
+        "torch_threads": torch.get_num_threads(),
+    })

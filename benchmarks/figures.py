@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.figures_coverage import COVERAGE_RENDERERS
 from benchmarks.figures_format import FigureError, get_field, load, num, with_ci
 from benchmarks.figures_hierarchy import HIERARCHY_RENDERERS
 from benchmarks.figures_memo import MEMO_RENDERERS
@@ -155,7 +156,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "codec-summary": codec_summary, "codec-levels": codec_levels, "stage-figures": stage_figures,
     "classifier-map": classifier_map, "mulan-recall": mulan_recall, "demo-table": demo_table,
     "demo-contrast": demo_contrast, "interval-coverage": interval_coverage,
-    **REAL_MODEL_RENDERERS, **PERF_RENDERERS, **MEMO_RENDERERS, **TRAINING_RENDERERS, **HIERARCHY_RENDERERS,
+    **REAL_MODEL_RENDERERS, **PERF_RENDERERS, **COVERAGE_RENDERERS, **MEMO_RENDERERS, **TRAINING_RENDERERS, **HIERARCHY_RENDERERS,
 }
 
 

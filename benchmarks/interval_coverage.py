@@ -8,6 +8,12 @@ population value: BCa / basic / percentile from ``metrics.intervals.bootstrap_in
 resampled) and the old ``bootstrap_fad_ci`` kept below as the baseline (generated clips only, percentile).
 ``tests/test_intervals.py`` asserts the BCa coverage on its own replications; this script is what
 the figure in docs/protocol.md ("Intervals") comes from. Run: ``python -m benchmarks.interval_coverage``.
+
+``--conditions``: the same question where the data are unlike those Gaussian frames (issue 27): heavy-tailed
+frames, clip effects, d = 64 / 128, unequal set sizes (``benchmarks.coverage_data``), for FAD, KAD, KLD and
+MCC, with the false-positive rate of the clip-paired test of two systems from one generator. Every number
+comes from ``metrics.evaluate.statistics``, the function ``compare`` calls, so it measures what users get;
+it writes ``docs/figures/interval_coverage_conditions.json`` (rendered by ``benchmarks/figures_coverage.py``).
 """
 
 from __future__ import annotations

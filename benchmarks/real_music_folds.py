@@ -56,14 +56,21 @@ def usable_pieces() -> list[str]:
     return [f for f in real_pieces() if sf.info(f).duration >= min_piece_s()]
 
 
-def fold_split(pieces: list[str], k: int, seed: int = 0) -> list[dict[str, list[str]]]:
+def fold_split(pieces: list[str], k: int, seed: int = 0, null_pieces: bool = False) -> list[dict[str, list[str]]]:
     """``k`` folds over ``pieces``: each ``{"novel": [...], "train": [...]}``, the novel sets a partition of the
-    pieces (each novel exactly once), the training set every other piece (sorted)."""
+    pieces (each novel exactly once), the training set every other piece (sorted). ``null_pieces``: fold i's
+    ``null`` pieces are fold i+1's novel ones (mod k), taken out of its training set — the audit then
+    calibrates τ on excerpts of pieces that are neither training nor audited (``--null DIR``)."""
     if not 2 <= k <= len(pieces):
         raise MemorizationError(f"real-music folds: k={k} folds over {len(pieces)} pieces (need 2 ≤ k ≤ pieces)")
     order = [pieces[i] for i in np.random.default_rng(seed).permutation(len(pieces))]
     groups = [sorted(g) for g in np.array_split(np.asarray(order, dtype=object), k)]
-    return [{"novel": list(g), "train": sorted(set(pieces) - set(g))} for g in groups]
+    if not null_pieces:
+        return [{"novel": list(g), "train": sorted(set(pieces) - set(g))} for g in groups]
+    if k < 3:
+        raise MemorizationError(f"real-music folds: nulls from other pieces need k ≥ 3 folds (novel, null, training), not {k}")
+    return [{"novel": list(g), "null": groups[(i + 1) % k], "train": sorted(set(pieces) - set(g) - set(groups[(i + 1) % k]))}
+            for i, g in enumerate(groups)]
 
 
 def _cut(path: str, start: float, dur: float, sr: int) -> tuple[np.ndarray, int]:
@@ -84,11 +91,17 @@ def novel_starts(duration: float, per_piece: int | None) -> np.ndarray:
     return starts
 
 
+def excerpts(files: list[str], prefix: str, per_piece: int | None, sr: int = REAL_SR) -> dict:
+    """The 10 s excerpts of :func:`novel_starts` of every file, ``{prefix_stem_start: (wave, sr)}``."""
+    import soundfile as sf
+
+    return {f"{prefix}_{Path(f).stem}_{s0:05.1f}": _cut(f, float(s0), CLIP_S, sr)
+            for f in files for s0 in novel_starts(sf.info(f).duration, per_piece)}
+
+
 def fold_clips(fold: dict, train_clip_s: float, sr: int = REAL_SR, seed: int = 0,
                novel_per_piece: int | None = None) -> tuple[dict, dict, dict]:
     """``(train, generated, truth)`` of one fold at one shape; ``truth``: planted id → (training id, start s)."""
-    import soundfile as sf
-
     from metrics.memorization.alter import gain, noise
 
     stem = lambda f: Path(f).stem  # noqa: E731
@@ -107,9 +120,7 @@ def fold_clips(fold: dict, train_clip_s: float, sr: int = REAL_SR, seed: int = 0
         clip_o = np.floor(off / train_clip_s + 1e-9) * train_clip_s
         cid = stem(f) if train_clip_s >= TRAIN_S else f"{stem(f)}_{clip_o:02.0f}"
         truth[f"copy_{gid}"] = (cid, float(off - clip_o))
-    for f in fold["novel"]:
-        for s0 in novel_starts(sf.info(f).duration, novel_per_piece):
-            gen[f"novel_{stem(f)}_{s0:05.1f}"] = _cut(f, float(s0), CLIP_S, sr)
+    gen.update(excerpts(fold["novel"], "novel", novel_per_piece, sr))
     return train, gen, truth
 
 
@@ -141,9 +152,11 @@ def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = audit_audio(gen, train, matchers, detect=detect, seed=seed,
+        null = excerpts(fold["null"], "null", None) if "null" in fold else None
+        res = audit_audio(gen, train, matchers, null=null, detect=detect, seed=seed,
                           alterations={a: ALTERATIONS[a] for a in FOLD_ALTERATIONS})
     out = {"novel_pieces": [Path(f).stem for f in fold["novel"]], "n_train_clips": len(train),
+           "null_pieces": [Path(f).stem for f in fold.get("null", [])],
            "seconds": round(time.perf_counter() - t0, 1), "warnings": sorted({str(w.message) for w in caught}),
            "matchers": {}}
     for name, r in res.results.items():
@@ -181,13 +194,15 @@ def pooled(folds: list[dict]) -> dict:
 
 
 def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4, seed: int = 0,
-            novel_per_piece: int | None = None, folds_only: list[int] | None = None, log=print) -> dict:
-    """Every fold at every shape; the artifact's content."""
+            novel_per_piece: int | None = None, folds_only: list[int] | None = None, log=print,
+            null_pieces: bool = False) -> dict:
+    """Every fold at every shape; the artifact's content. With ``null_pieces`` the shapes are recorded as
+    ``<shape>+null-pieces`` (τ from nulls of other pieces, see :func:`fold_split`)."""
     pieces = usable_pieces()
     if len(pieces) < 2 * len(FOLD_COPIES):
         raise MemorizationError(f"real-music folds: {len(pieces)} installed pieces of ≥ {min_piece_s():g} s "
                                 "(apt-get install wesnoth-1.16-music)")
-    split = fold_split(pieces, k, seed)
+    split = fold_split(pieces, k, seed, null_pieces)
     result = {"k": k, "seed": seed, "pieces": len(pieces), "min_piece_s": min_piece_s(), "clip_s": CLIP_S,
               "matchers": list(matchers), "detect_per_alteration_per_fold": detect, "novel_per_piece": novel_per_piece,
               "fpr": DEFAULT_CLIP_FPR, "shapes": {}}
@@ -202,15 +217,21 @@ def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4
                 f"{sum(v['planted_found'].values())}/{len(v['planted_found'])} planted found"
                 for m, v in r["matchers"].items()))
             runs.append({"fold": i, **r})
-        result["shapes"][shape] = {"train_clip_s": SHAPES[shape], "folds": runs, "pooled": pooled(runs)}
+        key = f"{shape}+null-pieces" if null_pieces else shape
+        result["shapes"][key] = {"train_clip_s": SHAPES[shape], "seed": seed, "null_pieces": null_pieces, "folds": runs,
+                                 "pooled": pooled(runs)}
     return result
 
 
 def merge(parts: list[dict]) -> dict:
-    """One artifact from runs of the same split (same k and seed) that ran different shapes or matchers side
-    by side (two processes on two cores): fold by fold, the matchers' entries joined; pooled recomputed."""
-    if len({(p["k"], p["seed"], p["pieces"]) for p in parts}) != 1:
-        raise MemorizationError("real-music folds: the runs to merge were not cut from the same split (k, seed, pieces)")
+    """One artifact from runs over the same pieces that ran different shapes or matchers side by side (two
+    processes on two cores): fold by fold, the matchers' entries joined; pooled recomputed. Each shape
+    records its own seed; runs of one shape must share it (the same split)."""
+    if len({(p["k"], p["pieces"]) for p in parts}) != 1:
+        raise MemorizationError("real-music folds: the runs to merge were not cut from the same pieces (k, pieces)")
+    for shape in {s for p in parts for s in p["shapes"]}:
+        if len({p["shapes"][shape].get("seed", p["seed"]) for p in parts if shape in p["shapes"]}) != 1:
+            raise MemorizationError(f"real-music folds: the runs of {shape!r} to merge were not cut from the same split")
     out = {**parts[0], "matchers": sorted({m for p in parts for m in p["matchers"]}), "shapes": {}}
     for p in parts:
         for shape, s in p["shapes"].items():
@@ -235,14 +256,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shape", action="append", choices=list(SHAPES))
     p.add_argument("--matcher", action="append")
     p.add_argument("--fold", type=int, action="append", help="run only these folds (timing)")
+    p.add_argument("--seed", type=int, default=0, help="the rotation's shuffle (and the planted copies' noise)")
+    p.add_argument("--null-pieces", action="store_true", help="calibrate τ on the next fold's pieces (--null), not leave-one-out")
     p.add_argument("--out", default=str(ARTIFACT))
     p.add_argument("--merge", nargs="+", metavar="JSON", help="join these runs' JSON into --out instead of measuring")
     a = p.parse_args(argv)
     if a.merge:
         Path(a.out).write_text(json.dumps(merge([json.loads(Path(f).read_text()) for f in a.merge]), indent=1) + "\n")
         return
-    res = measure(a.k, tuple(a.shape or SHAPES), tuple(a.matcher or MATCHERS), a.detect,
-                  novel_per_piece=a.novel_per_piece, folds_only=a.fold, log=lambda s: print(s, flush=True))
+    res = measure(a.k, tuple(a.shape or SHAPES), tuple(a.matcher or MATCHERS), a.detect, a.seed, a.novel_per_piece,
+                  a.fold, lambda s: print(s, flush=True), a.null_pieces)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
 

@@ -48,6 +48,16 @@ def test_every_piece_is_novel_exactly_once_and_never_on_both_sides(pieces, k):
     assert fold_split(pieces, k, seed=1) != folds  # the seed draws another rotation
 
 
+def test_nulls_from_other_pieces_are_a_third_side(pieces):
+    folds = fold_split(pieces, 4, seed=1, null_pieces=True)
+    assert sorted(p for f in folds for p in f["null"]) == sorted(pieces)  # each piece a null piece once too
+    for f in folds:
+        sides = [set(f["novel"]), set(f["null"]), set(f["train"])]
+        assert all(sides) and sum(map(len, sides)) == len(set().union(*sides)) == len(pieces)  # disjoint, covering
+    with pytest.raises(MemorizationError, match="k ≥ 3"):
+        fold_split(pieces, 2, null_pieces=True)
+
+
 def test_fold_split_refuses_impossible_k(pieces):
     with pytest.raises(MemorizationError, match="k=1"):
         fold_split(pieces, 1)

@@ -18,7 +18,8 @@ the m×m, n×n and m×n matrices (≈36 GB at 55,000 frames a side); here memory
 median uses two blockwise passes (a histogram of the distances, then the values in the bin that
 holds the median rank). Per-clip values use the set's σ for every clip (kadtk's ``score_individual``
 recomputes it per file, which makes clips incomparable and fails on a one-frame clip), and resamples
-for intervals keep the point value's σ (a CI of one metric, not of a moving kernel).
+for intervals keep the point value's σ (a CI of one metric, not of a moving kernel) and never pair a
+resampled clip with its own copies (``KAD._within_set``).
 """
 
 from __future__ import annotations
@@ -345,23 +346,40 @@ class KAD(PerClipOutputs):
             (x, xo, nx, cx), (y, yo, ny, cy) = sides["reference"], sides["generated"]
             mats = [_clip_kernel_sums(a, ao, na, b, bo, nb, g, self.block).cpu().numpy()
                     for a, ao, na, b, bo, nb in ((x, xo, nx, x, xo, nx), (y, yo, ny, y, yo, ny), (x, xo, nx, y, yo, ny))]
-            # the diagonal the within-set means exclude: each frame with itself, k(a, a) = 1
-            diag = [cx, cy]
-            self._clip_matrices = (*mats, *diag, cx, cy)
+            self._clip_matrices = (*mats, cx, cy)
         return self._clip_matrices
 
+    @staticmethod
+    def _within_set(w: np.ndarray, s: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Σ k, number of frame pairs) over the within-set pairs a resample keeps, per row of clip counts ``w``.
+
+        Why not every pair of the resampled frames: the point value is a U-statistic over pairs of
+        distinct frames, and a bootstrap of it over clips pairs distinct *draws*. Two copies of one
+        clip drawn twice are one sample, not two: pairing them pairs each frame with itself
+        (k(a, a) = 1) and the clip with its own frames, which put KAD's resampled values ≈1.5 sd above
+        the estimate and its intervals below the population value (docs/protocol.md, "Intervals").
+        Kept: every pair of frames from two different clips, w_i·w_j times (i ≠ j), and each copy's
+        own pairs of distinct frames (S_ii − f_i, w_i times). With every count 1 this is the point
+        value's sum over i ≠ j frames. ``s``: clip × clip kernel sums (S_ii includes the f_i frames
+        paired with themselves), ``f``: frames per clip.
+        """
+        s_ii = np.diag(s)
+        total = ((w @ s) * w).sum(1) - (w * w) @ s_ii + w @ (s_ii - f)
+        pairs = (w @ f) ** 2 - (w * w) @ (f * f) + w @ (f * (f - 1))
+        return total, pairs
+
     def value_on_counts(self, ref_counts: np.ndarray, gen_counts: np.ndarray) -> np.ndarray:
-        """KAD on each row of clip counts (rows aligned with ``ids(side)``), the point value's bandwidth."""
-        sxx, syy, sxy, dx, dy, cx, cy = self._clips()
+        """KAD on each row of clip counts (rows aligned with ``ids(side)``), the point value's bandwidth;
+        within a set, a clip drawn k times is not paired with its own copies (``_within_set``)."""
+        sxx, syy, sxy, cx, cy = self._clips()
         wr, wg = np.asarray(ref_counts, np.float64), np.asarray(gen_counts, np.float64)
-        m, n = wr @ cx, wg @ cy
-        xx = ((wr @ sxx) * wr).sum(1) - wr @ dx
-        yy = ((wg @ syy) * wg).sum(1) - wg @ dy
+        (xx, pxx), (yy, pyy) = self._within_set(wr, sxx, cx), self._within_set(wg, syy, cy)
         xy = ((wr @ sxy) * wg).sum(1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = SCALE * (xx / (m * (m - 1)) + yy / (n * (n - 1)) - 2.0 * xy / (m * n))
-        # a resample with fewer than 2 frames on a side has no within-set mean: NaN, which the intervals drop
-        return np.where((m >= 2) & (n >= 2), out, np.nan)
+            out = SCALE * (xx / pxx + yy / pyy - 2.0 * xy / ((wr @ cx) * (wg @ cy)))
+        # a resample with no kept within-set pair on a side (fewer than 2 frames, or one clip of one frame
+        # drawn repeatedly) has no within-set mean: NaN, which the intervals drop
+        return np.where((pxx > 0) & (pyy > 0), out, np.nan)
 
     def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:
         def counts(side: str, ids: Sequence[str]) -> np.ndarray:

@@ -111,17 +111,61 @@ def test_metric_value_per_clip_and_merge(filled):
         a.merge(KAD(bandwidth="reference"))
 
 
-def test_value_on_resamples_with_the_point_bandwidth(filled):
-    sigma = filled.sigma()
+def resampled_kad(metric: KAD, r: list[str], g: list[str]) -> float:
+    """The unbiased MMD² of a resample written out frame by frame (independent code): every resampled
+    clip's frames tagged with the draw they came from; within a set, two frames are paired when they are
+    distinct frames of one draw, or come from draws of two different clips (never two copies of a clip)."""
+    gamma = 1 / (2 * metric.sigma() ** 2 + 1e-8)
+
+    def tagged(side: str, ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        arrays = [np.asarray(metric.outputs[side][c], np.float64) for c in ids]
+        draw = np.concatenate([np.full(len(a), k) for k, a in enumerate(arrays)])
+        clip = np.concatenate([np.full(len(a), metric.ids(side).index(c)) for c, a in zip(ids, arrays)])
+        return np.concatenate(arrays), draw, clip
+
+    def within(side: str, ids: list[str]) -> float:
+        x, draw, clip = tagged(side, ids)
+        k = np.exp(-gamma * cdist(x, x, "sqeuclidean"))
+        same_draw, same_clip = draw[:, None] == draw[None, :], clip[:, None] == clip[None, :]
+        keep = (same_draw & ~np.eye(len(x), dtype=bool)) | ~same_clip
+        return k[keep].mean()
+
+    x, y = tagged("reference", r)[0], tagged("generated", g)[0]
+    cross = np.exp(-gamma * cdist(x, y, "sqeuclidean")).mean()
+    return 100 * (within("reference", r) + within("generated", g) - 2 * cross)
+
+
+def test_value_on_all_clips_once_is_the_point_value(filled):
     all_r, all_g = filled.ids("reference"), filled.ids("generated")
-    assert filled.value_on(all_r, all_g) == pytest.approx(filled.compute().value, rel=1e-9)
-    rng = np.random.default_rng(3)
+    point = filled.compute().value
+    assert filled.value_on(all_r, all_g) == pytest.approx(point, rel=1e-12, abs=1e-12)
+    ones = filled.value_on_counts(np.ones((2, len(all_r))), np.ones((2, len(all_g))))
+    np.testing.assert_allclose(ones, point, rtol=1e-12, atol=1e-12)
+    assert resampled_kad(filled, all_r, all_g) == pytest.approx(point, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_value_on_resamples_never_pair_a_clip_with_its_copies(filled, seed):
+    all_r, all_g = filled.ids("reference"), filled.ids("generated")
+    rng = np.random.default_rng(seed)
     r = list(rng.choice(all_r, len(all_r)))
-    g = list(rng.choice(all_g, len(all_g)))  # repeats: copies of a clip are distinct samples
-    ref = dense_kad(filled.frames("reference", r), filled.frames("generated", g), sigma)[0]
-    assert filled.value_on(r, g) == pytest.approx(ref, rel=1e-9)
+    g = list(rng.choice(all_g, len(all_g)))
+    assert len(set(r)) < len(r) and len(set(g)) < len(g)  # the case at stake: clips drawn more than once
+    got = filled.value_on(r, g)
+    assert got == pytest.approx(resampled_kad(filled, r, g), rel=1e-9)
+    # pairing copies (the frames of a resample pooled, as if the copies were new clips) is a different number
+    pooled = dense_kad(filled.frames("reference", r), filled.frames("generated", g), filled.sigma())[0]
+    assert abs(got - pooled) > 1e-3 * abs(pooled)
     with pytest.raises(MetricError, match="unknown generated clip"):
         filled.value_on(all_r, ["nope"])
+
+
+def test_resample_of_one_single_frame_clip_has_no_within_set_mean():
+    m = KAD(bandwidth=1.0, n_boot=0)
+    m.update("reference", {"a": np.zeros((1, 4)), "b": np.ones((1, 4))})
+    m.update("generated", {"c": np.zeros((1, 4)), "d": np.ones((1, 4))})
+    got = m.value_on_counts(np.array([[2, 0], [1, 1]]), np.array([[1, 1], [1, 1]]))
+    assert np.isnan(got[0]) and np.isfinite(got[1])
 
 
 def test_bandwidth_modes_and_one_frame_clips():

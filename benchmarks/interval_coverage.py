@@ -27,6 +27,7 @@ import numpy as np
 
 from benchmarks import coverage_data
 from benchmarks.coverage_data import CONDITIONS, Condition, World, population_values
+from metrics.errors import InputError
 from metrics.evaluate import GROUND_TRUTH, SourceResult, statistics
 from metrics.fad import EmbeddingStats, FADError, frechet_distance
 from metrics.fad_metric import FAD
@@ -131,13 +132,16 @@ METRICS = ("fad", "kad", "kld", "mcc")
 CONDITIONS_OUT = OUT.with_name("interval_coverage_conditions.json")
 
 
-def system_states(world: World, outputs: dict[str, dict[str, dict[str, np.ndarray]]], name: str) -> SourceResult:
+def system_states(world: World, outputs: dict[str, dict[str, dict[str, np.ndarray]]], name: str,
+                  keys: tuple[str, ...] = METRICS) -> SourceResult:
     """One system scored as ``metrics.evaluate`` scores a source: each metric's state filled by id and
     computed without an interval (the run's ``statistics`` adds them, with the pairs, from one plan)."""
     res = SourceResult(name, None, {})
     n_gen = world.cond.n_gen
     for key, metric in (("fad", FAD("sim", n_boot=0)), ("kad", KAD("sim", n_boot=0)),
                         ("kld", KLD("musiclm", "kld", n_boot=0)), ("mcc", MCC("sim", n_boot=0))):
+        if key not in keys:
+            continue
         ref = outputs["reference"][metric.output]
         # set-level metrics read the whole reference set; paired metrics each generated clip's partner
         metric.update("reference", ref if key in ("fad", "kad") else dict(list(ref.items())[:n_gen]))
@@ -161,7 +165,8 @@ def rejections(pvalues: list[float], alpha: float = 0.05) -> dict:
     return {"false_positive_rate": k / len(pvalues), "fpr_wilson95": list(wilson_ci(k, len(pvalues))), "alpha": alpha}
 
 
-def simulate_condition(cond: Condition, reps: int, n_boot: int, seed: int, truth: dict | None = None) -> dict:
+def simulate_condition(cond: Condition, reps: int, n_boot: int, seed: int, truth: dict | None = None,
+                       keys: tuple[str, ...] = METRICS) -> dict:
     """``reps`` runs of one condition: a reference set and two systems from one generator (a true null),
     every interval and the paired test of each metric from ``metrics.evaluate.statistics`` (what ``compare``
     computes, one ``ResamplingPlan`` per run, seeded by the replication); system a's intervals are scored
@@ -170,31 +175,35 @@ def simulate_condition(cond: Condition, reps: int, n_boot: int, seed: int, truth
     rng = np.random.default_rng(seed)
     started = time.time()
     truth = truth or population_values(world, np.random.default_rng(seed + 10_000))
-    intervals: dict[str, list] = {k: [] for k in METRICS}
-    estimates: dict[str, list] = {k: [] for k in METRICS}
-    pvalues: dict[str, list] = {k: [] for k in METRICS}
+    intervals: dict[str, list] = {k: [] for k in keys}
+    estimates: dict[str, list] = {k: [] for k in keys}
+    pvalues: dict[str, list] = {k: [] for k in keys}
     for r in range(reps):
         caps = world.captions(rng, cond.n_ref)
         outputs = {"reference": world.reference(rng, caps), "a": world.system(rng, caps, cond.n_gen),
                    "b": world.system(rng, caps, cond.n_gen)}
-        systems = {name: system_states(world, outputs, name) for name in ("a", "b")}
+        systems = {name: system_states(world, outputs, name, keys) for name in ("a", "b")}
         rows = statistics(SourceResult(GROUND_TRUTH, None, {}), systems, n_boot, seed + r)
-        for key in METRICS:
+        for key in keys:
             estimates[key].append(systems["a"].metrics[key].value)
             intervals[key].append(tuple(systems["a"].metrics[key].ci95))
         for row in rows:
             pvalues[row["metric"]].append(row["p_value"])
     metrics = {k: {"population": truth[k], "mean_estimate": float(np.mean(estimates[k])),
                    "sd_estimate": float(np.std(estimates[k], ddof=1)), **tally(intervals[k], truth[k]["value"]),
-                   **rejections(pvalues[k])} for k in METRICS}
+                   **rejections(pvalues[k])} for k in keys}
     return {"setup": cond.describe(), "metrics": metrics, "elapsed_s": round(time.time() - started, 1)}
 
 
 def simulate_conditions(conditions: tuple[Condition, ...], reps: int, n_boot: int, seed: int,
-                        out: Path | None = None) -> dict:
+                        out: Path | None = None, keys: tuple[str, ...] = METRICS) -> dict:
     """Every condition of ``conditions`` (the document ``docs/figures/interval_coverage_conditions.json``
     holds); written to ``out`` after each condition, with ``complete`` false until the last, so a long run
-    that is stopped keeps what it measured."""
+    that is stopped keeps what it measured. With ``keys`` a subset of the metrics and ``out`` an existing
+    document of the same settings, only those metrics' rows are replaced (a metric re-measured after a fix,
+    the others kept as measured); each condition's ``rerun`` says which rows were and their time."""
+    if set(keys) != set(METRICS) and out is not None and out.exists():
+        return _rerun_rows(conditions, reps, n_boot, seed, out, keys)
     doc = {"what": "coverage of 95 % intervals (BCa, as compare computes them) of FAD, KAD, KLD (musiclm) and MCC "
                    "of their population values, and the false-positive rate of the clip-paired test of two "
                    "systems from one generator, per simulated condition",
@@ -204,10 +213,28 @@ def simulate_conditions(conditions: tuple[Condition, ...], reps: int, n_boot: in
                             "Population values (``population_values``): ")[1].strip()},
            "conditions": {}, "complete": False, "written_by": "benchmarks/interval_coverage.py --conditions"}
     for k, cond in enumerate(conditions):
-        doc["conditions"][cond.name] = simulate_condition(cond, reps, n_boot, seed)
+        doc["conditions"][cond.name] = simulate_condition(cond, reps, n_boot, seed, keys=keys)
         doc["complete"] = k == len(conditions) - 1
         if out is not None:
             write_json(out, doc)
+    return doc
+
+
+def _rerun_rows(conditions: tuple[Condition, ...], reps: int, n_boot: int, seed: int, out: Path,
+                keys: tuple[str, ...]) -> dict:
+    """``simulate_conditions`` for some metrics, merged into the document at ``out`` (same settings only)."""
+    doc = json.loads(out.read_text())
+    if (doc["settings"]["replications"], doc["settings"]["n_boot"], doc["settings"]["seed"]) != (reps, n_boot, seed):
+        raise InputError(f"{out}: measured with replications {doc['settings']['replications']}, n_boot "
+                         f"{doc['settings']['n_boot']}, seed {doc['settings']['seed']}; rerun rows with the same settings")
+    doc["complete"] = False
+    for k, cond in enumerate(conditions):
+        new = simulate_condition(cond, reps, n_boot, seed, keys=keys)
+        row = doc["conditions"].setdefault(cond.name, {"setup": new["setup"], "metrics": {}})
+        row["metrics"].update(new["metrics"])
+        row.setdefault("rerun", {}).update({key: {"elapsed_s": new["elapsed_s"], "with": ", ".join(keys)} for key in keys})
+        doc["complete"] = k == len(conditions) - 1
+        write_json(out, doc)
     return doc
 
 
@@ -220,6 +247,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--conditions", nargs="*", metavar="NAME", default=None,
                    help="the data conditions instead (all when none named): writes " + str(CONDITIONS_OUT.name))
+    p.add_argument("--metrics", nargs="+", choices=METRICS, default=list(METRICS),
+                   help="with --conditions: measure only these metrics; an existing artifact of the same settings "
+                        "keeps the other metrics' rows")
     a = p.parse_args(argv)
     if a.conditions is not None:
         known = {c.name: c for c in CONDITIONS}
@@ -227,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             p.error(f"--conditions: unknown {', '.join(unknown)} (known: {', '.join(known)})")
         chosen = tuple(known[n] for n in a.conditions) or CONDITIONS
-        doc = simulate_conditions(chosen, a.reps, a.n_boot, a.seed, a.out if a.out != OUT else CONDITIONS_OUT)
+        doc = simulate_conditions(chosen, a.reps, a.n_boot, a.seed, a.out if a.out != OUT else CONDITIONS_OUT,
+                                  tuple(a.metrics))
         print(json.dumps({c: {k: (v["coverage"], v["false_positive_rate"]) for k, v in r["metrics"].items()}
                           for c, r in doc["conditions"].items()}, indent=1))
         return

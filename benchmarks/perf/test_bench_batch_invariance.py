@@ -1,4 +1,5 @@
-"""What batch-invariant sampling costs: per-item matrix products vs one folded GEMM per layer.
+"""What batch-invariant sampling costs: its batch-independent products (fixed-shape row tiles,
+``MusicLM.row_tile``; ``row_tile=0``: one product per item) vs one folded GEMM per layer.
 
 Workload: the shipped tiny stages (seeded random weights of the same shapes if they do not load),
 semantic + coarse + fine tokens for ``BENCH_INV_CAPTIONS`` (default 16) items × ``BENCH_INV_SECONDS``

@@ -33,6 +33,26 @@ def real_pieces() -> list[str]:
     return sorted(glob.glob(REAL_MUSIC))
 
 
+def cut_excerpt(path: str, start: float, dur: float, sr: int = REAL_SR) -> tuple[np.ndarray, int]:
+    """``dur`` seconds of a recording from ``start``, mono, at ``sr``: ``(wave, sr)``."""
+    import soundfile as sf
+
+    from metrics.audio import resample
+
+    info = sf.info(path)
+    w, s = sf.read(path, start=int(start * info.samplerate), frames=int(dur * info.samplerate), dtype="float32")
+    return resample(w.mean(1) if w.ndim == 2 else w, s, sr), sr
+
+
+def excerpt_starts(duration: float, clip_s: float, per_piece: int | None = None, edge_s: float = 2.0) -> np.ndarray:
+    """Starts of the non-overlapping ``clip_s`` excerpts of a piece from ``edge_s`` to ``edge_s`` before its end:
+    all of them, or ``per_piece`` evenly spaced ones."""
+    starts = np.arange(edge_s, duration - edge_s - clip_s + 1e-9, clip_s)
+    if per_piece is not None and len(starts) > per_piece:
+        starts = starts[np.linspace(0, len(starts) - 1, per_piece).round().astype(int)]
+    return starts
+
+
 def real_set(sr: int = REAL_SR, seed: int = 0, n_train: int = 8, n_novel: int = 6, clip_s: float = 8.0,
              null_per_piece: int | None = None) -> tuple[dict, dict, dict, dict]:
     """The real-music audit set, in memory: ``(train, generated, null, truth)``, clips as ``{id: (wave, sr)}``.
@@ -44,7 +64,6 @@ def real_set(sr: int = REAL_SR, seed: int = 0, n_train: int = 8, n_novel: int = 
     them or ``null_per_piece`` evenly spaced ones. ``truth``: copy id → (training id, start s)."""
     import soundfile as sf
 
-    from metrics.audio import resample
     from metrics.memorization.alter import gain, noise
 
     files = real_pieces()
@@ -55,9 +74,7 @@ def real_set(sr: int = REAL_SR, seed: int = 0, n_train: int = 8, n_novel: int = 
     train_f, novel_f = long[0 : 2 * n_train : 2], long[1 : 2 * n_novel : 2]
 
     def cut(path, start, dur):
-        info = sf.info(path)
-        w, s = sf.read(path, start=int(start * info.samplerate), frames=int(dur * info.samplerate), dtype="float32")
-        return resample(w.mean(1) if w.ndim == 2 else w, s, sr), sr
+        return cut_excerpt(path, start, dur, sr)
 
     stem = lambda f: Path(f).stem  # noqa: E731
     train = {stem(f): cut(f, 30, 20) for f in train_f}
@@ -73,10 +90,7 @@ def real_set(sr: int = REAL_SR, seed: int = 0, n_train: int = 8, n_novel: int = 
         gen[f"novel_{stem(f)}"] = cut(f, 60, clip_s)
     null = {}
     for f in sorted(set(files) - set(train_f) - set(novel_f)):
-        starts = np.arange(2.0, sf.info(f).duration - 2.0 - clip_s + 1e-9, clip_s)
-        if null_per_piece is not None and len(starts) > null_per_piece:
-            starts = starts[np.linspace(0, len(starts) - 1, null_per_piece).round().astype(int)]
-        for s0 in starts:
+        for s0 in excerpt_starts(sf.info(f).duration, clip_s, null_per_piece):
             null[f"null_{stem(f)}_{s0:05.1f}"] = cut(f, float(s0), clip_s)
     return train, gen, null, truth
 

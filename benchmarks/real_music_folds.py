@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.real_music import REAL_SR, real_pieces
+from benchmarks.real_music import REAL_SR, cut_excerpt, excerpt_starts, real_pieces
 from metrics.memorization import DEFAULT_CLIP_FPR, MemorizationError
 
 ARTIFACT = Path("docs/figures/memorization_real_folds.json")
@@ -73,30 +73,12 @@ def fold_split(pieces: list[str], k: int, seed: int = 0, null_pieces: bool = Fal
             for i, g in enumerate(groups)]
 
 
-def _cut(path: str, start: float, dur: float, sr: int) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
-    from metrics.audio import resample
-
-    info = sf.info(path)
-    w, s = sf.read(path, start=int(start * info.samplerate), frames=int(dur * info.samplerate), dtype="float32")
-    return resample(w.mean(1) if w.ndim == 2 else w, s, sr), sr
-
-
-def novel_starts(duration: float, per_piece: int | None) -> np.ndarray:
-    """Starts of the non-overlapping 10 s excerpts of a novel piece (all, or ``per_piece`` evenly spaced)."""
-    starts = np.arange(EDGE_S, duration - EDGE_S - CLIP_S + 1e-9, CLIP_S)
-    if per_piece is not None and len(starts) > per_piece:
-        starts = starts[np.linspace(0, len(starts) - 1, per_piece).round().astype(int)]
-    return starts
-
-
 def excerpts(files: list[str], prefix: str, per_piece: int | None, sr: int = REAL_SR) -> dict:
-    """The 10 s excerpts of :func:`novel_starts` of every file, ``{prefix_stem_start: (wave, sr)}``."""
+    """Every non-overlapping 10 s excerpt of every file (or ``per_piece`` of each), ``{prefix_stem_start: (wave, sr)}``."""
     import soundfile as sf
 
-    return {f"{prefix}_{Path(f).stem}_{s0:05.1f}": _cut(f, float(s0), CLIP_S, sr)
-            for f in files for s0 in novel_starts(sf.info(f).duration, per_piece)}
+    return {f"{prefix}_{Path(f).stem}_{s0:05.1f}": cut_excerpt(f, float(s0), CLIP_S, sr)
+            for f in files for s0 in excerpt_starts(sf.info(f).duration, CLIP_S, per_piece, EDGE_S)}
 
 
 def fold_clips(fold: dict, train_clip_s: float, sr: int = REAL_SR, seed: int = 0,
@@ -105,7 +87,7 @@ def fold_clips(fold: dict, train_clip_s: float, sr: int = REAL_SR, seed: int = 0
     from metrics.memorization.alter import gain, noise
 
     stem = lambda f: Path(f).stem  # noqa: E731
-    audio = {f: _cut(f, TRAIN_START_S, TRAIN_S + 1.0, sr)[0] for f in fold["train"]}  # 1 s beyond: off-grid copies
+    audio = {f: cut_excerpt(f, TRAIN_START_S, TRAIN_S + 1.0, sr)[0] for f in fold["train"]}  # 1 s beyond: off-grid copies
     train = {}
     for f in fold["train"]:
         for o in np.arange(0.0, TRAIN_S - 1e-9, train_clip_s):

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.figures_format import FigureError, get_field, load
+from benchmarks.figures_memo_folds import FOLDS_RENDERERS, MEMO_FOLDS
 
 MEMO_REAL = Path("docs/figures/memorization_real/memorization.json")
 MEMO_REAL_MATCHES = Path("docs/figures/memorization_real/matches.csv")
 MEMO_REAL_TRUTH = Path("docs/figures/memorization_real/truth.json")
 SINKHORN_BENCH = Path("docs/figures/bench_sinkhorn.json")
-ARTIFACTS = (MEMO_REAL, MEMO_REAL_MATCHES, MEMO_REAL_TRUTH, SINKHORN_BENCH)
+ARTIFACTS = (MEMO_REAL, MEMO_REAL_MATCHES, MEMO_REAL_TRUTH, SINKHORN_BENCH, MEMO_FOLDS)
 LAG_TOL_S = 0.25
 
 
@@ -105,4 +106,5 @@ def sinkhorn_bench(root: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-MEMO_RENDERERS: dict[str, Callable[[Path], str]] = {"memorization-real": memorization_real, "sinkhorn-bench": sinkhorn_bench}
+MEMO_RENDERERS: dict[str, Callable[[Path], str]] = {"memorization-real": memorization_real, "sinkhorn-bench": sinkhorn_bench,
+                                                     **FOLDS_RENDERERS}

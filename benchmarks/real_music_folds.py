@@ -217,7 +217,8 @@ def merge(parts: list[dict]) -> dict:
     out = {**parts[0], "matchers": sorted({m for p in parts for m in p["matchers"]}), "shapes": {}}
     for p in parts:
         for shape, s in p["shapes"].items():
-            have = {f["fold"]: f for f in out["shapes"].setdefault(shape, {**s, "folds": []})["folds"]}
+            entry = out["shapes"].setdefault(shape, {**s, "seed": s.get("seed", p["seed"]), "folds": []})
+            have = {f["fold"]: f for f in entry["folds"]}
             for f in s["folds"]:
                 if f["fold"] in have:
                     have[f["fold"]]["matchers"].update(f["matchers"])

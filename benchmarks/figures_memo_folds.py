@@ -1,0 +1,77 @@
+"""The cross-split false-alarm figure of the memorization audit, rendered from its committed artifact.
+
+``docs/figures/memorization_real_folds.json`` is what ``python -m benchmarks.real_music_folds`` wrote: the
+default audit on k rotations of the Wesnoth soundtrack (README, "Memorization"). Registered into
+``benchmarks.figures.RENDERERS`` through ``benchmarks.figures_memo.MEMO_RENDERERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.figures_format import get_field, load
+
+MEMO_FOLDS = Path("docs/figures/memorization_real_folds.json")
+SHAPE_NAMES = {"musiccaps": "10 s training clips (MusicCaps)", "long-train": "30 s training clips"}
+
+
+def _shape(key: str, s: dict) -> tuple[str, str]:
+    """The table's first two cells: the training clips, and where τ's nulls came from (with the split's seed)."""
+    base = SHAPE_NAMES.get(key.split("+")[0], key)
+    seed = s.get("seed", 0)
+    return base, (f"null pieces (other folds), seed {seed}" if s.get("null_pieces") else f"leave-one-out, seed {seed}")
+
+
+def _share(k: int, n: int, ci: list[float]) -> str:
+    return f"{k}/{n} = {k / n:.4f} ({ci[0]:.4f}–{ci[1]:.4f})" if n else "—"
+
+
+def memorization_real_folds(root: Path) -> str:
+    d = load(root, MEMO_FOLDS)
+    shapes = get_field(d, MEMO_FOLDS, "shapes")
+    alts = list(next(iter(next(iter(shapes.values()))["pooled"].values()))["detection"])
+    lines = ["", "| training clips | τ's nulls | matcher | novel clips reported as copies (95 % Wilson) | upper bound ≤ "
+             f"{d['fpr']:g}? | per fold (τ) | planted copies found | " + " | ".join(f"detected: `{a}`" for a in alts) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(alts)]
+    for shape, s in shapes.items():
+        for m, p in s["pooled"].items():
+            per_fold = ", ".join(f"{len(f['matchers'][m]['novel_reported'])}/{f['matchers'][m]['novel_clips']} "
+                                 f"(τ {f['matchers'][m]['tau']:.2g})" for f in s["folds"])
+            det = [f"{t['detected']}/{t['n']} ({t['ci95'][0]:.2f}–{t['ci95'][1]:.2f})" for t in p["detection"].values()]
+            ok = "yes" if p["ci95"][1] <= d["fpr"] else "**no**"
+            lines.append(f"| {' | '.join(_shape(shape, s))} | `{m}` | {_share(p['novel_reported'], p['novel_clips'], p['ci95'])} "
+                         f"| {ok} | {per_fold} | {p['planted_found']}/{p['planted']} | " + " | ".join(det) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def memorization_real_folds_summary(root: Path) -> str:
+    d = load(root, MEMO_FOLDS)
+    shapes = get_field(d, MEMO_FOLDS, "shapes")
+    secs = sum(f["seconds"] for s in shapes.values() for f in s["folds"])
+    return (f"{d['pieces']} pieces of at least {d['min_piece_s']:g} s in {d['k']} folds, "
+            f"{d['detect_per_alteration_per_fold']} planted copies per alteration per fold in the detection table; "
+            f"{secs / 60:.0f} min of audits in all")
+
+
+def memorization_real_folds_alarms(root: Path) -> str:
+    """Which novel pieces were reported, and as copies of which training piece (the nearest match)."""
+    d = load(root, MEMO_FOLDS)
+    parts = []
+    for shape, s in get_field(d, MEMO_FOLDS, "shapes").items():
+        for m in s["pooled"]:
+            pairs: dict[tuple[str, str], int] = {}
+            for f in s["folds"]:
+                for gid, (tid, _) in f["matchers"][m].get("reported_as", {}).items():
+                    key = (gid.removeprefix("novel_").rsplit("_", 1)[0], tid)
+                    pairs[key] = pairs.get(key, 0) + 1
+            if pairs:
+                what = ", ".join(f"{n} × `{g}` as `{t}`" for (g, t), n in sorted(pairs.items(), key=lambda x: -x[1]))
+                parts.append(f"{' / '.join(_shape(shape, s))}, `{m}`: {what}")
+    return "; ".join(parts) if parts else "none"
+
+
+FOLDS_RENDERERS: dict[str, Callable[[Path], str]] = {
+    "memorization-real-folds": memorization_real_folds, "memorization-real-folds-summary": memorization_real_folds_summary,
+    "memorization-real-folds-alarms": memorization_real_folds_alarms,
+}

@@ -18,6 +18,13 @@ Pooled over folds: the share of novel clips reported as copies with its Wilson 9
 and shape), the planted copies found at the right training clip and lag, and detection per alteration.
 
     python -m benchmarks.real_music_folds            # writes docs/figures/memorization_real_folds.json
+
+The committed artifact: three runs side by side on 2 cores, then joined (≈ 12 min wall at load ~9)::
+
+    python -m benchmarks.real_music_folds --k 4 --matcher embedding:mel --out a.json
+    python -m benchmarks.real_music_folds --k 4 --matcher semantic-ref --out b.json
+    python -m benchmarks.real_music_folds --k 4 --seed 1 --null-pieces --matcher embedding:mel --out c.json
+    python -m benchmarks.real_music_folds --merge a.json b.json c.json
 """
 
 from __future__ import annotations

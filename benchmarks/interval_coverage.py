@@ -12,7 +12,7 @@ the figure in docs/protocol.md ("Intervals") comes from. Run: ``python -m benchm
 ``--conditions``: the same question where the data are unlike those Gaussian frames (issue 27): heavy-tailed
 frames, clip effects, d = 64 / 128, unequal set sizes (``benchmarks.coverage_data``), for FAD, KAD, KLD and
 MCC, with the false-positive rate of the clip-paired test of two systems from one generator. Every number
-comes from ``metrics.evaluate.statistics``, the function ``compare`` calls, so it measures what users get;
+comes from ``metrics.run_statistics.statistics``, the function ``compare`` calls, so it measures what users get;
 it writes ``docs/figures/interval_coverage_conditions.json`` (rendered by ``benchmarks/figures_coverage.py``).
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks import coverage_data
 from benchmarks.coverage_data import CONDITIONS, Condition, World, population_values
 from metrics.errors import InputError
-from metrics.evaluate import GROUND_TRUTH, SourceResult, statistics
+from metrics.evaluate import GROUND_TRUTH
 from metrics.fad import EmbeddingStats, FADError, frechet_distance
 from metrics.fad_metric import FAD
 from metrics.intervals import bootstrap_ci, bootstrap_intervals, wilson_ci
@@ -36,6 +36,7 @@ from metrics.io import write_json
 from metrics.kad import KAD
 from metrics.kld import KLD
 from metrics.mcc import MCC
+from metrics.run_statistics import SourceResult, statistics
 
 
 class BatchedFAD(FAD):
@@ -168,7 +169,7 @@ def rejections(pvalues: list[float], alpha: float = 0.05) -> dict:
 def simulate_condition(cond: Condition, reps: int, n_boot: int, seed: int, truth: dict | None = None,
                        keys: tuple[str, ...] = METRICS) -> dict:
     """``reps`` runs of one condition: a reference set and two systems from one generator (a true null),
-    every interval and the paired test of each metric from ``metrics.evaluate.statistics`` (what ``compare``
+    every interval and the paired test of each metric from ``metrics.run_statistics.statistics`` (what ``compare``
     computes, one ``ResamplingPlan`` per run, seeded by the replication); system a's intervals are scored
     against the population values (``truth``: given, e.g. from smaller samples in a test, or computed)."""
     world = World(cond)

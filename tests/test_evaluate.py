@@ -261,7 +261,7 @@ def test_compare_scores_melody_adherence_against_the_prompts(dirs, tmp_path):
 
 def test_no_paired_test_on_a_handful_of_clips():
     """Below MIN_PAIRS shared clips a bootstrap has a handful of distinct resamples: no p-value, a reason."""
-    from metrics.evaluate import MIN_PAIRS, SourceResult, paired_comparisons
+    from metrics.run_statistics import MIN_PAIRS, SourceResult, paired_comparisons
 
     rng = np.random.default_rng(1)
     ids = [f"c{i}" for i in range(MIN_PAIRS - 1)]

@@ -341,12 +341,13 @@ def _previous_pair(a, b, n_boot, seed, value):
 
 
 def test_one_plan_per_run_gives_each_statistic_its_previous_value():
-    """evaluate.statistics (one ResamplingPlan, values shared across systems and pairs, FAD's reference
+    """run_statistics.statistics (one ResamplingPlan, values shared across systems and pairs, FAD's reference
     factor shared) = each interval and paired test computed the previous way on the plan's draws,
     resample by resample through the definition (stacked frames), to 1e-10 — for a full-rank FAD
     (Cholesky factor), a singular one (fewer frames than dimensions: the frames factor), a FAD whose
     reference holds 3 more clips than the systems (sides drawn independently) and a paired mean."""
-    from metrics.evaluate import GROUND_TRUTH, SourceResult, statistics
+    from metrics.evaluate import GROUND_TRUTH
+    from metrics.run_statistics import SourceResult, statistics
 
     rng = np.random.default_rng(28)
     n, n_boot = 12, 40
@@ -390,8 +391,9 @@ def test_the_reference_factor_is_computed_once_per_resample(monkeypatch):
     """Three systems against one reference: each resampled reference covariance is factored once (not once
     per system or per pair), and each system's values on a draw are computed once for all its pairs."""
     import metrics.fad_metric as fm
-    from metrics.evaluate import GROUND_TRUTH, SourceResult, statistics
+    from metrics.evaluate import GROUND_TRUTH
     from metrics.resampling import Resampler
+    from metrics.run_statistics import SourceResult, statistics
 
     rng = np.random.default_rng(1)
     ids = [f"c{i:02d}" for i in range(15)]

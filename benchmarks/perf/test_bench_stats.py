@@ -174,11 +174,12 @@ def _synthetic_run(n_clips: int, systems, shapes=DEMO_SHAPES, classifiers=DEMO_C
                    joint_dim: int = 128, seed: int = 0):
     """(ground-truth SourceResult, {system: SourceResult}) with every metric of the demo's Table 1 computed
     (no intervals) on synthetic per-clip outputs of the demo's shapes; systems differ by a shift."""
-    from metrics.evaluate import GROUND_TRUTH, SourceResult
+    from metrics.evaluate import GROUND_TRUTH
     from metrics.fad_metric import FAD
     from metrics.kad import KAD
     from metrics.kld import kld_metrics
     from metrics.mcc import MCC
+    from metrics.run_statistics import SourceResult
 
     rng = np.random.default_rng(seed)
     ids = [f"y{i:05d}" for i in range(n_clips)]
@@ -249,11 +250,11 @@ def _gate_fad_row(fad, n_boot: int, seed: int = 0) -> None:
 def test_demo_table1_statistics(benchmark):
     """The demo's Table-1 statistics: 20 clips × (reference + 4 systems); FAD and KAD on mel and musicnn-mtt,
     KLD (musiclm's three numbers) with LEAF and musicnn-mtt, MCC (+ the ground-truth row); 1000 resamples;
-    45 intervals and every pair (66 paired tests), all from one ResamplingPlan (metrics.evaluate.statistics).
+    45 intervals and every pair (66 paired tests), all from one ResamplingPlan (metrics.run_statistics.statistics).
     Target (issue 28): ≤ 30 s on the 2-core machine (the per-test route took ≈230 s)."""
     import os
 
-    from metrics.evaluate import statistics
+    from metrics.run_statistics import statistics
 
     n_boot = 1000
     gt, results = _synthetic_run(20, DEMO_SYSTEMS)
@@ -285,8 +286,8 @@ def test_musiccaps_scale_statistics(benchmark):
     KLD interval against the one computed alone. Target (issue 28): ≤ 3 min."""
     import os
 
-    from metrics.evaluate import statistics
     from metrics.resampling import ResamplingPlan
+    from metrics.run_statistics import statistics
 
     n_boot = 1000
     gt, results = _synthetic_run(5521, DEMO_SYSTEMS[:2], classifiers={"": (10, 30)}, kad=False)

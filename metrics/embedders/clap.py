@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.embedders import Embedder, EmbedderError
-from metrics.embedders.pretrained import peak_normalize, require, weights_id
+from metrics.embedders.pretrained import find_hf_folder, peak_normalize, require, weights_id
 
 SAMPLE_RATE = 48000
 WINDOW_SECONDS = 10.0
@@ -45,20 +45,10 @@ TEXT_MAX_LENGTH = 77
 
 def resolve(path: str | None, repo: str) -> Path:
     """A local ``save_pretrained`` folder, or ``repo`` from the Hugging Face cache (``$HF_HOME``), never the network."""
-    if path is not None:
-        p = Path(path).expanduser()
-        if not (p / "config.json").is_file():
-            raise EmbedderError(f"{p}: not a transformers CLAP folder (no config.json); download one with "
-                                f"`huggingface-cli download {repo} --local-dir {p}`")
-        return p
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo, local_files_only=True))
-    except Exception:
-        raise EmbedderError(f"CLAP: {repo} is not in the Hugging Face cache ($HF_HOME). Download it with "
-                            f"`huggingface-cli download {repo}` or pass a local folder with --embedder-path clap=DIR "
-                            "(no weights are fetched at run time)") from None
+    return find_hf_folder(path, repo, "transformers CLAP",
+                          f"download one with `huggingface-cli download {repo} --local-dir {path}`",
+                          f"Download it with `huggingface-cli download {repo}` or pass a local folder with "
+                          "--embedder-path clap=DIR")
 
 
 def int16_round_trip(wave: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from metrics.embedders import Embedder, EmbedderError
-from metrics.embedders.pretrained import require, weights_id
+from metrics.embedders.pretrained import find_hf_folder, require, weights_id
 
 REPO = "OpenMuQ/MuQ-MuLan-large"
 TOWERS = ("OpenMuQ/MuQ-large-msd-iter", "xlm-roberta-base")
@@ -42,23 +42,10 @@ def transformers_major() -> int:
 
 
 def _resolve(path: str | None):
-    from pathlib import Path
-
-    if path is not None:
-        p = Path(path).expanduser()
-        if not (p / "config.json").is_file():
-            raise EmbedderError(f"{p}: not a MuQMuLan folder (no config.json); download {REPO} "
-                                f"(`huggingface-cli download {REPO}`, and {', '.join(TOWERS)})")
-        return p
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(REPO, local_files_only=True))
-    except Exception:
-        raise EmbedderError(f"MuQ-MuLan: {REPO} is not in the Hugging Face cache ($HF_HOME). Download it and its "
-                            f"towers with `huggingface-cli download {REPO}` and `huggingface-cli download "
-                            f"{TOWERS[0]}` / `{TOWERS[1]}`, or pass a folder with --joint muq-mulan:DIR "
-                            "(no weights are fetched at run time)") from None
+    towers = f"`huggingface-cli download {TOWERS[0]}` / `{TOWERS[1]}`"
+    return find_hf_folder(path, REPO, "MuQMuLan", f"download {REPO} (`huggingface-cli download {REPO}`, and "
+                          f"{', '.join(TOWERS)})", f"Download it and its towers with `huggingface-cli download "
+                          f"{REPO}` and {towers}, or pass a folder with --joint muq-mulan:DIR")
 
 
 def adapt_conformers(model) -> int:

@@ -4,6 +4,7 @@
 - ``find_weights``: a local path the user gave, else the file the package's own cache would hold
   (``$TORCH_HOME/hub/checkpoints``, ``$HF_HOME``), else an error that says what to download and where
   (nothing is ever fetched at run time);
+- ``find_hf_folder``: the same for a ``save_pretrained`` folder (CLAP, MuQ-MuLan);
 - ``peak_normalize``: stable-audio-metrics' level step (``pyloudnorm.normalize.peak(audio, -1.0)``);
 - ``fixed_windows``: cut a clip into fixed windows, with the padding rule a protocol prescribes.
 """
@@ -20,6 +21,24 @@ import numpy as np
 
 from metrics.embedders import EmbedderError
 from metrics.io import file_sha256
+
+
+def find_hf_folder(path: str | None, repo: str, what: str, missing: str, not_cached: str) -> Path:
+    """A local ``save_pretrained`` folder (it must hold ``config.json``), else ``repo`` from the Hugging Face
+    cache (``$HF_HOME``), never the network. ``missing`` / ``not_cached`` end the two error messages (what to
+    download, which flag takes a folder); ``what`` names the model."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not (p / "config.json").is_file():
+            raise EmbedderError(f"{p}: not a {what} folder (no config.json); {missing}")
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, local_files_only=True))
+    except Exception:
+        raise EmbedderError(f"{what}: {repo} is not in the Hugging Face cache ($HF_HOME). {not_cached} "
+                            "(no weights are fetched at run time)") from None
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:

@@ -23,16 +23,7 @@ from metrics.classifier import (
 from metrics.classifier_training import average_precision, mean_average_precision
 from metrics.leaf import SPCEN, GaborFilterbank, Leaf, LeafConfig, ema, mel_gabor_init
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread per module
 
 TINY_LABELS = LabelSpace("tiny", ("a", "b", "c"))
 

@@ -19,13 +19,7 @@ SHIPPED_FLOOR = 0.55  # all 12 levels; measured 0.503 on the fixture clips
 COARSE_FLOOR = 0.60  # levels 1-4 only; measured 0.536
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads run ~15x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread per module
 
 
 def micro(causal=False, **kw) -> CodecConfig:
@@ -159,7 +153,6 @@ def test_training_reduces_loss_and_resumes_identically(small_corpus, tmp_path):
         assert ka == kb and torch.equal(va, vb), ka
     assert straight["data_hash"] == resumed["data_hash"] and len(straight["data_hash"]) == 64
     assert set(straight["metrics"]["log_mel_distance_by_levels"]) == {str(i) for i in range(1, 13)}
-
 
 
 def test_decoder_only_fine_tuning_freezes_the_token_interface(small_corpus, tmp_path):

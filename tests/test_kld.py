@@ -10,16 +10,7 @@ import pytest
 from metrics.audio import PairingError
 from metrics.kld import clip_distribution, kl_divergence, kld_metrics
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread per module
 
 
 def test_zero_for_identical_distributions(rng):

@@ -13,16 +13,7 @@ from metrics.errors import EvalError
 from metrics.mcc import MCC, JointModelError, parse_joint_spec
 from metrics.models import ModelSpec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread per module
 
 
 def _mcc(text: dict, audio: dict, n_boot: int = 1000, seed: int = 0):

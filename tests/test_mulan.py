@@ -19,16 +19,7 @@ from musiclm_ref.mulan import (
 )
 from musiclm_ref.train.mulan import recall_at_k
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread per module
 
 TINY = MulanConfig(audio_channels=(4, 8), buckets=512, text_dim=16, text_heads=2)
 

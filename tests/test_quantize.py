@@ -7,14 +7,7 @@ import torch
 
 from musiclm_ref.quantize import ResidualVQ, kmeans, nearest
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads run ~15x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread per module
 
 
 def blobs(n=2000, d=8, centers=32, seed=0) -> torch.Tensor:

@@ -13,16 +13,7 @@ from benchmarks.cli import main
 from metrics.audio import load_dir, save_audio
 from metrics.commands import compute_score
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a shared 2-core machine two threads per process oversubscribe it badly."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread per module
 
 METRIC_KEYS = ["fad_mel", "kld_musiclm", "kld_musiclm_gen_ref", "kld_musiclm_sym", "mcc"]  # keys name the KLD convention
 

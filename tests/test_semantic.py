@@ -20,14 +20,7 @@ from musiclm_ref.semantic import (
 )
 from musiclm_ref.train.semantic import fit_tokenizer
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 spinning OpenMP threads run ~15x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread per module
 
 
 def music(seconds=2.0, sr=24000, seed=0) -> np.ndarray:

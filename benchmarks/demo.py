@@ -34,6 +34,7 @@ class StepTimes:
 
     def __init__(self, log: Callable[[str], None]):
         self.log, self.seconds, self.started = log, {}, time.perf_counter()
+        self.load_start = os.getloadavg()[0]  # wall time follows what else the cores run: recorded beside it
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -185,6 +186,7 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     log(f"  rating app:  musiclm-eval rate serve --db {study_url}   (invite raters: musiclm-eval rate invite --db {study_url} --n 5)")
     log(f"  analysis:    musiclm-eval rate analyze --db {study_url} --out {out / 'study'}")
     summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": times.total, "steps_s": times.seconds,
+               "loadavg_1min": {"start": round(times.load_start, 2), "end": round(os.getloadavg()[0], 2)},
                "tag_auc": str(out / "results" / "tag_auc.json") if adherence else None}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     return data

@@ -116,6 +116,12 @@ def demo_table(root: Path) -> str:
               f"{len(d.get('pairwise', []))} pairs × metrics"
               + ("" if not sig else " (" + "; ".join(
                   f"{p['metric']}: {p['system_a']} − {p['system_b']} = {num(p['diff'], 3)}" for p in sig) + ")") + "."]
+    if d.get("steps_s"):
+        avg = d.get("loadavg_1min") or {}
+        lines += ["", "Wall time of that run's steps (`make run`'s main job, after the install): "
+                  + ", ".join(f"{k} {num(v, 0)} s" for k, v in d["steps_s"].items())
+                  + f"; **total {num(d['elapsed_s'], 0)} s** (1-minute load {num(avg.get('start'), 1)} at the start, "
+                  f"{num(avg.get('end'), 1)} at the end, on this 2-core machine)."]
     return "\n" + "\n".join(lines) + "\n"
 
 
@@ -220,8 +226,11 @@ def used_figures(root: Path = ROOT) -> set[str]:
 
 
 def demo_artifact(store: Path) -> dict:
-    """The demo table's numbers from a results store ``make run`` wrote (``results.json``), with provenance."""
+    """The demo table's numbers from a results store ``make run`` wrote (``results.json``), with provenance, and
+    the run's step times from the ``demo.json`` beside the store (when there)."""
     doc = json.loads((Path(store) / "results.json").read_text())
+    run = Path(store).parent / "demo.json"
+    timing = json.loads(run.read_text()) if run.is_file() else {}
     meta = doc.get("metadata", {})
     systems = {}
     for name, entry in doc.get("systems", {}).items():
@@ -241,7 +250,9 @@ def demo_artifact(store: Path) -> dict:
     n_eval = max((e.get("n_clips", 0) for e in doc.get("systems", {}).values()), default=0)
     return {"written_by": "benchmarks/figures.py --from-demo (from the results store of `make run`)",
             "store_created": doc.get("created"), "git_commit": meta.get("git_commit"), "kld_convention": conv,
-            "n_eval_clips": n_eval, "systems": systems, "pairwise": pairwise}
+            "n_eval_clips": n_eval, "systems": systems, "pairwise": pairwise,
+            "steps_s": timing.get("steps_s"), "elapsed_s": timing.get("elapsed_s"),
+            "loadavg_1min": timing.get("loadavg_1min")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from benchmarks.figures_memo import MEMO_RENDERERS
 from benchmarks.figures_perf import PERF_RENDERERS
 from benchmarks.figures_real import REAL_MODEL_RENDERERS
 from benchmarks.figures_training import TRAINING_RENDERERS
+from metrics.store.direction import arrow, fallback_higher_is_better
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/protocol.md", "docs/performance.md", "docs/ray.md")
@@ -94,7 +95,9 @@ def mulan_recall(root: Path) -> str:
     return f"caption→audio recall@10 among {met['n_candidates']} = {num(met['recall_at_10_of_100'], 2)}"
 
 
-DEMO_COLUMNS = (("FAD_mel ↓", "fad_mel", 1), ("KLD ↓", "kld", 2), ("MCC ↑", "mcc", 3))
+# (header, key, digits); the arrows come from the one direction table (the artifact keeps no store fields)
+DEMO_COLUMNS = tuple((f"{label} {arrow(fallback_higher_is_better(key))}", key, digits)
+                     for label, key, digits in (("FAD_mel", "fad_mel", 1), ("KLD", "kld", 2), ("MCC", "mcc", 3)))
 
 
 NO_DEMO = ("no committed demo artifact yet: run `make run`, then "

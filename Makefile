@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,tfhub,postgres,hf,ray,melody,passt,clap,openl3,muq,peers
+EXTRAS ?= dev,tfhub,postgres,hf,ray,melody,controls,mad,passt,clap,openl3,muq,peers
 STAMP  := $(VENV)/.installed
 OUT    ?= results/demo
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from metrics.control import extractors as _control_extractors
 from metrics.errors import UnavailableError
 from metrics.registry import Registry
 
@@ -87,6 +88,8 @@ EMBEDDERS = Registry("embedders", {
     # melody adherence features (metrics/melody_adherence.py; the optional `melody` extra)
     "crepe-pitch": "metrics.melody_adherence:crepe_pitch",
     "chroma": "metrics.melody_adherence:chroma",
+    # control features (metrics/control/__init__.py's registry: melody, key, chords, dynamics, rhythm)
+    **_control_extractors(),
 }, error=EmbedderError)
 
 

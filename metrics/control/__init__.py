@@ -1,0 +1,86 @@
+"""Control metrics: does generated audio follow the control (melody, key, chords, dynamics, rhythm) it was given?
+
+Music ControlNet (Wu et al. 2023), Coco-Mulla, MusiConGen and JASCO each score control adherence with their own
+scripts; here every one is a ``Metric`` (``metrics/metric.py``) over two sides keyed by clip id, like the melody
+adherence metrics: ``"reference"`` holds the *control* (extracted from a folder of reference clips the way the
+papers do, or read from CSV/JAMS/MIDI files by ``metrics.control.controls``) and ``"generated"`` the same feature
+extracted from the generated clip. The pipeline (``metrics.evaluate``) runs each entry's extractor once per clip
+through the embedding cache, so a control metric needs no model code of its own.
+
+``CONTROL_METRICS`` is the one registry: one ``ControlMetric`` line per metric. The extractors are registered in
+the embedder registry from here (``metrics.embedders``), so an entry is all a new control metric needs. This module
+imports nothing heavy: the factories are ``"module:attr"`` strings resolved when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from metrics.errors import InputError
+
+
+@dataclass(frozen=True)
+class ControlMetric:
+    """One control metric: its result key, the Metric and feature-extractor factories, and what it compares."""
+
+    name: str  # result key in the store ("melody_accuracy", "key_accuracy", …)
+    metric: str  # "module:attr" of a factory (n_boot=, seed=) -> Metric
+    control: str  # the control it needs: "melody", "key", "chords", "dynamics", "beats", "tempo", …
+    extractor: str  # embedder-registry name of the per-clip feature, run on the control clip and the generated clip
+    extractor_factory: str  # "module:attr" of that extractor's factory (path=None, device="cpu") -> Embedder
+    extracts: str  # what the extractor computes, in words (protocols and --help)
+
+
+# One line per control metric (rhythm: metrics/control/rhythm.py adds its lines here).
+_ENTRIES: tuple[ControlMetric, ...] = (
+    ControlMetric("melody_accuracy", "metrics.control.melody:MelodyAccuracy", "melody", "controlnet-chroma",
+                  "metrics.control.melody:controlnet_chroma",
+                  "one-hot argmax chroma of the high-passed audio (Music ControlNet), voiced frames flagged"),
+    ControlMetric("key_accuracy", "metrics.control.tonal:KeyAccuracy", "key", "key-ks",
+                  "metrics.control.tonal:key_estimator",
+                  "global key by Krumhansl-Schmuckler profile correlation of the clip's chroma"),
+    ControlMetric("chord_majmin", "metrics.control.tonal:ChordMajmin", "chords", "chords-template",
+                  "metrics.control.tonal:chord_estimator",
+                  "frame chords by major/minor triad template matching on chroma (a baseline recognizer)"),
+    ControlMetric("chord_root", "metrics.control.tonal:ChordRoot", "chords", "chords-template",
+                  "metrics.control.tonal:chord_estimator",
+                  "frame chords by major/minor triad template matching on chroma (a baseline recognizer)"),
+    ControlMetric("dynamics_correlation", "metrics.control.dynamics:DynamicsCorrelation", "dynamics", "loudness-curve",
+                  "metrics.control.dynamics:loudness_curve",
+                  "smoothed K-weighted (BS.1770) loudness curve in LUFS"),
+)
+CONTROL_METRICS: dict[str, ControlMetric] = {e.name: e for e in _ENTRIES}
+
+
+def register(entry: ControlMetric) -> None:
+    """Add or replace a control metric at run time (a plug-in's own metric)."""
+    CONTROL_METRICS[entry.name] = entry
+
+
+def names() -> list[str]:
+    return list(CONTROL_METRICS)
+
+
+def entry(name: str) -> ControlMetric:
+    if name not in CONTROL_METRICS:
+        raise InputError(f"unknown control metric {name!r}; available: {', '.join(CONTROL_METRICS)}")
+    return CONTROL_METRICS[name]
+
+
+def _resolve(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def control_metric(name: str, n_boot: int = 1000, seed: int = 0):
+    """A fresh Metric for the control metric ``name``."""
+    return _resolve(entry(name).metric)(n_boot=n_boot, seed=seed)
+
+
+def extractors() -> dict[str, str]:
+    """Embedder-registry entries of every control feature (``metrics.embedders`` adds them to its builtins)."""
+    return {e.extractor: e.extractor_factory for e in CONTROL_METRICS.values()}
+
+
+__all__ = ["CONTROL_METRICS", "ControlMetric", "control_metric", "entry", "extractors", "names", "register"]

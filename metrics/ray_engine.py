@@ -33,7 +33,15 @@ from metrics.audio import AudioError, Clip, Skipped, resample
 from metrics.cache import EmbeddingCache
 from metrics.embedders import Embedder
 from metrics.engine import Items, empty_stats, import_ray
-from metrics.extract import EmbeddingSet, code_version, load_in_worker, pad_to_whole, preprocessing_key, wave_sha256
+from metrics.extract import (
+    EmbeddingSet,
+    code_version,
+    load_in_worker,
+    pad_to_whole,
+    preprocessing_key,
+    shared_passes,
+    wave_sha256,
+)
 from metrics.fad import EmbeddingStats
 from metrics.io import file_sha256
 from metrics.models import ModelSpec
@@ -46,24 +54,31 @@ def _f32(buf: bytes, dim: int | None = None) -> np.ndarray:
     return arr.reshape(-1, dim) if dim else arr
 
 
-def _prepare(batch: dict, *, sr: int, pad: float | None, min_seconds: float, name: str, embedder_id: str,
-             pre: str, cache_root: str | None, code: str | None = None) -> dict:
-    """Stage 1 (CPU tasks): cache lookup, then decode/resample/pad only the misses."""
+def _prepare(batch: dict, *, sr: int, pad: float | None, min_seconds: float, name: str, embedder_ids: list[str],
+             pre: str, cache_root: str | None, codes: list[str]) -> dict:
+    """Stage 1 (CPU tasks): cache lookup, then decode/resample/pad only the misses.
+
+    A pass may serve several heads of one network (``metrics.extract.shared_passes``): column ``key{j}`` /
+    ``emb{j}`` belongs to head ``j``, and a clip is a hit only when every head's entry is."""
     cache = EmbeddingCache(cache_root) if cache_root is not None else None
-    out: dict[str, list] = {k: [] for k in ("idx", "id", "src", "key", "status", "problem", "warnings", "wave", "emb")}
+    heads = range(len(embedder_ids))
+    cols = ("idx", "id", "src", "status", "problem", "warnings", "wave", *(f"{c}{j}" for c in ("key", "emb") for j in heads))
+    out: dict[str, list] = {k: [] for k in cols}
     for i in range(len(batch["idx"])):
-        src, key, status, problem, caught = str(batch["src"][i]), str(batch["key"][i]), "todo", "", []
-        wave, emb, wave_arr = b"", b"", None
+        src, status, problem, caught = str(batch["src"][i]), "todo", "", []
+        keys = [str(batch[f"key{j}"][i]) for j in heads]
+        wave, embs, wave_arr = b"", [b"" for _ in heads], None
         try:
-            if batch["has_wave"][i]:  # a Clip: its key was computed on the driver; resample here
+            if batch["has_wave"][i]:  # a Clip: its keys were computed on the driver; resample here
                 wave_arr, sr_in = _f32(batch["wave"][i]), int(batch["sr"][i])
                 if sr_in != sr:
                     wave_arr = resample(wave_arr, sr_in, sr)
             elif cache is not None:
-                key = EmbeddingCache.key(file_sha256(src), embedder_id, pre)
-            hit = cache.get(key, code) if (cache is not None and key) else None
-            if hit is not None:
-                status, emb = "hit", np.ascontiguousarray(hit, dtype=np.float32).tobytes()
+                sha = file_sha256(src)
+                keys = [EmbeddingCache.key(sha, eid, pre) for eid in embedder_ids]
+            hits = [cache.get(k, c) for k, c in zip(keys, codes)] if (cache is not None and all(keys)) else [None]
+            if all(h is not None for h in hits):
+                status, embs = "hit", [np.ascontiguousarray(h, dtype=np.float32).tobytes() for h in hits]
             else:
                 if wave_arr is None:
                     res = load_in_worker(src, sr)
@@ -84,54 +99,70 @@ def _prepare(batch: dict, *, sr: int, pad: float | None, min_seconds: float, nam
         out["idx"].append(int(batch["idx"][i]))
         out["id"].append(str(batch["id"][i]))
         out["src"].append(src)
-        out["key"].append(key)
         out["status"].append(status)
         out["problem"].append(problem)
         out["warnings"].append(json.dumps([[c.__module__ + ":" + c.__qualname__, m] for c, m in caught]))
         out["wave"].append(wave)
-        out["emb"].append(emb)
+        for j in heads:
+            out[f"key{j}"].append(keys[j])
+            out[f"emb{j}"].append(embs[j])
     return {k: np.array(v, dtype=object) for k, v in out.items()}
 
 
 class _EmbedActor:
-    """Stage 2 (actor pool): one embedder per actor; embed misses, validate, write the cache.
+    """Stage 2 (actor pool): one network per actor; embed misses, validate, write the cache.
 
+    ``heads`` lists the models this pass serves as ``(head, dim, name, code version)``; with more than one,
+    the network runs once per batch through ``embed_heads`` (a model in two roles is forwarded once).
     On a CPU-only cluster stage 1 runs here too, in the same call (``prepare``)."""
 
     def __init__(self, embedder: Embedder | ModelSpec, cache_root: str | None, prepare: dict | None = None,
-                 reduce_stats: bool = False):
+                 reduce_stats: bool = False, heads: list[tuple[str, int, str, str]] | None = None):
         self.embedder = embedder.build_audio() if isinstance(embedder, ModelSpec) else embedder
         self.cache = EmbeddingCache(cache_root) if cache_root is not None else None
         self.prepare = prepare  # stage 1's arguments when it runs inside this actor (CPU-only clusters)
         self.reduce_stats = reduce_stats  # stage 3 here too: ship d + d² numbers per batch, not embeddings
+        e = self.embedder
+        self.heads = heads or [(e.head, e.dim, e.name, code_version(e))]
+
+    def _forward(self, waves: list[np.ndarray]) -> list[list[np.ndarray]]:
+        if len(self.heads) == 1:
+            return [self.embedder.embed_batch(waves)]
+        outs = self.embedder.embed_heads(waves)
+        return [outs[head] for head, *_ in self.heads]
 
     def __call__(self, batch: dict) -> dict:
         if self.prepare is not None:
             batch = _prepare(batch, **self.prepare)
-        e = self.embedder
         status = [str(s) for s in batch["status"]]
         problem = [str(p) for p in batch["problem"]]
-        emb = list(batch["emb"])
+        embs = [list(batch[f"emb{j}"]) for j in range(len(self.heads))]
         todo = [i for i, s in enumerate(status) if s == "todo"]
         if todo:
-            outs = e.embed_batch([_f32(batch["wave"][i]) for i in todo])
-            for i, arr in zip(todo, outs):
-                arr = np.asarray(arr, dtype=np.float32)
-                if arr.ndim != 2 or arr.shape[1] != e.dim:
-                    status[i], problem[i] = "fatal", f"{e.name} returned shape {arr.shape}, expected [frames, {e.dim}]"
-                elif not len(arr):
-                    status[i], problem[i] = "error", f"yields no {e.name} frame"
-                elif not np.isfinite(arr).all():
-                    status[i], problem[i] = "error", f"{e.name} embedding contains NaN/Inf"
+            outs = self._forward([_f32(batch["wave"][i]) for i in todo])
+            for n, i in enumerate(todo):
+                arrs = [np.asarray(out[n], dtype=np.float32) for out in outs]
+                for (_, dim, name, _), arr in zip(self.heads, arrs):
+                    if arr.ndim != 2 or arr.shape[1] != dim:
+                        status[i], problem[i] = "fatal", f"{name} returned shape {arr.shape}, expected [frames, {dim}]"
+                    elif not len(arr):
+                        status[i], problem[i] = "error", f"yields no {name} frame"
+                    elif not np.isfinite(arr).all():
+                        status[i], problem[i] = "error", f"{name} embedding contains NaN/Inf"
+                    if status[i] != "todo":
+                        break
                 else:
-                    status[i], emb[i] = "ok", np.ascontiguousarray(arr).tobytes()
-                    key = str(batch["key"][i])
-                    if self.cache is not None and key:
-                        self.cache.put(key, arr, code_version(e))
-        keep = ("idx", "id", "src", "key", "warnings")
+                    status[i] = "ok"
+                    for j, ((*_, code), arr) in enumerate(zip(self.heads, arrs)):
+                        embs[j][i] = np.ascontiguousarray(arr).tobytes()
+                        key = str(batch[f"key{j}"][i])
+                        if self.cache is not None and key:
+                            self.cache.put(key, arr, code)
+        keep = ("idx", "id", "src", "warnings")
         out = {**{k: batch[k] for k in keep}, "status": np.array(status, dtype=object),
-                "problem": np.array(problem, dtype=object), "emb": np.array(emb, dtype=object)}
-        return _block_stats(out, e.dim) if self.reduce_stats else out
+               "problem": np.array(problem, dtype=object),
+               **{f"emb{j}": np.array(e, dtype=object) for j, e in enumerate(embs)}}
+        return _block_stats(out, self.heads[0][1]) if self.reduce_stats else out
 
 
 def _block_stats(batch: dict, dim: int) -> dict:
@@ -141,7 +172,7 @@ def _block_stats(batch: dict, dim: int) -> dict:
     for i in range(len(batch["idx"])):
         st = str(batch["status"][i])
         if st in ("ok", "hit"):
-            s.update(_f32(batch["emb"][i], dim))
+            s.update(_f32(batch["emb0"][i], dim))
         report.append([int(batch["idx"][i]), str(batch["id"][i]), str(batch["src"][i]), st, str(batch["problem"][i]),
                        str(batch["warnings"][i])])
     n, n_clips, mean, m2 = s.partial()
@@ -168,8 +199,9 @@ class RayEngine:
 
     # ------------------------------------------------------------------ pipeline
 
-    def _rows(self, items: Items, embedder: Embedder, cache: EmbeddingCache | None, fail) -> list[dict]:
-        rows, seen = [], {}
+    def _rows(self, items: Items, models: Sequence[Embedder], cache: EmbeddingCache | None, fail) -> list[dict]:
+        """One row per clip; ``key{j}`` is head ``j``'s cache key (files: computed by the worker that hashes them)."""
+        embedder, rows, seen = models[0], [], {}
         for idx, item in enumerate(items):
             if isinstance(item, Clip):
                 cid, src = item.id, item.path or f"<clip {item.id}>"
@@ -178,19 +210,21 @@ class RayEngine:
             if cid in seen:
                 raise AudioError(src, f"duplicate id {cid!r} (also {seen[cid]})")
             seen[cid] = src
-            row = {"idx": idx, "id": cid, "src": src, "key": "", "has_wave": False, "wave": b"", "sr": 0}
+            row = {"idx": idx, "id": cid, "src": src, "has_wave": False, "wave": b"", "sr": 0,
+                   **{f"key{j}": "" for j in range(len(models))}}
             if isinstance(item, Clip):
                 if not np.isfinite(item.wave).all():
                     fail(idx, src, "contains NaN/Inf samples")
                     continue
                 via = item.sr if item.sr != embedder.sample_rate else None
                 if cache is not None:
-                    row["key"] = cache.key(item.sha256 or wave_sha256(item), embedder.id, preprocessing_key(embedder, via))
+                    sha, pre = item.sha256 or wave_sha256(item), preprocessing_key(embedder, via)
+                    row.update({f"key{j}": cache.key(sha, m.id, pre) for j, m in enumerate(models)})
                 row.update(has_wave=True, wave=np.ascontiguousarray(item.wave, dtype=np.float32).tobytes(), sr=item.sr)
             rows.append(row)
         return rows
 
-    def _dataset(self, rows: list[dict], embedder: Embedder, cache: EmbeddingCache | None, batch_size: int,
+    def _dataset(self, rows: list[dict], models: Sequence[Embedder], cache: EmbeddingCache | None, batch_size: int,
                  progress: bool, spec: ModelSpec | None, reduce_stats: bool = False):
         ray = import_ray()
         ctx = ray.data.DataContext.get_current()
@@ -204,13 +238,15 @@ class RayEngine:
         n_blocks = max(1, min(len(rows), 4 * actors))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")  # max_restarts has no named parameter
-            return self._build(ray, rows, embedder, root, batch_size, spec, gpus, actors, n_blocks, reduce_stats)
+            return self._build(ray, rows, models, root, batch_size, spec, gpus, actors, n_blocks, reduce_stats)
 
-    def _build(self, ray, rows, embedder, root, batch_size, spec, gpus, actors, n_blocks, reduce_stats):
+    def _build(self, ray, rows, models, root, batch_size, spec, gpus, actors, n_blocks, reduce_stats):
         ds = ray.data.from_items(rows, override_num_blocks=n_blocks)
+        embedder = models[0]
         prep = {"sr": embedder.sample_rate, "pad": embedder.pad_to_seconds, "min_seconds": embedder.min_seconds,
-                "name": embedder.name, "embedder_id": embedder.id, "pre": preprocessing_key(embedder), "cache_root": root,
-                "code": code_version(embedder)}
+                "name": embedder.name, "embedder_ids": [m.id for m in models], "pre": preprocessing_key(embedder),
+                "cache_root": root, "codes": [code_version(m) for m in models]}
+        heads = [(m.head, m.dim, m.name, code_version(m)) for m in models]
         # Actor restarts + retried calls are what survive a killed worker (bounded: a deterministic crash fails).
         remote = {"max_restarts": self.max_retries, "max_task_retries": self.max_retries}
         if gpus:
@@ -221,7 +257,7 @@ class RayEngine:
             # CPU-only: decode inside the actor's call. Separate 1-CPU decode tasks beside 1-CPU actors
             # can hold every CPU in actors and starve the decoders (a deadlock seen on 2 cores).
             remote["num_cpus"], inline = 1, prep
-        ds = ds.map_batches(_EmbedActor, fn_constructor_args=(spec if spec is not None else embedder, root, inline, reduce_stats),
+        ds = ds.map_batches(_EmbedActor, fn_constructor_args=(spec if spec is not None else embedder, root, inline, reduce_stats, heads),
                             batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
                             **remote)
         return ds
@@ -264,27 +300,34 @@ class RayEngine:
               workers: int = 0, progress: bool = False, on_error: str = "raise",
               spec: ModelSpec | None = None) -> EmbeddingSet:
         """Same result as ``embed_clips``: id → [frames, dim] float32, sorted by id, with ``skipped``."""
+        return self._embed_pass(items, [embedder], cache, batch_size, progress, on_error, spec)[0]
+
+    def _embed_pass(self, items: Items, models: Sequence[Embedder], cache: EmbeddingCache | None, batch_size: int,
+                    progress: bool, on_error: str, spec: ModelSpec | None) -> list[EmbeddingSet]:
+        """One forward pass over the clips giving every head in ``models`` (one network, several roles)."""
         skipped, fail = self._policy(on_error)
-        rows = self._rows(items, embedder, cache, fail)
-        out: dict[str, np.ndarray] = {}
+        rows = self._rows(items, models, cache, fail)
+        out: list[dict[str, np.ndarray]] = [{} for _ in models]
         if rows:
-            got = self._dataset(rows, embedder, cache, batch_size, progress, spec).take_all()
+            got = self._dataset(rows, models, cache, batch_size, progress, spec).take_all()
             report = [[r["idx"], r["id"], r["src"], r["status"], r["problem"], r["warnings"]] for r in got]
             by_idx = {int(r["idx"]): r for r in got}
             for idx in self._finish(report, cache, fail):
                 r = by_idx[idx]
-                out[str(r["id"])] = _f32(r["emb"], embedder.dim).copy()
-        return EmbeddingSet(sorted(out.items()), skipped=[s for _, s in sorted(skipped, key=lambda t: t[0])])
+                for j, m in enumerate(models):
+                    out[j][str(r["id"])] = _f32(r[f"emb{j}"], m.dim).copy()
+        gone = [s for _, s in sorted(skipped, key=lambda t: t[0])]
+        return [EmbeddingSet(sorted(o.items()), skipped=list(gone)) for o in out]
 
     def stats(self, items: Items, embedder: Embedder, cache: EmbeddingCache | None = None, *, batch_size: int = 8,
               workers: int = 0, progress: bool = False, on_error: str = "raise",
               spec: ModelSpec | None = None) -> tuple[EmbeddingStats, list[Skipped]]:
         """Per-block partial statistics computed on the workers, merged here in input order."""
         skipped, fail = self._policy(on_error)
-        rows = self._rows(items, embedder, cache, fail)
+        rows = self._rows(items, [embedder], cache, fail)
         total = empty_stats(embedder)
         if rows:
-            parts = self._dataset(rows, embedder, cache, batch_size, progress, spec, reduce_stats=True).take_all()
+            parts = self._dataset(rows, [embedder], cache, batch_size, progress, spec, reduce_stats=True).take_all()
             report = [r for p in parts for r in json.loads(p["report"])]
             self._finish(report, cache, fail)
             for p in sorted(parts, key=lambda p: int(p["first"])):
@@ -296,12 +339,16 @@ class RayEngine:
     def extract(self, items: Items, models: dict[str, Embedder], specs: dict[str, ModelSpec],
                 cache: EmbeddingCache | None = None, *, batch_size: int = 8, workers: int = 0,
                 progress: bool = False, on_error: str = "raise") -> dict[str, EmbeddingSet]:
-        """Each model over the clips on the cluster; workers build the models from ``specs`` (never pickled)."""
+        """Each forward pass (``shared_passes``: heads of one network together) over the clips on the cluster;
+        workers build the models from ``specs`` (never pickled)."""
         missing = sorted(set(models) - set(specs))
         if missing:
             raise ValueError(f"the Ray engine needs a ModelSpec for every model (missing: {', '.join(missing)})")
-        return {k: self.embed(items, m, cache, batch_size=batch_size, progress=progress, on_error=on_error,
-                              spec=specs[k]) for k, m in models.items()}
+        out: dict[str, EmbeddingSet] = {}
+        for p in shared_passes(models):
+            sets = self._embed_pass(items, [models[k] for k in p], cache, batch_size, progress, on_error, specs[p[0]])
+            out.update(zip(p, sets))
+        return {k: out[k] for k in models}
 
     def audit(self, generated, train, centroids, **kw):
         """Same arguments and result as ``metrics.memorization.audit``; ``shards=`` sets the fan-out."""

@@ -256,3 +256,36 @@ def test_memorization_audit_cli_ray_equals_local(ray_cluster, small_corpus, tmp_
     assert best, rows["local"]
     lag = float(best[0]["train_offset_s"]) - float(best[0]["gen_offset_s"])
     assert abs(lag - 0.5) <= 0.08 + 1e-6  # the excerpt starts 0.5 s into its source (two-frame tolerance)
+
+
+@needs_ray
+def test_a_model_in_two_roles_is_one_pass_on_ray_with_the_local_values(ray_cluster, tmp_path, monkeypatch):
+    """musicnn-mtt as embedder and classifier (the demo's case): the Ray engine runs one dataset — one
+    forward per clip giving both heads (``shared_passes``) — and both heads equal the local engine's."""
+    from metrics.extract import extract
+    from metrics.models import ModelSpec
+    from metrics.ray_engine import RayEngine
+
+    rng = np.random.default_rng(3)
+    import soundfile as sf
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"c{i}.wav")
+        sf.write(paths[-1], (0.1 * rng.standard_normal(16000 * 4)).astype(np.float32), 16000)
+    specs = {"embedder": ModelSpec("musicnn-mtt"), "classifier": ModelSpec("musicnn-mtt", kind="classifier")}
+    models = {k: s.build() for k, s in specs.items()}
+    passes = []
+    real = RayEngine._dataset
+    monkeypatch.setattr(RayEngine, "_dataset", lambda self, rows, ms, *a, **kw: passes.append(
+        [m.id for m in ms]) or real(self, rows, ms, *a, **kw))
+    got = RayEngine(actors=1).extract(paths, models, specs, EmbeddingCache(tmp_path / "cache"))
+    assert passes == [[models["embedder"].id, models["classifier"].id]]
+    want = extract(paths, models)
+    for k in models:
+        assert list(got[k]) == list(want[k]) == [p.stem for p in paths]
+        for cid in want[k]:
+            np.testing.assert_allclose(got[k][cid], want[k][cid], rtol=0, atol=1e-5)
+    cache = EmbeddingCache(tmp_path / "cache")  # both heads were cached by the one pass
+    again = extract(paths, models, cache)
+    assert (cache.hits, cache.misses) == (6, 0) and all(np.array_equal(again[k][c], got[k][c]) for k in models for c in got[k])

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from metrics.store import ResultsError, read_store
+from metrics.store import ResultsError, read_store, write_store
 
 SCRIPT = textwrap.dedent("""
     import os, signal, sys
@@ -84,3 +84,20 @@ def test_killed_rewrite_leaves_the_previous_store_or_none(tmp_path, kill_at):
     p = run_writer(store, 10**6, "3")  # the next run over the leftovers
     assert p.returncode == 0, p.stderr
     assert store_run(store) == 3
+    assert leftovers(store) == []  # a staged file or its temp file the kill left is gone
+
+
+def leftovers(store) -> list[str]:
+    return sorted(str(p.relative_to(store)) for p in store.rglob(".*") if ".staged" in p.name)
+
+
+def test_staged_files_of_names_the_next_run_does_not_write_are_removed(tmp_path):
+    """A killed run staged files under names (an extra file, one in a sub-folder) the next run does not write."""
+    store = tmp_path / "s"
+    (store / "memorization").mkdir(parents=True)
+    for name in (".gone.md.staged", "memorization/.matches.csv.staged", "..per_clip.csv.staged.x1y2.tmp"):
+        (store / name).write_text("half")
+    (store / ".notes.txt").write_text("not ours")  # a hidden file of the user's stays
+    write_store(store, "compare", {"a": {"fad": 1.0}})
+    assert leftovers(store) == [] and (store / ".notes.txt").read_text() == "not ours"
+    assert read_store(store).kind == "compare"

@@ -19,5 +19,8 @@ import click
 def demo(run_dir: Path, n: int, seconds: float, seed: int, memorization_n: int, device: str) -> None:
     """The whole pipeline on the embedded default: corpus → systems → compare → memorization → study."""
     from benchmarks.demo import run_demo
+    from metrics.store.lock import store_lock
 
-    run_demo(run_dir, n=n, seconds=seconds, seed=seed, device=device, memorization_n=memorization_n, log=click.echo)
+    with store_lock(run_dir / "results"):  # its results store: a second demo on one --run-dir refuses
+        run_demo(run_dir, n=n, seconds=seconds, seed=seed, device=device, memorization_n=memorization_n,
+                 log=click.echo)

@@ -43,11 +43,21 @@ def json_option(help_: str = "Write the result as JSON to PATH ('-': standard ou
                         type=click.Path(dir_okay=False, allow_dash=True), help=help_)
 
 
+def _lock_store(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Hold the store's lock (``metrics.store.lock``) while the command runs: a second run on one --out refuses."""
+    if value is not None and not ctx.resilient_parsing:
+        from metrics.store.lock import store_lock
+
+        ctx.with_resource(store_lock(value))
+    return value
+
+
 def out_option(help_: str = "Results store to write (results.json, per_clip.csv, …; any reader opens it).",
                required: bool = False) -> Callable:
-    """``--out DIR``: always a results store directory (``metrics.store``), whatever the command."""
+    """``--out DIR``: always a results store directory (``metrics.store``), whatever the command; the command
+    holds the store's lock from parsing until it ends (``metrics.store.lock``)."""
     return click.option("--out", "out_dir", cls=ConventionOption, convention="out", metavar="DIR", default=None,
-                        required=required, type=click.Path(file_okay=False), help=help_)
+                        required=required, type=click.Path(file_okay=False), callback=_lock_store, help=help_)
 
 
 def bootstrap_option(help_: str = "Bootstrap resamples for every 95% CI and paired test (0: point values only).",

@@ -54,12 +54,15 @@ per_clip (rows added for clips the table lacks); columns the caller's ``per_clip
     read_store(path) -> Results   # .data, .per_clip (paths resolved), .problems, .resolve(value),
                                   # .higher_is_better(key) (older stores without the field: by name)
     add_metrics(path, {system: {metric_key: result}}, metadata=None) -> dict   # e.g. human-study wins
+    store_lock(path)              # held by every command with --out for its whole run (metrics.store.lock):
+                                  # STORE/.run.lock names pid/host/start; a second run refuses (StoreBusyError)
 
 Do not feed a document read back from a store to ``write_store`` again: its paths are store-relative
 and would be taken as relative to the cwd. Use ``add_metrics`` to extend a store in place.
 """
 
 from metrics.store.direction import DIRECTION_KEY, LEGACY_HIGHER_IS_BETTER, arrow, higher_is_better
+from metrics.store.lock import LOCK_FILE, StaleLockWarning, StoreBusyError, store_lock
 from metrics.store.paths import is_path_column, resolve_in_store, store_relative
 from metrics.store.read import Results, read_store
 from metrics.store.schema import (
@@ -74,7 +77,8 @@ from metrics.store.schema import (
 from metrics.store.write import add_metrics, write_store
 
 __all__ = [
-    "DIRECTION_KEY", "LEGACY_HIGHER_IS_BETTER", "PAIRWISE_FILE", "PER_CLIP_FILE", "PER_CLIP_PARQUET", "RESULTS_FILE", "SCHEMA_VERSION", "Results", "ResultsError",
-    "add_metrics", "arrow", "higher_is_better", "is_path_column", "read_store", "resolve_in_store", "store_relative",
-    "validate_results", "write_store",
+    "DIRECTION_KEY", "LEGACY_HIGHER_IS_BETTER", "LOCK_FILE", "PAIRWISE_FILE", "PER_CLIP_FILE", "PER_CLIP_PARQUET", "RESULTS_FILE", "SCHEMA_VERSION", "Results", "ResultsError",
+    "StaleLockWarning", "StoreBusyError",
+    "add_metrics", "arrow", "higher_is_better", "is_path_column", "read_store", "resolve_in_store", "store_lock",
+    "store_relative", "validate_results", "write_store",
 ]

@@ -20,6 +20,7 @@ import pandas as pd
 
 from metrics.io import atomic_write_bytes, atomic_write_text, dumps_json, nonfinite_reason, to_jsonable
 from metrics.store.direction import DIRECTION_KEY
+from metrics.store.lock import check_not_locked_by_other
 from metrics.store.paths import relativize_frame, store_relative
 from metrics.store.read import read_store
 from metrics.store.schema import (
@@ -141,12 +142,31 @@ def _staged(path: Path) -> Path:
     return path.with_name(f".{path.name}.staged")
 
 
+def _is_staged_leftover(name: str) -> bool:
+    """``.NAME.staged`` (:func:`_staged`) or the temp file of one being written (``..NAME.staged.XXXX.tmp``)."""
+    return name.startswith(".") and (name.endswith(".staged") or (".staged." in name and name.endswith(".tmp")))
+
+
+def remove_staged_leftovers(store: Path) -> list[Path]:
+    """Delete the staged files a killed write left anywhere in the store (extra files live in sub-folders too)."""
+    gone = []
+    for dirpath, _, names in os.walk(store):
+        for name in names:
+            if _is_staged_leftover(name):
+                (Path(dirpath) / name).unlink(missing_ok=True)
+                gone.append(Path(dirpath) / name)
+    return gone
+
+
 def commit_store(store: Path, files: Mapping[str, bytes], results_text: str, remove: tuple[str, ...] = ()) -> None:
     """Replace a store's files all together (module docstring): stage every file complete (atomically, under a
     hidden name), drop ``results.json``, rename the staged files into place, remove ``remove`` (an earlier
-    run's files this one does not write), and write ``results.json`` last. Staged files a killed run left
-    are overwritten by the next one."""
+    run's files this one does not write), and write ``results.json`` last. Staged files (and their temp
+    files) a killed run left are removed first, whatever their names, so none outlives the next write.
+    Refuses a store another live run holds the lock of (``metrics.store.lock``)."""
     store.mkdir(parents=True, exist_ok=True)
+    check_not_locked_by_other(store)
+    remove_staged_leftovers(store)
     staged = [(atomic_write_bytes(_staged(store / name), data), store / name) for name, data in files.items()]
     (store / RESULTS_FILE).unlink(missing_ok=True)  # from here until the last line there is no store, never a mixed one
     for name in remove:

@@ -49,6 +49,14 @@ _ENTRIES: tuple[ControlMetric, ...] = (
     ControlMetric("dynamics_correlation", "metrics.control.dynamics:DynamicsCorrelation", "dynamics", "loudness-curve",
                   "metrics.control.dynamics:loudness_curve",
                   "smoothed K-weighted (BS.1770) loudness curve in LUFS"),
+    ControlMetric("beat_f", "metrics.control.rhythm:BeatF", "beats", "madmom-beats", "metrics.control.beats:madmom_beats",
+                  "beat times by madmom's RNN beat activation + DBN tracker"),
+    ControlMetric("downbeat_f", "metrics.control.rhythm:DownbeatF", "downbeats", "madmom-downbeats",
+                  "metrics.control.beats:madmom_downbeats", "downbeat times by madmom's RNN downbeat activation + DBN bar tracker"),
+    ControlMetric("tempo_acc1", "metrics.control.rhythm:TempoAcc1", "tempo", "madmom-tempo", "metrics.control.beats:madmom_tempo",
+                  "tempo (bpm) by a comb-filter histogram of madmom's RNN beat activation"),
+    ControlMetric("tempo_acc2", "metrics.control.rhythm:TempoAcc2", "tempo", "madmom-tempo", "metrics.control.beats:madmom_tempo",
+                  "tempo (bpm) by a comb-filter histogram of madmom's RNN beat activation"),
 )
 CONTROL_METRICS: dict[str, ControlMetric] = {e.name: e for e in _ENTRIES}
 

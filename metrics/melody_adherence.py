@@ -100,7 +100,8 @@ class AudiocraftChroma(Embedder):
     def config(self) -> dict:
         return {**super().config, "n_fft": self.n_fft, "hop_length": self.hop, "argmax": self.argmax}
 
-    def embed(self, wave: np.ndarray) -> np.ndarray:
+    def chroma_power(self, wave: np.ndarray) -> np.ndarray:
+        """The un-normalized chroma energy, [ceil(samples / hop), n_chroma] (the control metrics' chroma too)."""
         x = np.asarray(wave, dtype=np.float64)
         n_frames = int(np.ceil(len(x) / self.hop))  # audiocraft compares ceil(size / winhop) frames
         if len(x) < self.n_fft:  # audiocraft pads a short clip to one window, centred
@@ -109,11 +110,14 @@ class AudiocraftChroma(Embedder):
         x = np.pad(x, self.n_fft // 2, mode="reflect")
         frames = np.lib.stride_tricks.sliding_window_view(x, self.n_fft)[:: self.hop]
         power = np.abs(np.fft.rfft(frames * self.window, axis=-1)) ** 2 / (self.window**2).sum()
-        chroma = power @ self.fbank.T  # [frames, n_chroma]
+        return (power @ self.fbank.T)[:n_frames]  # [frames, n_chroma]
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        chroma = self.chroma_power(wave)
         chroma = chroma / np.maximum(np.abs(chroma).max(axis=1, keepdims=True), 1e-6)
         if self.argmax:
             chroma = np.eye(self.n_chroma)[chroma.argmax(axis=1)]
-        return chroma[:n_frames].astype(np.float32)
+        return chroma.astype(np.float32)
 
 
 def crepe_pitch(path: str | None = None, device: str = "cpu") -> CrepePitch:

@@ -47,7 +47,7 @@ _ENTRIES: tuple[ControlMetric, ...] = (
                   "metrics.control.tonal:chord_estimator",
                   "frame chords by major/minor triad template matching on chroma (a baseline recognizer)"),
     ControlMetric("dynamics_correlation", "metrics.control.dynamics:DynamicsCorrelation", "dynamics", "loudness-curve",
-                  "metrics.control.dynamics:loudness_curve",
+                  "metrics.control.dynamics:loudness_curve_factory",
                   "smoothed K-weighted (BS.1770) loudness curve in LUFS"),
     ControlMetric("beat_f", "metrics.control.rhythm:BeatF", "beats", "madmom-beats", "metrics.control.beats:madmom_beats",
                   "beat times by madmom's RNN beat activation + DBN tracker"),

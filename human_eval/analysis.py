@@ -138,30 +138,7 @@ def analyze_frame(systems: list[str], ratings: pd.DataFrame, raters: pd.DataFram
         raise ValueError(f"primary must be one of {', '.join(PRIMARY)}, not {primary!r}")
     if screening not in ("exclude", "report"):
         raise ValueError(f"screening must be 'exclude' or 'report', not {screening!r}")
-    att = ratings[ratings.kind == "attention"]
-    failed = att[att.score <= 0].groupby("rater_id").size()
-    passed = att[att.score > 0].groupby("rater_id").size()
-    raters = raters.copy()
-    raters["attention_passed"] = raters.rater_id.map(passed).fillna(0).astype(int)
-    raters["attention_failed"] = raters.rater_id.map(failed).fillna(0).astype(int)
-    failed_check = raters.get("headphone_passed", pd.Series(None, index=raters.index)).map(lambda v: v is False or v == 0)
-    failed_check &= raters.get("headphone_passed", pd.Series(None, index=raters.index)).notna()
-    raters["excluded"] = (raters.attention_failed > max_failures) | (failed_check if screening == "exclude" else False)
-    pair = ratings[ratings.kind == "pair"]
-    raters["n_ratings"] = raters.rater_id.map(pair.groupby("rater_id").size()).fillna(0).astype(int)
-    raters["median_seconds"] = raters.rater_id.map(pair.groupby("rater_id").seconds_spent.median())
-    excluded_ids = set(raters.rater_id[raters.excluded])
-    kept = pair[~pair.rater_id.isin(excluded_ids)]
-    exclusions = {
-        "rule": f"rater excluded when attention-check failures > {max_failures} (failure = no preference or "
-                "a preference for the clip made for another caption)"
-                + ("; or when the headphone check was failed" if screening == "exclude" else
-                   "; headphone-check failures reported, not excluded"),
-        "excluded_raters": [int(r) for r in sorted(excluded_ids)],
-        "failed_headphone_check": [int(r) for r in sorted(raters.rater_id[failed_check])],
-        "excluded_ratings": int(pair.rater_id.isin(excluded_ids).sum()),
-        "kept_ratings": len(kept),
-    }
+    raters, kept, exclusions = apply_exclusions(ratings, raters, max_failures, screening)
 
     idx = {n: i for i, n in enumerate(systems)}
     S = len(systems)
@@ -209,6 +186,37 @@ def analyze_frame(systems: list[str], ratings: pd.DataFrame, raters: pd.DataFram
     agreement = _agreement(kept, raters)
     return StudyAnalysis(systems, ratings, raters, wins, wins_matrix, pairs, strengths, agreement, exclusions,
                          progress or {}, inference)
+
+
+def apply_exclusions(ratings: pd.DataFrame, raters: pd.DataFrame, max_failures: int = 0,
+                     screening: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(raters with their attention/exclusion columns, the kept pair ratings, the exclusions record): the one
+    exclusion rule every reader of the ratings applies (``analyze_frame``, ``human_eval.agreement``)."""
+    att = ratings[ratings.kind == "attention"]
+    failed = att[att.score <= 0].groupby("rater_id").size()
+    passed = att[att.score > 0].groupby("rater_id").size()
+    raters = raters.copy()
+    raters["attention_passed"] = raters.rater_id.map(passed).fillna(0).astype(int)
+    raters["attention_failed"] = raters.rater_id.map(failed).fillna(0).astype(int)
+    failed_check = raters.get("headphone_passed", pd.Series(None, index=raters.index)).map(lambda v: v is False or v == 0)
+    failed_check &= raters.get("headphone_passed", pd.Series(None, index=raters.index)).notna()
+    raters["excluded"] = (raters.attention_failed > max_failures) | (failed_check if screening == "exclude" else False)
+    pair = ratings[ratings.kind == "pair"]
+    raters["n_ratings"] = raters.rater_id.map(pair.groupby("rater_id").size()).fillna(0).astype(int)
+    raters["median_seconds"] = raters.rater_id.map(pair.groupby("rater_id").seconds_spent.median())
+    excluded_ids = set(raters.rater_id[raters.excluded])
+    kept = pair[~pair.rater_id.isin(excluded_ids)]
+    exclusions = {
+        "rule": f"rater excluded when attention-check failures > {max_failures} (failure = no preference or "
+                "a preference for the clip made for another caption)"
+                + ("; or when the headphone check was failed" if screening == "exclude" else
+                   "; headphone-check failures reported, not excluded"),
+        "excluded_raters": [int(r) for r in sorted(excluded_ids)],
+        "failed_headphone_check": [int(r) for r in sorted(raters.rater_id[failed_check])],
+        "excluded_ratings": int(pair.rater_id.isin(excluded_ids).sum()),
+        "kept_ratings": len(kept),
+    }
+    return raters, kept, exclusions
 
 
 def _rater_sums(g: pd.DataFrame) -> np.ndarray:

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("benchmarks.cli.compare:compare", "The Table-1 harness: systems x metrics."),
     "demo": ("benchmarks.cli.demo:demo", "The whole pipeline on the embedded default (make run)."),
     "musiccaps": ("benchmarks.cli.musiccaps:musiccaps", "Prepare MusicCaps clips for evaluation."),
+    "agreement": ("benchmarks.cli.agreement:agreement", "Which metric agrees with the listeners: a results store vs a study."),
     "rate": ("benchmarks.cli.rate:rate", "Blind A-vs-B listening study: create, invite, serve, analyze."),
     "dashboard": ("benchmarks.cli.dashboard:dashboard", "Open the results dashboard."),
     "protocols": ("benchmarks.cli.protocols:protocols", "List the published protocols, what they need, which weights are here."),

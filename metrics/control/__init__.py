@@ -15,7 +15,9 @@ imports nothing heavy: the factories are ``"module:attr"`` strings resolved when
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from metrics.errors import InputError
 
@@ -91,4 +93,34 @@ def extractors() -> dict[str, str]:
     return {e.extractor: e.extractor_factory for e in CONTROL_METRICS.values()}
 
 
-__all__ = ["CONTROL_METRICS", "ControlMetric", "control_metric", "entry", "extractors", "names", "register"]
+__all__ = ["CONTROL_METRICS", "MELODY_ADHERENCE", "ControlMetric", "control_metric", "control_plan", "entry", "extractors",
+           "names", "register"]
+
+
+# The melody adherence metrics (metrics/melody_adherence.py) that a melody control also gets, by Plan.melody kind.
+MELODY_ADHERENCE = {"melody_rca": "pitch", "chroma_cosine": "chroma"}
+MELODY_SET = ("melody_rca", "chroma_cosine", "melody_accuracy")  # what --melody-prompts alone computes
+
+
+def control_plan(controls: str | Path | None, melody_prompts: str | Path | None = None,
+                 selection: Sequence[str] | None = None) -> tuple[tuple[str, ...], tuple[str, ...], Path | None, Path | None]:
+    """``(plan.melody, plan.controls, melody prompts folder, controls folder)`` of the CLI's ``--controls DIR``,
+    ``--melody-prompts DIR`` and ``--control-metrics`` (None: every control metric and both melody adherence
+    metrics with ``--controls``; the three melody metrics with ``--melody-prompts`` alone). The melody prompts
+    are the melody control, so either folder serves the melody metrics: ``--melody-prompts`` wins for
+    ``melody_rca``/``chroma_cosine`` when both are given, ``--controls`` for the rest."""
+    if controls is None and melody_prompts is None:
+        if selection:
+            raise InputError("--control-metrics needs --controls DIR (or --melody-prompts DIR)")
+        return (), (), None, None
+    default = MELODY_SET if controls is None else (*MELODY_ADHERENCE, *CONTROL_METRICS)
+    chosen = list(selection or default)
+    unknown = [n for n in chosen if n not in MELODY_ADHERENCE and n not in CONTROL_METRICS]
+    if unknown:
+        raise InputError(f"--control-metrics: unknown {', '.join(unknown)}; available: "
+                         f"{', '.join([*MELODY_ADHERENCE, *CONTROL_METRICS])}")
+    melody = tuple(MELODY_ADHERENCE[n] for n in chosen if n in MELODY_ADHERENCE)
+    ctrl = tuple(n for n in chosen if n in CONTROL_METRICS)
+    folder = Path(controls if controls is not None else melody_prompts)
+    prompts = Path(melody_prompts) if melody_prompts is not None else folder
+    return melody, ctrl, prompts if melody else None, folder if ctrl else None

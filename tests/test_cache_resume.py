@@ -4,13 +4,11 @@ both give them. Real processes (``python -m benchmarks.cli``), real kills."""
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from kill_util import kill_when, numbers, run_ok
 
 from metrics.audio import load_dir, save_audio
 from metrics.cache import EmbeddingCache
@@ -35,21 +33,11 @@ def command(small_corpus, root, out, cache) -> list[str]:
             "--cache-dir", str(cache), "--batch-size", "1", "--no-progress"]
 
 
-def numbers(out) -> tuple[dict, dict]:
-    """Every metric and every per-clip number (paths differ between output folders, numbers must not)."""
-    import pandas as pd
-
-    doc = json.loads((out / "results.json").read_text())
-    per_clip = pd.read_csv(out / "per_clip.csv").set_index(["system", "ytid"]).select_dtypes("number")
-    return {s: e["metrics"] for s, e in doc["systems"].items()}, per_clip.to_dict()
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(setup, tmp_path_factory):
     small_corpus, root = setup
     out = tmp_path_factory.mktemp("plain")
-    p = subprocess.run(command(small_corpus, root, out / "r", out / "cache"), capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    run_ok(command(small_corpus, root, out / "r", out / "cache"))
     return numbers(out / "r")
 
 
@@ -57,16 +45,10 @@ def test_killed_compare_rerun_on_the_same_cache_gives_the_uninterrupted_numbers(
     small_corpus, root = setup
     cache = tmp_path / "cache"
     cmd = command(small_corpus, root, tmp_path / "r", cache)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while len(EmbeddingCache(cache)._entries()) < 5 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed part-way"
+    kill_when(cmd, lambda: len(EmbeddingCache(cache)._entries()) >= 5)
     n_at_kill = len(EmbeddingCache(cache)._entries())
     assert 0 < n_at_kill < 48 and EmbeddingCache(cache).verify()["bad"] == []  # part-way; no entry half-written
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    run_ok(cmd)
     assert numbers(tmp_path / "r") == uninterrupted
 
 

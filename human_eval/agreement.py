@@ -181,7 +181,7 @@ def _design(ratings: pd.DataFrame, systems: list[str], n_boot: int, seed: int, s
     return _Design(ratings, systems, rater, caption, list(captions), weights, wc, bt, bt_draws)
 
 
-def _pair_level(d: _Design, m: MetricValues, alpha: float, seed: int) -> tuple[dict, pd.DataFrame]:
+def _pair_level(d: _Design, m: MetricValues, alpha: float, seed: int, points: bool) -> tuple[dict, pd.DataFrame]:
     r = d.ratings
     items = r.item_id.astype(str).to_numpy()
     va = np.array([m.per_clip.get((s, i), np.nan) for s, i in zip(r.system_a, items, strict=True)])
@@ -204,6 +204,8 @@ def _pair_level(d: _Design, m: MetricValues, alpha: float, seed: int) -> tuple[d
     p = float(rater_sign_flip_p(sums[np.bincount(d.caption[used], minlength=len(d.captions)) > 0], seed=seed))
     row.update(agreement=float(agree[used].mean()), agreement_ci95=_ci(draws, alpha) if len(tot) else None,
                agreement_p=p)
+    if not points:
+        return row, pd.DataFrame()
     pts = pd.DataFrame({"item_id": items[valid], "system_a": r.system_a.to_numpy()[valid],
                         "system_b": r.system_b.to_numpy()[valid], "metric_diff": diff[valid], "score": score[valid]})
     pts = pts.groupby(["item_id", "system_a", "system_b"], as_index=False).agg(
@@ -243,8 +245,9 @@ def _system_level(d: _Design, m: MetricValues, alpha: float) -> dict:
 
 
 def agreement_frame(ratings: pd.DataFrame, systems: list[str], metrics: list[MetricValues], n_boot: int = 1000,
-                    seed: int = 0, alpha: float = 0.05, system_level: bool = True) -> AgreementResult:
-    """Agreement of each metric with kept pair ratings (columns rater_id, item_id, system_a, system_b, score)."""
+                    seed: int = 0, alpha: float = 0.05, system_level: bool = True, points: bool = True) -> AgreementResult:
+    """Agreement of each metric with kept pair ratings (columns rater_id, item_id, system_a, system_b, score);
+    ``points=False`` skips the plot data (simulations)."""
     if not len(ratings):
         raise AgreementError("the study has no kept pair ratings: nothing to agree with")
     d = _design(ratings, systems, max(1, n_boot) if n_boot else 0, seed, system_level)
@@ -257,7 +260,7 @@ def agreement_frame(ratings: pd.DataFrame, systems: list[str], metrics: list[Met
     for m in metrics:
         row: dict = {"metric": m.name, "higher_is_better": m.higher_is_better}
         if m.per_clip:
-            pair, p = _pair_level(d, m, alpha, seed)
+            pair, p = _pair_level(d, m, alpha, seed, points)
             row.update(pair)
             pts.append(p)
             if m.name.lower().startswith(SET_LEVEL):

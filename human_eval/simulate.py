@@ -23,6 +23,7 @@ balanced design; ``population_agreement`` computes it by a large Monte Carlo dra
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, replace
@@ -141,7 +142,15 @@ def population_agreement(spec: SimulationSpec, n_captions: int = 100_000, seed: 
 
 
 def rho_for_agreement(target: float, spec: SimulationSpec = SimulationSpec(), n_captions: int = 40_000) -> float:
-    """The per-clip correlation ρ whose planted agreement is ``target`` (bisection; agreement rises with ρ)."""
+    """The per-clip correlation ρ whose planted agreement is ``target`` (bisection; agreement rises with ρ).
+
+    The design's sizes do not enter the population value, so the answer is cached per generative setting."""
+    return _rho_for_agreement(float(target), replace(spec, captions=1, raters=1, ratings_per_trial=1, rho=0.0),
+                              int(n_captions))
+
+
+@functools.lru_cache(maxsize=32)
+def _rho_for_agreement(target: float, spec: SimulationSpec, n_captions: int) -> float:
     hi_agreement = population_agreement(replace(spec, rho=1.0), n_captions)
     if not 0.5 <= target <= hi_agreement:
         raise InputError(f"agreement {target} is not reachable under this simulation: between 0.5 (independent "

@@ -196,14 +196,28 @@ def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha
               help="Spread of the raters' own leanings (SD on the logit scale) when --raters is given.")
 @click.option("--looks", type=int, default=1, show_default=True, help="Interim looks (O'Brien-Fleming-type spending).")
 @click.option("--simulations", "n_sim", type=int, default=1000, show_default=True)
+@click.option("--agreement", "agreement", type=float, default=None, metavar="A",
+              help="Also simulate a metric whose pair-level agreement with the listeners is A (in (0.5, 1)): the power "
+              "of `musiclm-eval agreement` to tell it from chance at --raters and --captions, and its interval width.")
+@click.option("--captions", type=int, default=30, show_default=True, help="Captions of the study (with --agreement).")
+@click.option("--agreement-raters", type=int, default=12, show_default=True,
+              help="Raters of the study (with --agreement; --raters plans the pairwise tests).")
+@click.option("--ratings-per-trial", type=int, default=1, show_default=True,
+              help="Raters per caption x pair trial (with --agreement).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option("Write the plan as JSON to PATH ('-': print it).")
-def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed, json_out) -> None:
+def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, agreement, captions,
+         agreement_raters, ratings_per_trial, seed, json_out) -> None:
     """Ratings per pair (and per rater) that detect EFFECT with POWER, by simulating the study's own analysis."""
+    from human_eval.planning import agreement_power
     from human_eval.planning import plan as make_plan
 
     p = make_plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed)
-    if emit_json(json_out, p.to_dict()):
+    ag = None
+    if agreement is not None:
+        ag = agreement_power(agreement, systems, captions, agreement_raters, ratings_per_trial, alpha, rater_sd,
+                             n_sim=min(n_sim, 200), seed=seed)
+    if emit_json(json_out, {**p.to_dict(), **({"agreement": ag} if ag else {})}):
         return
     click.echo(f"{p.systems} systems, {p.pairs} pairs, effect {p.effect} (win rate among decided ratings), "
                f"alpha {p.alpha} -> {p.alpha_per_pair:.4g} per pair; analysis: {p.analysis}")
@@ -213,6 +227,11 @@ def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, l
                + (f"; {p.looks} looks" if p.looks > 1 else ""))
     click.echo(f"create it with: musiclm-eval rate create ... --ratings-per-pair {p.ratings_per_pair}"
                + (f" --raters {p.raters} --trials-per-rater {p.ratings_per_rater}" if p.raters else ""))
+    if ag:
+        click.echo(f"metric-human agreement {ag['agreement']} (simulated; per-clip rho {ag['rho']:.2f}): with {ag['raters']} "
+                   f"raters, {ag['captions']} captions, {ag['ratings_per_trial']} rating(s) per trial ({ag['ratings']} "
+                   f"ratings), power {ag['power']:.2f} ± {ag['power_se']:.2f} at alpha {ag['alpha']}; mean 95% CI "
+                   f"width {ag['mean_ci95_width']:.3f}, coverage {ag['ci95_coverage']:.2f} ({ag['n_sim']} simulations)")
 
 
 @rate.command()

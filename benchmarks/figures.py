@@ -29,7 +29,6 @@ from pathlib import Path
 
 from benchmarks.figures_agreement import AGREEMENT_RENDERERS
 from benchmarks.figures_control import CONTROL_RENDERERS
-from benchmarks.figures_control import CONTROL_RENDERERS
 from benchmarks.figures_coverage import COVERAGE_RENDERERS
 from benchmarks.figures_format import FigureError, get_field, load, num, with_ci
 from benchmarks.figures_hierarchy import HIERARCHY_RENDERERS
@@ -169,7 +168,6 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "classifier-map": classifier_map, "mulan-recall": mulan_recall, "demo-table": demo_table,
     "demo-contrast": demo_contrast, "interval-coverage": interval_coverage,
     **REAL_MODEL_RENDERERS, **PERF_RENDERERS, **COVERAGE_RENDERERS, **MEMO_RENDERERS, **TRAINING_RENDERERS, **HIERARCHY_RENDERERS,
-    **CONTROL_RENDERERS,
     **CONTROL_RENDERERS,
     **AGREEMENT_RENDERERS,
 }

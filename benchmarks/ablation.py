@@ -6,7 +6,8 @@ The first ``n`` held-out clips (``musiclm_ref.data.splits.HELD_OUT``, unseen by 
 the references and their captions the prompts; the demo's own functions generate every built-in system
 (``benchmarks.demo.generate_systems``: retrieval from seed 0's train split), score them with ``compare``
 (KLD with the LEAF classifier and musicnn-mtt, MCC with MuLan, FAD_mel) and with the independent judge
-(``benchmarks.demo.tag_adherence``: musicnn-mtt caption-word/tag AUC). The artifact keeps, per system,
+(per-aspect caption adherence, ``metrics.adherence``, musicnn-mtt; the committed artifact predates it and
+holds the demo's former caption-word/tag AUC, ``tag_auc``). The artifact keeps, per system,
 each metric's value and 95 % interval and the clip-paired tests — what README's ablation figure shows.
 ``make run`` is ``--n 20`` of this (its eval set is the first 20 of the same clips).
 """
@@ -22,8 +23,8 @@ ARTIFACT = Path("docs/figures/ablation.json")
 
 
 def run(n: int = 100, seed: int = 0, work: str | Path = "results/ablation", seconds: float = 10.0) -> dict:
-    """Generate, score and summarize into ``work`` (audio, results store, ``tag_auc.json``)."""
-    from benchmarks.demo import generate_systems, prepare_data, tag_adherence
+    """Generate, score and summarize into ``work`` (audio, results store)."""
+    from benchmarks.demo import ADHERENCE, generate_systems, prepare_data
     from benchmarks.harness import compare
 
     work = Path(work)
@@ -31,29 +32,33 @@ def run(n: int = 100, seed: int = 0, work: str | Path = "results/ablation", seco
     _, _, train, ref = prepare_data(work, max(10, n), n, seconds, seed)
     dirs = generate_systems(ref, train, work / "systems", seconds, seed, "cpu", print)
     t_gen = time.time() - t0
-    tag_adherence(dirs, ref, work / "tag_auc.json", seconds, seed, print)
     compare(dict(dirs), ref, ref / "captions.csv", work / "results", embedders=("mel",),
             classifier="leaf-corpus,musicnn-mtt", kad=False, device="cpu", seed=seed, progress=False,
-            skip_unavailable_embedders=True)
+            skip_unavailable_embedders=True, adherence=ADHERENCE)
     return {**summarize(work, seed), "generation_seconds": round(t_gen, 1), "wall_seconds": round(time.time() - t0, 1)}
 
 
 def summarize(work: str | Path, seed: int = 0) -> dict:
     """The artifact from a finished ``work`` directory: the demo table's columns and clip-paired tests
-    (``figures.demo_artifact``) plus the tag-AUC column."""
+    (``figures.demo_artifact``) plus the adherence columns (``adherence_<aspect>_mtt``; the former tag-AUC column
+    from a ``tag_auc.json`` where an older run left one)."""
     from benchmarks.figures import demo_artifact
 
     work = Path(work)
     held = json.loads((work / "held_out" / "corpus.json").read_text())
-    tags = json.loads((work / "tag_auc.json").read_text())["systems"]
+    old = work / "tag_auc.json"
+    tags = json.loads(old.read_text())["systems"] if old.is_file() else {}
     table = demo_artifact(work / "results")  # the demo table's columns and clip-paired tests, as make run reports them
+    store = json.loads((work / "results" / "results.json").read_text())["systems"]
     for name, row in table["systems"].items():
         if name in tags:  # not for the "ground truth" MCC row
             row["tag_auc"] = {k: tags[name].get(k) for k in ("mean_auc", "ci95", "diff_vs_baseline")}
+        row.update({k: {"value": m.get("value"), "ci95": m.get("ci95")}
+                    for k, m in store.get(name, {}).get("metrics", {}).items() if k.startswith("adherence_")})
     n = held["ids"]["n"]
     return {"command": f"python -m benchmarks.ablation --n {n} --seed {seed}", "n_captions": n,
             "seconds": held["seconds"], "held_out": {"ids": held["ids"], "data_sha256": held["data_sha256"]},
-            "reference_tag_auc": {k: tags["reference"].get(k) for k in ("mean_auc", "ci95")},
+            **({"reference_tag_auc": {k: tags["reference"].get(k) for k in ("mean_auc", "ci95")}} if tags else {}),
             **{k: table[k] for k in ("git_commit", "kld_convention", "systems", "pairwise")}}
 
 

@@ -23,6 +23,7 @@ from metrics.errors import InputError
 from metrics.musiccaps import load_captions, write_captions
 
 SYSTEMS = ("musiclm-ref", "musiclm-ref-no-semantic", "unconditional", "retrieval")
+ADHERENCE = ("musicnn-mtt",)  # the per-aspect judge: its logits are the KLD classifier's, no second pass
 EMBEDDERS = ("trill", "vggish", "mel", "musicnn-mtt")  # the paper's two (TF-Hub; skipped offline), ours, a real tagger
 CLASSIFIERS = "leaf-corpus,musicnn-mtt"  # KLD with the shipped LEAF classifier and with the real MagnaTagATune tagger
 MUSICNN_SECONDS = 3.0  # musicnn's patch (187 frames at 16 kHz / 256 hop ≈ 2.98 s)
@@ -151,6 +152,7 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
              memorization_n: int = 16, log: Callable[[str], None] = print) -> dict:  # fmt: skip
     """Run every stage into ``out``; return the compare results document."""
     from benchmarks.harness import summarize
+    from benchmarks.report import adherence_columns
     from metrics.warn_once import warn_once
     from musiclm_ref.data.splits import HELD_OUT
 
@@ -162,18 +164,13 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     with warnings.catch_warnings():
         warnings.showwarning = one_line_warnings(log)
         with warn_once():  # each warning of the run once, before the summary (not once per system, metric and clip)
-            data, adherence, melody, memo, study_url = _run_steps(out, n, seconds, seed, device, memorization_n, log,
+            data, melody, memo, study_url = _run_steps(out, n, seconds, seed, device, memorization_n, log,
                                                                   times)
     log("")
     log(summarize(data))
     log("")
-    if adherence:
-        log("caption-word/tag AUC (the real MagnaTagATune tagger musicnn-mtt, which did not condition any system; "
-            "95% bootstrap over clips; paired difference vs unconditional):")
-        for name, a in adherence["systems"].items():
-            diff = a.get("diff_vs_baseline")
-            tail = f"; vs unconditional {diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else ""
-            log(f"  {name}: {a['mean_auc']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]{tail}")
+    for line in adherence_lines(data):
+        log(line)
     if melody:
         log("melody adherence (CREPE pitch RCA / audiocraft chroma cosine against one melody prompt):")
         for name, m in melody.items():
@@ -187,14 +184,14 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     log(f"  analysis:    musiclm-eval rate analyze --db {study_url} --out {out / 'study'}")
     summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": times.total, "steps_s": times.seconds,
                "loadavg_1min": {"start": round(times.load_start, 2), "end": round(os.getloadavg()[0], 2)},
-               "tag_auc": str(out / "results" / "tag_auc.json") if adherence else None}
+               "adherence": sorted(k for k, _ in adherence_columns(data))}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     return data
 
 
 def _run_steps(out: Path, n: int, seconds: float, seed: int, device: str, memorization_n: int,
                log: Callable[[str], None], times: StepTimes) -> tuple:
-    """The demo's steps in order, each timed: (compare document, tag AUC, melody adherence, memorization, study url)."""
+    """The demo's steps in order, each timed: (compare document, melody adherence, memorization, study url)."""
     from benchmarks.harness import compare
     from metrics.cache import EmbeddingCache
     from musiclm_ref.data.splits import HELD_OUT
@@ -211,7 +208,8 @@ def _run_steps(out: Path, n: int, seconds: float, seed: int, device: str, memori
     with times.step("generation"):
         dirs = generate_systems(eval_dir, train_dir, out / "systems", seconds, seed, device, log)
 
-    log("[3/5] compare: FAD and KAD (embedders available offline), KLD (LEAF, musicnn), MCC, paired tests")
+    log("[3/5] compare: FAD and KAD (embedders available offline), KLD (LEAF, musicnn), MCC, per-aspect caption "
+        "adherence (musicnn-mtt), paired tests")
     cache = EmbeddingCache(out / "cache")
     embedders, classifiers = EMBEDDERS, CLASSIFIERS
     if seconds < MUSICNN_SECONDS:
@@ -222,7 +220,7 @@ def _run_steps(out: Path, n: int, seconds: float, seed: int, device: str, memori
         data = compare(
             dict(dirs), eval_dir, eval_dir / "captions.csv", out / "results",
             embedders=embedders, classifier=classifiers, kad=True, device=device, seed=seed, cache=cache,
-            skip_unavailable_embedders=True, progress=True,
+            skip_unavailable_embedders=True, progress=True, adherence=ADHERENCE if seconds >= MUSICNN_SECONDS else (),
             extra_metadata={"demo": {"corpus_seed": seed, "n": n, "seconds": seconds, "corpus_sha256": info.data_sha256,
                                      "held_out": {**held.ids, "data_sha256": held.data_sha256}}},
         )  # fmt: skip
@@ -233,8 +231,6 @@ def _run_steps(out: Path, n: int, seconds: float, seed: int, device: str, memori
         log("  (VGGish/TRILL are TF-Hub models and nothing is downloaded here; pass --embedder-path DIR or set "
             "TFHUB_CACHE_DIR to a populated cache to include them. FAD_mel is not comparable to published FAD.)")
 
-    with times.step("tag AUC"):
-        adherence = tag_adherence(dirs, eval_dir, out / "results" / "tag_auc.json", seconds, seed, log, cache=cache)
     with times.step("melody"):
         melody = _melody(dirs, eval_dir, out, seconds, seed, device, cache, log)
 
@@ -245,7 +241,7 @@ def _run_steps(out: Path, n: int, seconds: float, seed: int, device: str, memori
     log("[5/5] human-study database with the generated pairs")
     with times.step("study"):
         study_url = _study(dirs, eval_dir, out, seed, log)
-    return data, adherence, melody, memo, study_url
+    return data, melody, memo, study_url
 
 
 def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, seed: int, device: str, cache,
@@ -292,39 +288,24 @@ def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, se
             for name, s in doc["systems"].items()}
 
 
-def tag_adherence(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, seed: int,
-                   log: Callable[[str], None], n_boot: int = 1000, cache=None) -> dict | None:
-    """Text adherence judged by a model that did not condition the generator (the demo's MCC uses the same
-    MuLan that conditions musiclm-ref): per caption attribute a musicnn-mtt tag names, the AUC of the tag on
-    each system's clips for the clips whose caption states it (``benchmarks.musicnn_check.caption_tag_auc``),
-    averaged over the words; the reference clips as the ceiling. Written to ``out`` (standard JSON).
-    The tag logits go through ``metrics.extract`` and ``cache``: after the demo's ``compare`` (musicnn-mtt is
-    one of its KLD classifiers) they are cache hits, not a second pass of the tagger over every clip."""
-    import pandas as pd
+def adherence_lines(data: dict) -> list[str]:
+    """The demo's per-aspect caption adherence block (``metrics.adherence``, scored inside ``compare``): per aspect,
+    every system's AUC with its 95% BCa interval, the reference audio as the ceiling and the shuffled-caption
+    chance level. Judged by musicnn-mtt, which conditioned no system (the MCC's MuLan conditions musiclm-ref)."""
+    from benchmarks.report import adherence_columns
 
-    from benchmarks.musicnn_check import attributes, caption_tag_auc
-    from metrics.audio import scan_dir
-    from metrics.embedders.musicnn import load_tagger
-    from metrics.extract import extract
-    from metrics.io import write_json
-
-    if seconds < MUSICNN_SECONDS:
-        return None
-    labels = pd.read_csv(eval_dir / "labels.csv", dtype=str, keep_default_na=False).set_index("ytid")
-    attrs = {i: attributes(labels.loc[i]) for i in labels.index}
-    tagger = load_tagger("musicnn-mtt")
-    probs = {}
-    for name, d in {"reference": eval_dir, **dirs}.items():
-        logits = extract(sorted(scan_dir(d).values()), {"tagger": tagger}, cache)["tagger"]
-        probs[name] = {cid: tagger.probabilities(z) for cid, z in logits.items()}
-    base = probs.get("unconditional")
-    systems = {name: caption_tag_auc(attrs, p, n_boot, seed, baseline=base if name != "unconditional" else None)
-               for name, p in probs.items()}
-    doc = {"what": "caption-word/tag AUC with musicnn-mtt: mean over the words of benchmarks.musicnn_check.WORDS; "
-                   "95% percentile bootstrap over clips; diff_vs_baseline = system - unconditional, paired by clip",
-           "tagger_sha256": tagger.weights_sha256, "systems": systems}
-    write_json(out, doc)
-    return doc
+    cols = adherence_columns(data)
+    if not cols:
+        return []
+    lines = ["per-aspect caption adherence (AUC of the musicnn-mtt tags for the concepts each caption states; 95% BCa "
+             "interval over clips; 'ground truth' = the reference audio, the ceiling; chance = shuffled captions):"]
+    for key, label in cols:
+        rows = [(name, s["metrics"][key]) for name, s in data["systems"].items() if key in s["metrics"]]
+        chance = next((m.get("shuffled_control") for _, m in rows if m.get("shuffled_control") is not None), None)
+        cells = [f"{name} {m['value']:.2f}" + (f" [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]" if m.get("ci95") else "")
+                 for name, m in rows]
+        lines.append(f"  {label.rsplit(' ', 1)[0]}: " + "; ".join(cells) + (f"; chance {chance:.2f}" if chance is not None else ""))
+    return lines
 
 
 def _memorization(train_dir: Path, out: Path, n: int, seed: int, device: str, log: Callable[[str], None],

@@ -56,6 +56,7 @@ def compare(
     kad: bool = False,
     clip_seconds: float | None = None,
     melody_prompts: str | Path | None = None,
+    adherence: Sequence[str] = (),
     embedder_paths: dict[str, str] | None = None,
     batch_size: int = 8,
     workers: int = 0,
@@ -64,10 +65,15 @@ def compare(
 
     A thin call of ``metrics.evaluate.evaluate`` (the same pipeline as ``fad`` and ``score``), plus the
     paired comparisons of every two systems, the human-study wins, the Table-1 files and the plots."""
+    from metrics.adherence_lexicon import TAGGERS
     from metrics.commands import classifier_plan, write_evaluation
     from metrics.evaluate import Plan, evaluate
     from metrics.mcc import parse_joint_spec
-    from metrics.musiccaps import captions_for
+    from metrics.musiccaps import aspects_for, captions_for
+
+    unknown = [t for t in adherence if t not in TAGGERS]
+    if unknown:  # before any model runs
+        raise InputError(f"--adherence: unknown tagger(s) {', '.join(unknown)}; expected {', '.join(TAGGERS)}")
 
     ref_ids = sorted(scan_dir(reference))
     caption_of = captions_for(captions, ref_ids)
@@ -80,11 +86,12 @@ def compare(
     joint_name, joint_path = parse_joint_spec(joint)
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad,
-                clip_seconds=clip_seconds, melody=("pitch", "chroma") if melody_prompts else ())
+                clip_seconds=clip_seconds, melody=("pitch", "chroma") if melody_prompts else (), adherence=tuple(adherence))
     ev = evaluate(reference, systems, plan, captions=caption_of, paired=True, ground_truth=True, pairwise=True,
                   n_boot=n_boot, seed=seed, device=device, cache=cache, on_error=on_error, engine=engine,
                   progress=progress, batch_size=batch_size, workers=workers,
-                  skip_unavailable=skip_unavailable_embedders, melody_prompts=melody_prompts)
+                  skip_unavailable=skip_unavailable_embedders, melody_prompts=melody_prompts,
+                  aspects=aspects_for(captions) if adherence else None)
     metadata = {**(extra_metadata or {}), "ratings": None}
     metadata["config"] = {**ev.metadata["config"], "captions": str(captions)}
     doc = write_evaluation(out, "compare", ev, captions=caption_of, extra_metadata={**metadata, "ids_sha256": _ids_digest(ref_ids)})

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.adherence import mann_whitney_auc as auc
+
 # corpus attribute -> (musicnn-mtt tag, musicnn-msd tag); None where the model has no such tag
 WORDS: dict[str, tuple[str | None, str | None]] = {
     "piano": ("piano", None),
@@ -33,64 +35,6 @@ WORDS: dict[str, tuple[str | None, str | None]] = {
     "fast tempo": ("fast", None),
     "slow tempo": ("slow", None),
 }
-
-
-def auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """Mann–Whitney AUC (ties count one half); None when one class is empty."""
-    pos, neg = scores[positive], scores[~positive]
-    if not len(pos) or not len(neg):
-        return None
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
-
-
-def caption_tag_auc(attrs: dict[str, set[str]], probs: dict[str, dict[str, float]], n_boot: int = 1000, seed: int = 0,
-                    baseline: dict[str, dict[str, float]] | None = None, model: int = 0) -> dict:
-    """Text adherence judged by a model that did not condition the generator: for each caption attribute a
-    musicnn tag names (``WORDS``), the AUC of that tag's probability on the generated clips for separating
-    the clips whose caption states the attribute (``attrs``: the reference spec's attributes, which the
-    caption states truthfully) from the others; the mean over words, with a percentile bootstrap over clips
-    (words with an empty class in a resample are left out of its mean). With ``baseline`` (another
-    system's probabilities on the same ids) also the paired difference of the means."""
-    ids = sorted(set(attrs) & set(probs))
-    if baseline is not None:
-        ids = [i for i in ids if i in baseline]
-    if len(ids) < 2:
-        raise ValueError(f"caption/tag AUC needs at least 2 clips, got {len(ids)}")
-    counts = np.ones((1, len(ids)))
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        boot = np.zeros((n_boot, len(ids)))
-        np.add.at(boot, (np.arange(n_boot)[:, None], rng.integers(0, len(ids), (n_boot, len(ids)))), 1)
-        counts = np.vstack([counts, boot])
-
-    def mean_auc(p: dict[str, dict[str, float]]) -> tuple[np.ndarray, dict[str, float | None]]:
-        per_word, point = [], {}
-        for word, tags in WORDS.items():
-            if tags[model] is None:
-                continue
-            pos = np.array([word in attrs[i] for i in ids])
-            sc = np.array([p[i][tags[model]] for i in ids])
-            g = (sc[:, None] > sc[None, :]) + 0.5 * (sc[:, None] == sc[None, :])
-            cp, cn = counts * pos, counts * ~pos
-            denom = cp.sum(1) * cn.sum(1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                a = np.einsum("bi,ij,bj->b", cp, g, cn) / denom
-            per_word.append(np.where(denom > 0, a, np.nan))
-            point[word] = None if denom[0] == 0 else round(float(a[0]), 4)
-        return np.nanmean(np.vstack(per_word), axis=0), point
-
-    values, words = mean_auc(probs)
-    out = {"mean_auc": round(float(values[0]), 4), "words": words, "n_clips": len(ids), "n_boot": n_boot, "seed": seed}
-    if n_boot:
-        out["ci95"] = [round(float(x), 4) for x in np.quantile(values[1:], [0.025, 0.975])]
-    if baseline is not None:
-        base, _ = mean_auc(baseline)
-        d = values - base
-        out["diff_vs_baseline"] = {"mean": round(float(d[0]), 4)}
-        if n_boot:
-            out["diff_vs_baseline"]["ci95"] = [round(float(x), 4) for x in np.quantile(d[1:], [0.025, 0.975])]
-    return out
 
 
 def attributes(row) -> set[str]:

@@ -52,8 +52,21 @@ def columns(data: dict) -> list[tuple[str, str]]:
     # comma-listed --classifier suffixes its keys with _<classifier>)
     cols = [(kld if k == "kld" else f"{kld}_{k.split('+', 1)[1]}" if k.startswith("kld+") else k,
              f"KLD ({conv})" if k == "kld" and conv else label) for k, label in TABLE_COLUMNS]
+    cols += adherence_columns(data)
     return [(k, f"{label} {arrow(higher_is_better(data, k))}") for k, label in cols
             if any(k in s["metrics"] for s in data["systems"].values())]
+
+
+def adherence_columns(data: dict) -> list[tuple[str, str]]:
+    """(store key, label) of the per-aspect caption adherence keys (``adherence_<aspect>_<tagger>``,
+    ``metrics.adherence``) the store has, in the lexicon's aspect order, after the Table-1 columns."""
+    from metrics.adherence_lexicon import ASPECTS
+
+    keys = {k for s in data["systems"].values() for k in s["metrics"] if k.startswith("adherence_")}
+    parts = {k: k[len("adherence_"):].rsplit("_", 1) for k in keys}
+    order = {a: i for i, a in enumerate(ASPECTS)}
+    return [(k, f"{parts[k][0]} adherence ({parts[k][-1]})")
+            for k in sorted(keys, key=lambda k: (order.get(parts[k][0], len(order)), k))]
 
 
 def better_than_next(data: dict, key: str) -> set[str]:

@@ -77,6 +77,7 @@ class Plan:
     label_space: str | None = None
     clip_seconds: float | None = None  # crop/zero-pad every clip to this length before the models (None: as is)
     melody: Sequence[str] = ()  # "pitch", "chroma": melody adherence against the melody prompts (same ids)
+    adherence: Sequence[str] = ()  # taggers judging per-aspect caption adherence (metrics/adherence.py)
 
 
 MELODY_MODELS = {"pitch": "crepe-pitch", "chroma": "chroma"}  # embedder registry names of the melody features
@@ -112,7 +113,16 @@ def _specs(plan: Plan, device: str) -> dict[str, ModelSpec]:
         if kind not in MELODY_MODELS:
             raise ValueError(f"unknown melody feature {kind!r}; expected one of {', '.join(MELODY_MODELS)}")
         specs[f"melody:{kind}"] = ModelSpec(MELODY_MODELS[kind], None, device, seconds=sec)
+    for tagger in plan.adherence:  # a tagger that is also a KLD classifier runs once, under its classifier key
+        specs.setdefault(_tagger_key(plan, tagger), ModelSpec(tagger, None, device, kind="classifier", seconds=sec))
     return specs
+
+
+def _tagger_key(plan: Plan, tagger: str) -> str:
+    """The model key whose window logits per-aspect adherence reads for ``tagger``."""
+    if plan.classifier == tagger and plan.classifier_path is None:
+        return "classifier"
+    return f"classifier:{tagger}" if tagger in plan.extra_classifiers else f"adherence:{tagger}"
 
 
 def build_models(specs: Mapping[str, ModelSpec], skip_unavailable: bool = False,
@@ -169,6 +179,12 @@ def _metric_factories(plan: Plan, built: Mapping, reference_stats: Mapping[str, 
 
         key = melody_metric(kind, n_boot=0).name
         out.append((key, f"melody:{kind}", lambda k=kind: melody_metric(k, n_boot=n_boot, seed=seed)))
+    for tagger in plan.adherence:
+        from metrics.adherence import adherence_metrics
+
+        mk = _tagger_key(plan, tagger)
+        for key in adherence_metrics(tagger, built[mk].labels, n_boot=0):
+            out.append((key, mk, lambda k=key, t=tagger, m=mk: adherence_metrics(t, built[m].labels, n_boot, seed)[k]))
     return out
 
 
@@ -201,6 +217,7 @@ def evaluate(
     skip_unavailable: bool = False,
     prebuilt: Mapping[ModelSpec, object] | None = None,
     melody_prompts: str | Path | None = None,
+    aspects: Mapping[str, Sequence[str]] | None = None,
 ) -> Evaluation:
     """Score every system against the reference (a directory, or a stats ``.npz`` for FAD alone).
 
@@ -208,7 +225,8 @@ def evaluate(
     ``PairingError`` unless ``on_error="skip"``, which drops the unpaired clips and reports them).
     ``prebuilt``: models the caller already holds, by spec (they are not built again).
     ``melody_prompts``: the melody each system was conditioned on, one file per id (``plan.melody``).
-    The FAD reference is every reference clip. ``ground_truth`` adds the reference's own MCC row.
+    ``aspects``: each clip's MusicCaps ``aspect_list`` (per-aspect adherence reads it beside the caption).
+    The FAD reference is every reference clip. ``ground_truth`` adds the reference's own MCC and adherence row.
     """
     engine = engine or LOCAL
     started = time.time()
@@ -275,6 +293,11 @@ def evaluate(
                                f"{' …' if len(lacking) > 20 else ''}")
         text = dict(zip(ids, built["joint"].embed_text([captions[i] for i in ids])))
 
+    stated: dict[str, list[str]] = {}
+    if plan.adherence:
+        from metrics.adherence import caption_texts
+
+        stated = caption_texts(captions, aspects)
     factories = _metric_factories(plan, built, ref_stats, 0, seed)  # intervals: statistics(), once all are scored
 
     def score(name: str, directory, files: dict[str, str], outputs: dict[str, EmbeddingSet],
@@ -295,6 +318,8 @@ def evaluate(
             elif model_key.startswith("melody:"):
                 prompts = prompt_out.get(model_key, {})
                 metric.update("reference", {i: prompts[i] for i in got if i in prompts})
+            elif key.startswith("adherence_"):
+                metric.update("reference", metric.encode({i: stated[i] for i in got if i in stated}))
             else:
                 ref = ref_out.get(model_key, {})
                 metric.update("reference", ref if key.startswith(("fad_", "kad_")) else {i: ref[i] for i in got if i in ref})
@@ -303,9 +328,10 @@ def evaluate(
         return res
 
     reference_result = SourceResult(GROUND_TRUTH, str(reference), ref_files)
-    if ground_truth and "joint" in ref_out:
-        reference_result = score(GROUND_TRUTH, reference, ref_files, {"joint": ref_out["joint"]},
-                                 [f for f in factories if f[1] == "joint"])
+    truth = [f for f in factories if f[1] == "joint" or f[0].startswith("adherence_")] if ground_truth else []
+    if any(f[1] in ref_out for f in truth):  # the reference audio's own MCC and adherence: the ceiling row
+        reference_result = score(GROUND_TRUTH, reference, ref_files, {f[1]: ref_out[f[1]] for f in truth if f[1] in ref_out},
+                                 truth)
         reference_result.skipped = [vars(s) for o in ref_out.values() for s in o.skipped]
     def scored(name: str, files: dict[str, str]) -> SourceResult:
         with warnings_of(f"system {name!r}" if named else None):
@@ -322,7 +348,8 @@ def evaluate(
                            "extra_classifiers": list(plan.extra_classifiers), "joint": plan.joint,
                            "kld_convention": plan.kld_convention if plan.classifier else None,
                            "fad_inf": plan.fad_inf, "kad": plan.kad, "clip_seconds": plan.clip_seconds,
-                           "melody": list(plan.melody), "melody_prompts": str(melody_prompts) if melody_prompts else None, "on_error": on_error, "device": device,
+                           "melody": list(plan.melody), "melody_prompts": str(melody_prompts) if melody_prompts else None,
+                           "adherence": list(plan.adherence), "on_error": on_error, "device": device,
                            "n_boot": n_boot, "paired": paired, "reference": str(reference), "engine": engine.name},
                 "seeds": {"bootstrap": seed},
                 "models": {k: getattr(m, "id", None) for k, m in built.items()},

@@ -130,6 +130,12 @@ def captions_for(path: str | Path, ids: Iterable[str]) -> dict[str, str]:
     return caps
 
 
+def aspects_for(path: str | Path) -> dict[str, list[str]]:
+    """ytid → ``aspect_list`` (parsed list literal) from a captions CSV; {} when the CSV has no such column."""
+    df = load_captions(path, require_all_columns=False)
+    return df["aspect_list"].to_dict() if "aspect_list" in df.columns else {}
+
+
 @dataclass
 class CaptionJoin:
     """Captions joined to a folder of clips: which ids have audio, which don't, which are extra."""

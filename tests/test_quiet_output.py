@@ -105,33 +105,3 @@ def test_demo_steps_are_timed_and_summed():
         raise RuntimeError("a failing step is still timed")
     assert list(times.seconds) == ["corpus", "compare"] and lines[0].startswith("  [corpus: ")
     assert times.summary().startswith("step times: corpus 0 s, compare 0 s; total ")
-
-
-def test_tag_auc_reads_the_cached_tagger_outputs(tmp_path, monkeypatch):
-    import metrics.embedders.musicnn as mn
-    from benchmarks.demo import tag_adherence
-    from metrics.audio import load_audio
-    from metrics.cache import EmbeddingCache
-    from metrics.extract import code_version, preprocessing_key
-    from metrics.io import file_sha256
-    from musiclm_ref.data.synth import generate_corpus
-
-    generate_corpus(tmp_path / "eval", n=8, seconds=4.0, seed=3, workers=1)
-    calls = []
-    real = mn.run_patches
-    monkeypatch.setattr(mn, "run_patches", lambda loaded, x, *a, **k: calls.append(len(x)) or real(loaded, x, *a, **k))
-    cache = EmbeddingCache(tmp_path / "cache")
-    dirs = {"unconditional": tmp_path / "eval"}
-    first = tag_adherence(dirs, tmp_path / "eval", tmp_path / "a.json", 4.0, 0, print, n_boot=20, cache=cache)
-    assert calls
-    calls.clear()
-    again = tag_adherence(dirs, tmp_path / "eval", tmp_path / "b.json", 4.0, 0, print, n_boot=20, cache=cache)
-    assert calls == []  # every clip a cache hit: the tagger does not run again
-    assert again["systems"] == first["systems"]
-    tagger = mn.load_tagger("musicnn-mtt")
-    clip = sorted((tmp_path / "eval").glob("*.wav"))[0]
-    direct = tagger.tag(load_audio(clip, sr=mn.SR).wave, mn.SR)  # the old route: the tagger run on the clip
-    key = cache.key(file_sha256(clip), tagger.id, preprocessing_key(tagger))
-    cached = tagger.probabilities(cache.get(key, code_version(tagger)))
-    assert direct.keys() == cached.keys()
-    np.testing.assert_allclose(list(cached.values()), list(direct.values()), atol=1e-6)

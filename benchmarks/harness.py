@@ -56,6 +56,8 @@ def compare(
     kad: bool = False,
     clip_seconds: float | None = None,
     melody_prompts: str | Path | None = None,
+    controls: str | Path | None = None,
+    control_metrics: Sequence[str] | None = None,
     adherence: Sequence[str] = (),
     embedder_paths: dict[str, str] | None = None,
     batch_size: int = 8,
@@ -75,6 +77,9 @@ def compare(
     if unknown:  # before any model runs
         raise InputError(f"--adherence: unknown tagger(s) {', '.join(unknown)}; expected {', '.join(TAGGERS)}")
 
+    from metrics.control import control_plan
+
+    melody, control_names, melody_prompts, controls = control_plan(controls, melody_prompts, control_metrics)
     ref_ids = sorted(scan_dir(reference))
     caption_of = captions_for(captions, ref_ids)
     if ratings is not None:  # a bad --ratings database fails before the scoring, not after it
@@ -86,11 +91,11 @@ def compare(
     joint_name, joint_path = parse_joint_spec(joint)
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad,
-                clip_seconds=clip_seconds, melody=("pitch", "chroma") if melody_prompts else (), adherence=tuple(adherence))
+                clip_seconds=clip_seconds, melody=melody, controls=control_names, adherence=tuple(adherence))
     ev = evaluate(reference, systems, plan, captions=caption_of, paired=True, ground_truth=True, pairwise=True,
                   n_boot=n_boot, seed=seed, device=device, cache=cache, on_error=on_error, engine=engine,
                   progress=progress, batch_size=batch_size, workers=workers,
-                  skip_unavailable=skip_unavailable_embedders, melody_prompts=melody_prompts,
+                  skip_unavailable=skip_unavailable_embedders, melody_prompts=melody_prompts, controls=controls,
                   aspects=aspects_for(captions) if adherence else None)
     metadata = {**(extra_metadata or {}), "ratings": None}
     metadata["config"] = {**ev.metadata["config"], "captions": str(captions)}

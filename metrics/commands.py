@@ -154,23 +154,29 @@ def compute_score(
     clip_seconds: float | None = None,
     kad: bool = False,
     extra_metadata: Mapping | None = None,
+    controls: str | Path | None = None,
+    control_metrics: Sequence[str] | None = None,
+    melody_prompts: str | Path | None = None,
 ) -> dict:
-    """FAD per embedder, KLD (the convention's keys) and MCC over generated/reference pairs matched by id.
+    """FAD per embedder, KLD (the convention's keys) and MCC over generated/reference pairs matched by id, and the
+    control metrics against ``controls`` / ``melody_prompts`` (``metrics.control.control_plan``).
 
     ``classifier=None`` skips KLD; ``joint=None`` or ``captions=None`` skips MCC; an empty
     ``embedders`` skips FAD. Returns the JSON document (every metric with ``<key>_ci95``).
     """
+    from metrics.control import control_plan
     from metrics.musiccaps import captions_for
 
+    melody, control_names, melody_prompts, controls = control_plan(controls, melody_prompts, control_metrics)
     clf_name, clf_path = classifier_plan(classifier)
     joint_name, joint_path = parse_joint_spec(joint if captions is not None else None)
     caps = captions_for(captions, scan_dir(generated) if joint_name else ()) if captions is not None else None
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
                 classifier_path=clf_path, joint=joint_name, joint_path=joint_path, kld_convention=kld_convention,
-                label_space=label_space, clip_seconds=clip_seconds, kad=kad)
+                label_space=label_space, clip_seconds=clip_seconds, kad=kad, melody=melody, controls=control_names)
     ev = evaluate(reference, {"generated": generated}, plan, captions=caps, paired=True, ground_truth=False,
                   pairwise=False, n_boot=n_boot, seed=seed, device=device, cache=cache, on_error=on_error,
-                  engine=engine, progress=progress)
+                  engine=engine, progress=progress, melody_prompts=melody_prompts, controls=controls)
     s = ev.systems["generated"]
     ref_ids = set(ev.reference.paths)
     doc: dict = {"n_pairs": len(set(s.paths) & ref_ids), "seed": seed, "n_boot": n_boot}

@@ -26,6 +26,8 @@ import numpy as np
 
 from metrics.audio import AudioError, PairingError, pair_ids, scan_dir
 from metrics.cache import EmbeddingCache
+from metrics.control import control_metric
+from metrics.control import entry as control_entry
 from metrics.engine import LOCAL, Engine
 from metrics.errors import InputError
 from metrics.extract import EmbeddingSet, preprocessing_key
@@ -77,6 +79,7 @@ class Plan:
     label_space: str | None = None
     clip_seconds: float | None = None  # crop/zero-pad every clip to this length before the models (None: as is)
     melody: Sequence[str] = ()  # "pitch", "chroma": melody adherence against the melody prompts (same ids)
+    controls: Sequence[str] = ()  # control metrics (metrics/control's registry) against the controls folder (same ids)
     adherence: Sequence[str] = ()  # taggers judging per-aspect caption adherence (metrics/adherence.py)
 
 
@@ -113,6 +116,9 @@ def _specs(plan: Plan, device: str) -> dict[str, ModelSpec]:
         if kind not in MELODY_MODELS:
             raise ValueError(f"unknown melody feature {kind!r}; expected one of {', '.join(MELODY_MODELS)}")
         specs[f"melody:{kind}"] = ModelSpec(MELODY_MODELS[kind], None, device, seconds=sec)
+    for name in plan.controls:  # one extractor per feature, however many control metrics read it
+        extractor = control_entry(name).extractor
+        specs.setdefault(f"control:{extractor}", ModelSpec(extractor, None, device, seconds=sec))
     for tagger in plan.adherence:  # a tagger that is also a KLD classifier runs once, under its classifier key
         specs.setdefault(_tagger_key(plan, tagger), ModelSpec(tagger, None, device, kind="classifier", seconds=sec))
     return specs
@@ -179,12 +185,40 @@ def _metric_factories(plan: Plan, built: Mapping, reference_stats: Mapping[str, 
 
         key = melody_metric(kind, n_boot=0).name
         out.append((key, f"melody:{kind}", lambda k=kind: melody_metric(k, n_boot=n_boot, seed=seed)))
+    for name in plan.controls:
+        if f"control:{control_entry(name).extractor}" in built:
+            out.append((name, f"control:{control_entry(name).extractor}",
+                        lambda n=name: control_metric(n, n_boot=n_boot, seed=seed)))
     for tagger in plan.adherence:
         from metrics.adherence import adherence_metrics
 
         mk = _tagger_key(plan, tagger)
         for key in adherence_metrics(tagger, built[mk].labels, n_boot=0):
             out.append((key, mk, lambda k=key, t=tagger, m=mk: adherence_metrics(t, built[m].labels, n_boot, seed)[k]))
+    return out
+
+
+def _controls(plan: Plan, directory: str | Path | None,
+              extract: Callable[[Mapping[str, str]], Mapping[str, Mapping]]) -> dict[str, dict]:
+    """``{model key: {clip id: control}}``: extracted from the folder's reference clips, then overridden by its
+    control files (MIDI, chords, key, beats, JAMS) for the controls they give."""
+    if not plan.controls:
+        return {}
+    if directory is None:
+        raise InputError("the control metrics need the controls (--controls DIR: reference clips and/or control "
+                         "files, one per clip id)")
+    from metrics.control.controls import read_control_files
+
+    try:
+        clips = _source("controls", directory)
+    except AudioError:
+        clips = {}  # a folder of control files only
+    out = {k: dict(v) for k, v in extract(clips).items()} if clips else {}
+    for extractor, given in read_control_files(directory).items():
+        out.setdefault(f"control:{extractor}", {}).update(given)
+    if not any(out.values()):
+        raise InputError(f"{directory}: no reference clips and no control files (.mid, .lab, .chords.csv, .key.txt, "
+                         ".beats.txt, .tempo.txt, .jams) for the control metrics")
     return out
 
 
@@ -217,6 +251,7 @@ def evaluate(
     skip_unavailable: bool = False,
     prebuilt: Mapping[ModelSpec, object] | None = None,
     melody_prompts: str | Path | None = None,
+    controls: str | Path | None = None,
     aspects: Mapping[str, Sequence[str]] | None = None,
 ) -> Evaluation:
     """Score every system against the reference (a directory, or a stats ``.npz`` for FAD alone).
@@ -225,6 +260,8 @@ def evaluate(
     ``PairingError`` unless ``on_error="skip"``, which drops the unpaired clips and reports them).
     ``prebuilt``: models the caller already holds, by spec (they are not built again).
     ``melody_prompts``: the melody each system was conditioned on, one file per id (``plan.melody``).
+    ``controls``: the controls each system was given (``plan.controls``): reference clips they are extracted
+    from and/or control files (``metrics.control.controls``), one per id.
     ``aspects``: each clip's MusicCaps ``aspect_list`` (per-aspect adherence reads it beside the caption).
     The FAD reference is every reference clip. ``ground_truth`` adds the reference's own MCC and adherence row.
     """
@@ -273,7 +310,7 @@ def evaluate(
         return engine.extract(list(files.values()), {k: audio[k] for k in keys}, {k: specs[k] for k in keys}, cache,
                               batch_size=batch_size, workers=workers, progress=progress, on_error=on_error)
 
-    ref_keys = [k for k in audio if (k != "joint" or ground_truth) and not k.startswith("melody:")]
+    ref_keys = [k for k in audio if (k != "joint" or ground_truth) and not k.startswith(("melody:", "control:"))]
     named = len(sys_files) > 1  # warnings name the sets they came from when there are several to tell apart
     with warnings_of(REFERENCE if named else None):
         ref_out = run(ref_files, ref_keys)
@@ -282,6 +319,7 @@ def evaluate(
         if melody_prompts is None:
             raise InputError("melody adherence needs the melody prompts (--melody-prompts DIR, one file per clip id)")
         prompt_out = run(_source("melody prompts", melody_prompts), [k for k in audio if k.startswith("melody:")])
+    control_out = _controls(plan, controls, lambda files: run(files, [k for k in audio if k.startswith("control:")]))
     text: dict[str, np.ndarray] = {}
     if "joint" in built:
         if captions is None:
@@ -318,6 +356,9 @@ def evaluate(
             elif model_key.startswith("melody:"):
                 prompts = prompt_out.get(model_key, {})
                 metric.update("reference", {i: prompts[i] for i in got if i in prompts})
+            elif model_key.startswith("control:"):
+                given = control_out.get(model_key, {})
+                metric.update("reference", {i: given[i] for i in got if i in given})
             elif key.startswith("adherence_"):
                 metric.update("reference", metric.encode({i: stated[i] for i in got if i in stated}))
             else:
@@ -349,6 +390,7 @@ def evaluate(
                            "kld_convention": plan.kld_convention if plan.classifier else None,
                            "fad_inf": plan.fad_inf, "kad": plan.kad, "clip_seconds": plan.clip_seconds,
                            "melody": list(plan.melody), "melody_prompts": str(melody_prompts) if melody_prompts else None,
+                           "controls": list(plan.controls), "controls_dir": str(controls) if controls else None,
                            "adherence": list(plan.adherence), "on_error": on_error, "device": device,
                            "n_boot": n_boot, "paired": paired, "reference": str(reference), "engine": engine.name},
                 "seeds": {"bootstrap": seed},

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks.cli.control_options import control_options
 from benchmarks.cli.options import comma_list, emit_json, evaluation_options, json_option, make_cache, out_option
 from benchmarks.cli.protocols import protocol_option, resolve_protocol
 
@@ -21,16 +22,14 @@ from benchmarks.cli.protocols import protocol_option, resolve_protocol
 @click.option("--joint", default="mulan-ref", show_default=True, help="mulan-ref (shipped), a checkpoint, clap:CKPT, or 'none'.")
 @click.option("--ratings", default=None, help="Ratings database URL: adds the human-study wins column.")
 @click.option("--skip-unavailable", is_flag=True, help="Report and skip embedders whose models cannot be loaded.")
-@click.option("--melody-prompts", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The melody each clip was conditioned on (<ytid>.wav): adds melody adherence (CREPE pitch RCA, "
-              "audiocraft chroma cosine; the 'melody' extra).")
+@control_options
 @click.option("--adherence", default="", show_default=False,
               help="Comma list of taggers (musicnn-mtt, musicnn-msd) judging per-aspect caption adherence: an AUC per "
               "aspect (instrument, genre, mood, vocals, tempo) from the captions' aspect_list and text.")
 @json_option("Also write the results document as JSON to PATH ('-': standard output).")
 @protocol_option
 @evaluation_options
-def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, melody_prompts, adherence, json_out,
+def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, melody_prompts, controls, control_metrics, adherence, json_out,
             protocol, kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
             workers, progress, engine, ray_address) -> None:
     """Score systems against a reference set: the paper's Table 1 with bootstrap 95% CIs."""
@@ -47,6 +46,7 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
         cache=make_cache(no_cache, cache_dir), skip_unavailable_embedders=skip_unavailable, progress=progress,
         engine=make_engine(engine, ray_address), kld_convention=kld_convention, kad=kad, clip_seconds=clip_seconds,
         embedder_paths=paths, batch_size=batch_size, workers=workers, melody_prompts=melody_prompts,
+        controls=controls, control_metrics=control_metrics,
         adherence=comma_list(adherence),
         extra_metadata=protocol_meta,
     )  # fmt: skip

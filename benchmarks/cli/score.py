@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks.cli.control_options import control_options
 from benchmarks.cli.options import comma_list, emit_json, evaluation_options, json_option, make_cache, out_option
 from benchmarks.cli.protocols import protocol_option, resolve_protocol
 from metrics.commands import SHIPPED_CLASSIFIER, compute_score
@@ -29,9 +30,11 @@ def summary_line(doc: dict) -> str:
 @out_option()
 @click.option("--per-clip", type=click.Path(dir_okay=False), default=None,
               help="Per-clip CSV (default: beside a --json file; with --out, the store has per_clip.csv).")
+@control_options
 @protocol_option
 @evaluation_options
 def score(generated, reference, captions, embedders, classifier, label_space, joint, json_out, out_dir, per_clip,
+          controls, control_metrics, melody_prompts,
           protocol, kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
           workers, progress, engine, ray_address):
     """FAD, KLD and MCC in one pass over paired audio."""
@@ -47,7 +50,8 @@ def score(generated, reference, captions, embedders, classifier, label_space, jo
         device=device, seed=seed, on_error=on_error, cache=make_cache(no_cache, cache_dir), per_clip=per_clip,
         kld_convention=kld_convention, label_space=label_space, clip_seconds=clip_seconds, kad=kad, n_boot=bootstrap,
         engine=make_engine(engine, ray_address), progress=progress, embedder_paths=paths,
-        out=out_dir, extra_metadata=protocol_meta,
+        out=out_dir, extra_metadata=protocol_meta, controls=controls, control_metrics=control_metrics,
+        melody_prompts=melody_prompts,
     )
     doc.update(protocol_meta)
     if not emit_json(json_out, doc):

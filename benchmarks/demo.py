@@ -182,6 +182,8 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     log(f"  dashboard:   musiclm-eval dashboard --results {out / 'results'} --db {study_url}")
     log(f"  rating app:  musiclm-eval rate serve --db {study_url}   (invite raters: musiclm-eval rate invite --db {study_url} --n 5)")
     log(f"  analysis:    musiclm-eval rate analyze --db {study_url} --out {out / 'study'}")
+    log(f"  agreement:   musiclm-eval agreement --results {out / 'results'} --db {study_url} --rename "
+        f"reference='ground truth' --out {out / 'agreement'}   (once real raters have rated; the table above is SIMULATED)")
     summary = {"results": str(out / "results"), "study_db": study_url, "elapsed_s": times.total, "steps_s": times.seconds,
                "loadavg_1min": {"start": round(times.load_start, 2), "end": round(os.getloadavg()[0], 2)},
                "adherence": sorted(k for k, _ in adherence_columns(data))}
@@ -192,6 +194,7 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
 def _run_steps(out: Path, n: int, seconds: float, seed: int, device: str, memorization_n: int,
                log: Callable[[str], None], times: StepTimes) -> tuple:
     """The demo's steps in order, each timed: (compare document, melody adherence, memorization, study url)."""
+    from benchmarks.demo_agreement import simulated_agreement
     from benchmarks.harness import compare
     from metrics.cache import EmbeddingCache
     from musiclm_ref.data.splits import HELD_OUT
@@ -238,9 +241,11 @@ def _run_steps(out: Path, n: int, seconds: float, seed: int, device: str, memori
     with times.step("memorization"):
         memo = _memorization(train_dir, out / "results" / "memorization", memorization_n, seed, device, log, seconds)
 
-    log("[5/5] human-study database with the generated pairs")
+    log("[5/5] human-study database with the generated pairs, and a SIMULATED study on them with its agreement table")
     with times.step("study"):
         study_url = _study(dirs, eval_dir, out, seed, log)
+    with times.step("agreement (simulated study)"):
+        simulated_agreement(out, study_url, seed, log)
     return data, melody, memo, study_url
 
 

@@ -253,10 +253,6 @@ def agreement_frame(ratings: pd.DataFrame, systems: list[str], metrics: list[Met
     d = _design(ratings, systems, max(1, n_boot) if n_boot else 0, seed, system_level)
     rows, pts = [], []
     notes = [f"pair level: {PAIR_RULE}", f"intervals: {BOOTSTRAP_SCHEME}", f"p against 0.5: {PERMUTATION}"]
-    n_bt = int(np.isfinite(d.bt).sum())
-    if system_level and n_bt < FEW_SYSTEMS:
-        notes.append(f"only {n_bt} systems at the system level: Kendall tau takes {n_bt * (n_bt - 1) // 2 * 2 + 1} "
-                     "possible values at most and its interval is wide; read the system level as descriptive")
     for m in metrics:
         row: dict = {"metric": m.name, "higher_is_better": m.higher_is_better}
         if m.per_clip:
@@ -272,6 +268,10 @@ def agreement_frame(ratings: pd.DataFrame, systems: list[str], metrics: list[Met
             row.update(_system_level(d, m, alpha))
         rows.append(row)
     table = pd.DataFrame(rows)
+    if system_level and len(table) and table.n_systems.min() < FEW_SYSTEMS:
+        n = int(table.n_systems.min())
+        notes.append(f"only {n} systems at the system level (fewest of any metric): Kendall tau can take at most "
+                     f"{n * (n - 1) // 2 + 1} values and its interval is wide; read the system level as descriptive")
     points = pd.concat(pts, ignore_index=True) if pts else pd.DataFrame(
         columns=["item_id", "system_a", "system_b", "metric_diff", "mean_score", "n", "metric"])
     strengths = pd.DataFrame({"system": systems, "bt_log_strength": d.bt})

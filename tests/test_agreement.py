@@ -210,3 +210,20 @@ def test_rate_plan_agreement_power_rises_with_captions():
                                     "--agreement", "0.7", "--captions", "6", "--agreement-raters", "4", "--json", "-"])
     assert res.exit_code == 0, res.output
     assert '"ci95_coverage"' in res.output
+
+
+def test_demo_step_rates_a_copy_with_simulated_raters(study_and_store, tmp_path):
+    from benchmarks.demo_agreement import simulated_agreement
+    from human_eval.analysis import analyze
+
+    root, url, systems = study_and_store
+    pc = read_store(root / "store").per_clip
+    write_store(tmp_path / "results", "compare", {s: {"mcc": {"value": 0.5, "higher_is_better": True}}
+                                                  for s in pc.system.unique()},
+                per_clip=pc[["system", "ytid", "good"]].rename(columns={"good": "mcc"}))
+    before = len(analyze(url, n_boot=0).ratings)
+    lines: list[str] = []
+    out = simulated_agreement(tmp_path, url, seed=0, log=lines.append, raters=4, ratings_per_trial=2, n_boot=50)
+    assert len(analyze(url, n_boot=0).ratings) == before  # the study itself is untouched; a copy was rated
+    assert "SIMULATED" in lines[0] and any(line.strip().startswith("mcc") for line in lines)
+    assert read_store(out).kind == "agreement"

@@ -54,6 +54,7 @@ def compare(
     engine=None,
     kld_convention: str = "musiclm",
     kad: bool = False,
+    mad: bool = False,
     clip_seconds: float | None = None,
     melody_prompts: str | Path | None = None,
     controls: str | Path | None = None,
@@ -76,7 +77,6 @@ def compare(
     unknown = [t for t in adherence if t not in TAGGERS]
     if unknown:  # before any model runs
         raise InputError(f"--adherence: unknown tagger(s) {', '.join(unknown)}; expected {', '.join(TAGGERS)}")
-
     from metrics.control import control_plan
 
     melody, control_names, melody_prompts, controls = control_plan(controls, melody_prompts, control_metrics)
@@ -90,7 +90,7 @@ def compare(
     clf_name, clf_path = classifier_plan(names[0] if names else None)
     joint_name, joint_path = parse_joint_spec(joint)
     plan = Plan(embedders=list(embedders), embedder_paths=dict(embedder_paths or {}), classifier=clf_name,
-                classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad,
+                classifier_path=clf_path, extra_classifiers=tuple(names[1:]), joint=joint_name, joint_path=joint_path, kld_convention=kld_convention, kad=kad, mad=mad,
                 clip_seconds=clip_seconds, melody=melody, controls=control_names, adherence=tuple(adherence))
     ev = evaluate(reference, systems, plan, captions=caption_of, paired=True, ground_truth=True, pairwise=True,
                   n_boot=n_boot, seed=seed, device=device, cache=cache, on_error=on_error, engine=engine,

@@ -76,6 +76,7 @@ class Plan:
     kld_convention: str = "musiclm"
     fad_inf: bool = False
     kad: bool = False
+    mad: bool = False  # MAD (metrics/mad.py) on every embedder: mad_<embedder>
     label_space: str | None = None
     clip_seconds: float | None = None  # crop/zero-pad every clip to this length before the models (None: as is)
     melody: Sequence[str] = ()  # "pitch", "chroma": melody adherence against the melody prompts (same ids)
@@ -172,6 +173,10 @@ def _metric_factories(plan: Plan, built: Mapping, reference_stats: Mapping[str, 
             from metrics.kad import KAD
 
             out.append((f"kad_{name}", key, lambda m=model: KAD(m.id, n_boot=n_boot, seed=seed)))
+        if plan.mad:
+            from metrics.mad import MAD
+
+            out.append((f"mad_{name}", key, lambda m=model: MAD(m.id, n_boot=n_boot, seed=seed)))
     for model_key in [k for k in built if k == "classifier" or k.startswith("classifier:")]:
         activation = getattr(built[model_key], "activation", None)
         suffix = "" if model_key == "classifier" else "_" + model_key.split(":", 1)[1].replace("-", "_")
@@ -363,7 +368,7 @@ def evaluate(
                 metric.update("reference", metric.encode({i: stated[i] for i in got if i in stated}))
             else:
                 ref = ref_out.get(model_key, {})
-                metric.update("reference", ref if key.startswith(("fad_", "kad_")) else {i: ref[i] for i in got if i in ref})
+                metric.update("reference", ref if key.startswith(("fad_", "kad_", "mad_")) else {i: ref[i] for i in got if i in ref})
             metric.update("generated", dict(got))
             res.metrics[key], res.states[key] = metric.compute(), metric
         return res
@@ -388,7 +393,7 @@ def evaluate(
                 "config": {"embedders": list(plan.embedders), "classifier": plan.classifier,
                            "extra_classifiers": list(plan.extra_classifiers), "joint": plan.joint,
                            "kld_convention": plan.kld_convention if plan.classifier else None,
-                           "fad_inf": plan.fad_inf, "kad": plan.kad, "clip_seconds": plan.clip_seconds,
+                           "fad_inf": plan.fad_inf, "kad": plan.kad, "mad": plan.mad, "clip_seconds": plan.clip_seconds,
                            "melody": list(plan.melody), "melody_prompts": str(melody_prompts) if melody_prompts else None,
                            "controls": list(plan.controls), "controls_dir": str(controls) if controls else None,
                            "adherence": list(plan.adherence), "on_error": on_error, "device": device,

@@ -25,14 +25,13 @@ resampled clip with its own copies (``KAD._within_set``).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from metrics.errors import ComputeError
-from metrics.metric import MetricError, PerClipOutputs
+from metrics.metric import PerClipOutputs
 from metrics.result import MetricResult
 
 SCALE = 100.0
@@ -257,6 +256,8 @@ class KAD(PerClipOutputs):
     name = "kad"
     output = "embedding"
     higher_is_better = False  # a distance (MMD²) between the two sides' embeddings
+    # within-clip frame pairs bias the point value when a clip's frames are alike: the clip jackknife removes it
+    interval_method = "jackknife"
     # no bounds: the population MMD² is >= 0 but the unbiased estimate (the point value) can be
     # slightly negative; clipping the interval at 0 would exclude the point value itself
 
@@ -382,11 +383,4 @@ class KAD(PerClipOutputs):
         return np.where((pxx > 0) & (pyy > 0), out, np.nan)
 
     def value_on(self, ref_ids: Sequence[str], gen_ids: Sequence[str]) -> float:
-        def counts(side: str, ids: Sequence[str]) -> np.ndarray:
-            c = Counter(ids)
-            unknown = set(c) - set(self.outputs[side])
-            if unknown:
-                raise MetricError(f"{self.name}: unknown {side} clip ids {sorted(unknown)[:3]}")
-            return np.array([[c.get(i, 0) for i in self.ids(side)]], dtype=np.float64)
-
-        return float(self.value_on_counts(counts("reference", ref_ids), counts("generated", gen_ids))[0])
+        return float(self.value_on_counts(self.id_counts("reference", ref_ids), self.id_counts("generated", gen_ids))[0])

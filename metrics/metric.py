@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -50,6 +51,9 @@ class Metric(ABC):
     # The range the population value can take (FAD and KL divergences are ≥ 0, a cosine is in [-1, 1]);
     # an interval endpoint outside it (a pivot interval 2θ̂ − q can go below 0) is moved onto it.
     bounds: tuple[float | None, float | None] = (None, None)
+    # How ``interval`` and the run's paired tests are formed (``metrics.intervals.METHODS``): BCa by default;
+    # FAD, KAD, KLD and MCC declare the jackknife's bias-corrected t interval (docs/protocol.md, "Intervals").
+    interval_method: str = "bca"
     # Whether a larger value is better (MCC, melody adherence) or a smaller one (FAD, KAD, KL divergences).
     # Declared once, on each subclass (never guessed from a name): the results store writes it beside every value,
     # and the report's arrows and † and the dashboard's sorting and worst clips read it from the store.
@@ -93,13 +97,14 @@ class Metric(ABC):
 
     # -- shared helpers -------------------------------------------------------------------------
     def interval(self, plan: ResamplingPlan | None = None, resampler: Resampler | None = None) -> tuple[float, float] | None:
-        """The 95% interval of ``metrics.intervals.bootstrap_interval`` (BCa over both sides), or None
+        """The 95% interval of ``metrics.intervals.bootstrap_interval`` (``interval_method`` over both sides), or None
         when ``n_boot`` is 0 (and no ``plan`` is given) or there is nothing to resample. ``plan`` and
         ``resampler``: a run's shared draws and values (``metrics.evaluate`` computes every interval
         of a run with one of each, after all sources are scored)."""
         if (plan is None and not self.n_boot) or len(self.ids("generated")) < 2:
             return None
-        lo, hi = bootstrap_interval(self, n_boot=self.n_boot, seed=self.seed, plan=plan, resampler=resampler)
+        lo, hi = bootstrap_interval(self, n_boot=self.n_boot, seed=self.seed, method=self.interval_method, plan=plan,
+                                    resampler=resampler)
         floor, ceil = self.bounds
         if floor is not None:
             lo, hi = max(lo, floor), max(hi, floor)
@@ -161,6 +166,15 @@ class PerClipOutputs(Metric):
     def ids(self, side: str) -> list[str]:
         self._check_side(side)
         return sorted(self.outputs[side])
+
+    def id_counts(self, side: str, ids: Sequence[str]) -> np.ndarray:
+        """[1, clips] draws of each of ``ids(side)`` in ``ids`` (ids may repeat): ``value_on`` as one row of counts
+        for a metric's ``value_on_counts``. An id the side does not hold is an error."""
+        drawn = Counter(ids)
+        unknown = set(drawn) - set(self.outputs[side])
+        if unknown:
+            raise MetricError(f"{self.name}: unknown {side} clip ids {sorted(unknown)[:3]}")
+        return np.array([[drawn.get(i, 0) for i in self.ids(side)]], dtype=np.float64)
 
     def paired_ids(self) -> list[str]:
         """Ids present on both sides, sorted (pairing by id, never by order)."""

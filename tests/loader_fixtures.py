@@ -131,3 +131,21 @@ def muq_mulan_checkpoint(folder: Path, seed: int = 0) -> Path:
     out = folder / "muq-mulan-tiny"
     MuQMuLan(cfg).eval().save_pretrained(out)
     return out
+
+
+def mert_checkpoint(folder: Path, seed: int = 0, layers: int = 24) -> Path:
+    """A MERT-shaped folder: transformers' ``HubertModel`` (MERT-v1 is HuBERT's architecture with a stable layer
+    norm; its own remote code cannot be had offline) with ``layers`` tiny layers, and a 24 kHz
+    ``Wav2Vec2FeatureExtractor`` (MERT's processor class), both saved with ``save_pretrained``."""
+    pytest.importorskip("transformers", reason="transformers is not installed (pip install 'musiclm-eval[mert]')")
+    import torch
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    cfg = HubertConfig(hidden_size=16, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=32,
+                       conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=8,
+                       num_conv_pos_embedding_groups=2, feat_extract_norm="layer", do_stable_layer_norm=True)
+    torch.manual_seed(seed)
+    HubertModel(cfg).eval().save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=24000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(folder)
+    return folder

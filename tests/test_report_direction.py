@@ -9,6 +9,7 @@ from dashboards.runs import higher_is_better, load_run
 from metrics.fad_metric import FAD
 from metrics.kad import KAD
 from metrics.kld import KLD
+from metrics.mad import MAD
 from metrics.mcc import MCC
 from metrics.melody_adherence import PitchAdherence
 from metrics.result import MetricResult
@@ -16,7 +17,8 @@ from metrics.store import arrow, read_store, write_store
 
 # every Table-1 key with the Metric that computes it (wins: the human study's count, a dict without a direction)
 METRIC_OF = {"fad_trill": FAD, "fad_vggish": FAD, "fad_mel": FAD, "fad_musicnn-mtt": FAD, "fad_openl3": FAD,
-             "fad_clap": FAD, "kad_musicnn-mtt": KAD, "kld_musiclm": KLD, "kld_musiclm_musicnn_mtt": KLD, "mcc": MCC,
+             "fad_clap": FAD, "kad_musicnn-mtt": KAD, "mad_mel": MAD, "mad_musicnn-mtt": MAD,
+             "mad_mert-v1-330m": MAD, "kld_musiclm": KLD, "kld_musiclm_musicnn_mtt": KLD, "mcc": MCC,
              "melody_rca": PitchAdherence}
 
 

@@ -23,13 +23,15 @@ from benchmarks.cli.protocols import protocol_option, resolve_protocol
 @click.option("--ratings", default=None, help="Ratings database URL: adds the human-study wins column.")
 @click.option("--skip-unavailable", is_flag=True, help="Report and skip embedders whose models cannot be loaded.")
 @control_options
+@click.option("--mad", is_flag=True, help="Also report MAD (MAUVE audio divergence, -log MAUVE; the 'mad' extra) on every "
+              "embedder; the paper's number needs --embedders mert-v1-330m (docs/protocol.md, 'MAD').")
 @click.option("--adherence", default="", show_default=False,
               help="Comma list of taggers (musicnn-mtt, musicnn-msd) judging per-aspect caption adherence: an AUC per "
               "aspect (instrument, genre, mood, vocals, tempo) from the captions' aspect_list and text.")
 @json_option("Also write the results document as JSON to PATH ('-': standard output).")
 @protocol_option
 @evaluation_options
-def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, melody_prompts, controls, control_metrics, adherence, json_out,
+def compare(systems, reference, captions, out_dir, embedders, classifier, joint, ratings, skip_unavailable, melody_prompts, controls, control_metrics, mad, adherence, json_out,
             protocol, kld_convention, kad, clip_seconds, bootstrap, seed, device, on_error, embedder_path, no_cache, cache_dir, batch_size,
             workers, progress, engine, ray_address) -> None:
     """Score systems against a reference set: the paper's Table 1 with bootstrap 95% CIs."""
@@ -44,7 +46,7 @@ def compare(systems, reference, captions, out_dir, embedders, classifier, joint,
         classifier=None if classifier == "none" else classifier, joint=None if joint == "none" else joint,
         ratings=ratings, on_error=on_error, device=device, seed=seed, n_boot=bootstrap,
         cache=make_cache(no_cache, cache_dir), skip_unavailable_embedders=skip_unavailable, progress=progress,
-        engine=make_engine(engine, ray_address), kld_convention=kld_convention, kad=kad, clip_seconds=clip_seconds,
+        engine=make_engine(engine, ray_address), kld_convention=kld_convention, kad=kad, mad=mad, clip_seconds=clip_seconds,
         embedder_paths=paths, batch_size=batch_size, workers=workers, melody_prompts=melody_prompts,
         controls=controls, control_metrics=control_metrics,
         adherence=comma_list(adherence),

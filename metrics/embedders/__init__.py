@@ -85,6 +85,8 @@ EMBEDDERS = Registry("embedders", {
     "musicnn-mtt": "metrics.embedders.musicnn:mtt",
     "musicnn-msd": "metrics.embedders.musicnn:msd",
     "classifier": "metrics.classifier:embedder",
+    # MAD's embedder (metrics/mad.py): MERT-v1-330M hidden_states[24]; weights and MERT's code from the user
+    "mert-v1-330m": "metrics.embedders.mert:factory",
     # melody adherence features (metrics/melody_adherence.py; the optional `melody` extra)
     "crepe-pitch": "metrics.melody_adherence:crepe_pitch",
     "chroma": "metrics.melody_adherence:chroma",

@@ -52,7 +52,7 @@ from dashboards.runs import (  # noqa: E402
     results_dirs_from_env,
     run_names,
 )
-from dashboards.study import ENV_DB, HumanStudy, human_n_boot, load_human_study  # noqa: E402
+from dashboards.study import ENV_DB, HumanStudy, agreement_views, human_n_boot, load_human_study  # noqa: E402
 from metrics.memorization.io import MATCHES_FILE  # noqa: E402
 from metrics.store import arrow  # noqa: E402
 
@@ -298,10 +298,11 @@ def page_memorization(runs: list[Run]) -> None:
             audio(train, _str(row.get("train_path")), "training clip")
 
 
-def page_human_study(db_url: str | None) -> None:
+def page_human_study(db_url: str | None, runs: list[Run]) -> None:
     st.header("Human study")
     if not db_url:
         st.info(f"No ratings database given. Start with `musiclm-eval dashboard --db URL` (or set {ENV_DB}).")
+        section_agreement(runs)
         return
     max_failures = st.number_input("Attention-check failures allowed per rater", min_value=0, max_value=100,
                                    value=0, key="max_failures")
@@ -358,6 +359,25 @@ def page_human_study(db_url: str | None) -> None:
                + str(study.exclusions.get("rule", "")))
     if study.raters is not None and len(study.raters):
         st.dataframe(study.raters, hide_index=True, width="stretch")
+    section_agreement(runs)
+
+
+def section_agreement(runs: list[Run]) -> None:
+    """The `musiclm-eval agreement` stores among the runs: which metric agrees with the listeners."""
+    views = agreement_views(runs)
+    if not views:
+        return
+    st.subheader("Metric–human agreement")
+    for v in views:
+        st.markdown(f"**{v.name}**")
+        if v.problem:
+            st.warning(v.problem)
+            continue
+        for note in v.notes:
+            (st.warning if note.startswith(("SIMULATED", "only")) else st.caption)(note)
+        st.dataframe(v.table, hide_index=True, width="stretch")
+        for metric, path in v.plots.items():
+            st.image(str(path), caption=f"{metric}: oriented metric difference vs the raters' mean score")
 
 
 def _pick_run(runs: list[Run], key: str) -> Run:
@@ -407,7 +427,7 @@ def main() -> None:
         "Plots": page_plots,
         "Clips": page_clips,
         "Memorization": page_memorization,
-    }.get(page, lambda _runs: page_human_study(db_url))(runs)
+    }.get(page, lambda _runs: page_human_study(db_url, _runs))(runs)
 
 
 main()

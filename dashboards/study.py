@@ -89,3 +89,31 @@ def load_human_study(url: str, max_failures: int = 0, n_boot: int = HUMAN_N_BOOT
     if not len(a.ratings):
         study.problems.append("The study has no ratings yet.")
     return study
+
+
+@dataclass
+class AgreementView:
+    """One ``musiclm-eval agreement`` store among the dashboard's runs: its table, notes and per-metric plots."""
+
+    name: str
+    table: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    plots: dict[str, Path] = field(default_factory=dict)
+    problem: str | None = None
+
+
+def agreement_views(runs: list) -> list[AgreementView]:
+    """The runs whose store is of kind "agreement" (``human_eval.agreement_report``), read for the human-study page."""
+    from human_eval.agreement_report import STORE_KIND, read_agreement
+
+    views = []
+    for run in runs:
+        if run.results is None or run.results.kind != STORE_KIND:
+            continue
+        try:
+            table, notes, plots = read_agreement(run.path)
+        except Exception as e:  # a store without its table, a malformed CSV: the page says which and why
+            views.append(AgreementView(run.name, problem=f"{run.path}: {type(e).__name__}: {e}"))
+            continue
+        views.append(AgreementView(run.name, table, notes, plots))
+    return views

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -227,3 +228,27 @@ def test_demo_step_rates_a_copy_with_simulated_raters(study_and_store, tmp_path)
     assert len(analyze(url, n_boot=0).ratings) == before  # the study itself is untouched; a copy was rated
     assert "SIMULATED" in lines[0] and any(line.strip().startswith("mcc") for line in lines)
     assert read_store(out).kind == "agreement"
+
+
+def test_dashboard_human_study_page_shows_agreement_stores(study_and_store, tmp_path, monkeypatch):
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    from dashboards.runs import ENV_RESULTS
+    from dashboards.study import ENV_DB
+    from human_eval.agreement_report import write_outputs
+
+    root, url, _ = study_and_store
+    write_outputs(agreement(root / "store", url, rename={"reference": "ground truth"}, n_boot=30), tmp_path / "agree")
+    monkeypatch.setenv(ENV_RESULTS, os.pathsep.join([str(tmp_path / "agree")]))
+    monkeypatch.delenv(ENV_DB, raising=False)
+    import dashboards
+
+    at = AppTest.from_file(str(Path(dashboards.__file__).with_name("app.py")), default_timeout=60).run()
+    at.sidebar.radio[0].set_value("Human study").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Metric–human agreement" in [h.value for h in at.subheader]
+    assert any(w.value.startswith("SIMULATED") for w in at.warning)
+    shown = at.dataframe[0].value
+    assert set(shown.metric) == {"good", "dist"} and shown.agreement.between(0, 1).all()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.rhythm_accuracy import rhythm_check
 from musiclm_ref.data.specs import MAJOR, MINOR, ClipSpec, sample_spec
 
 OUT = Path("docs/figures/control_accuracy.json")
@@ -93,6 +94,7 @@ ESTIMATORS: dict[str, tuple[str, str, Check]] = {
     "key": ("key and mode", "key-ks (Krumhansl-Schmuckler, Albrecht-Shanahan profiles, low-passed log chroma)", key_check),
     "chords": ("chord per frame (maj/min)", "chords-template (triad template matching, a baseline)", chord_check),
     "melody": ("melody pitch class per frame", "controlnet-chroma (argmax chroma above middle C)", melody_check),
+    "rhythm": ("beats, downbeats, tempo", "madmom RNN beat/downbeat + DBN trackers, comb-filter tempo", rhythm_check),
 }
 
 

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import click
 
-from benchmarks.cli.control_options import control_options
-from benchmarks.cli.options import comma_list, emit_json, evaluation_options, json_option, make_cache, out_option
+from benchmarks.cli.options import (
+    comma_list,
+    control_options,
+    emit_json,
+    evaluation_options,
+    json_option,
+    make_cache,
+    out_option,
+)
 from benchmarks.cli.protocols import protocol_option, resolve_protocol
 
 

@@ -15,6 +15,7 @@ Each convention is one option factory here, built with :class:`ConventionOption`
 
 from __future__ import annotations
 
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -192,3 +193,22 @@ def manifest_command(prefix: str) -> str:
     import shlex
 
     return prefix + " " + shlex.join(sys.argv[len(prefix.split()):])  # argv[0] is the program, then the words
+
+
+def control_options(f):
+    """The control-adherence options ``compare`` and ``score`` share (metrics/control; docs/protocol.md, "Control
+    metrics"): ``--controls DIR``, ``--control-metrics LIST`` and ``--melody-prompts DIR`` (the melody-only form)."""
+    from metrics.control import CONTROL_METRICS, MELODY_ADHERENCE
+
+    names = ", ".join([*MELODY_ADHERENCE, *CONTROL_METRICS])
+    f = click.option("--control-metrics", default=None, callback=lambda ctx, param, v: comma_list(v) if v else None,
+                     help=f"Comma list of control metrics (default: all of them with --controls, the melody ones with "
+                     f"--melody-prompts): {names}.")(f)
+    f = click.option("--melody-prompts", type=click.Path(path_type=pathlib.Path, file_okay=False), default=None,
+                     help="The melody each clip was conditioned on (<ytid>.wav or .mid): adds the melody metrics (CREPE "
+                     "pitch RCA, audiocraft chroma cosine, Music ControlNet pitch-class accuracy; the 'melody' extra).")(f)
+    f = click.option("--controls", type=click.Path(path_type=pathlib.Path, file_okay=False), default=None,
+                     help="The controls each clip was given, one per id: reference clips (<ytid>.wav: every control is "
+                     "extracted from them) and/or control files (.mid melody, .lab/.chords.csv chords, .key.txt, "
+                     ".beats.txt, .tempo.txt, .jams). Adds the control metrics (the 'controls' and 'melody' extras).")(f)
+    return f

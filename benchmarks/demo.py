@@ -172,9 +172,10 @@ def run_demo(out: str | Path, n: int = 100, seconds: float = 10.0, seed: int = 0
     for line in adherence_lines(data):
         log(line)
     if melody:
-        log("melody adherence (CREPE pitch RCA / audiocraft chroma cosine against one melody prompt):")
+        log("melody adherence against one melody prompt (CREPE pitch RCA / audiocraft chroma cosine / Music ControlNet "
+            "pitch-class accuracy, 95% BCa intervals):")
         for name, m in melody.items():
-            log(f"  {name}: RCA {m['melody_rca']:.3f}, chroma cosine {m['chroma_cosine']:.3f}")
+            log(f"  {name}: " + ", ".join(f"{label} {_with_ci(m[k])}" for k, label in MELODY_LABELS.items() if k in m))
     if memo:
         log(f"memorization: exact {memo['exact_rate']:.3f}, approximate {memo['approx_rate']:.3f} (τ = {memo['tau']:.3f})")
     log(times.summary())
@@ -289,8 +290,16 @@ def _melody(dirs: dict[str, Path], eval_dir: Path, out: Path, seconds: float, se
     doc = compare({"musiclm-ref+melody": with_melody, "musiclm-ref": without}, prompts, eval_dir / "captions.csv",
                   out / "results-melody", embedders=[], classifier=None, joint=None, melody_prompts=prompts,
                   device=device, seed=seed, cache=cache, progress=True)
-    return {name: {k: s["metrics"][k]["value"] for k in ("melody_rca", "chroma_cosine")}
-            for name, s in doc["systems"].items()}
+    return {name: {k: s["metrics"][k] for k in MELODY_LABELS if k in s["metrics"]} for name, s in doc["systems"].items()}
+
+
+MELODY_LABELS = {"melody_rca": "RCA", "chroma_cosine": "chroma cosine", "melody_accuracy": "pitch-class accuracy"}
+
+
+def _with_ci(entry: dict) -> str:
+    """``0.412 [0.301, 0.520]`` of a store entry (value and ci95)."""
+    ci = entry.get("ci95")
+    return f"{entry['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
 def adherence_lines(data: dict) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from metrics.control import CONTROL_METRICS
 from metrics.io import MISSING, atomic_write_text, format_ci, format_value
 from metrics.store import arrow, higher_is_better, read_store
 
@@ -31,6 +32,8 @@ TABLE_COLUMNS = [
     ("kld+musicnn_mtt", "KLD_musicnn"),
     ("mcc", "MCC"),
     ("melody_rca", "Melody RCA"),
+    ("chroma_cosine", "Chroma cosine"),
+    *((name, name) for name in CONTROL_METRICS),  # melody_accuracy, key_accuracy, chord_*, dynamics_*, beat_f, tempo_*
     ("wins", "Wins"),
 ]
 BETTER_MARK = "†"

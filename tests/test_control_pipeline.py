@@ -109,3 +109,19 @@ def test_control_plan_and_its_errors(tmp_path):
         control_plan(tmp_path, None, ["nope"])
     with pytest.raises(InputError, match="needs --controls"):
         control_plan(None, None, ["key_accuracy"])
+
+
+def test_compare_reports_control_metrics_in_table_one_with_their_direction(dirs, tmp_path):
+    from benchmarks.harness import compare
+    from benchmarks.report import columns
+
+    caps = tmp_path / "captions.csv"
+    caps.write_text("ytid,caption\n" + "".join(f"{c},a chord\n" for c in "abc"))
+    data = compare({"same": dirs / "same", "other": dirs / "other"}, dirs / "controls", caps, tmp_path / "out",
+                   embedders=(), classifier=None, joint=None, n_boot=20, controls=dirs / "controls",
+                   control_metrics=["key_accuracy", "dynamics_correlation"])
+    cols = dict(columns(data))
+    assert cols["key_accuracy"].endswith("↑") and cols["dynamics_correlation"].endswith("↑")
+    same, other = (data["systems"][n]["metrics"] for n in ("same", "other"))
+    assert same["dynamics_correlation"]["value"] > other["dynamics_correlation"]["value"]
+    assert data["metadata"]["config"]["controls"] == ["key_accuracy", "dynamics_correlation"]

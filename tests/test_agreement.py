@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats as sps
 
-from benchmarks.agreement_coverage import study_metrics
 from benchmarks.cli import main
 from human_eval.agreement import (
     AgreementError,
@@ -23,6 +22,7 @@ from human_eval.agreement import (
     kendall_tau_b,
     spearman_rho,
 )
+from human_eval.agreement_plan import study_metrics
 from human_eval.simulate import SimulationSpec, population_agreement, simulate_study, write_simulated_ratings
 from human_eval.stats import rater_sign_flip_p
 from metrics.store import read_store, write_store

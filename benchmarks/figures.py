@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.figures_adherence import ADHERENCE_RENDERERS
 from benchmarks.figures_agreement import AGREEMENT_RENDERERS
 from benchmarks.figures_control import CONTROL_RENDERERS
 from benchmarks.figures_coverage import COVERAGE_RENDERERS
@@ -171,6 +172,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     **REAL_MODEL_RENDERERS, **PERF_RENDERERS, **COVERAGE_RENDERERS, **MEMO_RENDERERS, **TRAINING_RENDERERS, **HIERARCHY_RENDERERS,
     **CONTROL_RENDERERS,
     **AGREEMENT_RENDERERS,
+    **ADHERENCE_RENDERERS,
     **MAD_RENDERERS,
 }
 

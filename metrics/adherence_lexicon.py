@@ -144,5 +144,7 @@ def concepts_for(aspect: str, tagger: str) -> list[Concept]:
 def caption_vector(texts: Sequence[str], concepts: Sequence[Concept]) -> list[float]:
     """1.0 where the aspects / caption ``texts`` state the concept, else 0.0 (the metric's reference side)."""
     cut = clauses(texts)
-    whole = "\n".join(cut)  # one search per concept first: most concepts are not mentioned at all
+    # one search per concept first (most concepts are not mentioned at all); the separator keeps a lookaround
+    # from reading across clauses ("electronic" + "drums" must not look like "electronic drums")
+    whole = "\n|\n".join(cut)
     return [float(c.regex.search(whole) is not None and stated(c, texts, cut)) for c in concepts]

@@ -24,6 +24,7 @@ def test_every_renderer_is_used_by_a_document():
 def copy_root(tmp_path):
     """The documents and artifacts in a scratch root, so a test may change them."""
     root = tmp_path / "repo"
+    from benchmarks.figures_adherence import ARTIFACTS as ADHERENCE_ARTIFACTS
     from benchmarks.figures_agreement import ARTIFACTS as AGREEMENT_ARTIFACTS
     from benchmarks.figures_coverage import ARTIFACTS as COVERAGE_ARTIFACTS
     from benchmarks.figures_hierarchy import ARTIFACTS as HIERARCHY_ARTIFACTS
@@ -35,7 +36,7 @@ def copy_root(tmp_path):
 
     for rel in [*DOCS, figures.CODEC_MANIFEST, figures.CLASSIFIER_MANIFEST, figures.MULAN_MANIFEST,
                 figures.COVERAGE, figures.DEMO, *ARTIFACTS, *PERF_ARTIFACTS, *MEMO_ARTIFACTS, *TRAINING_ARTIFACTS, *HIERARCHY_ARTIFACTS,
-                *COVERAGE_ARTIFACTS, *AGREEMENT_ARTIFACTS, *MAD_ARTIFACTS]:
+                *COVERAGE_ARTIFACTS, *AGREEMENT_ARTIFACTS, *ADHERENCE_ARTIFACTS, *MAD_ARTIFACTS]:
         src = figures.ROOT / rel
         if src.exists():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -214,3 +214,9 @@ def test_the_kld_tagger_serves_adherence_without_a_second_model():
                            adherence=("musicnn-mtt",)), "cpu"))
     assert keys == {"classifier", "classifier:musicnn-mtt"}
     assert set(_specs(Plan(embedders=[], adherence=("musicnn-msd",)), "cpu")) == {"adherence:musicnn-msd"}
+
+
+def test_clauses_do_not_join_into_a_drum_kit():
+    """The aspects 'electronic' and 'drums' state the genre: no pattern reads across two aspects."""
+    vec = dict(zip([c.name for c in CONCEPTS], caption_vector(["electronic", "drums"], CONCEPTS)))
+    assert vec["electronic"] == 1.0 and vec["drums"] == 1.0

@@ -125,3 +125,14 @@ def test_compare_reports_control_metrics_in_table_one_with_their_direction(dirs,
     same, other = (data["systems"][n]["metrics"] for n in ("same", "other"))
     assert same["dynamics_correlation"]["value"] > other["dynamics_correlation"]["value"]
     assert data["metadata"]["config"]["controls"] == ["key_accuracy", "dynamics_correlation"]
+
+
+def test_protocols_names_every_control_metrics_source():
+    from benchmarks.cli import main
+    from metrics.control import CONTROL_METRICS
+
+    res = CliRunner().invoke(main, ["protocols", "--json", "-"], catch_exceptions=False)
+    rows = {r["metric"]: r for r in json.loads(res.output)["control_metrics"]}
+    assert set(CONTROL_METRICS) | {"melody_rca", "chroma_cosine"} == set(rows)
+    assert all(r["source"] for r in rows.values()), [k for k, r in rows.items() if not r["source"]]
+    assert "Music ControlNet" in rows["melody_accuracy"]["source"] and "mir_eval" in rows["chord_majmin"]["source"]

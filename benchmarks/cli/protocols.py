@@ -70,9 +70,11 @@ def _mark(ok: bool | None) -> str:
 @click.command()
 @json_option()
 def protocols(json_out) -> None:
-    """List the published protocols, the packages each needs and which weights are present."""
-    docs = [status(name) for name in PROTOCOLS]
-    if emit_json(json_out, {"protocols": docs}):
+    """List the published protocols, the packages each needs and which weights are present, and the control metrics' sources."""
+    from metrics.control import describe
+
+    docs, controls = [status(name) for name in PROTOCOLS], describe()
+    if emit_json(json_out, {"protocols": docs, "control_metrics": controls}):
         return
     for d in docs:
         click.echo(f"{d['name']}: {d['paper']}")
@@ -85,3 +87,6 @@ def protocols(json_out) -> None:
             click.echo(line)
             if m["weights_present"] is False and m["download"]:
                 click.echo(f"  {'':<10} {'':<12} download: {m['download']}")
+    click.echo("control metrics (compare/score --controls; docs/protocol.md, 'Control metrics'):")
+    for c in controls:
+        click.echo(f"  {c['metric']:<21} {c['control']:<9} {c['extractor']:<18} {c['source']}")

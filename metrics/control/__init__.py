@@ -62,6 +62,30 @@ _ENTRIES: tuple[ControlMetric, ...] = (
 )
 CONTROL_METRICS: dict[str, ControlMetric] = {e.name: e for e in _ENTRIES}
 
+# Where each control metric's definition comes from (``musiclm-eval protocols``; docs/protocol.md "Control metrics").
+SOURCES: dict[str, str] = {
+    "melody_rca": "raw chroma accuracy, MIREX melody extraction (mir_eval.melody.raw_chroma_accuracy); CREPE pitch",
+    "chroma_cosine": "MusicGen melody (Copet et al. 2023): audiocraft/metrics/chroma_cosinesim.py",
+    "melody_accuracy": "Music ControlNet (Wu et al. 2023, arXiv:2311.07069): melody accuracy, argmax chroma pitch class",
+    "key_accuracy": "MIREX audio key detection weighted score (mir_eval.key.weighted_score)",
+    "chord_majmin": "MIREX chord estimation, majmin vocabulary (mir_eval.chord.majmin); Coco-Mulla, MusiConGen, JASCO",
+    "chord_root": "MIREX chord estimation, root (mir_eval.chord.root)",
+    "dynamics_correlation": "Music ControlNet (Wu et al. 2023): dynamics correlation (Pearson r of smoothed loudness); "
+                            "ITU-R BS.1770 K-weighting",
+    "beat_f": "mir_eval.beat.f_measure (±70 ms); Music ControlNet rhythm F1, MusiConGen, Coco-Mulla",
+    "downbeat_f": "mir_eval.beat.f_measure (±70 ms) on downbeats; Music ControlNet",
+    "tempo_acc1": "Gouyon et al. 2006 tempo accuracy 1 (within 4 %)",
+    "tempo_acc2": "Gouyon et al. 2006 tempo accuracy 2 (within 4 % of ×1, ×2, ×3, ×½, ×⅓)",
+}
+
+
+def describe() -> list[dict]:
+    """Every control metric with its control, extractor and source (what ``musiclm-eval protocols`` prints)."""
+    rows = [{"metric": k, "control": "melody", "extractor": "crepe-pitch" if k == "melody_rca" else "chroma",
+             "extracts": "melody adherence (metrics/melody_adherence.py)", "source": SOURCES[k]} for k in MELODY_ADHERENCE]
+    return rows + [{"metric": e.name, "control": e.control, "extractor": e.extractor, "extracts": e.extracts,
+                    "source": SOURCES.get(e.name, "")} for e in CONTROL_METRICS.values()]
+
 
 def register(entry: ControlMetric) -> None:
     """Add or replace a control metric at run time (a plug-in's own metric)."""

@@ -252,3 +252,27 @@ def test_dashboard_human_study_page_shows_agreement_stores(study_and_store, tmp_
     assert any(w.value.startswith("SIMULATED") for w in at.warning)
     shown = at.dataframe[0].value
     assert set(shown.metric) == {"good", "dist"} and shown.agreement.between(0, 1).all()
+
+
+def test_bradley_terry_on_weighted_wins_equals_mm_and_scipy():
+    """The bootstrap refits BT on weighted (non-integer) win matrices: the Newton fit equals Hunter's (2004) MM
+    iteration and a direct scipy maximization of the likelihood there too."""
+    from scipy.optimize import minimize
+
+    from human_eval.stats import bradley_terry
+
+    rng = np.random.default_rng(3)
+    w = rng.gamma(2.0, 3.0, (5, 5)) * (1 - np.eye(5))
+    beta = bradley_terry(w, prior=0.0)
+    p = np.ones(5)
+    for _ in range(5000):  # MM: p_i <- W_i / sum_j n_ij / (p_i + p_j)
+        n = w + w.T
+        p = w.sum(axis=1) / (n / (p[:, None] + p[None, :])).sum(axis=1)
+        p /= np.exp(np.log(p).mean())
+    np.testing.assert_allclose(beta, np.log(p), atol=1e-6)
+
+    def nll(b):
+        return -(w * -np.logaddexp(0, -(b[:, None] - b[None, :]))).sum()
+
+    opt = minimize(nll, np.zeros(5), method="BFGS", options={"gtol": 1e-10}).x
+    np.testing.assert_allclose(beta, opt - opt.mean(), atol=1e-4)

@@ -28,6 +28,7 @@ from metrics.classifier import (
     save_classifier,
     window_logits,
 )
+from metrics.epoch_resume import EpochResume, recipe_digest, resume_path
 from metrics.io import read_csv_table
 
 
@@ -108,17 +109,20 @@ class ClassifierTrainConfig:
 
 def fit_epochs(model: torch.nn.Module, lr: float, epochs: int, steps_per_epoch: int, max_steps: int | None,
                pct_start: float, epoch_loss: Callable[[], Callable[[int], torch.Tensor]],
-               progress: Callable[[str], None] | None = None) -> list[float]:
+               progress: Callable[[str], None] | None = None, resume: EpochResume | None = None) -> list[float]:
     """The epoch loop the metric models (the classifier, MuLan) train with: AdamW (weight decay 1e-4) under a
     one-cycle schedule over ``epochs * steps_per_epoch`` steps (at most ``max_steps``). ``epoch_loss()`` is
     called at each epoch's start (it draws the epoch's order) and returns ``loss_of(b)``, batch b's loss.
-    Returns the loss of every step."""
+    With ``resume`` the state is saved after every epoch and a killed run continues from its last epoch
+    exactly (``metrics.epoch_resume``). Returns the loss of every step."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=pct_start)
     losses: list[float] = []
-    step, t0 = 0, time.time()
-    for epoch in range(epochs):
+    start, step, t0 = 0, 0, time.time()
+    if resume is not None and (state := resume.load(model, opt, sched)) is not None:
+        start, step, losses = state
+    for epoch in range(start, epochs):
         model.train()
         loss_of = epoch_loss()
         for b in range(steps_per_epoch):
@@ -131,16 +135,19 @@ def fit_epochs(model: torch.nn.Module, lr: float, epochs: int, steps_per_epoch: 
             sched.step()
             losses.append(loss.item())
             step += 1
+        if resume is not None and epoch + 1 < epochs:
+            resume.save(epoch + 1, step, losses, model, opt, sched)
         if progress:
             progress(f"epoch {epoch + 1}/{epochs} loss {np.mean(losses[-steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")
     return losses
 
 
-def fit_classifier(data_dir: str | Path, cfg: ClassifierTrainConfig) -> TrainResult:
+def fit_classifier(data_dir: str | Path, cfg: ClassifierTrainConfig, checkpoint: str | Path | None = None) -> TrainResult:
     """Train on the ``train`` split with random crops; report mAP on the ``eval`` split (full clips).
 
     Crops keep an epoch cheap on CPU (LEAF's 401-tap complex filterbank runs at 16 kHz); the eval
-    split is scored the way KLD uses the model: whole 10 s windows.
+    split is scored the way KLD uses the model: whole 10 s windows. ``checkpoint``: the file the run will
+    write; its epoch state is kept beside it, so a killed run resumes (``metrics.epoch_resume``).
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -167,23 +174,26 @@ def fit_classifier(data_dir: str | Path, cfg: ClassifierTrainConfig) -> TrainRes
             return F.binary_cross_entropy_with_logits(model(x), y)
         return loss_of
 
-    losses = fit_epochs(model, cfg.lr, cfg.epochs, steps_per_epoch, cfg.max_steps, 0.15, epoch_loss, cfg.progress)
+    digest = corpus_hash(data_dir)
+    resume = EpochResume(resume_path(checkpoint), recipe_digest(cfg, digest), rng) if checkpoint is not None else None
+    losses = fit_epochs(model, cfg.lr, cfg.epochs, steps_per_epoch, cfg.max_steps, 0.15, epoch_loss, cfg.progress, resume)
     eval_map = None
     if eval_ids:
         scores = np.concatenate([window_logits(model, waves[i], model.sample_rate, cfg.device).mean(0, keepdims=True) for i in eval_ids])
         eval_map = mean_average_precision(scores, np.stack([targets[i] for i in eval_ids]))
     model.eval()
-    return TrainResult(model, label_space, losses, eval_map, len(train_ids), len(eval_ids), corpus_hash(data_dir))
+    return TrainResult(model, label_space, losses, eval_map, len(train_ids), len(eval_ids), digest)
 
 
 def train_classifier(data: str | Path, out: str | Path, cfg: ClassifierTrainConfig) -> dict:
     """Train on ``data``, write the checkpoint ``out`` (.pt) and its manifest beside it (.json); returns the entry."""
-    res = fit_classifier(data, cfg)
+    res = fit_classifier(data, cfg, out)
     metrics = {"eval_map": res.eval_map, "n_train": res.n_train, "n_eval": res.n_eval,
                "final_loss": float(np.mean(res.losses[-10:])), "n_parameters": n_parameters(res.model)}
     entry = manifest_entry(cfg.command, cfg.seed, res.data_hash, metrics=metrics, epochs=cfg.epochs,
                            label_space=res.label_space.name, label_space_digest=res.label_space.digest)
     write_sidecar(save_classifier(res.model, res.label_space, out, meta=entry), entry)
+    resume_path(out).unlink(missing_ok=True)  # finished: nothing left to resume
     return entry
 
 

@@ -135,14 +135,89 @@ def test_a_killed_stage_run_resumed_from_its_checkpoint_ends_with_the_uninterrup
 
     from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
-    fit_stage(micro_stage("coarse", dropout=0.1), random_corpus(), StageTrainConfig(**STAGE_CFG), tmp_path / "plain.pt",
-              progress=False)
+    def fit(path, steps: list):
+        fit_stage(micro_stage("coarse", dropout=0.1), random_corpus(), StageTrainConfig(**STAGE_CFG), path,
+                  progress=False, on_step=lambda s, v: steps.append(s))
+
+    fit(tmp_path / "plain.pt", [])
     path = tmp_path / "run.pt"
     kill_when(trainer(path, 0.3), replaced(path, 1))
     meta = torch.load(path, weights_only=False)["metadata"]
     assert meta["train_state"] is not None and 2 <= meta["step"] < STAGE_CFG["steps"]  # killed part-way
-    run_ok(trainer(path, 0))
+    fit(path, steps := [])  # resumed in this process, from the killed one's checkpoint
+    assert steps == list(range(meta["step"] + 1, STAGE_CFG["steps"] + 1))
     plain, resumed = (torch.load(p, weights_only=False) for p in (tmp_path / "plain.pt", path))
     same_weights(plain["state_dict"], resumed["state_dict"])
     assert resumed["metadata"]["step"] == STAGE_CFG["steps"]
 
+
+
+CLASSIFIER = textwrap.dedent("""
+    import sys, time
+    import torch
+    sys.path.insert(0, sys.argv[1])
+    torch.set_num_threads(1)
+    from test_resume import classifier_config
+    from metrics.classifier_training import train_classifier
+    # a pause after each epoch (its state is saved by then) leaves time to kill; the numbers do not change
+    train_classifier(sys.argv[2], sys.argv[3], classifier_config(lambda line: time.sleep(float(sys.argv[4]))))
+""")
+
+
+def classifier_config(progress=None):
+    """``test_classifier``'s tiny LEAF classifier, four epochs of two steps."""
+    from metrics.classifier import ClassifierConfig, corpus_label_space
+    from metrics.classifier_training import ClassifierTrainConfig
+    from metrics.leaf import LeafConfig
+
+    model = ClassifierConfig(n_labels=len(corpus_label_space()), leaf=LeafConfig(n_filters=8), channels=(4, 8), embed_dim=16)
+    return ClassifierTrainConfig(epochs=4, crop_seconds=0.5, batch_size=10, model=model, progress=progress)
+
+
+def test_a_killed_classifier_run_resumes_from_its_last_epoch_with_the_uninterrupted_weights(small_corpus, tmp_path):
+    import torch
+
+    from metrics.classifier_training import train_classifier
+    from metrics.epoch_resume import resume_path
+
+    plain = train_classifier(small_corpus, tmp_path / "plain.pt", classifier_config())
+    out = tmp_path / "run.pt"
+    cmd = [sys.executable, "-c", CLASSIFIER, str(Path(__file__).parent), str(small_corpus), str(out), "0.5"]
+    kill_when(cmd, replaced(resume_path(out), 1))
+    assert 1 <= torch.load(resume_path(out), weights_only=False)["epoch"] < 4 and not out.exists()  # killed part-way
+    epochs = []
+    resumed = train_classifier(small_corpus, out, classifier_config(epochs.append))  # resumes in this process
+    assert len(epochs) < 4  # the epochs the killed run finished were not trained again
+    same_weights(torch.load(tmp_path / "plain.pt", weights_only=True)["state_dict"],
+                 torch.load(out, weights_only=True)["state_dict"])
+    assert resumed["metrics"] == plain["metrics"] and not resume_path(out).exists()
+
+
+def test_an_interrupted_mulan_run_resumes_exactly_and_another_recipe_refuses(small_corpus, tmp_path):
+    """MuLan trains in the same epoch loop; an error after epoch 1 stands in for the kill."""
+    import torch
+
+    from metrics.epoch_resume import resume_path
+    from metrics.errors import InputError
+    from musiclm_ref.mulan import MulanConfig
+    from musiclm_ref.train.mulan import MulanTrainConfig, train_mulan
+
+    def cfg(progress=None, **kw):
+        return MulanTrainConfig(**{**dict(epochs=3, batch_size=8, crop_frames=100, progress=progress,
+                                          model=MulanConfig(audio_channels=(4, 8), buckets=512, text_dim=16, text_heads=2)),
+                                   **kw})
+
+    train_mulan(small_corpus, tmp_path / "plain.pt", cfg())
+
+    def stop(line):
+        raise KeyboardInterrupt(line)
+
+    out = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt, match="epoch 1/3"):
+        train_mulan(small_corpus, out, cfg(stop))
+    with pytest.raises(InputError, match="another config or data"):
+        train_mulan(small_corpus, out, cfg(lr=1e-3))
+    train_mulan(small_corpus, out, cfg())
+    same_weights(torch.load(tmp_path / "plain.pt", weights_only=False)["state_dict"],
+                 torch.load(out, weights_only=False)["state_dict"])
+    assert not resume_path(out).exists()

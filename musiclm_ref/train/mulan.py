@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from metrics.artifacts import manifest_entry, write_sidecar
+from metrics.epoch_resume import EpochResume, recipe_digest, resume_path
 from musiclm_ref.mulan import MuLan, MulanConfig, MulanError, save_mulan
 
 
@@ -111,8 +112,9 @@ class MulanTrainResult:
     data_hash: str
 
 
-def fit_mulan(data_dir: str | Path, cfg: MulanTrainConfig) -> MulanTrainResult:
-    """Contrastive training on the ``train`` split (random crops of the precomputed log-mels)."""
+def fit_mulan(data_dir: str | Path, cfg: MulanTrainConfig, checkpoint: str | Path | None = None) -> MulanTrainResult:
+    """Contrastive training on the ``train`` split (random crops of the precomputed log-mels). ``checkpoint``:
+    the file the run will write; its epoch state is kept beside it, so a killed run resumes exactly."""
     from metrics.classifier_training import corpus_hash, fit_epochs
 
     torch.manual_seed(cfg.seed)
@@ -137,17 +139,21 @@ def fit_mulan(data_dir: str | Path, cfg: MulanTrainConfig) -> MulanTrainResult:
             return model.loss(mel, [corpus.captions[i] for i in batch])
         return loss_of
 
-    losses = fit_epochs(model, cfg.lr, cfg.epochs, max(1, len(train_idx) // bs), cfg.max_steps, 0.1, epoch_loss, cfg.progress)
+    digest = corpus_hash(data_dir)
+    resume = EpochResume(resume_path(checkpoint), recipe_digest(cfg, digest), rng) if checkpoint is not None else None
+    losses = fit_epochs(model, cfg.lr, cfg.epochs, max(1, len(train_idx) // bs), cfg.max_steps, 0.1, epoch_loss, cfg.progress,
+                        resume)
     metrics = evaluate(model, corpus, "eval", cfg.seed)
     model.eval()
-    return MulanTrainResult(model, losses, metrics, len(train_idx), corpus_hash(data_dir))
+    return MulanTrainResult(model, losses, metrics, len(train_idx), digest)
 
 
 def train_mulan(data: str | Path, out: str | Path, cfg: MulanTrainConfig) -> dict:
     """Train on ``data``, write the checkpoint ``out`` (.pt) and its manifest beside it (.json); returns the entry."""
-    res = fit_mulan(data, cfg)
+    res = fit_mulan(data, cfg, out)
     metrics = {**res.metrics, "n_train": res.n_train, "final_loss": float(np.mean(res.losses[-10:])),
                "n_parameters": sum(p.numel() for p in res.model.parameters())}
     entry = manifest_entry(cfg.command, cfg.seed, res.data_hash, metrics=metrics, epochs=cfg.epochs)
     write_sidecar(save_mulan(res.model, out, meta=entry), entry)
+    resume_path(out).unlink(missing_ok=True)  # finished: nothing left to resume
     return entry

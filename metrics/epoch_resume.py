@@ -1,0 +1,82 @@
+"""Exact resume of the metric models' epoch loop (``train classifier``, ``train mulan``).
+
+Why: a training run killed part-way (SIGKILL, an OOM kill, a pre-empted job) should continue where it
+stopped and end with the weights an uninterrupted run would have, not start again. After every epoch
+the loop saves, atomically, beside the checkpoint it will write (``CKPT.resume``): the weights, the
+optimizer and schedule state, the step, the losses so far, torch's RNG state and the caller's numpy
+generator (epoch order, crops). A rerun with the same recipe and data restores all of it and continues
+with the next epoch; a rerun with another recipe refuses rather than mixing two runs. The file is
+removed once the final checkpoint is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metrics.artifacts import save_checkpoint
+from metrics.errors import InputError
+
+RESUME_FORMAT = "musiclm-eval.epoch-resume.v1"
+RUN_FIELDS = ("progress", "command", "device")  # how a run is watched or where it runs, not what it computes
+
+
+def recipe_digest(cfg: object, data_hash: str) -> str:
+    """What must match to continue a run: the training config (less :data:`RUN_FIELDS`) and the data."""
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUN_FIELDS}  # type: ignore[call-overload]
+    blob = json.dumps({"config": fields, "data": data_hash}, sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def resume_path(checkpoint: str | Path) -> Path:
+    """Where the epoch state of a run writing ``checkpoint`` lives."""
+    p = Path(checkpoint)
+    return p.with_name(p.name + ".resume")
+
+
+@dataclass
+class EpochResume:
+    """An epoch loop's resume state: ``path``, the ``digest`` of its recipe, the caller's numpy ``rng``."""
+
+    path: Path
+    digest: str
+    rng: np.random.Generator
+
+    def load(self, model: torch.nn.Module, opt: torch.optim.Optimizer, sched) -> tuple[int, int, list[float]] | None:
+        """Restore a killed run's state into ``model``/``opt``/``sched`` and the RNGs; returns (next epoch, step,
+        losses), or None when there is nothing to resume."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same problem to the user
+            raise InputError(f"{self.path}: unreadable resume state ({type(e).__name__}: {e}); remove it to start "
+                             "the run again") from None
+        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+            raise InputError(f"{self.path}: not an epoch resume state; remove it to start the run again")
+        if state["digest"] != self.digest:
+            raise InputError(f"{self.path}: left by a run with another config or data; rerun that command to finish "
+                             "it, or remove the file to start this one")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        return int(state["epoch"]), int(state["step"]), list(state["losses"])
+
+    def save(self, epoch: int, step: int, losses: list[float], model: torch.nn.Module, opt: torch.optim.Optimizer,
+             sched) -> None:
+        """The state after ``epoch`` epochs (atomically: a kill mid-write leaves the previous epoch's)."""
+        save_checkpoint({"format": RESUME_FORMAT, "digest": self.digest, "epoch": epoch, "step": step, "losses": losses,
+                         "model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                         "torch_rng": torch.get_rng_state(),
+                         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+                         "numpy_rng": self.rng.bit_generator.state}, self.path)

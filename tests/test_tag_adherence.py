@@ -178,6 +178,7 @@ def test_compare_writes_adherence_rows_for_systems_and_the_reference(tmp_path):
     a system whose clips are other captions' audio lower, paired tests in the store, the Table-1 columns."""
     import shutil
 
+    from benchmarks.demo import adherence_lines
     from benchmarks.harness import compare
     from benchmarks.report import table_frame
     from metrics.cache import EmbeddingCache
@@ -198,6 +199,11 @@ def test_compare_writes_adherence_rows_for_systems_and_the_reference(tmp_path):
     assert truth["adherence_instrument_mtt"]["value"] > other["adherence_instrument_mtt"]["value"]
     assert truth["adherence_tempo_mtt"]["higher_is_better"] is True and truth["adherence_tempo_mtt"]["ci95"]
     assert "instrument adherence (mtt) ↑" in table_frame(data).columns
+    lines = adherence_lines(data)  # what make run prints: every aspect, every row, with intervals and chance
+    assert len(lines) == 1 + len(ASPECTS) and lines[0].startswith("per-aspect caption adherence")
+    for aspect, line in zip(ASPECTS, lines[1:]):
+        assert line.startswith(f"  {aspect} adherence: shuffled ") and "; ground truth " in line and "; chance 0." in line
+        assert line.count("[") == 2  # both rows with their interval
     assert cache.misses == 12  # the tagger ran once per file: the shuffled copies are the same files (cache hits)
     from metrics.errors import InputError
 

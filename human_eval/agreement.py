@@ -94,7 +94,7 @@ def metric_values(results, rename: dict[str, str] | None = None, metrics: list[s
     ``rename`` maps a study system name to the store's name for it (e.g. ``reference`` → ``ground truth``).
     """
     to_study = {v: k for k, v in (rename or {}).items()}
-    names = sorted({k for s in results.systems for k in results._metrics(s)})
+    names = sorted(str(c) for c in results.table().columns)
     if metrics:
         unknown = [m for m in metrics if m not in names]
         if unknown:
@@ -215,17 +215,16 @@ def _pair_level(d: _Design, m: MetricValues, alpha: float, seed: int, points: bo
 
 def _system_level(d: _Design, m: MetricValues, alpha: float) -> dict:
     orient = 1.0 if m.higher_is_better else -1.0
-    S = len(d.systems)
-    per_clip_ok = m.per_clip is not None and all(
-        any((s, c) in m.per_clip for c in d.captions) for s in d.systems)
-    if per_clip_ok:
-        v = np.array([[m.per_clip.get((s, c), np.nan) for c in d.captions] for s in d.systems])  # [S, C]
+    with_clips = np.array([i for i, s in enumerate(d.systems)
+                           if m.per_clip and any((s, c) in m.per_clip for c in d.captions)], dtype=np.int64)
+    if len(with_clips) >= 3:
+        keep = with_clips
+        v = np.array([[m.per_clip.get((d.systems[i], c), np.nan) for c in d.captions] for i in keep])  # [S', C]
         have = np.isfinite(v)
         v0 = np.where(have, v, 0.0)
         score = v0.sum(axis=1) / have.sum(axis=1)
         num, den = d.caption_counts @ v0.T, d.caption_counts @ have.T.astype(np.float64)
         score_draws = np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
-        keep = np.arange(S)
         basis = "mean per-clip value over the study's captions (resampled with them)"
     else:
         keep = np.array([i for i, s in enumerate(d.systems) if s in m.system_values], dtype=np.int64)
@@ -299,6 +298,9 @@ def agreement(store: str | Path, db_url: str, rename: dict[str, str] | None = No
     finally:
         engine.dispose()
     _, kept, exclusions = apply_exclusions(ratings, raters, max_failures, screening)
+    if not len(kept):
+        raise AgreementError(f"{db.redact(db_url)}: no kept pair ratings ({len(ratings)} ratings in all, "
+                             f"{len(exclusions['excluded_raters'])} rater(s) excluded): nothing to agree with")
     values = metric_values(res, rename, metrics)
     study_clips = {(s, str(i)) for s, i in zip(pd.concat([kept.system_a, kept.system_b]),
                                                  pd.concat([kept.item_id, kept.item_id]), strict=True)}

@@ -23,6 +23,7 @@ from human_eval.agreement import (
     spearman_rho,
 )
 from human_eval.agreement_plan import study_metrics
+from human_eval.db import SCHEMA_VERSION
 from human_eval.simulate import SimulationSpec, population_agreement, simulate_study, write_simulated_ratings
 from human_eval.stats import rater_sign_flip_p
 from metrics.store import read_store, write_store
@@ -178,6 +179,11 @@ def test_bad_inputs_name_the_file(study_and_store, tmp_path):
     with sqlite3.connect(other) as c:
         c.execute("UPDATE schema_info SET version = 1")
     with pytest.raises(Exception, match=rf"{other}.*schema version \[1\]"):
+        agreement(root / "store", str(other), n_boot=0)
+    with sqlite3.connect(other) as c:
+        c.execute(f"UPDATE schema_info SET version = {SCHEMA_VERSION}")
+        c.execute("DELETE FROM ratings")
+    with pytest.raises(AgreementError, match=rf"{other}: no kept pair ratings"):
         agreement(root / "store", str(other), n_boot=0)
     with pytest.raises(AgreementError, match=r"other_ids/per_clip.csv: none of the .* rated clips .*--rename"):
         agreement(root / "other_ids", url, n_boot=0)

@@ -45,6 +45,7 @@ from metrics.errors import InputError
 from metrics.resampling import multinomial_counts
 
 FEW_SYSTEMS = 5  # below this many systems the system level is flagged as coarse
+HUMAN_KEYS = ("wins", "losses", "ties", "comparisons", "bt_log_strength")  # the study's own numbers in a store
 SET_LEVEL = ("fad", "kad", "mad")  # name prefixes of metrics defined on a set, not a clip (for the note only)
 PAIR_RULE = ("a rating agrees when the metric's per-clip difference (same caption, direction from the store's "
              "higher_is_better) points to the clip the rater preferred; strong and weak alike; no-preference "
@@ -92,9 +93,10 @@ def metric_values(results, rename: dict[str, str] | None = None, metrics: list[s
     """Every numeric metric of a read store (``metrics.store.Results``) with its per-clip column when there is one.
 
     ``rename`` maps a study system name to the store's name for it (e.g. ``reference`` → ``ground truth``).
+    The human study's own numbers (``compare --ratings`` adds ``wins``) are not metrics to agree with: left out.
     """
     to_study = {v: k for k, v in (rename or {}).items()}
-    names = sorted(str(c) for c in results.table().columns)
+    names = sorted(str(c) for c in results.table().columns if str(c) not in HUMAN_KEYS)
     if metrics:
         unknown = [m for m in metrics if m not in names]
         if unknown:

@@ -135,7 +135,8 @@ def study_and_store(tmp_path_factory):
     pc = pd.DataFrame(rows)
     sysm = {store_names.get(s, s): {"good": {"value": float(np.mean([q for (x, _), q in quality.items() if x == s])),
                                              "higher_is_better": True},
-                                    "dist": {"value": 0.0, "higher_is_better": False}} for s in systems}
+                                    "dist": {"value": 0.0, "higher_is_better": False},
+                                    "wins": {"value": 3, "ci95": None}} for s in systems}  # compare --ratings
     write_store(root / "store", "compare", sysm, per_clip=pc)
     write_store(root / "no_per_clip", "compare", sysm)
     write_store(root / "other_ids", "compare", sysm, per_clip=pc.assign(ytid="other-" + pc.ytid))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metrics.artifacts import save_checkpoint
+from metrics.artifacts import read_checkpoint, save_checkpoint
 from metrics.errors import InputError
 
 RESUME_FORMAT = "musiclm-eval.epoch-resume.v1"
@@ -53,13 +53,7 @@ class EpochResume:
         losses), or None when there is nothing to resume."""
         if not self.path.exists():
             return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the same problem to the user
-            raise InputError(f"{self.path}: unreadable resume state ({type(e).__name__}: {e}); remove it to start "
-                             "the run again") from None
-        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-            raise InputError(f"{self.path}: not an epoch resume state; remove it to start the run again")
+        state, _ = read_checkpoint(self.path, RESUME_FORMAT, "an epoch resume state", InputError)
         if state["digest"] != self.digest:
             raise InputError(f"{self.path}: left by a run with another config or data; rerun that command to finish "
                              "it, or remove the file to start this one")

@@ -221,3 +221,37 @@ def test_an_interrupted_mulan_run_resumes_exactly_and_another_recipe_refuses(sma
     same_weights(torch.load(tmp_path / "plain.pt", weights_only=False)["state_dict"],
                  torch.load(out, weights_only=False)["state_dict"])
     assert not resume_path(out).exists()
+
+
+
+def test_an_interrupted_melody_run_resumes_from_its_last_state_with_the_uninterrupted_weights(tmp_path):
+    """The melody trainer saves its state every ``checkpoint_every`` steps (``train melody``: out/melody_last.pt);
+    an error at step 3 stands in for the kill."""
+    import torch
+
+    from musiclm_ref.melody import MelodyEmbedder, MelodyError
+    from musiclm_ref.train.melody import fit_melody, render_triplets
+
+    waves = render_triplets(3, seconds=4.5)["waves"]
+    steps: list[int] = []
+
+    def fit(resume=None, digest="d", stop=None):
+        def on_step(step, loss):
+            steps.append(step)
+            if step == stop:
+                raise KeyboardInterrupt
+        torch.manual_seed(0)
+        model = MelodyEmbedder()
+        fit_melody(model, waves, steps=4, batch=2, progress=False, resume=resume, digest=digest, checkpoint_every=2,
+                   on_step=on_step)
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    plain, last = fit(), tmp_path / "melody_last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(last, stop=3)
+    assert torch.load(last, weights_only=True)["step"] == 2
+    with pytest.raises(MelodyError, match="another config"):
+        fit(last, digest="another recipe")
+    del steps[:]
+    same_weights(plain, fit(last))
+    assert steps == [3, 4]  # continued after the saved step 2

@@ -4,8 +4,9 @@
 a .json manifest beside it); ``codec``, ``semantic``, ``melody`` and ``stage`` write into a checkpoint
 directory (``--checkpoint DIR``, e.g. ``musiclm_ref/checkpoints/tiny``: the checkpoint file and an entry
 in ``DIR/manifest.json`` with command, seed, data hash and metrics). ``train codec`` resumes from
-``DIR/codec_last.pt``, ``train stage`` from its stage checkpoint, and ``train classifier`` / ``train mulan``
-from ``PATH.resume`` (their state after the last finished epoch) when they exist. The commands only
+``DIR/codec_last.pt``, ``train stage`` from its stage checkpoint, ``train melody`` from ``DIR/melody_last.pt``,
+and ``train classifier`` / ``train mulan`` from ``PATH.resume`` (their state after the last finished epoch) when
+they exist. The commands only
 parse flags and print a summary; tests call the library trainers behind them.
 """
 

@@ -15,9 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metrics.artifacts import clips_hash, manifest_entry, write_manifest_entry
-from musiclm_ref.melody import WINDOW_SECONDS, MelodyEmbedder, save_melody
+from metrics.artifacts import clips_hash, manifest_entry, read_checkpoint, save_checkpoint, write_manifest_entry
+from metrics.epoch_resume import recipe_digest
+from musiclm_ref.melody import WINDOW_SECONDS, MelodyEmbedder, MelodyError, save_melody
 from musiclm_ref.pipeline import SAMPLE_RATE
+
+RESUME_FORMAT = "musiclm-ref.melody-resume.v1"
 
 
 def render_triplets(n: int, seed: int = 0, seconds: float = 8.0, sample_rate: int = 16000) -> dict[str, Tensor]:
@@ -70,16 +73,33 @@ def triplet_accuracy(model: MelodyEmbedder, waves: Tensor, batches: int = 4, bat
 
 
 def fit_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, batch: int = 24, lr: float = 2e-3,
-               seed: int = 0, progress: bool = True) -> list[float]:
-    """The triplet loop (AdamW, cosine decay) on ``train_waves`` [n, 2, samples]; returns the loss per step."""
+               seed: int = 0, progress: bool = True, resume: Path | None = None, digest: str = "",
+               checkpoint_every: int = 50, on_step=None) -> list[float]:
+    """The triplet loop (AdamW, cosine decay) on ``train_waves`` [n, 2, samples]; returns the loss per step.
+
+    With ``resume`` (a file) the state — weights, optimizer, step, losses, the crop generator and torch's
+    RNG — is saved there atomically every ``checkpoint_every`` steps, and a run finding it (with the same
+    recipe ``digest``) continues from it to the weights of an uninterrupted run. ``on_step(step, loss)``
+    sees every step."""
     from tqdm import tqdm
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW([p for n, p in model.named_parameters() if not n.startswith("rvq")], lr=lr)
-    losses = []
+    losses: list[float] = []
+    start = 0
+    if resume is not None and resume.exists():
+        state, _ = read_checkpoint(resume, RESUME_FORMAT, "a melody resume state", MelodyError)
+        if state["digest"] != digest:
+            raise MelodyError(f"{resume}: left by a run with another config; rerun that command to finish it, or "
+                              "remove the file to start this one")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses = int(state["step"]), list(state["losses"])
     model.train()
-    for step in tqdm(range(steps), desc="melody", disable=not progress):
+    for step in tqdm(range(start, steps), desc="melody", initial=start, total=steps, disable=not progress):
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         loss = triplet_loss(model, *triplet_batch(train_waves, batch, model.cfg.sample_rate, g))
@@ -87,6 +107,12 @@ def fit_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, bat
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if resume is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save_checkpoint({"format": RESUME_FORMAT, "digest": digest, "step": step + 1, "losses": losses,
+                             "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": g.get_state(),
+                             "torch_rng": torch.get_rng_state()}, resume)
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
     model.eval()
     return losses
 
@@ -100,6 +126,7 @@ class MelodyTrainConfig:
     codebook: int = 64  # RVQ codebook size (paper: 512)
     seed: int = 0
     threads: int | None = 2
+    checkpoint_every: int = 50  # steps between resume states (out/melody_last.pt)
     command: str = ""  # the command line the manifest records
     progress: bool = True
 
@@ -118,7 +145,9 @@ def train_melody(data: str | Path | None, out: str | Path, cfg: MelodyTrainConfi
     torch.manual_seed(seed)
     model = MelodyEmbedder()
     before = triplet_accuracy(model, waves[-n_held:])
-    losses = fit_melody(model, waves[:-n_held], steps=steps, seed=seed, progress=cfg.progress)
+    last = out / "melody_last.pt"  # a killed run's state: this run continues from it
+    losses = fit_melody(model, waves[:-n_held], steps=steps, seed=seed, progress=cfg.progress, resume=last,
+                        digest=recipe_digest(cfg, str(data)), checkpoint_every=cfg.checkpoint_every)
     acc = triplet_accuracy(model, waves[-n_held:])
     if data is not None:
         clips = load_dir(data, SAMPLE_RATE, min_seconds=4.0).clips
@@ -134,4 +163,5 @@ def train_melody(data: str | Path | None, out: str | Path, cfg: MelodyTrainConfi
     save_melody(model, out / "melody.pt", {"seed": seed, "metrics": metrics})
     entry = manifest_entry(cfg.command, seed, data_hash, metrics=metrics, pairs=pairs, steps=steps)
     write_manifest_entry(out / "manifest.json", "melody.pt", entry)
+    last.unlink(missing_ok=True)  # finished: nothing left to resume
     return entry

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metrics.artifacts import clips_hash, manifest_entry, read_checkpoint, save_checkpoint, write_manifest_entry
-from metrics.epoch_resume import recipe_digest
+from metrics.artifacts import clips_hash, manifest_entry, write_manifest_entry
+from metrics.epoch_resume import read_resume, recipe_digest, restore, write_resume
 from musiclm_ref.melody import WINDOW_SECONDS, MelodyEmbedder, MelodyError, save_melody
 from musiclm_ref.pipeline import SAMPLE_RATE
 
@@ -88,15 +88,9 @@ def fit_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, bat
     opt = torch.optim.AdamW([p for n, p in model.named_parameters() if not n.startswith("rvq")], lr=lr)
     losses: list[float] = []
     start = 0
-    if resume is not None and resume.exists():
-        state, _ = read_checkpoint(resume, RESUME_FORMAT, "a melody resume state", MelodyError)
-        if state["digest"] != digest:
-            raise MelodyError(f"{resume}: left by a run with another config; rerun that command to finish it, or "
-                              "remove the file to start this one")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    if (state := read_resume(resume, RESUME_FORMAT, "a melody resume state", MelodyError, digest)) is not None:
+        restore(state, model, opt)
         g.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
         start, losses = int(state["step"]), list(state["losses"])
     model.train()
     for step in tqdm(range(start, steps), desc="melody", initial=start, total=steps, disable=not progress):
@@ -108,9 +102,7 @@ def fit_melody(model: MelodyEmbedder, train_waves: Tensor, steps: int = 600, bat
         opt.step()
         losses.append(float(loss.detach()))
         if resume is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            save_checkpoint({"format": RESUME_FORMAT, "digest": digest, "step": step + 1, "losses": losses,
-                             "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": g.get_state(),
-                             "torch_rng": torch.get_rng_state()}, resume)
+            write_resume(resume, RESUME_FORMAT, digest, model, opt, step=step + 1, losses=losses, rng=g.get_state())
         if on_step is not None:
             on_step(step + 1, losses[-1])
     model.eval()

@@ -63,36 +63,55 @@ def truth_notes(spec: ClipSpec, seconds: float) -> list[tuple[float, float, int]
     return notes
 
 
-def key_check(spec: ClipSpec, wave: np.ndarray, sr: int, seconds: float) -> dict[str, float]:
-    from metrics.control.tonal import KeyEstimator, key_weighted_score
+def key_check(spec: ClipSpec, wave: np.ndarray, sr: int, seconds: float, extractor: str = "key-madmom") -> dict[str, float]:
+    from metrics.control.tonal import key_weighted_score
 
-    est = KeyEstimator().embed(wave)[0]
+    est = _extract(extractor, wave, sr)[0]
     ref = (spec.key, 0 if spec.mode == "major" else 1)
     return {"mirex_weighted": key_weighted_score(ref, est), "exact": float(tuple(est.astype(int)) == ref)}
 
 
-def chord_check(spec: ClipSpec, wave: np.ndarray, sr: int, seconds: float) -> dict[str, float]:
+def chord_check(spec: ClipSpec, wave: np.ndarray, sr: int, seconds: float,
+                extractor: str = "chords-madmom") -> dict[str, float]:
     from metrics.control.controls import chord_segment_frames
-    from metrics.control.tonal import ChordEstimator, frame_accuracy, majmin_scores, root_scores
+    from metrics.control.tonal import frame_accuracy, majmin_scores, root_scores
 
-    est = ChordEstimator().embed(wave)
+    est = _extract(extractor, wave, sr)
     ref = chord_segment_frames(truth_chords(spec, seconds), 22050 / 1024, n_frames=len(est))
     return {"majmin": frame_accuracy(majmin_scores(ref, est)), "root": frame_accuracy(root_scores(ref, est))}
 
 
 def melody_check(spec: ClipSpec, wave: np.ndarray, sr: int, seconds: float) -> dict[str, float]:
     from metrics.control.controls import melody_frames
-    from metrics.control.melody import ControlNetChroma, pitch_class_accuracy
+    from metrics.control.melody import pitch_class_accuracy
 
-    est = ControlNetChroma().embed(wave)
+    est = _extract("controlnet-chroma", wave, sr)
     ref = melody_frames(truth_notes(spec, seconds), 22050 / 512, n_frames=len(est))
     return {"pitch_class_accuracy": pitch_class_accuracy(ref, est)}
 
 
+_BUILT: dict = {}
+
+
+def _extract(name: str, wave: np.ndarray, sr: int) -> np.ndarray:
+    """The registered extractor ``name`` (built once) on ``wave``, resampled to its rate."""
+    from metrics.audio import resample
+    from metrics.embedders import get_embedder
+
+    if name not in _BUILT:
+        _BUILT[name] = get_embedder(name)
+    ext = _BUILT[name]
+    return ext.embed(resample(wave, sr, ext.sample_rate))
+
+
 # name -> (what is estimated, by what, the check)
 ESTIMATORS: dict[str, tuple[str, str, Check]] = {
-    "key": ("key and mode", "key-ks (Krumhansl-Schmuckler, Albrecht-Shanahan profiles, low-passed log chroma)", key_check),
-    "chords": ("chord per frame (maj/min)", "chords-template (triad template matching, a baseline)", chord_check),
+    "key": ("key and mode", "key-madmom (madmom CNN, Korzeniowski & Widmer 2018)", key_check),
+    "key-ks": ("key and mode", "key-ks baseline (Krumhansl-Schmuckler, Albrecht-Shanahan profiles, low-passed log "
+               "chroma)", lambda *a: key_check(*a, extractor="key-ks")),
+    "chords": ("chord per frame (maj/min)", "chords-madmom (madmom CNN + CRF, Korzeniowski & Widmer 2016)", chord_check),
+    "chords-template": ("chord per frame (maj/min)", "chords-template baseline (triad template matching)",
+                        lambda *a: chord_check(*a, extractor="chords-template")),
     "melody": ("melody pitch class per frame", "controlnet-chroma (argmax chroma above middle C)", melody_check),
     "rhythm": ("beats, downbeats, tempo", "madmom RNN beat/downbeat + DBN trackers, comb-filter tempo", rhythm_check),
 }

@@ -219,8 +219,10 @@ def _controls(plan: Plan, directory: str | Path | None,
     except AudioError:
         clips = {}  # a folder of control files only
     out = {k: dict(v) for k, v in extract(clips).items()} if clips else {}
-    for extractor, given in read_control_files(directory).items():
-        out.setdefault(f"control:{extractor}", {}).update(given)
+    files = read_control_files(directory)
+    for name in plan.controls:  # a file gives a control; every extractor of that control reads it
+        e = control_entry(name)
+        out.setdefault(f"control:{e.extractor}", {}).update(files.get(e.control, {}))
     if not any(out.values()):
         raise InputError(f"{directory}: no reference clips and no control files (.mid, .lab, .chords.csv, .key.txt, "
                          ".beats.txt, .tempo.txt, .jams) for the control metrics")

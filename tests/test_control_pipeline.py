@@ -40,7 +40,7 @@ def dirs(tmp_path_factory):
     return root
 
 
-def _score(dirs, generated, metrics="melody_accuracy,key_accuracy,chord_majmin,chord_root,dynamics_correlation"):
+def _score(dirs, generated, metrics="melody_accuracy,key_accuracy_ks,chord_majmin_template,dynamics_correlation"):
     from benchmarks.cli import main
 
     res = CliRunner().invoke(main, ["score", "--generated", str(dirs / generated), "--reference", str(dirs / "controls"),
@@ -53,7 +53,7 @@ def _score(dirs, generated, metrics="melody_accuracy,key_accuracy,chord_majmin,c
 
 def test_score_controls_a_clip_follows_its_own_controls_and_not_others(dirs):
     same, other = _score(dirs, "same"), _score(dirs, "other")
-    for key in ("melody_accuracy", "key_accuracy", "chord_majmin", "chord_root", "dynamics_correlation"):
+    for key in ("melody_accuracy", "key_accuracy_ks", "chord_majmin_template", "dynamics_correlation"):
         assert same[key] == pytest.approx(1.0), key
         assert other[key] < 0.5, (key, other[key])
     assert other["dynamics_correlation"] < 0  # every loudness ramp reversed
@@ -77,14 +77,14 @@ def test_file_controls_read_back_as_the_extractors_arrays(tmp_path):
         {"namespace": "tempo", "data": [{"time": 0, "duration": 2, "value": 96.0}]}]}))
     got = read_control_files(tmp_path)
     rate = 22050 / 512
-    np.testing.assert_array_equal(got["controlnet-chroma"]["x"], melody_frames([(0, .5, 60), (.5, .5, 64), (1, .5, 67)], rate))
-    assert got["controlnet-chroma"]["x"][:, :12].argmax(1)[[5, 30, 60]].tolist() == [0, 4, 7]
-    np.testing.assert_array_equal(got["chords-template"]["x"],
+    np.testing.assert_array_equal(got["melody"]["x"], melody_frames([(0, .5, 60), (.5, .5, 64), (1, .5, 67)], rate))
+    assert got["melody"]["x"][:, :12].argmax(1)[[5, 30, 60]].tolist() == [0, 4, 7]
+    np.testing.assert_array_equal(got["chords"]["x"],
                                   chord_segment_frames([(0, 1, "C:maj"), (1, 2, "A:min7")], 22050 / 1024))
-    assert got["key-ks"]["x"].tolist() == [[9, 1]] and got["key-ks"]["y"].tolist() == [[4, 0]]
-    assert got["madmom-beats"]["x"].ravel().tolist() == [0.5, 1.0, 1.5]
-    assert got["madmom-downbeats"]["x"].ravel().tolist() == [0.5, 1.5]
-    assert got["madmom-tempo"]["y"].tolist() == [[96.0]]
+    assert got["key"]["x"].tolist() == [[9, 1]] and got["key"]["y"].tolist() == [[4, 0]]
+    assert got["beats"]["x"].ravel().tolist() == [0.5, 1.0, 1.5]
+    assert got["downbeats"]["x"].ravel().tolist() == [0.5, 1.5]
+    assert got["tempo"]["y"].tolist() == [[96.0]]
 
 
 def test_file_controls_override_extraction_in_the_pipeline(dirs, tmp_path):
@@ -96,8 +96,8 @@ def test_file_controls_override_extraction_in_the_pipeline(dirs, tmp_path):
     from metrics.commands import compute_score
 
     doc = compute_score(dirs / "same", dirs / "controls", None, embedders=(), classifier=None, joint=None,
-                        n_boot=0, controls=ctrl, control_metrics=["key_accuracy"])
-    assert doc["key_accuracy"] == pytest.approx(2 / 3)
+                        n_boot=0, controls=ctrl, control_metrics=["key_accuracy_ks"])
+    assert doc["key_accuracy_ks"] == pytest.approx(2 / 3)
 
 
 def test_control_plan_and_its_errors(tmp_path):
@@ -119,12 +119,12 @@ def test_compare_reports_control_metrics_in_table_one_with_their_direction(dirs,
     caps.write_text("ytid,caption\n" + "".join(f"{c},a chord\n" for c in "abc"))
     data = compare({"same": dirs / "same", "other": dirs / "other"}, dirs / "controls", caps, tmp_path / "out",
                    embedders=(), classifier=None, joint=None, n_boot=20, controls=dirs / "controls",
-                   control_metrics=["key_accuracy", "dynamics_correlation"])
+                   control_metrics=["key_accuracy_ks", "dynamics_correlation"])
     cols = dict(columns(data))
-    assert cols["key_accuracy"].endswith("↑") and cols["dynamics_correlation"].endswith("↑")
+    assert cols["key_accuracy_ks"].endswith("↑") and cols["dynamics_correlation"].endswith("↑")
     same, other = (data["systems"][n]["metrics"] for n in ("same", "other"))
     assert same["dynamics_correlation"]["value"] > other["dynamics_correlation"]["value"]
-    assert data["metadata"]["config"]["controls"] == ["key_accuracy", "dynamics_correlation"]
+    assert data["metadata"]["config"]["controls"] == ["key_accuracy_ks", "dynamics_correlation"]
 
 
 def test_protocols_names_every_control_metrics_source():

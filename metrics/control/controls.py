@@ -13,8 +13,8 @@ derive their controls) or control files, which take precedence over the clip for
 - ``<id>.jams`` — any of these as JAMS annotations (namespaces ``note_midi``/``pitch_midi``, ``chord``,
   ``key_mode``, ``beat`` with positions, ``tempo``), read as plain JSON (no jams package needed).
 
-Each file becomes the same per-clip array the extractor writes, so the control metrics compare file and
-audio controls alike; the frame grids are the extractors' (``FRAME_RATES``).
+Each file becomes the same per-clip array the control's extractors write (every extractor of one control writes
+one layout), so the control metrics compare file and audio controls alike; the frame grids are ``FRAME_RATES``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from metrics.errors import InputError
 
-FRAME_RATES = {"controlnet-chroma": 22050 / 512, "chords-template": 22050 / 1024}
+FRAME_RATES = {"melody": 22050 / 512, "chords": 22050 / 1024}  # the melody and chord extractors' frame grids
 
 
 def melody_frames(notes: list[tuple[float, float, int]], frame_rate: float, n_frames: int | None = None) -> np.ndarray:
@@ -139,7 +139,7 @@ def read_beats(path: Path) -> tuple[list[float], list[float]]:
 
 
 def read_jams(path: Path) -> dict[str, np.ndarray]:
-    """The controls a JAMS file annotates, by extractor name (first annotation of each namespace)."""
+    """The controls a JAMS file annotates, by control (first annotation of each namespace)."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -148,50 +148,51 @@ def read_jams(path: Path) -> dict[str, np.ndarray]:
     for ann in doc.get("annotations", []):
         ns, data = ann.get("namespace"), ann.get("data", [])
         obs = [(float(d["time"]), float(d.get("duration") or 0.0), d.get("value")) for d in data]
-        if ns in ("note_midi", "pitch_midi") and "controlnet-chroma" not in out:
+        if ns in ("note_midi", "pitch_midi") and "melody" not in out:
             notes = [(t, d, int(round(float(v)))) for t, d, v in obs]
-            out["controlnet-chroma"] = melody_frames(notes, FRAME_RATES["controlnet-chroma"])
-        elif ns in ("chord", "chord_harte") and "chords-template" not in out:
-            out["chords-template"] = chord_segment_frames([(t, t + d, str(v)) for t, d, v in obs],
-                                                          FRAME_RATES["chords-template"])
-        elif ns == "key_mode" and obs and "key-ks" not in out:
-            out["key-ks"] = key_array(str(obs[0][2]).replace(":", " "), path)
-        elif ns == "beat" and "madmom-beats" not in out:
-            out["madmom-beats"] = events_array([t for t, _, _ in obs])
-            out["madmom-downbeats"] = events_array([t for t, _, v in obs if v is not None and float(v) == 1])
-        elif ns == "tempo" and obs and "madmom-tempo" not in out:
-            out["madmom-tempo"] = np.array([[float(obs[0][2])]], np.float32)
+            out["melody"] = melody_frames(notes, FRAME_RATES["melody"])
+        elif ns in ("chord", "chord_harte") and "chords" not in out:
+            out["chords"] = chord_segment_frames([(t, t + d, str(v)) for t, d, v in obs],
+                                                          FRAME_RATES["chords"])
+        elif ns == "key_mode" and obs and "key" not in out:
+            out["key"] = key_array(str(obs[0][2]).replace(":", " "), path)
+        elif ns == "beat" and "beats" not in out:
+            out["beats"] = events_array([t for t, _, _ in obs])
+            out["downbeats"] = events_array([t for t, _, v in obs if v is not None and float(v) == 1])
+        elif ns == "tempo" and obs and "tempo" not in out:
+            out["tempo"] = np.array([[float(obs[0][2])]], np.float32)
     return out
 
 
 def read_control_files(directory: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{extractor: {clip id: array}}`` of every control file in ``directory`` (see the module docstring)."""
+    """``{control: {clip id: array}}`` of every control file in ``directory`` (see the module docstring); the
+    controls are the registry's ``ControlMetric.control`` names (melody, chords, key, beats, downbeats, tempo)."""
     out: dict[str, dict[str, np.ndarray]] = {}
 
-    def put(extractor: str, cid: str, arr: np.ndarray) -> None:
-        out.setdefault(extractor, {})[cid] = arr
+    def put(control: str, cid: str, arr: np.ndarray) -> None:
+        out.setdefault(control, {})[cid] = arr
 
     for p in sorted(Path(directory).iterdir()):
         name = p.name
         if p.suffix.lower() in (".mid", ".midi"):
-            put("controlnet-chroma", p.stem, melody_frames(read_midi_notes(p), FRAME_RATES["controlnet-chroma"]))
+            put("melody", p.stem, melody_frames(read_midi_notes(p), FRAME_RATES["melody"]))
         elif name.endswith((".chords.lab", ".chords.csv")) or p.suffix == ".lab":
             cid = name.rsplit(".chords.", 1)[0] if ".chords." in name else p.stem
-            put("chords-template", cid, chord_segment_frames(read_segments(p), FRAME_RATES["chords-template"]))
+            put("chords", cid, chord_segment_frames(read_segments(p), FRAME_RATES["chords"]))
         elif name.endswith(".key.txt"):
-            put("key-ks", name[: -len(".key.txt")], key_array(p.read_text(), p))
+            put("key", name[: -len(".key.txt")], key_array(p.read_text(), p))
         elif name.endswith((".beats.txt", ".beats.csv")):
             beats, downs = read_beats(p)
             cid = name.rsplit(".beats.", 1)[0]
-            put("madmom-beats", cid, events_array(beats))
+            put("beats", cid, events_array(beats))
             if downs:
-                put("madmom-downbeats", cid, events_array(downs))
+                put("downbeats", cid, events_array(downs))
         elif name.endswith(".tempo.txt"):
             try:
-                put("madmom-tempo", name[: -len(".tempo.txt")], np.array([[float(p.read_text().split()[0])]], np.float32))
+                put("tempo", name[: -len(".tempo.txt")], np.array([[float(p.read_text().split()[0])]], np.float32))
             except (ValueError, IndexError):
                 raise InputError(f"{p}: expected a tempo in BPM") from None
         elif p.suffix == ".jams":
-            for extractor, arr in read_jams(p).items():
-                put(extractor, p.stem, arr)
+            for control, arr in read_jams(p).items():
+                put(control, p.stem, arr)
     return out

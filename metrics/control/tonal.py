@@ -146,7 +146,7 @@ def _no_weights(name: str, path: str | None) -> None:
     from metrics.embedders import EmbedderError
 
     if path:
-        raise EmbedderError(f"{name} has no weights; a path ({path}) does not apply to it")
+        raise EmbedderError(f"{name} takes no path (its model is built in); a path ({path}) does not apply to it")
 
 
 # ----------------------------------------------------------------------------- labels and scores
@@ -221,15 +221,15 @@ def frame_accuracy(scores: np.ndarray) -> float | None:
 
 
 class KeyAccuracy(_PairedMelody):
-    """Mean MIREX key weighted score of the generated clips' keys against the control keys."""
+    """Mean MIREX key weighted score of the generated clips' keys (madmom's CNN) against the control keys."""
 
     name = "key_accuracy"
-    output = "key-ks"
+    output = "key-madmom"
     higher_is_better = True  # a weighted share of correct keys
     bounds = (0.0, 1.0)
 
     def config(self) -> dict:
-        return {"feature": "key-ks", "score": "MIREX weighted (mir_eval.key.weighted_score)"}
+        return {"feature": self.output, "score": "MIREX weighted (mir_eval.key.weighted_score)"}
 
     def pair_terms(self, prompt: np.ndarray, generated: np.ndarray) -> tuple[float, float] | None:
         ref, est = np.asarray(prompt).reshape(-1, 2)[0], np.asarray(generated).reshape(-1, 2)[0]
@@ -237,13 +237,13 @@ class KeyAccuracy(_PairedMelody):
 
 
 class _ChordAccuracy(_PairedMelody):
-    output = "chords-template"
+    output = "chords-madmom"
     higher_is_better = True  # a share of frames with the control's chord
     bounds = (0.0, 1.0)
     comparison = "majmin"
 
     def config(self) -> dict:
-        return {"feature": "chords-template (template-matching baseline)", "frame_rate": 22050 / 1024,
+        return {"feature": self.output, "frame_rate": 22050 / 1024,
                 "comparison": f"mir_eval.chord.{self.comparison}"}
 
     def pair_terms(self, prompt: np.ndarray, generated: np.ndarray) -> tuple[float, float] | None:
@@ -265,3 +265,17 @@ class ChordRoot(_ChordAccuracy):
 
     name = "chord_root"
     comparison = "root"
+
+
+class KeyAccuracyKS(KeyAccuracy):
+    """The key score with the Krumhansl-Schmuckler baseline estimator (no madmom needed)."""
+
+    name = "key_accuracy_ks"
+    output = "key-ks"
+
+
+class ChordMajminTemplate(ChordMajmin):
+    """The majmin chord score with the template-matching baseline recognizer (no madmom needed)."""
+
+    name = "chord_majmin_template"
+    output = "chords-template"

@@ -17,10 +17,13 @@ SHAPE_NAMES = {"musiccaps": "10 s training clips (MusicCaps)", "long-train": "30
 
 
 def _shape(key: str, s: dict) -> tuple[str, str]:
-    """The table's first two cells: the training clips, and where τ's nulls came from (with the split's seed)."""
+    """The table's first two cells: the training clips, and where τ's nulls came from and τ's rule
+    (``--tau-confidence``; runs before it existed used the expected-rate rule), with the split's seed."""
     base = SHAPE_NAMES.get(key.split("+")[0], key)
-    seed = s.get("seed", 0)
-    return base, (f"null pieces (other folds), seed {seed}" if s.get("null_pieces") else f"leave-one-out, seed {seed}")
+    seed, conf = s.get("seed", 0), s.get("tau_confidence")
+    rule = f"confidence {conf:g}" if conf else "expected rate"
+    return base, (f"null pieces (other folds), {rule}, seed {seed}" if s.get("null_pieces")
+                  else f"leave-one-out, {rule}, seed {seed}")
 
 
 def _share(k: int, n: int, ci: list[float]) -> str:

@@ -18,6 +18,7 @@ os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 from metrics.memorization import (  # noqa: E402
     DEFAULT_CLIP_FPR,
     DEFAULT_FPR,
+    DEFAULT_TAU_CONFIDENCE,
     PROMPT_LENGTHS,
     WINDOW_TOKENS,
     Example,
@@ -37,14 +38,16 @@ def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokeniz
               train_hop_s: float = 0.04, eps: float | None = None, seed: int = 0, on_error: str = "raise",
               device: str = "cpu", level: LevelConfig = LevelConfig(), phases: int = 4, engine=None,
               embedders: tuple[str, ...] = ("mel",), null: str | Path | None = None, detect: int = 20,
-              max_null: int = 200, heldout: float = 0.5, min_entropy_bits: float = 1.0, pooling: str = "centred") -> dict:
+              max_null: int = 200, heldout: float = 0.5, min_entropy_bits: float = 1.0, pooling: str = "centred",
+              tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> dict:
     """The audit with the semantic-token matcher and one embedding matcher per ``embedders`` (library:
     :func:`metrics.memorization.pipeline.audit_dirs`)."""
     matchers = [tokenizer] + [f"embedding:{e}" for e in embedders if e and e != "none"]
     kw = {} if eps is None else {"eps": eps}
     return audit_dirs(generated, train, out, matchers, null, on_error, fpr=fpr, window_s=window_s, gen_hop_s=gen_hop_s,
                       train_hop_s=train_hop_s, level=level, phases=phases, seed=seed, heldout=heldout, max_null=max_null,
-                      detect=detect, device=device, engine=engine, min_entropy_bits=min_entropy_bits, pooling=pooling, **kw)
+                      detect=detect, device=device, engine=engine, min_entropy_bits=min_entropy_bits, pooling=pooling,
+                      tau_confidence=tau_confidence, **kw)
 
 
 def load_examples(train: str | Path, model, tokenizer, on_error: str = "raise") -> list[Example]:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.real_music import REAL_SR, cut_excerpt, excerpt_starts, real_pieces
-from metrics.memorization import DEFAULT_CLIP_FPR, MemorizationError
+from metrics.memorization import DEFAULT_CLIP_FPR, DEFAULT_TAU_CONFIDENCE, MemorizationError
 
 ARTIFACT = Path("docs/figures/memorization_real_folds.json")
 TRAIN_START_S, TRAIN_S, CLIP_S, EDGE_S = 20.0, 30.0, 10.0, 2.0
@@ -130,8 +130,15 @@ def nearest(matches: list[dict], ids: list[str]) -> dict[str, list]:
     return best
 
 
+def piece_groups(train: dict, train_clip_s: float) -> dict[str, str]:
+    """Training clip id → its piece (``<stem>_<offset>`` when a piece is cut into several clips, see
+    :func:`fold_clips`): the clips of one recording leave a leave-one-out null's comparisons together
+    (:func:`metrics.memorization.pipeline.audio_nulls`)."""
+    return {cid: cid if train_clip_s >= TRAIN_S else cid.rsplit("_", 1)[0] for cid in train}
+
+
 def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4, seed: int = 0,
-             novel_per_piece: int | None = None) -> dict:
+             novel_per_piece: int | None = None, tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> dict:
     """The default audit on one fold at one shape; per matcher the novel clips it reported, the planted
     copies it found, its calibration and its detection table."""
     from metrics.memorization.alter import ALTERATIONS
@@ -142,8 +149,8 @@ def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         null = excerpts(fold["null"], "null", None) if "null" in fold else None
-        res = audit_audio(gen, train, matchers, null=null, detect=detect, seed=seed,
-                          alterations={a: ALTERATIONS[a] for a in FOLD_ALTERATIONS})
+        res = audit_audio(gen, train, matchers, null=null, detect=detect, seed=seed, groups=piece_groups(train, train_clip_s),
+                          alterations={a: ALTERATIONS[a] for a in FOLD_ALTERATIONS}, tau_confidence=tau_confidence)
     out = {"novel_pieces": [Path(f).stem for f in fold["novel"]], "n_train_clips": len(train),
            "null_pieces": [Path(f).stem for f in fold.get("null", [])],
            "seconds": round(time.perf_counter() - t0, 1), "warnings": sorted({str(w.message) for w in caught}),
@@ -156,7 +163,8 @@ def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4
             "reported_as": nearest(r.matches, [k for k in novel if r.best_cost[k] < np.inf]),
             "planted_found": found(r.matches, truth), "tau": float(r.tau),
             "calibration": {"source": cal.source, "n_calibration": cal.n_calibration, "n_heldout": cal.n_heldout,
-                            "clip_false_alarms": cal.clip_false_alarms, "tail": cal.tail},
+                            "clip_false_alarms": cal.clip_false_alarms, "tail": cal.tail,
+                            "confidence": cal.confidence},
             "detection": {a: {"n": t["n"], "detected": t["detected"]} for a, t in res.detection.get(name, {}).items()},
         }
     return out
@@ -184,9 +192,11 @@ def pooled(folds: list[dict]) -> dict:
 
 def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4, seed: int = 0,
             novel_per_piece: int | None = None, folds_only: list[int] | None = None, log=print,
-            null_pieces: bool = False) -> dict:
+            null_pieces: bool = False, tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> dict:
     """Every fold at every shape; the artifact's content. With ``null_pieces`` the shapes are recorded as
-    ``<shape>+null-pieces`` (τ from nulls of other pieces, see :func:`fold_split`)."""
+    ``<shape>+null-pieces`` (τ from nulls of other pieces, see :func:`fold_split`); with the expected-rate
+    rule (``tau_confidence`` None or 0, the earlier calibration) as ``<shape>+expected-rate``."""
+    tau_confidence = tau_confidence or None
     pieces = usable_pieces()
     if len(pieces) < 2 * len(FOLD_COPIES):
         raise MemorizationError(f"real-music folds: {len(pieces)} installed pieces of ≥ {min_piece_s():g} s "
@@ -200,15 +210,15 @@ def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4
         for i, fold in enumerate(split):
             if folds_only is not None and i not in folds_only:
                 continue
-            r = run_fold(fold, SHAPES[shape], matchers, detect, seed, novel_per_piece)
+            r = run_fold(fold, SHAPES[shape], matchers, detect, seed, novel_per_piece, tau_confidence)
             log(f"{shape} fold {i}: {r['seconds']} s, " + ", ".join(
                 f"{m}: {len(v['novel_reported'])}/{v['novel_clips']} novel reported, "
                 f"{sum(v['planted_found'].values())}/{len(v['planted_found'])} planted found"
                 for m, v in r["matchers"].items()))
             runs.append({"fold": i, **r})
-        key = f"{shape}+null-pieces" if null_pieces else shape
-        result["shapes"][key] = {"train_clip_s": SHAPES[shape], "seed": seed, "null_pieces": null_pieces, "folds": runs,
-                                 "pooled": pooled(runs)}
+        key = shape + ("+null-pieces" if null_pieces else "") + ("" if tau_confidence else "+expected-rate")
+        result["shapes"][key] = {"train_clip_s": SHAPES[shape], "seed": seed, "null_pieces": null_pieces,
+                                 "tau_confidence": tau_confidence, "folds": runs, "pooled": pooled(runs)}
     return result
 
 
@@ -248,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fold", type=int, action="append", help="run only these folds (timing)")
     p.add_argument("--seed", type=int, default=0, help="the rotation's shuffle (and the planted copies' noise)")
     p.add_argument("--null-pieces", action="store_true", help="calibrate τ on the next fold's pieces (--null), not leave-one-out")
+    p.add_argument("--tau-confidence", type=float, default=DEFAULT_TAU_CONFIDENCE,
+                   help="the audit's --tau-confidence (0: the expected-rate rule)")
     p.add_argument("--out", default=str(ARTIFACT))
     p.add_argument("--merge", nargs="+", metavar="JSON", help="join these runs' JSON into --out instead of measuring")
     a = p.parse_args(argv)
@@ -255,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(a.out).write_text(json.dumps(merge([json.loads(Path(f).read_text()) for f in a.merge]), indent=1) + "\n")
         return
     res = measure(a.k, tuple(a.shape or SHAPES), tuple(a.matcher or MATCHERS), a.detect, a.seed, a.novel_per_piece,
-                  a.fold, lambda s: print(s, flush=True), a.null_pieces)
+                  a.fold, lambda s: print(s, flush=True), a.null_pieces, a.tau_confidence)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
 

@@ -141,20 +141,24 @@ def test_per_clip_false_alarms_hold_where_a_per_pair_tau_does_not():
 
 
 def test_too_few_nulls_warn_and_extrapolate(small):
-    """24 nulls cannot express a 1 % per-clip rate: τ comes from the normal tail (below the smallest null
-    minimum), and the warning says how many held-out nulls would certify it; with 6 nulls no tail is fitted."""
+    """24 nulls cannot express a 1 % per-clip rate: τ comes from the normal tail (its 95 % lower tolerance
+    bound by default, the fitted quantile with ``tau_confidence=0``; below the smallest null minimum either
+    way), and the warning says how many held-out nulls would certify it; with 6 nulls no tail is fitted."""
     c, train, gen = small
     rng = np.random.default_rng(9)
     null = {f"n{i:02d}": style_clip(rng, 130, 12, segment=25) for i in range(24)}
     with pytest.warns(FewNegativesWarning, match=r"cannot certify a per-clip false-alarm rate of 0.01.*need about 381"):
         res = audit(gen, train, c, fpr=0.01, gen_hop=3, train_hop=2, null=null)
     cal = res.calibration
-    assert cal.tail == "normal" and cal.n_calibration == 12 and not cal.certified
+    assert cal.tail == "normal-tolerance" and cal.n_calibration == 12 and not cal.certified
     assert 0 < cal.tau <= min(cal.null_minima)
+    with pytest.warns(FewNegativesWarning):
+        expected = audit(gen, train, c, fpr=0.01, gen_hop=3, train_hop=2, null=null, tau_confidence=0).calibration
+    assert expected.tail == "normal" and expected.confidence is None and 0 < expected.tau <= min(expected.null_minima)
     assert "copy" in {k for k, v in res.best_cost.items() if v < np.inf}
     with pytest.warns(FewNegativesWarning, match="1st smallest of 3 null minima"):
         few = audit(gen, train, c, fpr=0.01, gen_hop=3, train_hop=2, null=dict(list(null.items())[:6]))
-    assert few.calibration.tail == "empirical" and few.tau == pytest.approx(min(few.calibration.null_minima))
+    assert few.calibration.tail == "empirical-confident" and few.tau == pytest.approx(min(few.calibration.null_minima))
 
 
 def test_nulls_needed_and_best_certifiable_rate_invert_the_wilson_bound():

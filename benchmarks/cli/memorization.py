@@ -10,7 +10,14 @@ from benchmarks.cli.options import emit_json, engine_options, json_option, out_o
 from benchmarks.memorization_runs import run_audit, run_sweep
 from benchmarks.real_music import prepare_real_set
 from metrics.engine import make_engine
-from metrics.memorization import DEFAULT_CLIP_FPR, DEFAULT_FPR, PROMPT_LENGTHS, WINDOW_TOKENS, LevelConfig
+from metrics.memorization import (
+    DEFAULT_CLIP_FPR,
+    DEFAULT_FPR,
+    DEFAULT_TAU_CONFIDENCE,
+    PROMPT_LENGTHS,
+    WINDOW_TOKENS,
+    LevelConfig,
+)
 
 
 def _lengths(value: str) -> list[int]:
@@ -80,6 +87,9 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--train-hop-s", type=float, default=0.04, show_default=True)
 @click.option("--max-null", type=int, default=200, show_default=True, help="Null clips at most (seeded draw).")
 @click.option("--heldout", type=float, default=0.5, show_default=True, help="Fraction of nulls that measure the false-alarm rate.")
+@click.option("--tau-confidence", type=float, default=DEFAULT_TAU_CONFIDENCE, show_default=True,
+              help="Probability, over the draw of calibration nulls, that the per-clip false-alarm rate is at most --fpr "
+              "(0: the rate on average only, the earlier rule); docs/protocol.md, Memorization.")
 @click.option("--detect", type=int, default=20, show_default=True,
               help="Planted altered copies per alteration for the detection table (0: none).")
 @click.option("--pooling", type=click.Choice(["centred", "frames", "mean"]), default="centred", show_default=True,
@@ -99,14 +109,16 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @out_option("Results store to write (results.json, memorization.json, matches per matcher, detection table).",
             required=True)
 @engine_options
-def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout, detect,
+def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout,
+              tau_confidence, detect,
               pooling, min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, json_out, out_dir,
               engine, ray_address) -> None:
     """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher."""
     res = run_audit(generated, train, out_dir, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
                     device, LevelConfig(level, level_dbfs, level_window_s), phases,
                     engine=make_engine(engine, ray_address), embedders=embedders, null=null, detect=detect,
-                    max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits, pooling=pooling)
+                    max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits, pooling=pooling,
+                    tau_confidence=tau_confidence)
     _echo(res, json_out)
 
 

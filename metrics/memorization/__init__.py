@@ -25,7 +25,13 @@ from metrics.memorization.audit import (
     prepare_audit,
     run_shard,
 )
-from metrics.memorization.calibration import Calibration, ClipCalibration, calibrate_tau, nulls_needed
+from metrics.memorization.calibration import (
+    DEFAULT_TAU_CONFIDENCE,
+    Calibration,
+    ClipCalibration,
+    calibrate_tau,
+    nulls_needed,
+)
 from metrics.memorization.io import MATCH_COLUMNS, write_outputs
 from metrics.memorization.levels import LevelConfig, embed_clip, normalize_level, tokenize_clip, tokenize_dir
 from metrics.memorization.matchers import EmbeddingMatcher, OTScorer, embedder_frame_rate, frame_distance
@@ -57,7 +63,7 @@ from metrics.memorization.sweep import Example, SweepResult, prompt_sweep, selec
 from metrics.memorization.windows import Windows, check_tokens, cut_windows, entropy_bits, phases_of
 
 __all__ = [
-    "DEFAULT_CLIP_FPR", "DEFAULT_FPR", "FRAME_RATE", "MATCH_COLUMNS", "PROMPT_LENGTHS", "TOKENIZERS", "WINDOW_TOKENS",
+    "DEFAULT_CLIP_FPR", "DEFAULT_FPR", "DEFAULT_TAU_CONFIDENCE", "FRAME_RATE", "MATCH_COLUMNS", "PROMPT_LENGTHS", "TOKENIZERS", "WINDOW_TOKENS",
     "AuditPlan", "AuditResult", "Calibration", "ClipCalibration", "EmbeddingMatcher", "Example", "FewNegativesWarning",
     "LevelConfig", "MemorizationError", "OTScorer", "PairHits", "SweepResult", "Tokenizer", "Windows", "audit",
     "audit_shard", "calibrate_clips", "calibrate_tau", "candidate_hits", "check_tokenizer", "check_tokens", "clip_minima",

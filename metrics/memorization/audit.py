@@ -22,7 +22,9 @@ import numpy as np
 
 from metrics.intervals import wilson_ci
 from metrics.memorization.calibration import (
+    DEFAULT_TAU_CONFIDENCE,
     ClipCalibration,
+    check_confidence,
     clip_rank,
     clip_tau,
     finish_clip_calibration,
@@ -95,12 +97,16 @@ def _by_phase_key(exclude: Mapping[str, set[str]] | None, phase_of: Mapping[str,
 def calibrate_clips(null: Mapping[str, np.ndarray | Sequence[np.ndarray]], shards: Sequence[Mapping[str, np.ndarray]], matcher,
                     fpr: float = DEFAULT_CLIP_FPR, window: int | None = None, gen_hop: int = 25, train_hop: int = 1,
                     heldout: float = 0.5, seed: int = 0, source: str = "null",
-                    exclude: Mapping[str, set[str]] | None = None) -> ClipCalibration:
+                    exclude: Mapping[str, set[str]] | None = None,
+                    confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> ClipCalibration:
     """τ = a quantile of calibration nulls' minimum costs over the training shards; the per-clip (and
     per-window) false-alarm rate re-measured on held-out nulls. ``exclude``: null id → training ids it
-    must not be compared with (its own source, for leave-one-out nulls)."""
+    must not be compared with (its own source, for leave-one-out nulls). ``confidence``: the probability
+    over calibration draws that τ's per-clip rate is ≤ ``fpr`` (None: on average; see
+    :mod:`metrics.memorization.calibration`)."""
     if not 0 < fpr < 1:
         raise MemorizationError(f"fpr must be in (0, 1), got {fpr}")
+    confidence = check_confidence(confidence)
     window = window or matcher.default_window
     seqs, phase_of = phases_of(null)
     seqs = matcher.check(seqs, "null", window)
@@ -110,9 +116,10 @@ def calibrate_clips(null: Mapping[str, np.ndarray | Sequence[np.ndarray]], shard
     qw = informative(matcher, matcher.windows(cal_seqs, window, gen_hop))
     index = {cid: i for i, cid in enumerate(cal_ids)}
     q_clip = np.array([index[phase_of[qw.ids[c]][0]] for c in qw.clip], dtype=np.int64)
-    rank = len(cal_ids) if needs_tail(fpr, len(cal_ids)) else clip_rank(fpr, len(cal_ids))  # the tail fit needs all minima
+    rank = (len(cal_ids) if needs_tail(fpr, len(cal_ids), confidence)  # the tail fit needs all minima
+            else max(1, clip_rank(fpr, len(cal_ids), confidence)))
     minima, n_solved = clip_minima(qw, q_clip, len(cal_ids), shards, matcher, window, train_hop, rank, excl)
-    tau, _ = clip_tau(minima, fpr)
+    tau, _ = clip_tau(minima, fpr, confidence)
     hw = informative(matcher, matcher.windows({k: v for k, v in seqs.items() if phase_of[k][0] in set(held_ids)}, window,
                                               gen_hop))
     hits = PairHits.concat([audit_shard(hw, s, matcher, tau, window, train_hop, excl) for s in shards])
@@ -120,7 +127,7 @@ def calibrate_clips(null: Mapping[str, np.ndarray | Sequence[np.ndarray]], shard
     wflags = np.zeros(len(hw), bool)
     wflags[hits.g] = True
     return finish_clip_calibration(minima, fpr, source, np.array([c in flagged for c in held_ids]), wflags,
-                                   n_solved + hits.n_solved)
+                                   n_solved + hits.n_solved, confidence=confidence)
 
 
 def informative(matcher, w: Windows) -> Windows:
@@ -149,7 +156,8 @@ def prepare_audit(generated, train, centroids=None, fpr: float = DEFAULT_CLIP_FP
                   gen_hop: int | None = None, train_hop: int = 1, eps: float = DEFAULT_EPS, seed: int = 0, device: str = "cpu",
                   tau: float | None = None, *, matcher=None, null=None, null_exclude: Mapping[str, set[str]] | None = None,
                   heldout: float = 0.5, max_null: int = 200, groups: Mapping[str, str] | None = None,
-                  shard_frames: int = SHARD_FRAMES, null_source: str = "null") -> AuditPlan:
+                  shard_frames: int = SHARD_FRAMES, null_source: str = "null",
+                  tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> AuditPlan:
     """Validate, window, shard and calibrate (see :func:`audit` for the arguments)."""
     if matcher is None:
         if centroids is None:
@@ -174,7 +182,8 @@ def prepare_audit(generated, train, centroids=None, fpr: float = DEFAULT_CLIP_FP
             length = max(window, int(np.median([len(v) for v in first_phase(generated).values()])))
             null, null_exclude = leave_one_out_nulls(trn, length, max_null, seed, groups)
             source = "leave-one-out"
-        cal = calibrate_clips(null, shards, matcher, fpr, window, gen_hop, train_hop, heldout, seed, source, null_exclude)
+        cal = calibrate_clips(null, shards, matcher, fpr, window, gen_hop, train_hop, heldout, seed, source, null_exclude,
+                              tau_confidence)
     gw = informative(matcher, matcher.windows(gen, window, gen_hop))
     n_tw = sum(len(window_starts(len(v), window, train_hop)) for v in trn.values())
     return AuditPlan(matcher, gw, phase_of, shards, cal, window, gen_hop, train_hop, len(trn), n_tw)
@@ -203,7 +212,9 @@ def audit(generated: Mapping[str, np.ndarray | Sequence[np.ndarray]], train: Map
     every ``gen_hop`` (default 1 s), training every ``train_hop``. τ: per clip at ``fpr`` on ``null``
     clips (``{id: sequence}``, audio known not to be in ``train``) or, when none are given, on
     leave-one-out excerpts of ``train`` (``groups``: clip → group whose clips all leave together);
-    ``heldout`` of the nulls measure the false-alarm rate. ``matcher``: an :class:`OTScorer`
+    ``heldout`` of the nulls measure the false-alarm rate; ``tau_confidence``: the probability over the
+    draw of calibration nulls that the per-clip rate is ≤ ``fpr`` (default 0.95; None or 0: on average,
+    the earlier rule). ``matcher``: an :class:`OTScorer`
     (default, built from ``centroids``) or :class:`~metrics.memorization.matchers.EmbeddingMatcher`."""
     plan = prepare_audit(generated, train, centroids, fpr, window, gen_hop, train_hop, eps, seed, device, tau, **kw)
     return finish_audit(plan, PairHits.concat([run_shard(plan, s) for s in plan.shards]))

@@ -8,18 +8,31 @@
   with N training windows a clip gets N chances, and the per-clip false-alarm rate of a per-pair τ
   grows toward 1 with N. The measured per-clip rate on held-out nulls comes with a Wilson interval.
 
-Rank rule: with n calibration minima s_(1) ≤ … ≤ s_(n) of exchangeable nulls, a new null falls
-below s_(j) with probability j/(n+1), so τ = s_(j) with j = ⌊fpr·(n+1)⌋. When that is 0 (too few
-nulls to express the rate: fewer than 1/fpr − 1) the empirical rule cannot reach fpr — τ = s_(1)
-would promise only 1/(n+1) — so the lower tail is extrapolated with a normal fit of the minima
-(median and 1.4826·MAD, robust to a null that happens to contain a near-copy): τ = min(s_(1),
-median + z_fpr · σ), at least 1e-6 so exact copies (cost 0) still count; with fewer than 5
-calibration nulls no tail is fitted and τ is their smallest minimum (guarantee 1/(n+1)). ``tail`` records which rule
-set τ, and a :class:`FewNegativesWarning` says what the held-out nulls can certify.
+Two rules, chosen by ``confidence`` (``--tau-confidence``):
+
+* ``confidence`` γ in (0, 1) (default :data:`DEFAULT_TAU_CONFIDENCE`): τ is chosen so that, with
+  probability ≥ γ over the draw of the calibration nulls, the per-clip false-alarm rate of a new
+  exchangeable null is ≤ fpr — a bound that holds across splits, not only on average over them. With
+  n calibration minima s_(1) ≤ … ≤ s_(n), s_(j) lies below the fpr-quantile exactly when at least j of
+  them do, so τ = s_(j) with the largest j such that P(Binomial(n, fpr) ≥ j) ≥ γ (distribution-free; at
+  fpr 1 % and γ 95 % it needs n ≥ 299). With fewer nulls (n ≥ 5) the lower tail is a normal fit and τ its
+  one-sided lower tolerance bound: τ = min(s_(1), mean − k·sd), k = t'_γ(n − 1, z_{1−fpr}·√n)/√n (noncentral
+  t; NIST/SEMATECH e-Handbook 7.2.6.3), at least 1e-6 so exact copies still count. ``tail`` says which
+  ("empirical-confident" or "normal-tolerance").
+* ``confidence`` None (the earlier protocol, expected rate only): with exchangeable nulls a new null
+  falls below s_(j) with probability j/(n+1), so τ = s_(j) with j = ⌊fpr·(n+1)⌋; when that is 0 (fewer
+  than 1/fpr − 1 nulls) the lower tail is extrapolated with a normal fit of the minima (median and
+  1.4826·MAD): τ = min(s_(1), median + z_fpr·σ), at least 1e-6. That τ holds the rate only on average
+  over calibration draws: measured across rotations of a real soundtrack it reported up to 7/232 novel
+  clips in one split (docs/protocol.md, "Memorization").
+
+With fewer than 5 calibration nulls no tail is fitted and τ is their smallest minimum (guarantee 1/(n+1)).
+``tail`` records which rule set τ, and a :class:`FewNegativesWarning` says what the held-out nulls can certify.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -158,8 +171,9 @@ class ClipCalibration:
     nulls_needed: int
     guaranteed_fpr: float  # rank / (n_calibration + 1): what the rank rule promises for exchangeable nulls
     n_solved: int
-    tail: str = "empirical"  # "empirical" (rank rule) or "normal" (too few nulls: extrapolated, see module docstring)
+    tail: str = "empirical"  # which rule set τ: "empirical[-confident]" (rank) or "normal[-tolerance]" (fitted tail); module docstring
     null_minima: list = field(default_factory=list)  # calibration minima, ascending (values ≥ the first censored one are upper bounds)
+    confidence: float | None = None  # P(per-clip rate ≤ fpr) over calibration draws that τ was chosen for; None: expected rate
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -175,33 +189,61 @@ class ClipCalibration:
         return self.clip_false_alarm_rate
 
 
-def clip_rank(fpr: float, n_calibration: int) -> int:
-    return max(1, min(n_calibration, math.floor(fpr * (n_calibration + 1))))
+def clip_rank(fpr: float, n_calibration: int, confidence: float | None = None) -> int:
+    """Which order statistic of the calibration minima is τ (see the module docstring); 0 when the
+    confident rule cannot use one (too few nulls for ``confidence``)."""
+    if confidence is None:
+        return max(1, min(n_calibration, math.floor(fpr * (n_calibration + 1))))
+    from scipy.stats import binom
+
+    j = 0  # the largest j with P(Binomial(n, fpr) ≥ j) ≥ confidence; binom.sf(j, …) = P(X ≥ j + 1)
+    while j < n_calibration and binom.sf(j, n_calibration, fpr) >= confidence:
+        j += 1
+    return j
 
 
 MIN_TAIL_NULLS = 5  # below this a fitted tail means nothing: the rank rule's smallest minimum, and a warning
+DEFAULT_TAU_CONFIDENCE = 0.95  # P(per-clip false-alarm rate ≤ fpr) over the draw of calibration nulls
 
 
-def needs_tail(fpr: float, n_calibration: int) -> bool:
-    """Too few nulls for the rank rule to express ``fpr``, enough to fit a tail (then every minimum must be exact)."""
-    return math.floor(fpr * (n_calibration + 1)) == 0 and n_calibration >= MIN_TAIL_NULLS
+def check_confidence(confidence: float | None) -> float | None:
+    """``None`` or 0: the expected-rate rule; else a probability in (0, 1)."""
+    if confidence is None or confidence == 0:
+        return None
+    if not 0 < confidence < 1:
+        raise MemorizationError(f"tau confidence must be in (0, 1) (or 0 for the expected-rate rule), got {confidence}")
+    return float(confidence)
 
 
-def clip_tau(minima: np.ndarray, fpr: float) -> tuple[float, str]:
-    """τ and the rule that set it: the rank rule, or the normal tail when the nulls are too few."""
+def needs_tail(fpr: float, n_calibration: int, confidence: float | None = None) -> bool:
+    """Too few nulls for the rank rule to express ``fpr`` (at ``confidence``), enough to fit a tail (then
+    every minimum must be exact)."""
+    short = (math.floor(fpr * (n_calibration + 1)) == 0 if confidence is None
+             else clip_rank(fpr, n_calibration, confidence) == 0)
+    return short and n_calibration >= MIN_TAIL_NULLS
+
+
+def clip_tau(minima: np.ndarray, fpr: float, confidence: float | None = None) -> tuple[float, str]:
+    """τ and the rule that set it: a rank rule, or a normal tail when the nulls are too few."""
     srt = np.sort(np.asarray(minima, dtype=np.float64))
-    if needs_tail(fpr, len(srt)):
-        return extrapolated_tau(srt, fpr), "normal"
-    return float(srt[clip_rank(fpr, len(srt)) - 1]), "empirical"
+    if needs_tail(fpr, len(srt), confidence):
+        if confidence is None:
+            return extrapolated_tau(srt, fpr), "normal"
+        return tolerance_tau(srt, fpr, confidence), "normal-tolerance"
+    if confidence is None:
+        return float(srt[clip_rank(fpr, len(srt)) - 1]), "empirical"
+    return float(srt[max(1, clip_rank(fpr, len(srt), confidence)) - 1]), "empirical-confident"
 
 
 def finish_clip_calibration(cal_minima: np.ndarray, fpr: float, source: str, heldout_flags: np.ndarray,
-                            heldout_window_flags: np.ndarray, n_solved: int, warn: bool = True) -> ClipCalibration:
+                            heldout_window_flags: np.ndarray, n_solved: int, warn: bool = True,
+                            confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> ClipCalibration:
     """τ from calibration minima + the held-out measurements (flags: which held-out nulls/windows were reported)."""
     n_cal, n_held = len(cal_minima), len(heldout_flags)
-    rank = clip_rank(fpr, n_cal)
+    confidence = check_confidence(confidence)
+    rank = max(1, clip_rank(fpr, n_cal, confidence))
     srt = np.sort(np.asarray(cal_minima, dtype=np.float64))
-    tau, tail = clip_tau(srt, fpr)
+    tau, tail = clip_tau(srt, fpr, confidence)
     k, nw, kw = int(np.sum(heldout_flags)), len(heldout_window_flags), int(np.sum(heldout_window_flags))
     ci = wilson_ci(k, n_held) if n_held else (0.0, 1.0)
     cal = ClipCalibration(tau=tau, fpr_target=fpr, source=source, n_calibration=n_cal, n_heldout=n_held, rank=rank,
@@ -211,16 +253,38 @@ def finish_clip_calibration(cal_minima: np.ndarray, fpr: float, source: str, hel
                           window_false_alarm_ci95=wilson_ci(kw, nw) if nw else (0.0, 1.0),
                           certified=bool(n_held and ci[1] <= fpr), nulls_needed=nulls_needed(fpr),
                           guaranteed_fpr=rank / (n_cal + 1), n_solved=n_solved, tail=tail,
-                          null_minima=[float(x) for x in srt])
+                          null_minima=[float(x) for x in srt], confidence=confidence)
     if warn and not cal.certified:
         warnings.warn(f"{n_cal} calibration / {n_held} held-out null clips cannot certify a per-clip false-alarm rate of "
                       f"{fpr:g}: " + (f"τ is the {rank}{'st' if rank == 1 else 'th'} smallest of {n_cal} null minima "
-                      f"(guarantee {cal.guaranteed_fpr:.2g})" if tail == "empirical" else
+                      f"(guarantee {cal.guaranteed_fpr:.2g})" if tail.startswith("empirical") else
                       f"τ = {tau:.3g} extrapolated from a normal fit of {n_cal} null minima (the smallest is {srt[0]:.3g})")
                       + f"; measured {k}/{n_held} held-out nulls reported, 95% CI up to "
                       f"{ci[1]:.2g}; need about {cal.nulls_needed} held-out nulls with none reported (--null DIR)",
                       FewNegativesWarning, stacklevel=3)
     return cal
+
+
+@functools.lru_cache(maxsize=256)
+def tolerance_factor(n: int, fpr: float, confidence: float) -> float:
+    """One-sided normal tolerance factor: with probability ``confidence`` over n normal draws, mean − k·sd is
+    below the ``fpr``-quantile (k = t'_γ(n − 1, z_{1−fpr}·√n)/√n; NIST/SEMATECH e-Handbook 7.2.6.3)."""
+    from scipy.stats import nct, norm
+
+    return float(nct.ppf(confidence, n - 1, norm.ppf(1 - fpr) * math.sqrt(n)) / math.sqrt(n))
+
+
+def tolerance_tau(minima: np.ndarray, fpr: float, confidence: float) -> float:
+    """The lower tolerance bound of a normal fit of the null minima, capped by the smallest (module docstring).
+
+    Fitted on the finite minima: a null with no informative window (minimum +inf) is never reported, so
+    leaving it out of the fit only lowers τ."""
+    m = np.asarray(minima, dtype=np.float64)
+    m = m[np.isfinite(m)]
+    if len(m) < 2:
+        return float(m.min()) if len(m) else 1e-6
+    k = tolerance_factor(len(m), fpr, confidence)
+    return float(min(m.min(), max(1e-6, m.mean() - k * m.std(ddof=1))))
 
 
 def extrapolated_tau(minima: np.ndarray, fpr: float) -> float:

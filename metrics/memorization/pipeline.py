@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.memorization.audit import AuditResult, audit
+from metrics.memorization.calibration import DEFAULT_TAU_CONFIDENCE
 from metrics.memorization.detection import LAG_TOL_S, detection_table, plant_copies
 from metrics.memorization.levels import LevelConfig, embed_clip, tokenize_clip
 from metrics.memorization.matchers import (
@@ -61,9 +62,12 @@ def featurizer(name: str, level: LevelConfig = LevelConfig(), eps: float = DEFAU
     return Featurizer(m, lambda w, sr, p: tokenize_clip(w, sr, tok, level, p), tok.id)
 
 
-def audio_nulls(train: Clips, length_s: float, max_null: int, seed: int = 0) -> tuple[dict, dict[str, set[str]]]:
+def audio_nulls(train: Clips, length_s: float, max_null: int, seed: int = 0,
+                groups: Mapping[str, str] | None = None) -> tuple[dict, dict[str, set[str]]]:
     """Leave-one-out null clips from the training audio: non-overlapping excerpts of ``length_s``, each
-    excluded from its own source clip. A null compared with nothing would set τ to infinity (every clip a
+    excluded from its own source clip and every clip of its ``groups`` value (training clip → recording:
+    several clips cut from one recording leave together, else a null's neighbour in its own recording
+    sets τ near 0). A null compared with nothing would set τ to infinity (every clip a
     copy), so one training clip, which leaves no other clip to compare with, is an error asking for nulls."""
     if len(train) < 2:
         raise MemorizationError(f"leave-one-out calibration compares excerpts of each training clip with the other "
@@ -78,7 +82,9 @@ def audio_nulls(train: Clips, length_s: float, max_null: int, seed: int = 0) -> 
         keep = np.sort(np.random.default_rng(seed).choice(len(cands), max_null, replace=False))
         cands = [cands[i] for i in keep]
     null = {f"{cid}@{o / train[cid][1]:.2f}s": (train[cid][0][o : o + n], train[cid][1]) for cid, o, n in cands}
-    return null, {k: {k.rsplit("@", 1)[0]} for k in null}
+    group = {cid: (groups or {}).get(cid, cid) for cid in train}
+    members = {g: {c for c in train if group[c] == g} for g in set(group.values())}
+    return null, {k: members[group[k.rsplit("@", 1)[0]]] for k in null}
 
 
 @dataclass
@@ -113,8 +119,11 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
                 level: LevelConfig = LevelConfig(), phases: int = 4, seed: int = 0, heldout: float = 0.5,
                 max_null: int = 200, detect: int = 20, alterations: Mapping | None = None, lag_tol_s: float = LAG_TOL_S,
                 eps: float = DEFAULT_EPS, device: str = "cpu", engine=None,
-                min_entropy_bits: float = MIN_ENTROPY_BITS, pooling: str = DEFAULT_POOLING) -> AudioAudit:
-    """Audit ``generated`` against ``train`` with every matcher; ``detect`` planted copies per alteration (0: none)."""
+                min_entropy_bits: float = MIN_ENTROPY_BITS, pooling: str = DEFAULT_POOLING,
+                tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE, groups: Mapping[str, str] | None = None) -> AudioAudit:
+    """Audit ``generated`` against ``train`` with every matcher; ``detect`` planted copies per alteration (0: none).
+    ``tau_confidence``: see :mod:`metrics.memorization.calibration`; ``groups``: training clip → recording,
+    for leave-one-out nulls (:func:`audio_nulls`)."""
     if not generated or not train:
         raise MemorizationError("audit: " + ("no generated clips" if not generated else "no training clips"))
     gen_s = float(np.median([len(w) / sr for w, sr in generated.values()]))
@@ -130,13 +139,13 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
         m = fz.matcher
         fr = m.frame_rate
         kw = {"fpr": fpr, "window": max(1, round(window_s * fr)), "gen_hop": max(1, round(gen_hop_s * fr)),
-              "train_hop": max(1, round(train_hop_s * fr)), "seed": seed, "matcher": m}
+              "train_hop": max(1, round(train_hop_s * fr)), "seed": seed, "matcher": m, "tau_confidence": tau_confidence}
         gen = {cid: fz.fn(w, sr, phases) for cid, (w, sr) in generated.items()}
         trn = {cid: fz.fn(w, sr, 1) for cid, (w, sr) in train.items()}
         if null is not None:
             nul, excl, source = null, None, "null"
         else:
-            nul, excl = audio_nulls(train, length_s, max_null, seed)
+            nul, excl = audio_nulls(train, length_s, max_null, seed, groups)
             source = "leave-one-out"
         feats = {cid: fz.fn(w, sr, phases) for cid, (w, sr) in nul.items()}
         run = audit if engine is None else engine.audit
@@ -146,7 +155,7 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
             tables[m.name], planted[m.name] = measure_detection(fz, train, trn, res.tau, length_s, detect, alterations,
                                                                 lag_tol_s, phases, kw)
     settings = {"window_s": window_s, "gen_hop_s": gen_hop_s, "train_hop_s": train_hop_s, "phases": phases,
-                "detection_per_alteration": detect, "detection_lag_tol_s": lag_tol_s, "excerpt_s": length_s,
+                "detection_per_alteration": detect, "tau_confidence": tau_confidence, "detection_lag_tol_s": lag_tol_s, "excerpt_s": length_s,
                 "level": {"mode": level.mode, "ref_dbfs": level.ref_dbfs, "window_s": level.window_s,
                           "floor_db": level.floor_db}}
     return AudioAudit(results, tables, settings, ids, planted)

@@ -32,7 +32,7 @@ def rhythm_stretch(root: Path) -> str:
     r1, r6 = ([row[f"ratio_{r}"] for row in rows] for r in ("1.01", "1.06"))
     return (f"over {d['pieces']} pieces ({d['excerpt']}), tempo acc1 against the original's tempo is "
             f"{num(d['acc1_1.01'], 2)} at a 1 % stretch (tracked ratio {num(min(r1), 3)}–{num(max(r1), 3)}) and "
-            f"{num(d['acc1_1.06'], 2)} at 6 % (ratio {num(min(r6), 3)}–{num(max(r6), 3)});")
+            f"{num(d['acc1_1.06'], 2)} at 6 % (ratio {num(min(r6), 3)}–{num(max(r6), 3)})")
 
 
 CONTROL_RENDERERS: dict[str, Callable[[Path], str]] = {"control-accuracy": control_accuracy, "rhythm-stretch": rhythm_stretch}

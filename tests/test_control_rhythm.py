@@ -161,3 +161,24 @@ def test_time_stretch_by_6_percent_fails_tempo_accuracy_and_1_percent_passes(str
         assert tempo_accuracy(control, t[1.01]) == 1.0, (name, t)
         assert tempo_accuracy(control, t[1.06]) == 0.0, (name, t)
         assert t[1.06] / control == pytest.approx(1.06, abs=0.02), (name, t)  # the tracker follows the stretch
+
+
+def test_score_runs_the_rhythm_metrics_against_control_files(tmp_path):
+    """The pipeline end to end: beats/tempo control files (the truth) against the tracked generated clip."""
+    from benchmarks.rhythm_accuracy import corpus_truth
+    from metrics.audio import save_audio
+    from metrics.commands import compute_score
+    from musiclm_ref.data.render import render
+    from musiclm_ref.data.specs import sample_spec
+
+    spec = sample_spec(0, 10)  # 4/4 march with drums, 115 bpm
+    gen, ctrl = tmp_path / "gen", tmp_path / "ctrl"
+    gen.mkdir(), ctrl.mkdir()
+    save_audio(gen / "c.wav", render(spec, 6.0, 22050), 22050)
+    beats, _ = corpus_truth(spec.tempo, spec.meter, 6.0)
+    (ctrl / "c.beats.txt").write_text("".join(f"{t:.4f} {k % spec.meter + 1}\n" for k, t in enumerate(beats)))
+    (ctrl / "c.tempo.txt").write_text(f"{spec.tempo * 2}\n")  # double time: acc2 accepts it, acc1 does not
+    doc = compute_score(gen, gen, None, embedders=(), classifier=None, joint=None, n_boot=0, controls=ctrl,
+                        control_metrics=list(RHYTHM))
+    assert doc["beat_f"] >= 0.9 and doc["downbeat_f"] >= 0.9
+    assert (doc["tempo_acc1"], doc["tempo_acc2"]) == (0.0, 1.0)

@@ -28,6 +28,20 @@ def _setup(s: dict) -> str:
     return f"{s['n_ref']}/{s['n_gen']} clips, d {s['dim']}, {tail}, clip share {num(s['clip_share'], 1)}"
 
 
+METHOD_NAMES = {"bca": "BCa", "jackknife": "jackknife bias-corrected t"}
+
+
+def _method(s: dict) -> str:
+    """The interval method(s) of the run: one name, or each metric's (``settings.interval``, a name or metric → name)."""
+    m = s["interval"]
+    if isinstance(m, str):
+        return f"{s['n_boot']} resamples, {METHOD_NAMES.get(m, m)}"
+    kinds = set(m.values())
+    if kinds == {"jackknife"}:
+        return "delete-one jackknife over clips, bias-corrected t intervals and tests for every metric"
+    return ", ".join(f"{k.upper()} {METHOD_NAMES.get(v, v)}" for k, v in m.items()) + f" ({s['n_boot']} resamples)"
+
+
 def _load(root: Path) -> dict:
     d = load(root, CONDITIONS)
     if not d.get("complete"):
@@ -51,7 +65,7 @@ def coverage_conditions(root: Path) -> str:
     d = _load(root)
     s = get_field(d, CONDITIONS, "settings")
     conditions = get_field(d, CONDITIONS, "conditions")
-    lines = ["", f"  {s['replications']} replications per condition, {s['n_boot']} resamples, BCa, α = {s['alpha']}, "
+    lines = ["", f"  {s['replications']} replications per condition, {_method(s)}, α = {s['alpha']}, "
              f"KAD bandwidth {s['kad_bandwidth']}, KLD {s['kld_convention']}, "
              f"{next(iter(conditions.values()))['setup']['frames_per_clip']} frames (windows) per clip. "
              "✓: coverage in 0.90–0.99 / false-positive rate ≤ α within its Wilson interval.", "",

@@ -205,10 +205,12 @@ def simulate_conditions(conditions: tuple[Condition, ...], reps: int, n_boot: in
     the others kept as measured); each condition's ``rerun`` says which rows were and their time."""
     if set(keys) != set(METRICS) and out is not None and out.exists():
         return _rerun_rows(conditions, reps, n_boot, seed, out, keys)
-    doc = {"what": "coverage of 95 % intervals (BCa, as compare computes them) of FAD, KAD, KLD (musiclm) and MCC "
+    doc = {"what": "coverage of 95 % intervals (each metric's interval_method, as compare computes them) of FAD, KAD, "
+                   "KLD (musiclm) and MCC "
                    "of their population values, and the false-positive rate of the clip-paired test of two "
                    "systems from one generator, per simulated condition",
-           "settings": {"replications": reps, "n_boot": n_boot, "seed": seed, "alpha": 0.05, "interval": "bca",
+           "settings": {"replications": reps, "n_boot": n_boot, "seed": seed, "alpha": 0.05,
+                        "interval": {k: m.interval_method for k, m in (("fad", FAD), ("kad", KAD), ("kld", KLD), ("mcc", MCC))},
                         "kad_bandwidth": "generated (the default)", "kld_convention": "musiclm",
                         "data": "benchmarks/coverage_data.py", "population_values": coverage_data.__doc__.split(
                             "Population values (``population_values``): ")[1].strip()},
@@ -239,6 +241,20 @@ def _rerun_rows(conditions: tuple[Condition, ...], reps: int, n_boot: int, seed:
     return doc
 
 
+def merge_conditions(paths: list[Path], out: Path) -> dict:
+    """One document from runs of separate conditions (e.g. one process per condition, in parallel): the same
+    settings required, conditions in ``CONDITIONS`` order, ``complete`` when every condition is present."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    for p, d in zip(paths[1:], docs[1:]):
+        if d["settings"] != docs[0]["settings"]:
+            raise InputError(f"--merge: {p} was measured with other settings than {paths[0]}")
+    found = {name: row for d in docs for name, row in d["conditions"].items()}
+    doc = {**docs[0], "conditions": {c.name: found[c.name] for c in CONDITIONS if c.name in found},
+           "complete": all(c.name in found for c in CONDITIONS), "merged_from": len(paths)}
+    write_json(out, doc)
+    return doc
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=200)
@@ -251,7 +267,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metrics", nargs="+", choices=METRICS, default=list(METRICS),
                    help="with --conditions: measure only these metrics; an existing artifact of the same settings "
                         "keeps the other metrics' rows")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="JSON", default=None,
+                   help="merge --conditions documents of single conditions (same settings) into " + str(CONDITIONS_OUT.name))
     a = p.parse_args(argv)
+    if a.merge:
+        doc = merge_conditions(a.merge, a.out if a.out != OUT else CONDITIONS_OUT)
+        print(f"merged {len(doc['conditions'])} conditions; complete: {doc['complete']}")
+        return
     if a.conditions is not None:
         known = {c.name: c for c in CONDITIONS}
         unknown = sorted(set(a.conditions) - set(known))

@@ -19,6 +19,18 @@ therefore
 - always contains the point estimate (an endpoint is moved to θ̂ if needed; this widens and never
   shrinks the interval, so it cannot lower coverage).
 
+``method="jackknife"`` (what FAD, KAD, KLD and MCC declare, ``Metric.interval_method``) is the
+jackknife's bias-corrected Student-t interval θ̂ − b_J ± t_ν · se_J over the same delete-one (or
+delete-a-group) rows BCa reads its acceleration from (Efron & Tibshirani 1993, ch. 11; Tukey 1958),
+ν by Welch–Satterthwaite over the jackknifed samples. Why, measured where the data are unlike the
+Gaussian simulations (issue 27, docs/protocol.md "Intervals"): at 30 clips FAD's bias is ≈5 standard
+errors, which the jackknife estimates to a few per cent while the bootstrap's spread is ≈1.6× the
+estimator's (the basic fallback over-covered at 1.0); KAD's point value is biased upwards when frames of a
+clip are correlated (its within-clip pairs), a 1/n bias the clip jackknife removes and the bootstrap,
+whose resamples keep those pairs, cannot see (coverage 0.40); for a mean of per-clip values (KLD, MCC) it
+is the Student-t interval and its paired test the paired t-test, whose false-positive rate the
+normal-theory BCa exceeded at 30 clips.
+
 Everything goes through ``Metric.value_on(ref_ids, gen_ids)`` (ids may repeat) and
 ``Metric.ids(side)``. A metric may offer the batched fast path
 ``value_on_counts(ref_counts, gen_counts) -> values`` with ``counts`` of shape [B, n_side] aligned
@@ -32,11 +44,12 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
 from metrics.resampling import JACKKNIFE_GROUPS, Job, Resamplable, Resampler, ResamplingPlan, ones
 
-METHODS = ("bca", "basic", "percentile")
+METHODS = ("bca", "basic", "percentile", "jackknife")
+JACKKNIFE_METHODS = ("bca", "jackknife")  # the methods that read the jackknife rows
 
 
 # ----------------------------------------------------------------------------- item-level helpers
@@ -128,11 +141,36 @@ def _bca_levels(boot: np.ndarray, theta: float, jack: list[np.ndarray], alpha: f
     return adj, resolved
 
 
+def _jackknife(theta: float, jack: list[np.ndarray]) -> tuple[float, float, float]:
+    """(θ̂ − b_J, se_J, ν): the jackknife's bias-corrected value, standard error and degrees of freedom.
+
+    Per independent sample k with g_k deletions (clips or groups) θ_(kj): bias (g_k − 1)(θ̄_k − θ̂),
+    variance (g_k − 1)/g_k Σ_j (θ_(kj) − θ̄_k)², both summed over samples (Efron & Tibshirani 1993,
+    ch. 11; a delete-a-group row removes 1/g of the clips, so the same formulas hold with g).
+    ν: Welch–Satterthwaite over the samples' variances, each with g_k − 1 degrees of freedom (one
+    sample: g − 1, the paired t-test's). Non-finite deletions are dropped; se 0 when nothing varies."""
+    bias, parts = 0.0, []
+    for t in jack:
+        t = t[np.isfinite(t)]
+        if len(t) < 2:
+            continue
+        g = len(t)
+        bias += (g - 1) * (float(t.mean()) - theta)
+        parts.append(((g - 1) / g * float(((t - t.mean()) ** 2).sum()), g - 1))
+    var = sum(v for v, _ in parts)
+    dof = var * var / sum(v * v / d for v, d in parts if v > 0) if var > 0 else math.inf
+    return theta - bias, math.sqrt(var), dof
+
+
 def _interval(theta: float, boot: np.ndarray, jack: list[np.ndarray], method: str,
               alpha: float) -> tuple[float, float]:
     """The (lo, hi) of ``method`` from a point value, its bootstrap values and jackknife values."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == "jackknife":
+        centre, se, dof = _jackknife(theta, jack)
+        half = float(stdtrit(dof, 1 - alpha / 2)) * se if se > 0 else 0.0
+        return float(min(centre - half, theta)), float(max(centre + half, theta))
     boot = boot[np.isfinite(boot)]
     if len(boot) == 0:
         raise ValueError("every bootstrap resample gave a non-finite value")
@@ -159,8 +197,9 @@ def bootstrap_interval(metric: Resamplable, n_boot: int = 1000, seed: int = 0, m
     Clips of both sides are resampled with replacement (``n_boot`` times, seeded) and the metric
     recomputed through ``value_on``: by clip id, once for both sides, when the two sides hold the same
     ids (``interval_jobs``), else each side independently; paired metrics read only the generated ids.
-    ``method``: ``"bca"`` (default, see the module docstring), ``"basic"`` (2θ̂ − q) or
-    ``"percentile"`` (the old interval, biased for FAD; kept for comparison). A single clip on
+    ``method``: ``"bca"`` (default, see the module docstring), ``"basic"`` (2θ̂ − q),
+    ``"percentile"`` (the old interval, biased for FAD; kept for comparison) or ``"jackknife"`` (the
+    bias-corrected t interval of the module docstring, from the jackknife rows alone). A single clip on
     both sides gives the zero-width interval (θ̂, θ̂) (nothing to resample). ``jackknife_groups``
     bounds the acceleration's cost at 2 × that many extra evaluations. ``plan`` and ``resampler``:
     the run's shared draws and values (``metrics.resampling``; they replace n_boot, seed and
@@ -169,9 +208,10 @@ def bootstrap_interval(metric: Resamplable, n_boot: int = 1000, seed: int = 0, m
     return bootstrap_intervals(metric, (method,), n_boot, seed, alpha, jackknife_groups, plan, resampler)[method]
 
 
-def interval_jobs(metric: Resamplable, plan: ResamplingPlan, bca: bool = True) -> list[Job | None]:
+def interval_jobs(metric: Resamplable, plan: ResamplingPlan, bca: bool = True, boot: bool = True) -> list[Job | None]:
     """[bootstrap, reference jackknife, generated jackknife] resamples of ``metric``'s interval (a jackknife
-    is None without ``bca`` or with fewer than 2 clips on its side); [] when there is nothing to resample.
+    is None without ``bca`` or with fewer than 2 clips on its side, the bootstrap None without ``boot``:
+    the jackknife interval reads no bootstrap); [] when there is nothing to resample.
 
     When both sides hold the same ids (a paired design: reference and generated clip of one caption),
     the clip ids are drawn once for both sides and the jackknife deletes an id from both (one sample of
@@ -183,11 +223,11 @@ def interval_jobs(metric: Resamplable, plan: ResamplingPlan, bca: bool = True) -
         return []
     if ref_ids == gen_ids:
         draw, jack = plan.paired(n_g)
-        return [(metric, draw, draw), (metric, jack, jack) if bca else None, None]
+        return [(metric, draw, draw) if boot else None, (metric, jack, jack) if bca else None, None]
     ref, gen, jr, jg = plan.interval(n_r, n_g)
     if not bca:
-        return [(metric, ref, gen), None, None]
-    return [(metric, ref, gen), (metric, jr, ones(len(jr.counts), n_g)) if n_r > 1 else None,
+        return [(metric, ref, gen) if boot else None, None, None]
+    return [(metric, ref, gen) if boot else None, (metric, jr, ones(len(jr.counts), n_g)) if n_r > 1 else None,
             (metric, ones(len(jg.counts), n_r), jg) if n_g > 1 else None]
 
 
@@ -204,12 +244,13 @@ def bootstrap_intervals(metric: Resamplable, methods: Sequence[str] = METHODS, n
     if not gen_ids:
         raise ValueError(f"{metric.name}: no generated clips to resample")
     theta = float(metric.value_on(ref_ids, gen_ids))
-    jobs = interval_jobs(metric, plan, "bca" in methods)
+    needs_jack, needs_boot = any(m in JACKKNIFE_METHODS for m in methods), any(m != "jackknife" for m in methods)
+    jobs = interval_jobs(metric, plan, needs_jack, needs_boot)
     if not jobs:
         return dict.fromkeys(methods, (theta, theta))
     resampler.prefetch([j for j in jobs if j is not None])
-    boot = resampler.values(*jobs[0])
-    jack = [resampler.values(*j) if j else np.zeros(0) for j in jobs[1:]] if "bca" in methods else []
+    boot = resampler.values(*jobs[0]) if needs_boot else np.zeros(0)
+    jack = [resampler.values(*j) if j else np.zeros(0) for j in jobs[1:]] if needs_jack else []
     return {method: _interval(theta, boot, jack, method, alpha) for method in methods}
 
 
@@ -223,6 +264,9 @@ def _p_value(theta: float, boot: np.ndarray, jack: list[np.ndarray], method: str
     lies outside ci95, up to the point-estimate containment). Resample shares are counted with +1
     in numerator and denominator, so p is never 0.
     """
+    if method == "jackknife":  # the t-test of the bias-corrected difference (the paired t-test for a mean)
+        centre, se, dof = _jackknife(theta, jack)
+        return float(2 * stdtr(dof, -abs(centre) / se)) if se > 0 else float(centre == 0)
     b = len(boot)
     if method == "percentile":
         below = (np.sum(boot <= 0) + 1) / (b + 1)
@@ -256,9 +300,10 @@ def _columns(ids: list[str], shared: list[str]) -> np.ndarray:
 
 
 def paired_jobs(metric_a: Resamplable, metric_b: Resamplable, plan: ResamplingPlan,
-                bca: bool = True) -> tuple[list[str], list[list[Job]]]:
+                bca: bool = True, boot: bool = True) -> tuple[list[str], list[list[Job | None]]]:
     """(shared ids, per metric [bootstrap, jackknife] resamples) of the paired test of A and B: the
-    plan's draw of the shared ids, as counts over each metric's own reference and generated ids."""
+    plan's draw of the shared ids, as counts over each metric's own reference and generated ids (the
+    bootstrap None without ``boot``, the jackknife None without ``bca``)."""
     if type(metric_a) is not type(metric_b) or metric_a.config() != metric_b.config():
         raise ValueError(f"cannot compare {type(metric_a).__name__}{metric_a.config()} with "
                          f"{type(metric_b).__name__}{metric_b.config()}: different metrics or settings")
@@ -271,8 +316,8 @@ def paired_jobs(metric_a: Resamplable, metric_b: Resamplable, plan: ResamplingPl
     for m in (metric_a, metric_b):
         ref_ids, gen_ids = list(m.ids("reference")), list(m.ids("generated"))
         cr, cg = _columns(ref_ids, shared), _columns(gen_ids, shared)
-        out.append([(m, rows.spread(cr, len(ref_ids)), rows.spread(cg, len(gen_ids)))
-                    for rows in ((draw, jack) if bca else (draw,))])
+        out.append([(m, rows.spread(cr, len(ref_ids)), rows.spread(cg, len(gen_ids))) if wanted else None
+                    for rows, wanted in ((draw, boot), (jack, bca))])
     return shared, out
 
 
@@ -293,15 +338,18 @@ def paired_comparison(metric_a: Resamplable, metric_b: Resamplable, n_boot: int 
     """
     plan = plan or ResamplingPlan(n_boot, seed)
     resampler = resampler or Resampler()
-    shared, (jobs_a, jobs_b) = paired_jobs(metric_a, metric_b, plan, method == "bca")
+    shared, (jobs_a, jobs_b) = paired_jobs(metric_a, metric_b, plan, method in JACKKNIFE_METHODS, method != "jackknife")
     theta = float(metric_a.value_on(shared, shared) - metric_b.value_on(shared, shared))
-    resampler.prefetch(jobs_a + jobs_b)
-    diffs = [resampler.values(*ja) - resampler.values(*jb) for ja, jb in zip(jobs_a, jobs_b)]
+    resampler.prefetch([j for j in jobs_a + jobs_b if j is not None])
+    diffs = [resampler.values(*ja) - resampler.values(*jb) if ja is not None else np.zeros(0)
+             for ja, jb in zip(jobs_a, jobs_b)]
     boot, jack = diffs[0], diffs[1:]
     lo, hi = _interval(theta, boot, jack, method, alpha)
     return {"diff": theta, "ci95": [lo, hi], "p_value": _p_value(theta, boot[np.isfinite(boot)], jack, method),
             "n_pairs": len(shared),
-            "method": f"clip-paired bootstrap ({method}, {plan.n_boot} resamples, seed {plan.seed})"}
+            "method": (f"clip-paired jackknife (bias-corrected t, {len(jack[0]) if jack else 0} deletions)"
+                       if method == "jackknife" else
+                       f"clip-paired bootstrap ({method}, {plan.n_boot} resamples, seed {plan.seed})")}
 
 
 def prefetch_statistics(resampler: Resampler, plan: ResamplingPlan, intervals: Sequence[Resamplable] = (),
@@ -311,11 +359,14 @@ def prefetch_statistics(resampler: Resampler, plan: ResamplingPlan, intervals: S
 
     A pair that cannot be compared is left out here; ``paired_comparison`` raises its error later."""
     jobs: list[Job] = []
+    def boot(m: Resamplable) -> bool:  # the jackknife interval and test read no bootstrap resample
+        return getattr(m, "interval_method", "bca") != "jackknife"
+
     for m in intervals:
-        jobs += [j for j in interval_jobs(m, plan) if j is not None]
+        jobs += [j for j in interval_jobs(m, plan, boot=boot(m)) if j is not None]
     for a, b in pairs:
         try:
-            jobs += [j for per_metric in paired_jobs(a, b, plan)[1] for j in per_metric]
+            jobs += [j for per_metric in paired_jobs(a, b, plan, boot=boot(a))[1] for j in per_metric if j is not None]
         except ValueError:
             continue
     by_class: dict[type, list[Job]] = {}

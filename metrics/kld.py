@@ -183,6 +183,7 @@ class KLD(PerClipOutputs):
 
     output = "class_logits"
     higher_is_better = False  # every convention's number is a divergence from the reference labels
+    interval_method = "jackknife"  # a mean of per-clip values: the t interval and the paired t-test
     # Interval endpoints are clipped to the convention's range. The musiclm formula smooths both sides
     # alike, so its value is a true KL divergence (never negative); audiocraft's and stable-audio's add
     # eps inside one log only, so near-identical distributions legitimately give about -eps: no floor.

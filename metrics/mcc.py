@@ -72,6 +72,7 @@ class MCC(PerClipOutputs):
     name = "mcc"
     output = "joint"
     higher_is_better = True  # a cosine between caption and audio embeddings
+    interval_method = "jackknife"  # a mean of per-clip values: the t interval and the paired t-test
     bounds = (-1.0, 1.0)
 
     def __init__(self, joint_id: str = "", n_boot: int = 1000, seed: int = 0):

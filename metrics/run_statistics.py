@@ -79,7 +79,8 @@ def _pairs(results: Mapping[str, SourceResult]) -> list[tuple[str, str, str, Met
 def paired_comparisons(results: Mapping[str, SourceResult], n_boot: int, seed: int, plan: ResamplingPlan | None = None,
                        resampler: Resampler | None = None) -> list[dict]:
     """Every two systems on every metric they share: difference (a − b), 95% CI, p-value over the shared
-    clip ids (``metrics.intervals.paired_comparison``), Holm-corrected across the pairs of each metric.
+    clip ids (``metrics.intervals.paired_comparison``, by the metric's ``interval_method``), Holm-corrected
+    across the pairs of each metric.
     ``plan``/``resampler``: the run's shared draws and values (``statistics``); made here when not given."""
     plan, resampler = plan or ResamplingPlan(n_boot, seed), resampler or Resampler()
     rows: list[dict] = []
@@ -91,7 +92,7 @@ def paired_comparisons(results: Mapping[str, SourceResult], n_boot: int, seed: i
                               "n_pairs": len(set(sa.ids("generated")) & set(sb.ids("generated"))), "reason": why})
                 continue
             try:
-                cmp = paired_comparison(sa, sb, plan=plan, resampler=resampler)
+                cmp = paired_comparison(sa, sb, method=sa.interval_method, plan=plan, resampler=resampler)
             except (ValueError, PairingError) as e:
                 block.append({"metric": key, "system_a": a, "system_b": b, "diff": None, "reason": str(e)})
                 continue

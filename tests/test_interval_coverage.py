@@ -92,3 +92,21 @@ def test_the_cli_writes_the_artifact_and_refuses_an_unknown_condition(tmp_path, 
     with pytest.raises(SystemExit):
         main(["--conditions", "nope", "--out", str(out)])
     assert "unknown nope" in capsys.readouterr().err
+
+
+def test_merge_orders_the_conditions_and_refuses_other_settings(tmp_path):
+    from benchmarks.interval_coverage import CONDITIONS, merge_conditions
+    from metrics.errors import InputError
+
+    first, second = CONDITIONS[0].name, CONDITIONS[1].name
+    settings = {"replications": 2, "n_boot": 30, "seed": 0}
+    paths = []
+    for name in (second, first):  # given out of order
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"settings": settings, "conditions": {name: {"metrics": {}}}, "complete": True}))
+    doc = merge_conditions(paths, tmp_path / "all.json")
+    assert list(doc["conditions"]) == [first, second] and not doc["complete"]  # the other conditions are missing
+    assert json.loads((tmp_path / "all.json").read_text()) == doc
+    paths[1].write_text(json.dumps({"settings": {**settings, "seed": 1}, "conditions": {first: {}}, "complete": True}))
+    with pytest.raises(InputError, match="other settings"):
+        merge_conditions(paths, tmp_path / "all.json")

@@ -308,7 +308,8 @@ def _previous_route(m, n_boot, seed, value):
     """The interval as metrics.intervals computed it before the shared plan, on the draws the plan makes:
     sides with the same ids drawn once by id (the previous paired test's draw, its delete-one jackknife of
     pairs), other sides drawn independently (the previous interval's draws: reference counts, generated
-    counts, then each side's delete-one jackknife); every resample through ``value``."""
+    counts, then each side's delete-one jackknife); every resample through ``value``; the metric's own
+    ``interval_method`` (FAD: the jackknife t interval, the test-local mean: BCa)."""
     from metrics.intervals import _interval
 
     ref_ids, gen_ids = m.ids("reference"), m.ids("generated")
@@ -322,7 +323,7 @@ def _previous_route(m, n_boot, seed, value):
         boot = np.array([value(m, [ref_ids[i] for i in r], [gen_ids[i] for i in g]) for r, g in zip(*draws)])
         jack = [np.array([value(m, ref_ids[:k] + ref_ids[k + 1:], gen_ids) for k in range(len(ref_ids))]),
                 np.array([value(m, ref_ids, gen_ids[:k] + gen_ids[k + 1:]) for k in range(len(gen_ids))])]
-    return _interval(value(m, ref_ids, gen_ids), boot, jack, "bca", 0.05)
+    return _interval(value(m, ref_ids, gen_ids), boot, jack, m.interval_method, 0.05)
 
 
 def _previous_pair(a, b, n_boot, seed, value):
@@ -337,7 +338,7 @@ def _previous_pair(a, b, n_boot, seed, value):
     theta = diff(ids)
     boot = np.array([diff([ids[i] for i in row]) for row in idx])
     jack = [np.array([diff(ids[:k] + ids[k + 1:]) for k in range(len(ids))])]
-    return _interval(theta, boot, jack, "bca", 0.05), _p_value(theta, boot, jack, "bca")
+    return _interval(theta, boot, jack, a.interval_method, 0.05), _p_value(theta, boot, jack, a.interval_method)
 
 
 def test_one_plan_per_run_gives_each_statistic_its_previous_value():
@@ -401,6 +402,7 @@ def test_the_reference_factor_is_computed_once_per_resample(monkeypatch):
     results = {}
     for name in "abc":
         m = FAD(n_boot=0)
+        m.interval_method = "bca"  # the bootstrap draw and the jackknife (FAD's own jackknife interval reads no draw)
         m.update("reference", ref)
         m.update("generated", {i: rng.normal(size=(6, 3)) for i in ids})
         results[name] = SourceResult(name, None, dict.fromkeys(ids, ""), states={"fad": m},

@@ -125,6 +125,12 @@ def test_compare_reports_control_metrics_in_table_one_with_their_direction(dirs,
     same, other = (data["systems"][n]["metrics"] for n in ("same", "other"))
     assert same["dynamics_correlation"]["value"] > other["dynamics_correlation"]["value"]
     assert data["metadata"]["config"]["controls"] == ["key_accuracy_ks", "dynamics_correlation"]
+    from dashboards.leaderboard import leaderboard  # the dashboard ranks them best first by the stored direction
+    from dashboards.runs import higher_is_better, load_runs
+
+    runs = load_runs([tmp_path / "out"])
+    assert higher_is_better(runs, "dynamics_correlation")
+    assert leaderboard(runs, sort_by="dynamics_correlation")["system"].tolist()[0] == "same"
 
 
 def test_protocols_names_every_control_metrics_source():

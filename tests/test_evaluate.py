@@ -254,7 +254,7 @@ def test_compare_scores_melody_adherence_against_the_prompts(dirs, tmp_path):
     ref, a, b, caps = dirs
     doc = compare({"a": a, "b": b}, ref, caps, tmp_path / "out", embedders=[], classifier=None, joint=None,
                   melody_prompts=ref, n_boot=0)
-    for key in ("melody_rca", "chroma_cosine"):
+    for key in ("melody_rca", "chroma_cosine", "melody_accuracy"):  # --melody-prompts: the three melody metrics
         va, vb = (doc["systems"][s]["metrics"][key]["value"] for s in ("a", "b"))
         assert 0.0 <= vb < va <= 1.0, (key, va, vb)
 

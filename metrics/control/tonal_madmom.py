@@ -20,19 +20,30 @@ from metrics.embedders import Embedder
 
 
 class _MadmomTonal(Embedder):
+    """Shared: the madmom import, the 44.1 kHz mono ``Signal``, and the processors built on first use (loading the
+    weights once per extractor, never at pickling time)."""
+
     sample_rate = MADMOM_SR
     min_seconds = 0.5
 
-    def __init__(self, device: str = "cpu"):
-        self.version = import_madmom().__version__  # the weights ship with the package: its version names them
-        self.device = device
-        self._procs = None
+    def __init__(self, tag: str, device: str = "cpu"):
+        version = import_madmom().__version__  # the weights ship with the package: its version names them
+        self.device, self._procs = device, None
+        self.id = f"{self.name}-{tag}-{version}-v1"
 
-    @staticmethod
-    def signal(wave: np.ndarray):
+    def build(self) -> tuple:
+        raise NotImplementedError
+
+    def run(self, wave: np.ndarray):
+        """The processors applied in turn to the clip's madmom ``Signal``."""
         from madmom.audio.signal import Signal
 
-        return Signal(np.asarray(wave, np.float32).reshape(-1), sample_rate=MADMOM_SR, num_channels=1)
+        if self._procs is None:
+            self._procs = self.build()
+        out = Signal(np.asarray(wave, np.float32).reshape(-1), sample_rate=MADMOM_SR, num_channels=1)
+        for proc in self._procs:
+            out = proc(out)
+        return out
 
 
 class MadmomKey(_MadmomTonal):
@@ -42,17 +53,19 @@ class MadmomKey(_MadmomTonal):
     dim = 2
 
     def __init__(self, device: str = "cpu"):
-        super().__init__(device)
-        self.id = f"key-madmom-cnn2018-{self.version}-v1"
+        super().__init__("cnn2018", device)
+
+    def build(self) -> tuple:
+        from madmom.features.key import CNNKeyRecognitionProcessor
+
+        return (CNNKeyRecognitionProcessor(),)
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
-        from madmom.features.key import CNNKeyRecognitionProcessor, key_prediction_to_label
+        from madmom.features.key import key_prediction_to_label
 
         from metrics.control.controls import key_array
 
-        if self._procs is None:
-            self._procs = CNNKeyRecognitionProcessor()
-        return key_array(key_prediction_to_label(self._procs(self.signal(wave))), self.name)
+        return key_array(key_prediction_to_label(self.run(wave)), self.name)
 
 
 class MadmomChords(_MadmomTonal):
@@ -62,18 +75,17 @@ class MadmomChords(_MadmomTonal):
     dim = 14
 
     def __init__(self, device: str = "cpu"):
-        super().__init__(device)
-        self.id = f"chords-madmom-cnncrf2016-{self.version}-fr{22050 / 1024:.2f}-v1"
+        super().__init__("cnncrf2016-fr21.53", device)
 
-    def embed(self, wave: np.ndarray) -> np.ndarray:
+    def build(self) -> tuple:
         from madmom.features.chords import CNNChordFeatureProcessor, CRFChordRecognitionProcessor
 
+        return CNNChordFeatureProcessor(), CRFChordRecognitionProcessor()
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
         from metrics.control.controls import FRAME_RATES, chord_segment_frames
 
-        if self._procs is None:
-            self._procs = (CNNChordFeatureProcessor(), CRFChordRecognitionProcessor())
-        features, crf = self._procs
-        segments = [(float(a), float(b), str(label)) for a, b, label in crf(features(self.signal(wave)))]
+        segments = [(float(a), float(b), str(label)) for a, b, label in self.run(wave)]
         n = int(np.ceil(len(wave) / self.sample_rate * FRAME_RATES["chords"]))
         return chord_segment_frames(segments, FRAME_RATES["chords"], n_frames=n)
 

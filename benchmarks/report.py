@@ -37,8 +37,9 @@ TABLE_COLUMNS = [
     ("wins", "Wins"),
 ]
 BETTER_MARK = "†"
-BETTER_NOTE = (f"{BETTER_MARK} significantly better than the next row (clip-paired bootstrap over shared clip ids, "
-               "Holm-corrected p < 0.05 across the pairs of that metric)")
+BETTER_NOTE = (f"{BETTER_MARK} significantly better than the next row (clip-paired test over shared clip ids: the "
+               "jackknife t-test for FAD, KAD, KLD and MCC, the BCa bootstrap otherwise; Holm-corrected p < 0.05 "
+               "across the pairs of that metric)")
 
 
 def kld_key(data: dict) -> str:

@@ -324,7 +324,8 @@ def paired_jobs(metric_a: Resamplable, metric_b: Resamplable, plan: ResamplingPl
 def paired_comparison(metric_a: Resamplable, metric_b: Resamplable, n_boot: int = 1000, seed: int = 0,
                       method: str = "bca", alpha: float = 0.05, plan: ResamplingPlan | None = None,
                       resampler: Resampler | None = None) -> dict:
-    """A − B over the clip ids both systems (and the reference) share, with a clip-paired bootstrap.
+    """A − B over the clip ids both systems (and the reference) share, with a clip-paired bootstrap (or, with
+    ``method="jackknife"``, the clip-paired jackknife's t-test: the same ids, each deleted from both systems).
 
     Each resample draws the shared ids once, with replacement, and uses that same draw for the
     reference side and for both systems' generated sides; set-level metrics (FAD, KAD) are

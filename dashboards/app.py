@@ -118,9 +118,10 @@ def page_leaderboard(runs: list[Run]) -> None:
     if len(pairs):
         st.subheader("Paired comparisons")
         st.dataframe(pairs, hide_index=True, width="stretch")
-        st.caption("A − B over the clip ids both systems share, clip-paired bootstrap (same resampled ids for the "
-                   "reference and both systems), Holm-corrected across the pairs of each metric; significant = "
-                   "p (Holm) < 0.05.")
+        st.caption("A − B over the clip ids both systems share, clip-paired: the jackknife t-test of the "
+                   "bias-corrected difference for FAD, KAD, KLD and MCC, the BCa bootstrap (same resampled ids for "
+                   "the reference and both systems) otherwise; Holm-corrected across the pairs of each metric; "
+                   "significant = p (Holm) < 0.05.")
     skipped = skipped_files(have)
     if len(skipped):
         with st.expander(f"{len(skipped)} clip(s) left out of the metrics (missing or skipped)"):

@@ -9,6 +9,7 @@ from pathlib import Path
 from benchmarks.figures_format import get_field, load, num
 
 CONTROL_ACCURACY = Path("docs/figures/control_accuracy.json")
+ARTIFACTS = (CONTROL_ACCURACY,)
 RHYTHM_ACCURACY = Path("docs/figures/rhythm_accuracy.json")
 
 

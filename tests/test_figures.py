@@ -26,6 +26,7 @@ def copy_root(tmp_path):
     root = tmp_path / "repo"
     from benchmarks.figures_adherence import ARTIFACTS as ADHERENCE_ARTIFACTS
     from benchmarks.figures_agreement import ARTIFACTS as AGREEMENT_ARTIFACTS
+    from benchmarks.figures_control import ARTIFACTS as CONTROL_ARTIFACTS
     from benchmarks.figures_coverage import ARTIFACTS as COVERAGE_ARTIFACTS
     from benchmarks.figures_hierarchy import ARTIFACTS as HIERARCHY_ARTIFACTS
     from benchmarks.figures_mad import ARTIFACTS as MAD_ARTIFACTS
@@ -35,7 +36,7 @@ def copy_root(tmp_path):
     from benchmarks.figures_training import ARTIFACTS as TRAINING_ARTIFACTS
 
     for rel in [*DOCS, figures.CODEC_MANIFEST, figures.CLASSIFIER_MANIFEST, figures.MULAN_MANIFEST,
-                figures.COVERAGE, figures.DEMO, *ARTIFACTS, *PERF_ARTIFACTS, *MEMO_ARTIFACTS, *TRAINING_ARTIFACTS, *HIERARCHY_ARTIFACTS,
+                figures.COVERAGE, figures.DEMO, *ARTIFACTS, *CONTROL_ARTIFACTS, *PERF_ARTIFACTS, *MEMO_ARTIFACTS, *TRAINING_ARTIFACTS, *HIERARCHY_ARTIFACTS,
                 *COVERAGE_ARTIFACTS, *AGREEMENT_ARTIFACTS, *ADHERENCE_ARTIFACTS, *MAD_ARTIFACTS]:
         src = figures.ROOT / rel
         if src.exists():

@@ -9,8 +9,8 @@ from pathlib import Path
 from benchmarks.figures_format import get_field, load, num
 
 CONTROL_ACCURACY = Path("docs/figures/control_accuracy.json")
-ARTIFACTS = (CONTROL_ACCURACY,)
 RHYTHM_ACCURACY = Path("docs/figures/rhythm_accuracy.json")
+ARTIFACTS = (CONTROL_ACCURACY, RHYTHM_ACCURACY)
 
 
 def control_accuracy(root: Path) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from benchmarks.cli.options import emit_json, engine_options, json_option, out_option
+from benchmarks.cli.options import cache_options, emit_json, engine_options, json_option, make_cache, out_option
 from benchmarks.memorization_runs import run_audit, run_sweep
 from benchmarks.real_music import prepare_real_set
 from metrics.engine import make_engine
@@ -108,17 +108,21 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @json_option("Write the summary as JSON to PATH ('-': standard output).")
 @out_option("Results store to write (results.json, memorization.json, matches per matcher, detection table).",
             required=True)
+@cache_options
 @engine_options
 def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout,
               tau_confidence, detect,
               pooling, min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, json_out, out_dir,
-              engine, ray_address) -> None:
-    """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher."""
+              no_cache, cache_dir, engine, ray_address) -> None:
+    """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher.
+
+    Every clip's features go through the embedding cache: rerun the same command after a kill and it
+    recomputes only what was not cached (--no-cache: neither read nor write it)."""
     res = run_audit(generated, train, out_dir, tokenizer, fpr, window_s, gen_hop_s, train_hop_s, None, seed, on_error,
                     device, LevelConfig(level, level_dbfs, level_window_s), phases,
                     engine=make_engine(engine, ray_address), embedders=embedders, null=null, detect=detect,
                     max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits, pooling=pooling,
-                    tau_confidence=tau_confidence)
+                    tau_confidence=tau_confidence, cache=make_cache(no_cache, cache_dir))
     _echo(res, json_out)
 
 

@@ -104,15 +104,28 @@ def engine_options(f: Callable) -> Callable:
     return f
 
 
+def _cache_options() -> list[Callable]:
+    """``--no-cache`` / ``--cache-dir``: the verified embedding cache a rerun after a kill resumes from."""
+    return [
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Cache root (default $MUSICLM_EVAL_CACHE or ~/.cache/musiclm-eval/embeddings)."),
+    ]
+
+
+def cache_options(f: Callable) -> Callable:
+    """The cache flags alone, for commands that cache per-clip work without the rest of the run options
+    (``memorization audit``)."""
+    return _apply(f, _cache_options())
+
+
 def _run_options() -> list[Callable]:
     """Where and how models run over clips: the same spelling, default and help on every command that embeds."""
     return [
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, …"),
         click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
                      help="raise: stop at the first bad clip; skip: leave it out and report it."),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Cache root (default $MUSICLM_EVAL_CACHE or ~/.cache/musiclm-eval/embeddings)."),
+        *_cache_options(),
         click.option("--batch-size", default=8, show_default=True),
         click.option("--workers", default=0, show_default=True, help="Processes for decoding/resampling."),
         click.option("--progress/--no-progress", default=sys.stderr.isatty()),

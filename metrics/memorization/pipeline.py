@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.cache import EmbeddingCache
 from metrics.memorization.audit import AuditResult, audit
 from metrics.memorization.calibration import DEFAULT_TAU_CONFIDENCE
 from metrics.memorization.detection import LAG_TOL_S, detection_table, plant_copies
+from metrics.memorization.feature_cache import cached_features
 from metrics.memorization.levels import LevelConfig, embed_clip, tokenize_clip
 from metrics.memorization.matchers import (
     DEFAULT_POOLING,
@@ -44,11 +46,14 @@ class Featurizer:
 
 
 def featurizer(name: str, level: LevelConfig = LevelConfig(), eps: float = DEFAULT_EPS, device: str = "cpu",
-               min_entropy_bits: float = MIN_ENTROPY_BITS, pooling: str = DEFAULT_POOLING) -> Featurizer:
+               min_entropy_bits: float = MIN_ENTROPY_BITS, pooling: str = DEFAULT_POOLING,
+               cache: EmbeddingCache | None = None) -> Featurizer:
     """``embedding:<embedder>`` (any name of the embedder registry; windows pooled by ``pooling``, see
-    :class:`EmbeddingMatcher`) or a tokenizer name/checkpoint."""
+    :class:`EmbeddingMatcher`) or a tokenizer name/checkpoint; features read from and written to ``cache``
+    when given (:mod:`metrics.memorization.feature_cache`)."""
     if name.startswith("embedding:"):
         from metrics.embedders import EmbedderError, get_embedder
+        from metrics.extract import code_version
 
         try:
             emb = get_embedder(name.split(":", 1)[1], device=device)
@@ -56,10 +61,14 @@ def featurizer(name: str, level: LevelConfig = LevelConfig(), eps: float = DEFAU
             raise MemorizationError(f"matcher {name!r}: {e}") from None
         fr = embedder_frame_rate(emb)
         m = EmbeddingMatcher(emb.name or name.split(":", 1)[1], fr, emb.dim, pooling=pooling)
-        return Featurizer(m, lambda w, sr, p: embed_clip(w, sr, emb, fr, level, p), emb.id)
+        fn = cached_features(lambda w, sr, p: embed_clip(w, sr, emb, fr, level, p), cache, emb.id, code_version(emb),
+                             level, fr)
+        return Featurizer(m, fn, emb.id)
     tok = get_tokenizer(name)
     m = OTScorer(tok.centroids, eps=eps, device=device, frame_rate=int(tok.frame_rate), min_entropy_bits=min_entropy_bits)
-    return Featurizer(m, lambda w, sr, p: tokenize_clip(w, sr, tok, level, p), tok.id)
+    fn = cached_features(lambda w, sr, p: tokenize_clip(w, sr, tok, level, p), cache, tok.id, tok.id, level,
+                         float(tok.frame_rate))
+    return Featurizer(m, fn, tok.id)
 
 
 def audio_nulls(train: Clips, length_s: float, max_null: int, seed: int = 0,
@@ -120,10 +129,12 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
                 max_null: int = 200, detect: int = 20, alterations: Mapping | None = None, lag_tol_s: float = LAG_TOL_S,
                 eps: float = DEFAULT_EPS, device: str = "cpu", engine=None,
                 min_entropy_bits: float = MIN_ENTROPY_BITS, pooling: str = DEFAULT_POOLING,
-                tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE, groups: Mapping[str, str] | None = None) -> AudioAudit:
+                tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE, groups: Mapping[str, str] | None = None,
+                cache: EmbeddingCache | None = None) -> AudioAudit:
     """Audit ``generated`` against ``train`` with every matcher; ``detect`` planted copies per alteration (0: none).
     ``tau_confidence``: see :mod:`metrics.memorization.calibration`; ``groups``: training clip → recording,
-    for leave-one-out nulls (:func:`audio_nulls`)."""
+    for leave-one-out nulls (:func:`audio_nulls`); ``cache``: every clip's features go through it, so a rerun
+    after a kill recomputes only what was not cached (:mod:`metrics.memorization.feature_cache`)."""
     if not generated or not train:
         raise MemorizationError("audit: " + ("no generated clips" if not generated else "no training clips"))
     gen_s = float(np.median([len(w) / sr for w, sr in generated.values()]))
@@ -135,7 +146,7 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
                       "as long as the generated ones (--null DIR)", stacklevel=2)
     results, tables, planted, ids = {}, {}, {}, {}
     for spec in matchers:
-        fz = featurizer(spec, level, eps, device, min_entropy_bits, pooling)
+        fz = featurizer(spec, level, eps, device, min_entropy_bits, pooling, cache)
         m = fz.matcher
         fr = m.frame_rate
         kw = {"fpr": fpr, "window": max(1, round(window_s * fr)), "gen_hop": max(1, round(gen_hop_s * fr)),

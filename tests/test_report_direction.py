@@ -6,12 +6,13 @@ import pytest
 
 from benchmarks.report import BETTER_MARK, TABLE_COLUMNS, columns, table_frame
 from dashboards.runs import higher_is_better, load_run
+from metrics.control import CONTROL_METRICS, _resolve
 from metrics.fad_metric import FAD
 from metrics.kad import KAD
 from metrics.kld import KLD
 from metrics.mad import MAD
 from metrics.mcc import MCC
-from metrics.melody_adherence import PitchAdherence
+from metrics.melody_adherence import ChromaCosine, PitchAdherence
 from metrics.result import MetricResult
 from metrics.store import arrow, read_store, write_store
 
@@ -19,7 +20,9 @@ from metrics.store import arrow, read_store, write_store
 METRIC_OF = {"fad_trill": FAD, "fad_vggish": FAD, "fad_mel": FAD, "fad_musicnn-mtt": FAD, "fad_openl3": FAD,
              "fad_clap": FAD, "kad_musicnn-mtt": KAD, "mad_mel": MAD, "mad_musicnn-mtt": MAD,
              "mad_mert-v1-330m": MAD, "kld_musiclm": KLD, "kld_musiclm_musicnn_mtt": KLD, "mcc": MCC,
-             "melody_rca": PitchAdherence}
+             "melody_rca": PitchAdherence, "chroma_cosine": ChromaCosine,
+             # the control metrics' columns, each with the Metric class its registry entry names
+             **{name: _resolve(e.metric) for name, e in CONTROL_METRICS.items()}}
 
 
 def _result(key: str, value: float) -> MetricResult | dict:

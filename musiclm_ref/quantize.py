@@ -18,6 +18,7 @@ vectors (level-by-level k-means on residuals), which is what conditioning quanti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -67,14 +68,17 @@ def nearest(x: Tensor, codebook: Tensor, chunk: int = 16384) -> Tensor:
 
 
 @torch.no_grad()
-def kmeans(x: Tensor, k: int, iters: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+def kmeans(x: Tensor, k: int, iters: int, g: torch.Generator, state: tuple[int, Tensor] | None = None,
+           on_iter: Callable[[int, Tensor], None] | None = None) -> tuple[Tensor, Tensor]:
     """Lloyd's k-means from a random sample of the data; empty clusters are re-seeded from data.
 
-    Returns (centroids [k, D], counts [k]) — the counts of the final assignment.
+    Returns (centroids [k, D], counts [k]) — the counts of the final assignment. ``state``: (iterations
+    done, centroids) of a run to continue, ``g`` already in that run's state; ``on_iter(done, centroids)``
+    after each iteration (``train semantic`` saves its resume state there), so a killed fit continues exactly.
     """
     x = x.detach().float()
-    c = _sample(x, k, g).clone()
-    for _ in range(iters):
+    start, c = state if state is not None else (0, _sample(x, k, g).clone())
+    for i in range(start, iters):
         a = nearest(x, c)
         counts = torch.bincount(a, minlength=k)
         sums = torch.zeros_like(c).index_add_(0, a, x)
@@ -82,6 +86,8 @@ def kmeans(x: Tensor, k: int, iters: int, g: torch.Generator) -> tuple[Tensor, T
         c = torch.where(empty[:, None], c, sums / counts.clamp(min=1)[:, None].to(x.dtype))
         if empty.any():
             c[empty] = _sample(x, int(empty.sum()), g)
+        if on_iter is not None:
+            on_iter(i + 1, c)
     counts = torch.bincount(nearest(x, c), minlength=k)
     return c, counts
 

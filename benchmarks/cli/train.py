@@ -122,15 +122,22 @@ def train_codec(data, checkpoint, preset, seed, steps, batch_size, lr, crop_seco
               "decoding only the crop.")
 @click.option("--crop-seconds", type=float, default=30.0, show_default=True, help="--stream: crop length (the semantic stage's).")
 @click.option("--max-files", type=int, default=2000, show_default=True, help="--stream: files sampled (seeded).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Clips between saves of the feature pass's resume state (k-means saves after every iteration).")
 @json_option()
-def train_semantic(data, checkpoint, preset, k, seed, iters, hf_model, layer, device, on_error, stream, crop_seconds, max_files, json_out):
-    """Fit the semantic tokenizer (25 Hz features + k-means) on a folder of clips."""
+def train_semantic(data, checkpoint, preset, k, seed, iters, hf_model, layer, device, on_error, stream, crop_seconds, max_files,
+                   checkpoint_every, json_out):
+    """Fit the semantic tokenizer (25 Hz features + k-means) on a folder of clips.
+
+    A killed run rerun with the same flags continues from DIR/semantic_tokenizer.pt.resume[.features] and ends
+    with the centroids an uninterrupted run would have; other flags or data refuse that state."""
     from musiclm_ref.train.semantic import SemanticTrainConfig
     from musiclm_ref.train.semantic import train_semantic as run
 
     entry = run(data, checkpoint, SemanticTrainConfig(
         preset=preset, k=k, seed=seed, iters=iters, hf_path=hf_model, layer=layer, device=device, on_error=on_error,
-        command=manifest_command("musiclm-eval train semantic"), stream=stream, crop_seconds=crop_seconds, max_files=max_files))
+        command=manifest_command("musiclm-eval train semantic"), stream=stream, crop_seconds=crop_seconds, max_files=max_files,
+        checkpoint_every=checkpoint_every))
     if not emit_json(json_out, entry):
         m = entry["metrics"]
         click.echo(f"wrote {checkpoint}/semantic_tokenizer.pt: k={m['k']}, {m['used_clusters']} used, "

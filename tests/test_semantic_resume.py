@@ -4,6 +4,7 @@ An error raised from the progress hook (called right after each atomic save) sta
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,9 +20,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
+    """Four 3 s clips and two nearly silent ones: their identical silent frames leave clusters empty, so k-means
+    re-seeds them from its generator and a resume that lost the generator state would end elsewhere."""
     root = tmp_path_factory.mktemp("semantic_resume")
     for i in range(4):
         save_audio(root / f"c{i}.wav", render(sample_spec(41, i), 3.0, SR), SR)
+    quiet = np.zeros(3 * SR, np.float32)
+    quiet[: SR // 5] = render(sample_spec(41, 9), 0.2, SR)
+    for i in range(2):
+        save_audio(root / f"q{i}.wav", quiet, SR)
     return root
 
 
@@ -34,21 +41,22 @@ def cfg(stop_at: str | None = None, seen: list[str] | None = None, **kw) -> Sema
         if line == stop_at:
             raise KeyboardInterrupt(line)
 
-    return SemanticTrainConfig(**{"k": 8, "iters": 5, "seed": 3, "checkpoint_every": 2, "progress": progress, **kw})
+    return SemanticTrainConfig(**{"k": 16, "iters": 5, "seed": 3, "checkpoint_every": 2, "progress": progress, **kw})
 
 
 def test_an_interrupted_semantic_fit_resumes_with_the_uninterrupted_centroids(data, tmp_path):
     train_semantic(data, tmp_path / "plain", cfg())
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train_semantic(data, out, cfg("features 2/4 clips"))
+        train_semantic(data, out, cfg("features 2/6 clips"))
     assert (out / "semantic_tokenizer.pt.resume.features").is_file() and not (out / "semantic_tokenizer.pt").exists()
     with pytest.raises(SemanticError, match="another config or data"):
-        train_semantic(data, out, cfg(k=6))
+        train_semantic(data, out, cfg(k=12))
     seen: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         train_semantic(data, out, cfg("k-means iteration 2/5", seen))
-    assert seen == ["features 4/4 clips", "k-means iteration 1/5", "k-means iteration 2/5"]  # after the 2 saved clips
+    assert seen == ["features 4/6 clips", "features 6/6 clips", "k-means iteration 1/5",
+                    "k-means iteration 2/5"]  # continued after the 2 clips saved
     with pytest.raises(SemanticError, match="another config or data"):
         train_semantic(data, out, cfg(seed=4))
     seen.clear()

@@ -19,12 +19,14 @@ and shape), the planted copies found at the right training clip and lag, and det
 
     python -m benchmarks.real_music_folds            # writes docs/figures/memorization_real_folds.json
 
-The committed artifact: three runs side by side on 2 cores, then joined (≈ 12 min wall at load ~9)::
+The committed artifact: the default audit (``--tau-confidence 0.95``) with the default matcher, the two shapes
+side by side on 2 cores, then joined (γ chosen on folds of the seed-2 rotation, not on these)::
 
-    python -m benchmarks.real_music_folds --k 4 --matcher embedding:mel --out a.json
-    python -m benchmarks.real_music_folds --k 4 --matcher semantic-ref --out b.json
-    python -m benchmarks.real_music_folds --k 4 --seed 1 --null-pieces --matcher embedding:mel --out c.json
-    python -m benchmarks.real_music_folds --merge a.json b.json c.json
+    python -m benchmarks.real_music_folds --k 4 --shape musiccaps --matcher embedding:mel --out a.json
+    python -m benchmarks.real_music_folds --k 4 --shape long-train --matcher embedding:mel --out b.json
+    python -m benchmarks.real_music_folds --merge a.json b.json
+
+``--tau-confidence 0`` measures the earlier expected-rate rule, ``--null-pieces --seed 1`` nulls of other pieces.
 """
 
 from __future__ import annotations

@@ -121,3 +121,22 @@ def test_merge_joins_matchers_of_the_same_split_and_refuses_another_split():
     assert (p["a"]["novel_reported"], p["b"]["novel_reported"], p["b"]["novel_clips"]) == (0, 2, 200)
     with pytest.raises(MemorizationError, match="same split"):
         merge([run("a", 0), run("b", 0, seed=1)])
+
+
+def test_leave_one_out_nulls_leave_their_whole_piece():
+    """At the MusicCaps shape a piece is three training clips; a null cut from one is compared with none of the
+    three (metrics.memorization.pipeline.audio_nulls with the benchmark's piece groups), at 30 s with all others."""
+    from benchmarks.real_music_folds import piece_groups
+    from metrics.memorization.pipeline import audio_nulls
+
+    sr = 100
+    train = {f"{p}_{o:02d}": (np.zeros(10 * sr, np.float32), sr) for p in ("a_b", "c") for o in (0, 10, 20)}
+    groups = piece_groups(train, 10.0)
+    assert groups == {k: k.rsplit("_", 1)[0] for k in train} and set(groups.values()) == {"a_b", "c"}
+    null, exclude = audio_nulls(train, 10.0, 100, groups=groups)
+    assert len(null) == 6
+    for nid, ex in exclude.items():
+        assert ex == {k for k in train if k.startswith(nid.split("@")[0].rsplit("_", 1)[0] + "_")}
+    _, alone = audio_nulls(train, 10.0, 100)
+    assert all(ex == {nid.split("@")[0]} for nid, ex in alone.items())  # without groups: its own clip only
+    assert piece_groups({"a_b": None, "c": None}, 30.0) == {"a_b": "a_b", "c": "c"}

@@ -158,6 +158,16 @@ class MusicLM:
             raise PipelineError("this checkpoint set has no melody model (melody.pt); melody conditioning is unavailable")
         return self.melody.tokens(melody, sr, starts).to(self.device)
 
+    def _melody_rows(self, melody: tuple[np.ndarray, int] | list[tuple[np.ndarray, int]], starts: list[int],
+                     batch: int) -> Tensor:
+        """Melody tokens [B, windows, levels]: one (wave, sr) for every row, or a list with one per row.
+        Each melody is tokenized alone, so a row's tokens do not depend on the other rows' melodies."""
+        if isinstance(melody, tuple):
+            return self.melody_tokens(*melody, starts)[None].expand(batch, -1, -1)
+        if len(melody) != batch:
+            raise PipelineError(f"got {len(melody)} melodies for a batch of {batch}")
+        return torch.stack([self.melody_tokens(w, sr, starts) for w, sr in melody])
+
     # -- windowed stage sampling ------------------------------------------------------------------
     @staticmethod
     def _generators(seed: int, keys: list[str], stream: str) -> list[torch.Generator]:
@@ -188,10 +198,12 @@ class MusicLM:
         return keys
 
     def semantic_tokens(self, conds: list[tuple[Tensor, int]], seed: int = 0, prefix: Tensor | None = None,
-                        melody: tuple[np.ndarray, int] | None = None, cfg: SamplingConfig | None = None,
-                        batch: int | None = None, keys: list[str] | None = None) -> Tensor:
+                        melody: tuple[np.ndarray, int] | list[tuple[np.ndarray, int]] | None = None,
+                        cfg: SamplingConfig | None = None, batch: int | None = None,
+                        keys: list[str] | None = None) -> Tensor:
         """Semantic tokens for a schedule [(cond [B, 12] or None, frames), …] (story mode = several entries).
-        ``keys``: each row's random-stream key (default: its row index)."""
+        ``keys``: each row's random-stream key (default: its row index). ``melody``: (wave, sr) for every
+        row, or a list of one (wave, sr) per row."""
         stage, cfg = self.semantic, cfg or self.sampling.semantic
         crop = stage.config.frames
         stride = max(1, crop // 2)
@@ -209,7 +221,7 @@ class MusicLM:
                 if melody is not None:
                     start_s = (hist.shape[1] - keep) // self.spec.semantic_rate
                     starts = [start_s + k for k in melody_window_starts(stage.config.crop_seconds, stage.config.melody_windows)]
-                    mel = self.melody_tokens(*melody, starts)[None].expand(batch, -1, -1)
+                    mel = self._melody_rows(melody, starts, batch)
                 cond = stage.conditioning(batch, mulan, mel, self.device)
                 # guidance's unconditional branch: the MuLan tokens dropped to NULL exactly as training's
                 # cond_dropout does (sample_batch), the melody tokens kept (training drops those separately)
@@ -301,16 +313,17 @@ class MusicLM:
             raise PipelineError(str(e)) from None
 
     @torch.no_grad()
-    def generate(self, texts: Sequence[str], seconds: float = 10.0, seed: int = 0, melody: np.ndarray | None = None,
-                 melody_sr: int = SAMPLE_RATE, batch: int = 64, drop_conditioning: bool = False,
-                 skip_semantic: bool = False, fine: bool = True, progress: bool = False,
+    def generate(self, texts: Sequence[str], seconds: float = 10.0, seed: int = 0,
+                 melody: np.ndarray | Sequence[np.ndarray] | None = None, melody_sr: int = SAMPLE_RATE, batch: int = 64,
+                 drop_conditioning: bool = False, skip_semantic: bool = False, fine: bool = True, progress: bool = False,
                  ids: Sequence[str] | None = None, cfg_scale: float | None = None) -> np.ndarray:
         """One clip per caption: float32 [n, seconds × 24000].
 
         The same (caption or id, seed) gives the same audio whatever else is generated with it
         (``item_keys``: ``ids`` if given, else the captions). ``drop_conditioning`` replaces the MuLan
-        tokens by NULL tokens (the unconditional baseline); ``skip_semantic`` feeds the coarse stage NULL
-        semantic tokens (the paper's ablation); ``fine=False`` decodes the coarse levels only;
+        tokens by NULL tokens (the unconditional baseline); ``melody`` is one wave for every caption or a
+        list of one wave per caption (several melodies in one batch); ``skip_semantic`` feeds the coarse
+        stage NULL semantic tokens (the paper's ablation); ``fine=False`` decodes the coarse levels only;
         ``cfg_scale`` turns on classifier-free guidance in the semantic and coarse stages (beyond the
         paper; None = off, 1 = the conditional model).
         """
@@ -323,6 +336,7 @@ class MusicLM:
             raise PipelineError("cfg_scale needs the conditioning: guidance with dropped MuLan tokens is unguided sampling")
         keys = item_keys(texts, ids)
         sampling = self._guided(cfg_scale)
+        mel = _melody_arg(melody, melody_sr, len(texts))
         from tqdm.auto import tqdm
 
         out = []
@@ -330,7 +344,8 @@ class MusicLM:
         for i in range(0, len(texts), batch):  # batches bound memory; they do not change any sample
             chunk = texts[i : i + batch]
             cond = None if drop_conditioning else self.text_tokens(chunk)
-            out.append(self._generate_schedule([(cond, seconds)], len(chunk), seed, melody, melody_sr, skip_semantic, fine,
+            rows = mel[i : i + batch] if isinstance(mel, list) else mel
+            out.append(self._generate_schedule([(cond, seconds)], len(chunk), seed, rows, skip_semantic, fine,
                                                keys[i : i + batch], sampling))
             bar.update(len(chunk))
         bar.close()
@@ -348,9 +363,9 @@ class MusicLM:
         tokens = self.text_tokens([c for c, _ in segments])
         schedule = [(tokens[i : i + 1], sec) for i, (_, sec) in enumerate(segments)]
         key = " | ".join(f"{c} @{s:g}s" for c, s in segments)
-        return self._generate_schedule(schedule, 1, seed, None, SAMPLE_RATE, False, fine, [key], self._guided(cfg_scale))[0]
+        return self._generate_schedule(schedule, 1, seed, None, False, fine, [key], self._guided(cfg_scale))[0]
 
-    def _generate_schedule(self, schedule, batch, seed, melody, melody_sr, skip_semantic, fine, keys,
+    def _generate_schedule(self, schedule, batch, seed, mel, skip_semantic, fine, keys,
                            sampling: Sampling) -> np.ndarray:
         seconds = sum(s for _, s in schedule)
         _, ta, samples = self._frames(seconds)
@@ -360,7 +375,6 @@ class MusicLM:
         conds = [(c.expand(batch, -1) if c is not None and c.shape[0] == 1 else c) for c, _ in schedule]
         semantic = None
         if not skip_semantic:
-            mel = (np.asarray(melody, np.float32), int(melody_sr)) if melody is not None else None
             semantic = self.semantic_tokens(list(zip(conds, sem_frames)), seed, melody=mel, batch=batch,
                                             cfg=sampling.semantic, keys=keys)
         coarse = self.coarse_tokens(list(zip(conds, [2 * f for f in sem_frames])), semantic, ta, seed, batch,
@@ -382,6 +396,18 @@ class MusicLM:
         keys = [str(i) for i in ids] if ids is not None else None
         out = self.semantic_tokens([(cond, n_new)], seed, prefix=prompt, cfg=cfg, batch=prompt.shape[0], keys=keys)
         return out[:, prompt.shape[1] :]
+
+
+def _melody_arg(melody, sr: int, n: int) -> tuple[np.ndarray, int] | list[tuple[np.ndarray, int]] | None:
+    """``generate``'s melody as ``semantic_tokens`` takes it: (wave, sr) shared by every caption, or a
+    list of one (wave, sr) per caption when given a list of waves (or a 2-D array, one row each)."""
+    if melody is None:
+        return None
+    if (isinstance(melody, (list, tuple)) and melody and np.ndim(melody[0]) == 1) or np.ndim(melody) == 2:
+        if len(melody) != n:
+            raise PipelineError(f"got {len(melody)} melodies for {n} captions (one per caption, or one for all)")
+        return [(np.asarray(w, np.float32), int(sr)) for w in melody]
+    return np.asarray(melody, np.float32), int(sr)
 
 
 def _bytes_sha(obj) -> str:

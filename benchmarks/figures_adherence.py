@@ -49,6 +49,16 @@ def demo_table(root: Path) -> str:
                   + (f" ({pairs})." if sig else "."),
               f"Cost on the cached logits: compare took {num(cpu['with'], 1)} CPU s with `--adherence` and "
               f"{num(cpu['without'], 1)} without."]
+    est = demo.get("estimators")
+    if est:
+        keys = sorted({k for row in est["systems"].values() for k in row})
+        cells = {k: "; ".join(f"{name} {with_ci(row.get(k), 2)}" for name, row in est["systems"].items() if k in row)
+                 for k in keys}
+        chance = {k: next((row[k].get("shuffled_control") for row in est["systems"].values() if k in row), None)
+                  for k in keys}
+        lines += ["", f"Estimator aspects on the same clips (`--adherence {','.join(est['judges'])}`: the share of clips "
+                      "whose estimate matches the caption's statement, the key by the MIREX weighted score):"]
+        lines += [f"- `{k}`: {cells[k]}; shuffled statements (chance) {num(chance[k], 2)}" for k in keys]
     return "\n" + "\n".join(lines) + "\n"
 
 
@@ -62,6 +72,10 @@ def lexicon_table(root: Path) -> str:
     lines = [f"Concepts of the lexicon, the tags that hear them, and how many of the {lex['n_captions']:,} MusicCaps "
              f"captions state each (in the aspect list / in the aspect list or the caption text):", ""]
     lines += [f"- {aspect}: " + "; ".join(items) for aspect, items in by_aspect.items()]
+    st = lex.get("estimator_statements")
+    if st:
+        lines += ["", f"For the estimators: {st['tempo_bpm']:,} captions state a BPM number, {st['tempo_class']:,} "
+                      f"(more) a tempo word, {st['named_key']:,} a named key and {st['mode_only']:,} a mode alone."]
     return "\n" + "\n".join(lines) + "\n"
 
 

@@ -68,15 +68,17 @@ def compare(
 
     A thin call of ``metrics.evaluate.evaluate`` (the same pipeline as ``fad`` and ``score``), plus the
     paired comparisons of every two systems, the human-study wins, the Table-1 files and the plots."""
+    from metrics.adherence_estimators import ESTIMATORS
     from metrics.adherence_lexicon import TAGGERS
     from metrics.commands import classifier_plan, write_evaluation
     from metrics.evaluate import Plan, evaluate
     from metrics.mcc import parse_joint_spec
     from metrics.musiccaps import aspects_for, captions_for
 
-    unknown = [t for t in adherence if t not in TAGGERS]
+    unknown = [t for t in adherence if t not in (*TAGGERS, *ESTIMATORS)]
     if unknown:  # before any model runs
-        raise InputError(f"--adherence: unknown tagger(s) {', '.join(unknown)}; expected {', '.join(TAGGERS)}")
+        raise InputError(f"--adherence: unknown judge(s) {', '.join(unknown)}; expected taggers {', '.join(TAGGERS)} "
+                         f"or estimators {', '.join(ESTIMATORS)}")
     from metrics.control import control_plan
 
     melody, control_names, melody_prompts, controls = control_plan(controls, melody_prompts, control_metrics)

@@ -1,7 +1,8 @@
 """Per-aspect caption adherence judged by estimators: tempo words and BPM numbers, major / minor key.
 
 No tagger has a label for "120 bpm" or "in A minor", but the control metrics' estimators measure exactly these
-(``metrics/control``): madmom's tempo (``madmom-tempo``) and the Krumhansl–Schmuckler key finder (``key-ks``). So
+(``metrics/control``): madmom's tempo (``madmom-tempo``), madmom's CNN key classifier (``key-madmom``, real weights)
+and the Krumhansl–Schmuckler key finder (``key-ks``, a non-learned baseline; same output layout). So
 for the clips whose caption states a tempo or a key, ``EstimatorAdherence`` scores each clip by how well the
 estimate matches the statement and averages over those clips (an accuracy, not an AUC: the estimate is a value
 to compare, not a score to rank):
@@ -10,7 +11,7 @@ to compare, not a score to rank):
   ``metrics.control.rhythm.tempo_accuracy``, Gouyon et al. 2006); a stated tempo word counts when the estimate
   falls in its class — slow < 90 ≤ medium ≤ 130 < fast bpm (the procedural corpus' classes,
   ``musiclm_ref.data.specs.tempo_class``); a number wins over a word.
-- key (``adherence_key_ks``): a named key ("C# minor", "in A major") is scored by the MIREX weighted score
+- key (``adherence_key_madmom`` / ``adherence_key_ks``): a named key ("C# minor", "in A major") is scored by the MIREX weighted score
   (``metrics.control.tonal.key_weighted_score``: 1 same key, 0.5 a fifth, 0.3 relative, 0.2 parallel); a mode
   alone ("minor key", "in major") counts when the estimated mode is that mode.
 
@@ -31,8 +32,8 @@ from metrics.control.rhythm import TEMPO_TOLERANCE, _MeanOverPairs, tempo_accura
 from metrics.control.tonal import PITCH_CLASSES, key_weighted_score
 from metrics.result import MetricResult
 
-ESTIMATORS = {"madmom-tempo": "tempo", "key-ks": "key"}  # --adherence judge -> aspect
-KEYS = {"madmom-tempo": "adherence_tempo_madmom", "key-ks": "adherence_key_ks"}
+ESTIMATORS = {"madmom-tempo": "tempo", "key-madmom": "key", "key-ks": "key"}  # --adherence judge -> aspect
+KEYS = {"madmom-tempo": "adherence_tempo_madmom", "key-madmom": "adherence_key_madmom", "key-ks": "adherence_key_ks"}
 TEMPO_CLASSES = ("slow", "medium", "fast")
 SLOW_BELOW, FAST_ABOVE = 90.0, 130.0  # musiclm_ref.data.specs.tempo_class
 MEDIUM = Concept("medium", "tempo", None, None, ("medium tempo", "moderate tempo", "mid tempo", "midtempo",
@@ -131,5 +132,5 @@ def shuffled_estimator_control(metric: EstimatorAdherence, seed: int = 0, n_perm
 
 
 def estimator_key(estimator: str) -> str:
-    """The result key of an estimator's aspect: ``adherence_tempo_madmom`` / ``adherence_key_ks``."""
+    """The result key of an estimator's aspect: ``adherence_tempo_madmom``, ``adherence_key_madmom``, ``adherence_key_ks``."""
     return KEYS[estimator]

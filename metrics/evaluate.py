@@ -81,7 +81,7 @@ class Plan:
     clip_seconds: float | None = None  # crop/zero-pad every clip to this length before the models (None: as is)
     melody: Sequence[str] = ()  # "pitch", "chroma": melody adherence against the melody prompts (same ids)
     controls: Sequence[str] = ()  # control metrics (metrics/control's registry) against the controls folder (same ids)
-    adherence: Sequence[str] = ()  # taggers judging per-aspect caption adherence (metrics/adherence.py)
+    adherence: Sequence[str] = ()  # taggers / estimators judging per-aspect caption adherence (metrics/adherence*.py)
 
 
 MELODY_MODELS = {"pitch": "crepe-pitch", "chroma": "chroma"}  # embedder registry names of the melody features
@@ -120,13 +120,19 @@ def _specs(plan: Plan, device: str) -> dict[str, ModelSpec]:
     for name in plan.controls:  # one extractor per feature, however many control metrics read it
         extractor = control_entry(name).extractor
         specs.setdefault(f"control:{extractor}", ModelSpec(extractor, None, device, seconds=sec))
-    for tagger in plan.adherence:  # a tagger that is also a KLD classifier runs once, under its classifier key
-        specs.setdefault(_tagger_key(plan, tagger), ModelSpec(tagger, None, device, kind="classifier", seconds=sec))
+    for judge in plan.adherence:  # a judge that is also a KLD classifier or a control extractor runs once, under that key
+        kind = "embedder" if _judge_key(plan, judge).startswith("control:") else "classifier"
+        specs.setdefault(_judge_key(plan, judge), ModelSpec(judge, None, device, kind=kind, seconds=sec))
     return specs
 
 
-def _tagger_key(plan: Plan, tagger: str) -> str:
-    """The model key whose window logits per-aspect adherence reads for ``tagger``."""
+def _judge_key(plan: Plan, tagger: str) -> str:
+    """The model key whose outputs per-aspect adherence reads for a judge: a tagger's window logits (under the KLD
+    classifier's key when it is the same model), an estimator's output (under the control metrics' key)."""
+    from metrics.adherence_estimators import ESTIMATORS
+
+    if tagger in ESTIMATORS:
+        return f"control:{tagger}"
     if plan.classifier == tagger and plan.classifier_path is None:
         return "classifier"
     return f"classifier:{tagger}" if tagger in plan.extra_classifiers else f"adherence:{tagger}"
@@ -196,8 +202,12 @@ def _metric_factories(plan: Plan, built: Mapping, reference_stats: Mapping[str, 
                         lambda n=name: control_metric(n, n_boot=n_boot, seed=seed)))
     for tagger in plan.adherence:
         from metrics.adherence import adherence_metrics
+        from metrics.adherence_estimators import ESTIMATORS, EstimatorAdherence, estimator_key
 
-        mk = _tagger_key(plan, tagger)
+        mk = _judge_key(plan, tagger)
+        if tagger in ESTIMATORS:
+            out.append((estimator_key(tagger), mk, lambda t=tagger: EstimatorAdherence(t, n_boot=n_boot, seed=seed)))
+            continue
         for key in adherence_metrics(tagger, built[mk].labels, n_boot=0):
             out.append((key, mk, lambda k=key, t=tagger, m=mk: adherence_metrics(t, built[m].labels, n_boot, seed)[k]))
     return out
@@ -317,7 +327,9 @@ def evaluate(
         return engine.extract(list(files.values()), {k: audio[k] for k in keys}, {k: specs[k] for k in keys}, cache,
                               batch_size=batch_size, workers=workers, progress=progress, on_error=on_error)
 
-    ref_keys = [k for k in audio if (k != "joint" or ground_truth) and not k.startswith(("melody:", "control:"))]
+    judged = {_judge_key(plan, j) for j in plan.adherence}  # an estimator judging adherence also hears the reference
+    ref_keys = [k for k in audio if (k != "joint" or ground_truth)
+                and (not k.startswith(("melody:", "control:")) or k in judged)]
     named = len(sys_files) > 1  # warnings name the sets they came from when there are several to tell apart
     with warnings_of(REFERENCE if named else None):
         ref_out = run(ref_files, ref_keys)
@@ -363,11 +375,11 @@ def evaluate(
             elif model_key.startswith("melody:"):
                 prompts = prompt_out.get(model_key, {})
                 metric.update("reference", {i: prompts[i] for i in got if i in prompts})
+            elif key.startswith("adherence_"):
+                metric.update("reference", metric.encode({i: stated[i] for i in got if i in stated}))
             elif model_key.startswith("control:"):
                 given = control_out.get(model_key, {})
                 metric.update("reference", {i: given[i] for i in got if i in given})
-            elif key.startswith("adherence_"):
-                metric.update("reference", metric.encode({i: stated[i] for i in got if i in stated}))
             else:
                 ref = ref_out.get(model_key, {})
                 metric.update("reference", ref if key.startswith(("fad_", "kad_", "mad_")) else {i: ref[i] for i in got if i in ref})

@@ -69,3 +69,29 @@ def test_metric_mean_skips_and_shuffled_control():
     shares = np.bincount([int(v[1]) for v in statements.values()], minlength=3) / len(statements)
     assert r.extra["shuffled_control"] == pytest.approx(float((shares**2).sum()), abs=0.06)  # chance: P(same class)
     assert shuffled_estimator_control(m, seed=0) == r.extra["shuffled_control"]
+
+
+def test_compare_judges_the_reference_with_the_key_finder_as_an_independent_run_does(tmp_path):
+    """End to end on 10 corpus clips (their captions name the key): compare --adherence key-ks scores the reference
+    audio (the ceiling row) exactly as the key finder run clip by clip against labels.csv with mir_eval's score.
+    (madmom-tempo takes the same route; its tracker costs ~3 s a clip here, so it is left to the unit tests.)"""
+    import pandas as pd
+
+    from benchmarks.harness import compare
+    from metrics.audio import load_audio
+    from metrics.cache import EmbeddingCache
+    from metrics.control.tonal import KeyEstimator
+    from musiclm_ref.data.synth import generate_corpus
+
+    ref = tmp_path / "ref"
+    generate_corpus(ref, n=10, seconds=4.0, seed=3, workers=1)
+    data = compare({"same": ref}, ref, ref / "captions.csv", tmp_path / "out", embedders=[], classifier=None,
+                   joint=None, adherence=("key-ks",), n_boot=50, cache=EmbeddingCache(tmp_path / "cache"))
+    truth = data["systems"]["ground truth"]["metrics"]["adherence_key_ks"]
+    labels = pd.read_csv(ref / "labels.csv", dtype=str, keep_default_na=False).set_index("ytid")
+    estimator, keys = KeyEstimator(), []
+    for cid, row in labels.iterrows():
+        est = estimator.embed(load_audio(ref / f"{cid}.wav", sr=estimator.sample_rate).wave)[0]
+        keys.append(mir_eval.key.weighted_score(f"{row.key} {row['mode']}", key_label(int(est[0]), int(est[1]))))
+    assert truth["value"] == pytest.approx(np.mean(keys), abs=1e-9) and truth["n_pairs"] == 10
+    assert data["systems"]["same"]["metrics"]["adherence_key_ks"]["ci95"] and truth["shuffled_control"] is not None

@@ -207,7 +207,7 @@ def test_compare_writes_adherence_rows_for_systems_and_the_reference(tmp_path):
     assert cache.misses == 12  # the tagger ran once per file: the shuffled copies are the same files (cache hits)
     from metrics.errors import InputError
 
-    with pytest.raises(InputError, match="--adherence: unknown tagger"):
+    with pytest.raises(InputError, match="--adherence: unknown judge"):
         compare({"x": shuffled}, ref, ref / "captions.csv", tmp_path / "o2", adherence=("vggish",))
 
 
@@ -220,6 +220,8 @@ def test_the_kld_tagger_serves_adherence_without_a_second_model():
                            adherence=("musicnn-mtt",)), "cpu"))
     assert keys == {"classifier", "classifier:musicnn-mtt"}
     assert set(_specs(Plan(embedders=[], adherence=("musicnn-msd",)), "cpu")) == {"adherence:musicnn-msd"}
+    # an estimator judge runs under the control metrics' key: with --controls it is extracted once for both
+    assert set(_specs(Plan(embedders=[], adherence=("key-madmom",), controls=("key_accuracy",)), "cpu")) == {"control:key-madmom"}
 
 
 def test_clauses_do_not_join_into_a_drum_kit():

@@ -33,8 +33,9 @@ from benchmarks.cli.protocols import protocol_option, resolve_protocol
 @click.option("--mad", is_flag=True, help="Also report MAD (MAUVE audio divergence, -log MAUVE; the 'mad' extra) on every "
               "embedder; the paper's number needs --embedders mert-v1-330m (docs/protocol.md, 'MAD').")
 @click.option("--adherence", default="", show_default=False,
-              help="Comma list of taggers (musicnn-mtt, musicnn-msd) judging per-aspect caption adherence: an AUC per "
-              "aspect (instrument, genre, mood, vocals, tempo) from the captions' aspect_list and text.")
+              help="Comma list of judges of per-aspect caption adherence from the captions' aspect_list and text: "
+              "taggers musicnn-mtt, musicnn-msd (an AUC per aspect: instrument, genre, mood, vocals, tempo) and "
+              "estimators madmom-tempo (tempo words, BPM numbers), key-madmom or key-ks (keys, major/minor; the 'controls' extra).")
 @json_option("Also write the results document as JSON to PATH ('-': standard output).")
 @protocol_option
 @evaluation_options

@@ -74,8 +74,8 @@ def lexicon_table(root: Path) -> str:
     lines += [f"- {aspect}: " + "; ".join(items) for aspect, items in by_aspect.items()]
     st = lex.get("estimator_statements")
     if st:
-        lines += ["", f"For the estimators: {st['tempo_bpm']:,} captions state a BPM number, {st['tempo_class']:,} "
-                      f"(more) a tempo word, {st['named_key']:,} a named key and {st['mode_only']:,} a mode alone."]
+        lines += ["", f"What the estimators can judge (captions): a BPM number {st['tempo_bpm']:,}, a tempo word and no "
+                      f"number {st['tempo_class']:,}, a named key {st['named_key']:,}, a mode alone {st['mode_only']:,}."]
     return "\n" + "\n".join(lines) + "\n"
 
 

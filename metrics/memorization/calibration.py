@@ -17,8 +17,9 @@ Two rules, chosen by ``confidence`` (``--tau-confidence``):
   them do, so τ = s_(j) with the largest j such that P(Binomial(n, fpr) ≥ j) ≥ γ (distribution-free; at
   fpr 1 % and γ 95 % it needs n ≥ 299). With fewer nulls (n ≥ 5) the lower tail is a normal fit and τ its
   one-sided lower tolerance bound: τ = min(s_(1), mean − k·sd), k = t'_γ(n − 1, z_{1−fpr}·√n)/√n (noncentral
-  t; NIST/SEMATECH e-Handbook 7.2.6.3), at least 1e-6 so exact copies still count. ``tail`` says which
-  ("empirical-confident" or "normal-tolerance").
+  t; NIST/SEMATECH e-Handbook 7.2.6.3), at least 1e-6 so exact copies still count; where that bound is ≤ 0
+  (no cost can be) the same bound of a log-normal fit (:func:`tolerance_tau`). ``tail`` says which
+  ("empirical-confident", "normal-tolerance" or "lognormal-tolerance").
 * ``confidence`` None (the earlier protocol, expected rate only): with exchangeable nulls a new null
   falls below s_(j) with probability j/(n+1), so τ = s_(j) with j = ⌊fpr·(n+1)⌋; when that is 0 (fewer
   than 1/fpr − 1 nulls) the lower tail is extrapolated with a normal fit of the minima (median and
@@ -171,7 +172,7 @@ class ClipCalibration:
     nulls_needed: int
     guaranteed_fpr: float  # rank / (n_calibration + 1): what the rank rule promises for exchangeable nulls
     n_solved: int
-    tail: str = "empirical"  # which rule set τ: "empirical[-confident]" (rank) or "normal[-tolerance]" (fitted tail); module docstring
+    tail: str = "empirical"  # which rule set τ: "empirical[-confident]" (rank) or "[log]normal[-tolerance]" (fitted tail); module docstring
     null_minima: list = field(default_factory=list)  # calibration minima, ascending (values ≥ the first censored one are upper bounds)
     confidence: float | None = None  # P(per-clip rate ≤ fpr) over calibration draws that τ was chosen for; None: expected rate
 
@@ -229,7 +230,7 @@ def clip_tau(minima: np.ndarray, fpr: float, confidence: float | None = None) ->
     if needs_tail(fpr, len(srt), confidence):
         if confidence is None:
             return extrapolated_tau(srt, fpr), "normal"
-        return tolerance_tau(srt, fpr, confidence), "normal-tolerance"
+        return tolerance_tau(srt, fpr, confidence)
     if confidence is None:
         return float(srt[clip_rank(fpr, len(srt)) - 1]), "empirical"
     return float(srt[max(1, clip_rank(fpr, len(srt), confidence)) - 1]), "empirical-confident"
@@ -274,17 +275,27 @@ def tolerance_factor(n: int, fpr: float, confidence: float) -> float:
     return float(nct.ppf(confidence, n - 1, norm.ppf(1 - fpr) * math.sqrt(n)) / math.sqrt(n))
 
 
-def tolerance_tau(minima: np.ndarray, fpr: float, confidence: float) -> float:
-    """The lower tolerance bound of a normal fit of the null minima, capped by the smallest (module docstring).
+def tolerance_tau(minima: np.ndarray, fpr: float, confidence: float) -> tuple[float, str]:
+    """The lower tolerance bound of a normal fit of the null minima, capped by the smallest (module docstring),
+    and which fit set it.
 
     Fitted on the finite minima: a null with no informative window (minimum +inf) is never reported, so
-    leaving it out of the fit only lowers τ."""
+    leaving it out of the fit only lowers τ. A cost is ≥ 0, so a normal fit whose bound is ≤ 0 puts more
+    than ``fpr`` of its mass where no cost can be; that model is rejected and the same bound is taken on
+    the log of the minima (a log-normal fit; tolerance limits of a log-normal are those of the normal
+    fitted to the logs, exponentiated: Meeker, Hahn & Escobar, *Statistical Intervals*, 2nd ed. 2017).
+    Seen on the Wesnoth rotation (docs/protocol.md, "Memorization"): 36 leave-one-out minima from 0.15 to
+    0.71 (mean 0.45, sd 0.15) gave mean − 2.98·sd < 0 and τ at the 1e-6 floor, where no altered copy counts."""
     m = np.asarray(minima, dtype=np.float64)
     m = m[np.isfinite(m)]
     if len(m) < 2:
-        return float(m.min()) if len(m) else 1e-6
+        return (float(m.min()) if len(m) else 1e-6), "normal-tolerance"
     k = tolerance_factor(len(m), fpr, confidence)
-    return float(min(m.min(), max(1e-6, m.mean() - k * m.std(ddof=1))))
+    bound, tail = m.mean() - k * m.std(ddof=1), "normal-tolerance"
+    if bound <= 0 and m.min() > 0:
+        lm = np.log(m)
+        bound, tail = math.exp(lm.mean() - k * lm.std(ddof=1)), "lognormal-tolerance"
+    return float(min(m.min(), max(1e-6, bound))), tail
 
 
 def extrapolated_tau(minima: np.ndarray, fpr: float) -> float:

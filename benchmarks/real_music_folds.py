@@ -132,6 +132,11 @@ def nearest(matches: list[dict], ids: list[str]) -> dict[str, list]:
     return best
 
 
+def novel_piece(clip_id: str) -> str:
+    """The piece of a novel excerpt id (``novel_<stem>_<start>``, see :func:`excerpts`)."""
+    return clip_id.split("_", 1)[1].rsplit("_", 1)[0]
+
+
 def piece_groups(train: dict, train_clip_s: float) -> dict[str, str]:
     """Training clip id → its piece (``<stem>_<offset>`` when a piece is cut into several clips, see
     :func:`fold_clips`): the clips of one recording leave a leave-one-out null's comparisons together
@@ -162,6 +167,7 @@ def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4
         cal = r.calibration
         out["matchers"][name] = {
             "novel_clips": len(novel), "novel_reported": [k for k in novel if r.best_cost[k] < np.inf],
+            "novel_clips_by_piece": {p: sum(novel_piece(k) == p for k in novel) for p in sorted({novel_piece(k) for k in novel})},
             "reported_as": nearest(r.matches, [k for k in novel if r.best_cost[k] < np.inf]),
             "planted_found": found(r.matches, truth), "tau": float(r.tau),
             "calibration": {"source": cal.source, "n_calibration": cal.n_calibration, "n_heldout": cal.n_heldout,
@@ -186,7 +192,16 @@ def pooled(folds: list[dict]) -> dict:
         for a in per[0]["detection"]:
             dn, dk = sum(p["detection"][a]["n"] for p in per), sum(p["detection"][a]["detected"] for p in per)
             det[a] = {"n": dn, "detected": dk, "ci95": list(wilson_ci(dk, dn))}
-        out[name] = {"novel_clips": n, "novel_reported": k, "rate": k / n if n else None,
+        by_piece: dict[str, list[int]] = {}  # piece -> [reported, clips]: false alarms cluster by piece
+        for p in per:
+            for piece, c in p.get("novel_clips_by_piece", {}).items():
+                by_piece.setdefault(piece, [0, 0])[1] += c
+            for cid in p["novel_reported"]:
+                by_piece.setdefault(novel_piece(cid), [0, 0])[0] += 1
+        pieces = {} if not all("novel_clips_by_piece" in p for p in per) else {  # runs before it was recorded: none
+            "pieces": len(by_piece), "pieces_reported": sum(r > 0 for r, _ in by_piece.values()),
+            "reported_by_piece": {q: v for q, v in sorted(by_piece.items()) if v[0]}}
+        out[name] = {"novel_clips": n, "novel_reported": k, "rate": k / n if n else None, **pieces,
                      "ci95": list(wilson_ci(k, n)), "planted": sum(len(p["planted_found"]) for p in per),
                      "planted_found": pf, "detection": det}
     return out

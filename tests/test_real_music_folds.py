@@ -104,6 +104,19 @@ def test_pooled_adds_the_folds_up():
     assert (p["detection"]["exact"]["detected"], p["detection"]["exact"]["n"]) == (9, 12)
 
 
+def test_pooled_counts_false_alarms_per_piece():
+    """False alarms cluster by piece: the pooled entry says how many pieces had one, and which, out of how many
+    clips of each (summed over the folds that audited the piece)."""
+    folds = [_fold(0, 0, 5, 4), _fold(0, 0, 5, 4)]
+    folds[0]["matchers"]["m"].update(novel_clips=5, novel_reported=["novel_a_b_002.0", "novel_a_b_012.0"],
+                                     novel_clips_by_piece={"a_b": 3, "c": 2})
+    folds[1]["matchers"]["m"].update(novel_clips=4, novel_reported=["novel_d_002.0"], novel_clips_by_piece={"d": 4})
+    p = pooled(folds)["m"]
+    assert (p["novel_reported"], p["novel_clips"], p["pieces"], p["pieces_reported"]) == (3, 9, 3, 2)
+    assert p["reported_by_piece"] == {"a_b": [2, 3], "d": [1, 4]}
+    assert "pieces" not in pooled([_fold(1, 100, 5, 4)])["m"]  # runs that did not record clips per piece
+
+
 def test_merge_joins_matchers_of_the_same_split_and_refuses_another_split():
     from benchmarks.real_music_folds import merge
 
@@ -140,3 +153,20 @@ def test_leave_one_out_nulls_leave_their_whole_piece():
     _, alone = audio_nulls(train, 10.0, 100)
     assert all(ex == {nid.split("@")[0]} for nid, ex in alone.items())  # without groups: its own clip only
     assert piece_groups({"a_b": None, "c": None}, 30.0) == {"a_b": "a_b", "c": "c"}
+
+
+def test_shared_material_check_finds_a_quoted_passage_at_any_lag():
+    """benchmarks/real_music_shared.py: a passage quoted at another lag scores 1 (every frame agrees), unrelated
+    random chroma less; computed against a direct loop over lags and positions."""
+    from benchmarks.real_music_shared import HOP, SR, WINDOW_S, best_diagonal
+
+    rng = np.random.default_rng(0)
+    w = int(round(WINDOW_S * SR / HOP))
+    unit = lambda x: x / np.linalg.norm(x, axis=0, keepdims=True)  # noqa: E731
+    a, b = unit(rng.random((12, w + 40))), unit(rng.random((12, w + 90)))
+    b_quoted = b.copy()
+    b_quoted[:, 60 : 60 + w] = a[:, 25 : 25 + w]
+    assert best_diagonal(a, b_quoted) == pytest.approx(1.0)
+    direct = max(float(np.mean(np.sum(a[:, i : i + w] * b[:, j : j + w], 0)))
+                 for i in range(a.shape[1] - w + 1) for j in range(b.shape[1] - w + 1))
+    assert best_diagonal(a, b) == pytest.approx(direct) and direct < 0.9

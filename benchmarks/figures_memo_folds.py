@@ -35,16 +35,17 @@ def memorization_real_folds(root: Path) -> str:
     shapes = get_field(d, MEMO_FOLDS, "shapes")
     alts = list(next(iter(next(iter(shapes.values()))["pooled"].values()))["detection"])
     lines = ["", "| training clips | τ's nulls | matcher | novel clips reported as copies (95 % Wilson) | upper bound ≤ "
-             f"{d['fpr']:g}? | per fold (τ) | planted copies found | " + " | ".join(f"detected: `{a}`" for a in alts) + " |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(alts)]
+             f"{d['fpr']:g}? | pieces with one | per fold (τ) | planted copies found | "
+             + " | ".join(f"detected: `{a}`" for a in alts) + " |", "|---|---|---|---|---|---|---|---|" + "---|" * len(alts)]
     for shape, s in shapes.items():
         for m, p in s["pooled"].items():
             per_fold = ", ".join(f"{len(f['matchers'][m]['novel_reported'])}/{f['matchers'][m]['novel_clips']} "
                                  f"(τ {f['matchers'][m]['tau']:.2g})" for f in s["folds"])
             det = [f"{t['detected']}/{t['n']} ({t['ci95'][0]:.2f}–{t['ci95'][1]:.2f})" for t in p["detection"].values()]
             ok = "yes" if p["ci95"][1] <= d["fpr"] else "**no**"
+            pieces = f"{p['pieces_reported']}/{p['pieces']}" if "pieces" in p else "—"
             lines.append(f"| {' | '.join(_shape(shape, s))} | `{m}` | {_share(p['novel_reported'], p['novel_clips'], p['ci95'])} "
-                         f"| {ok} | {per_fold} | {p['planted_found']}/{p['planted']} | " + " | ".join(det) + " |")
+                         f"| {ok} | {pieces} | {per_fold} | {p['planted_found']}/{p['planted']} | " + " | ".join(det) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -74,7 +75,21 @@ def memorization_real_folds_alarms(root: Path) -> str:
     return "; ".join(parts) if parts else "none"
 
 
+def memorization_real_folds_shared(root: Path) -> str:
+    """The shared-material check of each reported clip (benchmarks/real_music_shared.py), per table row."""
+    d = load(root, MEMO_FOLDS)
+    chk = get_field(d, MEMO_FOLDS, "shared_material")
+    parts = []
+    for shape, per in chk["clips"].items():
+        for m, clips in per.items():
+            what = ", ".join(f"`{c.removeprefix('novel_')}` vs `{x['train_id']}` {x['chroma']:.2f} "
+                             f"(percentile {100 * x['baseline_percentile']:.0f} of {x['n_baseline']})" for c, x in clips.items())
+            parts.append(f"{' / '.join(_shape(shape, d['shapes'][shape]))}, `{m}`: {what}")
+    return "; ".join(parts) if parts else "none"
+
+
 FOLDS_RENDERERS: dict[str, Callable[[Path], str]] = {
     "memorization-real-folds": memorization_real_folds, "memorization-real-folds-summary": memorization_real_folds_summary,
     "memorization-real-folds-alarms": memorization_real_folds_alarms,
+    "memorization-real-folds-shared": memorization_real_folds_shared,
 }

@@ -26,6 +26,10 @@ side by side on 2 cores, then joined (γ chosen on folds of the seed-2 rotation,
     python -m benchmarks.real_music_folds --k 4 --shape long-train --matcher embedding:mel --out b.json
     python -m benchmarks.real_music_folds --merge a.json b.json
 
+The same two runs with ``--seed 2`` (the rotation γ was chosen on) are in it as ``<shape>+seed-2``, the
+expected-rate rows from the earlier run, and ``python -m benchmarks.real_music_shared`` adds the
+shared-material check of every reported clip.
+
 ``--tau-confidence 0`` measures the earlier expected-rate rule, ``--null-pieces --seed 1`` nulls of other pieces.
 """
 

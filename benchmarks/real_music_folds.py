@@ -90,8 +90,13 @@ def excerpts(files: list[str], prefix: str, per_piece: int | None, sr: int = REA
     """Every non-overlapping 10 s excerpt of every file (or ``per_piece`` of each), ``{prefix_stem_start: (wave, sr)}``."""
     import soundfile as sf
 
-    return {f"{prefix}_{Path(f).stem}_{s0:05.1f}": cut_excerpt(f, float(s0), CLIP_S, sr)
+    return {excerpt_id(prefix, f, s0): cut_excerpt(f, float(s0), CLIP_S, sr)
             for f in files for s0 in excerpt_starts(sf.info(f).duration, CLIP_S, per_piece, EDGE_S)}
+
+
+def excerpt_id(prefix: str, path: str, start: float) -> str:
+    """``<prefix>_<stem>_<start>``: the id of an excerpt (:func:`novel_piece` reads the piece back)."""
+    return f"{prefix}_{Path(path).stem}_{start:05.1f}"
 
 
 def fold_clips(fold: dict, train_clip_s: float, sr: int = REAL_SR, seed: int = 0,

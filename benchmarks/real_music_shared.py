@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.real_music import cut_excerpt, excerpt_starts, real_pieces
-from benchmarks.real_music_folds import ARTIFACT, CLIP_S, EDGE_S, TRAIN_S, TRAIN_START_S, novel_piece
+from benchmarks.real_music_folds import ARTIFACT, CLIP_S, EDGE_S, TRAIN_S, TRAIN_START_S, excerpt_id, novel_piece
 
 SR, HOP, WINDOW_S = 22050, 512, 5.0
 
@@ -89,7 +89,7 @@ def all_novel_ids(fold: dict) -> list[str]:
     import soundfile as sf
 
     files = {Path(f).stem: f for f in real_pieces()}
-    return [f"novel_{p}_{s0:05.1f}" for p in fold["novel_pieces"]
+    return [excerpt_id("novel", files[p], s0) for p in fold["novel_pieces"]
             for s0 in excerpt_starts(sf.info(files[p]).duration, CLIP_S, None, EDGE_S)]
 
 

@@ -47,7 +47,7 @@ def best_diagonal(a: np.ndarray, b: np.ndarray, window_s: float = WINDOW_S) -> f
 def check(artifact: dict, baseline_per_clip: int = 24, seed: int = 0) -> dict:
     """Per shape and matcher, each reported novel clip: its training clip, chroma agreement, and where it
     falls among ``baseline_per_clip`` unreported novel excerpts of the same fold against the same clip. Shapes
-    already in ``artifact["shared_material"]`` are kept as they are (a shape added later is checked alone)."""
+    and matchers already in ``artifact["shared_material"]`` are kept as they are (one added later is checked alone)."""
     files = {Path(f).stem: f for f in real_pieces()}
     rng = np.random.default_rng(seed)
     memo: dict[tuple, np.ndarray] = {}
@@ -63,12 +63,13 @@ def check(artifact: dict, baseline_per_clip: int = 24, seed: int = 0) -> dict:
             memo[(tid, clip_s)] = chroma(cut_excerpt(files[piece], TRAIN_START_S + off, clip_s, SR)[0])
         return memo[(tid, clip_s)]
 
-    out = dict(artifact.get("shared_material", {}).get("clips", {}))  # shapes checked before are kept
+    out = json.loads(json.dumps(artifact.get("shared_material", {}).get("clips", {})))  # checked before: kept
+    done = {(shape, name) for shape, per in out.items() for name in per}
     for shape, s in artifact["shapes"].items():
-        if shape in out:
-            continue
         for fold in s["folds"]:
             for name, m in fold["matchers"].items():
+                if (shape, name) in done:
+                    continue
                 reported = m.get("reported_as", {})
                 pool = [c for c in all_novel_ids(fold) if c not in reported] if reported else []
                 for cid, (tid, cost) in reported.items():

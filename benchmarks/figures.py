@@ -112,8 +112,8 @@ def demo_table(root: Path) -> str:
     if not (root / DEMO).exists():
         return f"\n({NO_DEMO})\n"
     d = load(root, DEMO)
-    lines = [f"The table `make run` wrote ({d['n_eval_clips']} eval clips; 95% BCa bootstrap CIs over the clips "
-             f"of both sides; KLD convention `{d['kld_convention']}`; `{DEMO}`, commit {(d['git_commit'] or '?')[:10]}):",
+    lines = [f"The table `make run` wrote ({d['n_eval_clips']} eval clips; 95% CIs over the clips of both sides: "
+             f"jackknife bias-corrected t for FAD, KAD, KLD and MCC, BCa bootstrap otherwise; KLD convention `{d['kld_convention']}`; `{DEMO}`, commit {(d['git_commit'] or '?')[:10]}):",
              "", "| System | " + " | ".join(c[0] for c in DEMO_COLUMNS) + " |",
              "|---|" + "---|" * len(DEMO_COLUMNS)]
     for name, row in d["systems"].items():

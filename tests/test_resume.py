@@ -79,9 +79,22 @@ def stats_cmd(root, path, cache) -> list[str]:
             "--cache-dir", str(cache), "--batch-size", "1", "--no-progress"]
 
 
-def test_killed_stats_rerun_on_the_same_cache_gives_the_uninterrupted_statistics(pair, tmp_path):
-    in_process(stats_cmd(pair, tmp_path / "plain.npz", tmp_path / "plain-cache"))
-    killed_then_rerun(stats_cmd(pair, tmp_path / "r.npz", tmp_path / "cache"), tmp_path / "cache", 2, N_CLIPS)
+@pytest.fixture(scope="module")
+def many(pair, tmp_path_factory):
+    """60 distinct clips (the six reference clips at ten gains each): enough that a kill lands part-way even
+    on an idle machine, where six 2 s clips are all cached before the 20 ms poll sees the second entry."""
+    from metrics.audio import load_dir, save_audio
+
+    root = tmp_path_factory.mktemp("many")
+    for c in load_dir(pair / "ref").clips:
+        for g in range(10):
+            save_audio(root / "ref" / f"{c.id}-g{g}.wav", c.wave * (1.0 - 0.02 * g), c.sr)
+    return root
+
+
+def test_killed_stats_rerun_on_the_same_cache_gives_the_uninterrupted_statistics(many, tmp_path):
+    in_process(stats_cmd(many, tmp_path / "plain.npz", tmp_path / "plain-cache"))
+    killed_then_rerun(stats_cmd(many, tmp_path / "r.npz", tmp_path / "cache"), tmp_path / "cache", 2, 10 * N_CLIPS)
     with np.load(tmp_path / "plain.npz") as a, np.load(tmp_path / "r.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         for k in a.files:

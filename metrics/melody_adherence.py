@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from metrics.embedders import Embedder, EmbedderError
+from metrics.embedders import Embedder, EmbedderError, refuse_weights
 from metrics.metric import MetricError, PerClipOutputs
 from metrics.result import MetricResult
 
@@ -126,8 +126,7 @@ def crepe_pitch(path: str | None = None, device: str = "cpu") -> CrepePitch:
 
 
 def chroma(path: str | None = None, device: str = "cpu") -> AudiocraftChroma:
-    if path:
-        raise EmbedderError(f"the chroma extractor has no weights; a path ({path}) does not apply to it")
+    refuse_weights("the chroma extractor", path)
     return AudiocraftChroma(device=device)
 
 

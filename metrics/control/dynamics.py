@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics.embedders import Embedder, EmbedderError
+from metrics.embedders import Embedder, EmbedderError, refuse_weights
 from metrics.melody_adherence import _PairedMelody
 
 FLOOR_LUFS = -70.0
@@ -63,8 +63,7 @@ def loudness_curve(weighted: np.ndarray, window: int, hop: int, smooth: int) -> 
 
 
 def loudness_curve_factory(path: str | None = None, device: str = "cpu") -> LoudnessCurve:
-    if path:
-        raise EmbedderError(f"loudness-curve has no weights; a path ({path}) does not apply to it")
+    refuse_weights("loudness-curve", path)
     return LoudnessCurve(device=device)
 
 

@@ -64,10 +64,9 @@ def pitch_class_frames(chroma: np.ndarray, voiced_db: float = VOICED_DB) -> np.n
 
 
 def controlnet_chroma(path: str | None = None, device: str = "cpu") -> ControlNetChroma:
-    from metrics.embedders import EmbedderError
+    from metrics.embedders import refuse_weights
 
-    if path:
-        raise EmbedderError(f"controlnet-chroma has no weights; a path ({path}) does not apply to it")
+    refuse_weights("controlnet-chroma", path)
     return ControlNetChroma(device=device)
 
 

@@ -95,6 +95,13 @@ EMBEDDERS = Registry("embedders", {
 }, error=EmbedderError)
 
 
+def refuse_weights(name: str, path: str | None) -> None:
+    """Signal-processing extractors (chroma, loudness) have no weights: a path given for one is a mistake to
+    report, not a setting to ignore silently."""
+    if path:
+        raise EmbedderError(f"{name} has no weights; a path ({path}) does not apply to it")
+
+
 def register_embedder(name: str, factory: Factory | str) -> None:
     """Add (or replace) an entry: a callable ``factory(path, device)`` or a ``"module:attr"`` string."""
     EMBEDDERS.register(name, factory)

@@ -13,6 +13,9 @@ stage's length, and scored under three semantic contexts, MuLan tokens always th
 - ``shuffled``: the tokens of the same crop of another clip (a seeded derangement of the clips);
 - ``null``: NULL tokens, i.e. the ``skip_semantic`` ablation (what ``musiclm-ref-no-semantic`` samples).
 
+A coarse stage with chroma conditioning is scored with its chroma NULL (no melody) in all three, and once
+more with the clip's own chroma beside its own S (``true_chroma``): the NLL the melody route saves.
+
 Per clip the mean NLL (nats per coarse acoustic token, the training loss) under each; the gap
 ``shuffled − true`` (and ``null − true``) gets a percentile bootstrap interval over clips.
 """
@@ -71,13 +74,17 @@ def coarse_nll(stage, corpus, seed: int = 0, batch: int = 16) -> dict[str, np.nd
         raise ValueError(f"clips of {ta} acoustic frames are shorter than the coarse crop ({frames} frames)")
     perm = torch.as_tensor(derangement(n, seed))
     cond_all = stage.conditioning(n, corpus.mulan, None)
-    out = {k: np.zeros((n, t.coarse_levels)) for k in ("true", "shuffled", "null")}
+    names = ("true", "shuffled", "null") + (("true_chroma",) if stage.config.chroma and corpus.chroma is not None else ())
+    out = {k: np.zeros((n, t.coarse_levels)) for k in names}
     stage.eval()
     for s in starts:
         codes = corpus.acoustic[:, s : s + frames, : t.coarse_levels]
         sem = corpus.semantic[:, s // 2 : s // 2 + frames // 2]
         contexts = {"true": stage.semantic_context(sem), "shuffled": stage.semantic_context(sem[perm]),
                     "null": stage.semantic_context(None, frames // 2, n)}
+        contexts = {k: stage.with_chroma(v, None) for k, v in contexts.items()}  # no melody: chroma NULL
+        if stage.config.chroma and corpus.chroma is not None:  # the clip's own chroma beside its own S: how much the melody route tells
+            contexts["true_chroma"] = stage.with_chroma(stage.semantic_context(sem), corpus.chroma[:, s // 2 : s // 2 + frames // 2])
         for name, ctx in contexts.items():
             for b in range(0, n, batch):
                 nll = token_nll(stage, cond_all[b : b + batch], codes[b : b + batch], ctx[b : b + batch])
@@ -117,7 +124,7 @@ def measure(checkpoint: str | Path | None = None, n: int = 100, data: str | Path
                 "shuffled across clips / NULL (skip_semantic); gap = other − true, percentile bootstrap over clips",
         "checkpoint": str(checkpoint or "shipped tiny set"),
         "coarse_stage": {"crop_seconds": lm.coarse.config.crop_seconds, "semantic_dropout": lm.coarse.config.semantic_dropout,
-                         "clock": bool(lm.coarse.net.config.clock), "steps": lm.coarse.metadata.get("step")},
+                         "clock": bool(lm.coarse.net.config.clock), "chroma": lm.coarse.config.chroma, "steps": lm.coarse.metadata.get("step")},
         "held_out": {**HELD_OUT, "n": len(corpus.ids), "data": str(data) if data else "generated",
                      "first_ids": corpus.ids[:3]},
         "nll": {k: round(float(v.mean()), 4) for k, v in clip.items()},
@@ -125,6 +132,7 @@ def measure(checkpoint: str | Path | None = None, n: int = 100, data: str | Path
         "gap_shuffled_minus_true": summary(clip["shuffled"] - clip["true"]),
         "gap_null_minus_true": summary(clip["null"] - clip["true"]),
         "gap_by_level_shuffled_minus_true": [round(float(x), 4) for x in (per["shuffled"] - per["true"]).mean(0)],
+        **({"chroma_gain_true_minus_true_chroma": summary(clip["true"] - clip["true_chroma"])} if "true_chroma" in clip else {}),
         "bootstrap": bootstrap, "seed": seed, "wall_seconds": round(time.time() - t0, 1),
     }
 

@@ -197,6 +197,13 @@ class MusicLM:
             raise PipelineError(f"got {len(keys)} item keys for a batch of {batch}")
         return keys
 
+    def _chroma_rows(self, melody: tuple[np.ndarray, int] | list[tuple[np.ndarray, int]], batch: int, frames: int) -> Tensor:
+        """The coarse stage's chroma tokens [B, frames] of one melody for all rows or one melody per row."""
+        from musiclm_ref.chroma import chroma_tokens
+
+        rows = [melody] * batch if isinstance(melody, tuple) else melody
+        return torch.stack([torch.from_numpy(chroma_tokens(w, sr, frames)) for w, sr in rows]).to(self.device)
+
     def semantic_tokens(self, conds: list[tuple[Tensor, int]], seed: int = 0, prefix: Tensor | None = None,
                         melody: tuple[np.ndarray, int] | list[tuple[np.ndarray, int]] | None = None,
                         cfg: SamplingConfig | None = None, batch: int | None = None,
@@ -231,8 +238,10 @@ class MusicLM:
         return hist
 
     def coarse_tokens(self, conds: list[tuple[Tensor | None, int]], semantic: Tensor | None, frames: int, seed: int = 0,
-                      batch: int | None = None, cfg: SamplingConfig | None = None, keys: list[str] | None = None) -> Tensor:
-        """Coarse codes [B, frames, 4] for a schedule [(cond, frames), …]; ``semantic=None`` = skip_semantic."""
+                      batch: int | None = None, cfg: SamplingConfig | None = None, keys: list[str] | None = None,
+                      chroma: Tensor | None = None) -> Tensor:
+        """Coarse codes [B, frames, 4] for a schedule [(cond, frames), …]; ``semantic=None`` = skip_semantic;
+        ``chroma`` [B, frames / 2]: the melody's chroma tokens (a ``chroma=True`` coarse stage; None = no melody)."""
         stage, cfg = self.coarse, cfg or self.sampling.coarse
         crop = stage.config.frames - stage.config.frames % 2
         stride = max(2, (crop // 2) - (crop // 2) % 2)
@@ -253,6 +262,7 @@ class MusicLM:
                     ctx = stage.semantic_context(None, (b - a + 1) // 2, batch).to(self.device)
                 else:
                     ctx = stage.semantic_context(semantic[:, a // 2 : (b + 1) // 2])
+                ctx = stage.with_chroma(ctx, None if chroma is None else chroma[:, a // 2 : (b + 1) // 2])
                 cond = stage.conditioning(batch, mulan, None, self.device)
                 prompt = stage.prompt(cond, ctx, prefix=hist[:, a:])
                 uncond = None  # guidance: MuLan → NULL as training's cond_dropout; semantic context and prefix kept
@@ -377,8 +387,9 @@ class MusicLM:
         if not skip_semantic:
             semantic = self.semantic_tokens(list(zip(conds, sem_frames)), seed, melody=mel, batch=batch,
                                             cfg=sampling.semantic, keys=keys)
+        chroma = self._chroma_rows(mel, batch, sum(sem_frames)) if mel is not None and self.coarse.config.chroma else None
         coarse = self.coarse_tokens(list(zip(conds, [2 * f for f in sem_frames])), semantic, ta, seed, batch,
-                                    cfg=sampling.coarse, keys=keys)
+                                    cfg=sampling.coarse, keys=keys, chroma=chroma)
         fine_codes = self.fine_tokens(coarse, seed, cfg=sampling.fine, keys=keys) if fine else None
         return self.decode(coarse, fine_codes, samples)
 

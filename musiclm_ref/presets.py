@@ -19,6 +19,7 @@ class Preset:
     crops: Mapping  # stage → training/sampling crop in seconds
     coarse_semantic_dropout: float | None  # the coarse stage's P(S → NULL); None: StageConfig's default
     coarse_clock: bool  # the coarse stage aligns semantic and acoustic tokens by a clock
+    coarse_chroma: bool  # the coarse stage hears the melody's chroma beside S (MusicGen-style; not the paper)
     semantic_k: int  # semantic tokenizer clusters
     mulan_rvq: tuple[int, int]  # levels, codebook of the RVQ over MuLan audio embeddings
     stage_steps: Mapping  # stage → default optimizer steps
@@ -34,6 +35,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
         crops=MappingProxyType({"semantic": 30.0, "coarse": 10.0, "fine": 3.0}),  # the paper's crops
         coarse_semantic_dropout=None,
         coarse_clock=False,
+        coarse_chroma=False,
         semantic_k=1024,
         mulan_rvq=(12, 1024),
         stage_steps=MappingProxyType({"semantic": 10**6, "coarse": 10**6, "fine": 10**6}),
@@ -54,6 +56,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
         # "Does the hierarchy matter")
         coarse_semantic_dropout=0.05,
         coarse_clock=True,
+        coarse_chroma=True,
         semantic_k=256,
         mulan_rvq=(12, 32),
         stage_steps=MappingProxyType({"semantic": 1500, "coarse": 1500, "fine": 1200}),

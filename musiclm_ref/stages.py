@@ -12,9 +12,14 @@ owns a contiguous block after three specials (PAD, NULL = a dropped conditioning
 same code at two levels is two different embeddings and sampling can mask to the expected type.
 
 Melody tokens (24 RVQ levels per 4 s window) are concatenated to the MuLan tokens of the semantic
-stage only; the coarse stage hears the melody through the semantic tokens. Training drops the MuLan
-tokens (p=``cond_dropout``) and the melody tokens (p=``melody_dropout``) to NULL so that one model
-serves conditioned, melody-conditioned and ``drop_conditioning`` (unconditional) generation.
+stage (the paper). A coarse stage with ``chroma=True`` (the tiny preset; a deviation after MusicGen's
+melody conditioning, docs/protocol.md) also hears the melody directly: its semantic context interleaves
+one chroma token per semantic frame, ``S_1 C_1 S_2 C_2 …``, where C_t is the argmax pitch class of the
+melody's chroma at that 40 ms frame (12 classes, plus 12 = unvoiced; ``musiclm_ref.chroma``). Chroma
+tokens do not advance the clock, so C_t sits at S_t's time. Training drops the MuLan tokens
+(p=``cond_dropout``) and the melody conditioning — melody tokens, or the coarse stage's chroma tokens —
+(p=``melody_dropout``) to NULL so that one model serves conditioned, melody-conditioned and
+``drop_conditioning`` (unconditional) generation.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from musiclm_ref.transformer import preset as transformer_preset
 PAD, NULL, SEP = 0, 1, 2
 N_SPECIAL = 3
 STAGES = ("semantic", "coarse", "fine")
+CHROMA_CLASSES = 13  # the 12 pitch classes and "unvoiced" (musiclm_ref.chroma)
 MELODY_WINDOW_SECONDS = 4
 
 
@@ -73,6 +79,7 @@ class StageConfig:
     cond_dropout: float = 0.1
     melody_dropout: float = 0.5
     semantic_dropout: float = 0.15  # coarse stage: S → NULL, which is what ``skip_semantic`` samples with
+    chroma: bool = False  # coarse stage: chroma tokens of the melody interleaved with S (MusicGen-style)
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -97,6 +104,8 @@ def stage_config(stage: str, preset: str = "paper", tokens: TokenSpec | None = N
     p = get_preset(preset, "stage", StageError)
     if stage == "coarse" and p.coarse_semantic_dropout is not None:
         kw.setdefault("semantic_dropout", p.coarse_semantic_dropout)
+    if stage == "coarse":
+        kw.setdefault("chroma", p.coarse_chroma)
     return StageConfig(stage=stage, tokens=tokens or TokenSpec(), crop_seconds=p.crops[stage], preset=preset, **kw)
 
 
@@ -113,6 +122,8 @@ def vocabulary(cfg: StageConfig) -> dict[str, tuple[int, int]]:
     if cfg.stage in ("coarse", "fine"):
         levels = t.coarse_levels if cfg.stage == "coarse" else t.acoustic_levels
         blocks += [(f"acoustic{level}", t.acoustic_codebook) for level in range(levels)]
+    if cfg.stage == "coarse" and cfg.chroma:  # last, so a stage without chroma keeps every other id
+        blocks += [("chroma", CHROMA_CLASSES)]
     out, offset = {}, N_SPECIAL
     for name, size in blocks:
         out[name] = (offset, size)
@@ -221,6 +232,27 @@ class Stage(nn.Module):
         if s is None:
             return torch.full((batch, frames), NULL, dtype=torch.long)
         return self._semantic(s.long())
+
+    def with_chroma(self, context: Tensor, chroma: Tensor | None, drop: Tensor | None = None) -> Tensor:
+        """Coarse stage with ``chroma``: the semantic context [B, n] (vocabulary ids) interleaved with chroma
+        tokens [B, n] (classes 0..12; ``None`` or rows where ``drop`` is True → NULL, i.e. no melody) as
+        S_1 C_1 S_2 C_2 …; a stage without chroma returns ``context`` unchanged and refuses a melody."""
+        if not self.config.chroma:
+            if chroma is not None:
+                raise StageError("this coarse stage was trained without chroma conditioning (config.chroma=False)")
+            return context
+        if chroma is None:
+            c = torch.full_like(context, NULL)
+        else:
+            if chroma.shape != context.shape:
+                raise StageError(f"chroma tokens must be {tuple(context.shape)} like the semantic context, got {tuple(chroma.shape)}")
+            off, size = self.vocab["chroma"]
+            if chroma.numel() and (int(chroma.min()) < 0 or int(chroma.max()) >= size):
+                raise StageError(f"chroma tokens must lie in [0, {size}), got [{int(chroma.min())}, {int(chroma.max())}]")
+            c = chroma.long().to(context.device) + off
+            if drop is not None:
+                c = torch.where(drop.to(context.device)[:, None], torch.full_like(c, NULL), c)
+        return rearrange(torch.stack([context, c], dim=-1), "b n two -> b (n two)")
 
     # -- sequences --------------------------------------------------------------------------------
     def prompt(self, cond: Tensor, context: Tensor | None = None, prefix: Tensor | None = None) -> Tensor:

@@ -25,7 +25,8 @@ class TokenCorpus:
     """Precomputed tokens of equal-length clips (what all stage training reads; built once).
 
     semantic [N, Ts], acoustic [N, Ta, 12], mulan [N, 12], melody [N, starts, 24] with one melody
-    window starting at every whole second (``melody_starts`` = seconds).
+    window starting at every whole second (``melody_starts`` = seconds), chroma [N, Ts] (the clip's own
+    chroma tokens, ``musiclm_ref.chroma``: what a ``chroma=True`` coarse stage is conditioned on).
     """
 
     ids: list[str]
@@ -35,9 +36,10 @@ class TokenCorpus:
     melody: Tensor | None
     spec: TokenSpec
     metadata: dict = field(default_factory=dict)
+    chroma: Tensor | None = None
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("ids", "semantic", "acoustic", "mulan", "melody", "metadata")}
+        d = {k: getattr(self, k) for k in ("ids", "semantic", "acoustic", "mulan", "melody", "metadata", "chroma")}
         return {**d, "spec": asdict(self.spec)}
 
     @classmethod
@@ -47,8 +49,9 @@ class TokenCorpus:
     def subset(self, index: list[int]) -> TokenCorpus:
         idx = torch.as_tensor(index)
         mel = self.melody[idx] if self.melody is not None else None
+        chroma = self.chroma[idx] if self.chroma is not None else None
         return replace(self, ids=[self.ids[i] for i in index], semantic=self.semantic[idx],
-                       acoustic=self.acoustic[idx], mulan=self.mulan[idx], melody=mel)
+                       acoustic=self.acoustic[idx], mulan=self.mulan[idx], melody=mel, chroma=chroma)
 
 
 @dataclass
@@ -107,8 +110,13 @@ def sample_batch(stage: Stage, corpus: TokenCorpus, batch: int, g: torch.Generat
         cond = stage.conditioning(batch, corpus.mulan[rows], None)
         cond = torch.where(drop[:, None], stage.conditioning(batch, None, None), cond)
         skip = torch.rand(batch, generator=g) < cfg.semantic_dropout
-        sem = torch.where(skip[:, None], torch.full_like(sem, NULL), stage.semantic_context(sem))
-        return cond, codes[..., : t.coarse_levels], sem
+        ctx = torch.where(skip[:, None], torch.full_like(sem, NULL), stage.semantic_context(sem))
+        if cfg.chroma:  # the melody's chroma beside S, dropped as the semantic stage drops its melody tokens
+            if corpus.chroma is None:
+                raise PipelineError("this token corpus has no chroma tokens; a chroma coarse stage needs them (re-tokenize)")
+            chroma = torch.stack([corpus.chroma[r, s // 2 : s // 2 + frames_a // 2] for r, s in zip(rows, start)])
+            ctx = stage.with_chroma(ctx, chroma, drop=torch.rand(batch, generator=g) < cfg.melody_dropout)
+        return cond, codes[..., : t.coarse_levels], ctx
     cond = stage.conditioning(batch, None, None)
     return cond, codes[..., t.coarse_levels :], codes[..., : t.coarse_levels]
 
@@ -130,6 +138,7 @@ def prepare_tokens(data_dir: str | Path, codec, tokenizer, mulan, mulan_rvq: Res
     from tqdm import tqdm
 
     from metrics.audio import load_dir
+    from musiclm_ref.chroma import chroma_tokens
 
     report = load_dir(data_dir, SAMPLE_RATE, on_error=on_error, min_seconds=4.0)
     clips = sorted(report.clips, key=lambda c: c.id)
@@ -137,10 +146,11 @@ def prepare_tokens(data_dir: str | Path, codec, tokenizer, mulan, mulan_rvq: Res
         raise PipelineError(f"{data_dir}: no usable clips")
     seconds = min(len(c.wave) for c in clips) // SAMPLE_RATE
     n = seconds * SAMPLE_RATE
-    sem, ac, mul, mel = [], [], [], []
+    sem, ac, mul, mel, chroma = [], [], [], [], []
     for c in tqdm(clips, desc="tokenize", disable=not progress):
         w = c.wave[:n]
         sem.append(torch.from_numpy(tokenizer.tokenize(w, SAMPLE_RATE)[: seconds * 25]))
+        chroma.append(torch.from_numpy(chroma_tokens(w, SAMPLE_RATE, seconds * 25)))
         ac.append(codec.encode(torch.from_numpy(w)[None])[0, : seconds * 50].cpu())
         if melody is not None:
             mel.append(melody.tokens(w, SAMPLE_RATE, list(range(0, seconds - 3))))
@@ -148,5 +158,5 @@ def prepare_tokens(data_dir: str | Path, codec, tokenizer, mulan, mulan_rvq: Res
     mul = mulan_rvq.encode(emb)
     spec = token_spec(codec, tokenizer, mulan_rvq, melody)
     return TokenCorpus(ids=[c.id for c in clips], semantic=torch.stack(sem), acoustic=torch.stack(ac), mulan=mul,
-                       melody=torch.stack(mel) if mel else None, spec=spec,
+                       melody=torch.stack(mel) if mel else None, spec=spec, chroma=torch.stack(chroma),
                        metadata={"data_dir": str(data_dir), "seconds": seconds, "skipped": [str(s) for s in report.skipped]})

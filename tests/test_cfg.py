@@ -41,7 +41,7 @@ def _corpus(n: int = 512, seed: int = 0) -> TokenCorpus:
     half = torch.where(own, m[:, None], 1 - m[:, None])
     sem = half * 4 + torch.randint(0, 4, (n, 25), generator=g)
     return TokenCorpus(ids=[f"c{i}" for i in range(n)], semantic=sem, acoustic=torch.zeros(n, 50, 2, dtype=torch.long),
-                       mulan=m[:, None], melody=None, spec=SPEC)
+                       mulan=m[:, None], melody=None, spec=SPEC, chroma=torch.zeros(n, 25, dtype=torch.long))
 
 
 def _true_log_ratio(tokens: torch.Tensor, m: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks.hierarchy import coarse_nll, derangement
-from musiclm_ref.stages import Stage, TokenSpec, stage_config
+from musiclm_ref.stages import Stage, StageError, TokenSpec, stage_config
 from musiclm_ref.token_corpus import TokenCorpus
 from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
@@ -17,15 +17,19 @@ SPEC = TokenSpec(mulan_levels=12, mulan_codebook=4, semantic_codebook=16, acoust
 MICRO = dict(depth=1, dim=32, heads=2, ff_dim=64)
 
 
-def corpus(n: int = 8, seconds: int = 2, seed: int = 0, copy_semantic: bool = False) -> TokenCorpus:
-    """Random tokens; with ``copy_semantic`` every acoustic code of frame f is S[f // 2] (S fully determines A)."""
+def corpus(n: int = 8, seconds: int = 2, seed: int = 0, copy_semantic: bool = False, copy_chroma: bool = False) -> TokenCorpus:
+    """Random tokens; with ``copy_semantic`` every acoustic code of frame f is S[f // 2] (S fully determines A),
+    with ``copy_chroma`` it is the chroma token C[f // 2] (the melody determines A)."""
     g = torch.Generator().manual_seed(seed)
     sem = torch.randint(0, 16, (n, seconds * 25), generator=g)
     ac = torch.randint(0, 16, (n, seconds * 50, 12), generator=g)
+    chroma = torch.randint(0, 13, (n, seconds * 25), generator=g)
     if copy_semantic:
         ac = sem.repeat_interleave(2, dim=1)[..., None].expand(-1, -1, 12).clone()
+    if copy_chroma:
+        ac = chroma.repeat_interleave(2, dim=1)[..., None].expand(-1, -1, 12).clone()
     mulan = torch.randint(0, 4, (n, 12), generator=g)
-    return TokenCorpus([f"c{i}" for i in range(n)], sem, ac, mulan, None, SPEC)
+    return TokenCorpus([f"c{i}" for i in range(n)], sem, ac, mulan, None, SPEC, chroma=chroma)
 
 
 def micro_coarse(crop: float = 1.0) -> Stage:
@@ -52,7 +56,7 @@ def test_true_condition_equals_the_training_loss_per_crop():
             crops = []
             for s in range(0, c.acoustic.shape[1] - frames + 1, frames):
                 cond = st.conditioning(1, c.mulan[i : i + 1], None)
-                ctx = st.semantic_context(c.semantic[i : i + 1, s // 2 : (s + frames) // 2])
+                ctx = st.with_chroma(st.semantic_context(c.semantic[i : i + 1, s // 2 : (s + frames) // 2]), None)
                 crops.append(float(st.loss(cond, c.acoustic[i : i + 1, s : s + frames, :4], ctx)))
             assert per["true"][i].mean() == pytest.approx(np.mean(crops), abs=1e-5)
 
@@ -73,3 +77,22 @@ def test_gap_detects_a_stage_that_follows_the_semantic_tokens():
     per = coarse_nll(st, held, seed=0)
     gap = (per["shuffled"] - per["true"]).mean(1)
     assert (gap > 0.1).all(), gap  # untrained: ~0 (test_shuffling_identical…: exactly 0 without information)
+
+
+def test_chroma_gain_detects_a_stage_that_follows_the_melody():
+    """Trained where the chroma tokens fully determine the acoustic codes (S random), the stage must be far
+    better with the clip's own chroma than with none, and a stage without chroma refuses a melody."""
+    train, held = corpus(16, copy_chroma=True, seed=1), corpus(6, copy_chroma=True, seed=2)
+    st = micro_coarse(crop=0.2)
+    assert st.config.chroma  # the tiny preset's coarse stage hears the chroma
+    fit_stage(st, train, StageTrainConfig(steps=300, batch=16, lr=5e-3, warmup=10), progress=False)
+    per = coarse_nll(st, held, seed=0)
+    gain = (per["true"] - per["true_chroma"]).mean(1)
+    assert (gain > 0.1).all(), gain
+    plain = Stage(replace(stage_config("coarse", "tiny", SPEC, transformer=MICRO), chroma=False))
+    ctx = plain.semantic_context(held.semantic[:, :5])
+    assert torch.equal(plain.with_chroma(ctx, None), ctx)
+    with pytest.raises(StageError, match="without chroma"):
+        plain.with_chroma(ctx, held.chroma[:, :5])
+    with pytest.raises(StageError, match=r"chroma tokens must lie in \[0, 13\)"):
+        st.with_chroma(ctx, held.chroma[:, :5] + 13)

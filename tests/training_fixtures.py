@@ -29,7 +29,7 @@ def random_corpus(n: int = 12, seconds: int = 5, seed: int = 0, melody: bool = T
         acoustic=torch.randint(0, s.acoustic_codebook, (n, seconds * s.acoustic_rate, s.acoustic_levels), generator=g),
         mulan=torch.randint(0, s.mulan_codebook, (n, s.mulan_levels), generator=g),
         melody=torch.randint(0, s.melody_codebook, (n, seconds - 3, s.melody_levels), generator=g) if melody else None,
-        spec=s)
+        spec=s, chroma=torch.randint(0, 13, (n, seconds * s.semantic_rate), generator=g))
 
 
 def micro_stage(name: str, seed: int = 0, **transformer) -> Stage:

@@ -55,7 +55,8 @@ def _corpus(spec: TokenSpec, seconds: int, n: int = 16) -> TokenCorpus:
         semantic=torch.randint(0, spec.semantic_codebook, (n, seconds * spec.semantic_rate), generator=g),
         acoustic=torch.randint(0, spec.acoustic_codebook, (n, seconds * spec.acoustic_rate, spec.acoustic_levels), generator=g),
         mulan=torch.randint(0, spec.mulan_codebook, (n, spec.mulan_levels), generator=g),
-        melody=torch.randint(0, spec.melody_codebook, (n, seconds - 3, spec.melody_levels), generator=g), spec=spec)
+        melody=torch.randint(0, spec.melody_codebook, (n, seconds - 3, spec.melody_levels), generator=g), spec=spec,
+        chroma=torch.randint(0, 13, (n, seconds * spec.semantic_rate), generator=g))
 
 
 def _variants(device: str) -> list[tuple[str, bool]]:

@@ -67,7 +67,13 @@ class Tokenizers:
         if "melody" in need and self.melody is not None:
             starts = list(range(0, max(1, math.floor(seconds) - 3)))  # a window at every whole second (prepare_tokens)
             melody = torch.stack([self.melody.tokens(w, self.sample_rate, starts) for w in waves])
-        return TokenCorpus(ids=list(ids), semantic=semantic, acoustic=acoustic, mulan=mulan, melody=melody, spec=spec)
+        chroma = None
+        if stage == "coarse":  # what a chroma=True coarse stage reads (cheap: an STFT per crop)
+            from musiclm_ref.chroma import chroma_tokens
+
+            chroma = torch.stack([torch.from_numpy(chroma_tokens(w, self.sample_rate, ts)) for w in waves])
+        return TokenCorpus(ids=list(ids), semantic=semantic, acoustic=acoustic, mulan=mulan, melody=melody, spec=spec,
+                           chroma=chroma)
 
 
 def _identity(x):

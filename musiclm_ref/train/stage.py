@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from metrics.artifacts import save_checkpoint
-from musiclm_ref.stages import Stage, StageError, read_stage_checkpoint
+from musiclm_ref.stages import SEP, Stage, StageError, read_stage_checkpoint
 from musiclm_ref.token_corpus import TokenCorpus, sample_batch
 
 
@@ -178,3 +178,29 @@ def _restore_rank_state(state: dict, ctx, source, path) -> None:
         return  # the token corpus position lives in the shared generator: any world size resumes it
     source.load_state_dict(ranks[ctx.rank]["data"])
     distributed.set_rng_state(ranks[ctx.rank]["torch_rng"], ctx.device)
+
+
+def warm_start(stage: Stage, path, reinit: tuple[str, ...] = ()) -> dict:
+    """Initialize ``stage`` from the stage checkpoint at ``path`` where the two agree: every weight of the same
+    shape, and the embedding / output rows of each token type both vocabularies have (by name, so a vocabulary
+    grown by a block — the coarse stage's chroma tokens — keeps what was learned). Types in ``reinit`` keep
+    their fresh rows (e.g. "semantic" when the tokenizer changed: old ids would mean other clusters).
+    Returns what was copied, for the manifest. Write the result with ``metadata={"step": 0}`` and ``train
+    stage`` continues it as a finished run: fresh optimizer, warm-up and the whole cosine schedule."""
+    old = Stage.from_checkpoint(read_stage_checkpoint(path), str(path))
+    new_sd, old_sd = stage.net.state_dict(), old.net.state_dict()
+    rows = {"embed.weight", "to_logits.weight"}
+    copied = [k for k in new_sd if k not in rows and k in old_sd and old_sd[k].shape == new_sd[k].shape]
+    with torch.no_grad():
+        for k in copied:
+            new_sd[k].copy_(old_sd[k])
+        types = [t for t in stage.vocab if t in old.vocab and t not in reinit and stage.vocab[t][1] == old.vocab[t][1]]
+        for k in rows:
+            new_sd[k][:3].copy_(old_sd[k][:3])  # PAD, NULL, SEP
+            for t in types:
+                (a, n), (b, _) = stage.vocab[t], old.vocab[t]
+                new_sd[k][a : a + n].copy_(old_sd[k][b : b + n])
+    stage.net.load_state_dict(new_sd)
+    if stage.net.config.clock:
+        stage.net.set_clock(stage.clock_ticks(), [SEP])
+    return {"from": str(path), "weights": len(copied), "token_types": types, "reinitialized": list(reinit)}

@@ -38,7 +38,7 @@ from musiclm_ref.train.mulan_rvq import save_fitted
 from musiclm_ref.train.stage import StageTrainConfig, fit_stage
 
 CACHE_DIR = Path(os.environ.get("MUSICLM_EVAL_CACHE", Path.home() / ".cache" / "musiclm-eval")) / "tokens"
-TOKENS_FORMAT = "musiclm-eval/token-corpus/1"  # a token-corpus cache entry
+TOKENS_FORMAT = "musiclm-eval/token-corpus/2"  # a token-corpus cache entry (2: chroma tokens)
 
 
 def _components_dir(out: Path, components: str | Path | None) -> Path:

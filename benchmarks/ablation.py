@@ -40,8 +40,10 @@ def run(n: int = 100, seed: int = 0, work: str | Path = "results/ablation", seco
 
 def summarize(work: str | Path, seed: int = 0) -> dict:
     """The artifact from a finished ``work`` directory: the demo table's columns and clip-paired tests
-    (``figures.demo_artifact``) plus the adherence columns (``adherence_<aspect>_mtt``; the former tag-AUC column
-    from a ``tag_auc.json`` where an older run left one)."""
+    (``figures.demo_artifact``) plus the adherence columns (``adherence_<aspect>_mtt``: value, interval, shuffled-caption
+    chance, clips) and their clip-paired tests (``pairwise`` rows of metric ``adherence_…``, Holm within each aspect);
+    the former tag-AUC column from a ``tag_auc.json`` where an older run left one)."""
+    from benchmarks.adherence_check import _rows as adherence_rows
     from benchmarks.figures import demo_artifact
 
     work = Path(work)
@@ -49,17 +51,19 @@ def summarize(work: str | Path, seed: int = 0) -> dict:
     old = work / "tag_auc.json"
     tags = json.loads(old.read_text())["systems"] if old.is_file() else {}
     table = demo_artifact(work / "results")  # the demo table's columns and clip-paired tests, as make run reports them
-    store = json.loads((work / "results" / "results.json").read_text())["systems"]
+    # the adherence entries and their clip-paired tests (demo_artifact keeps the table's FAD/KLD/MCC pairs only)
+    adherence, adherence_pairs = adherence_rows(json.loads((work / "results" / "results.json").read_text()))
     for name, row in table["systems"].items():
         if name in tags:  # not for the "ground truth" MCC row
             row["tag_auc"] = {k: tags[name].get(k) for k in ("mean_auc", "ci95", "diff_vs_baseline")}
-        row.update({k: {"value": m.get("value"), "ci95": m.get("ci95")}
-                    for k, m in store.get(name, {}).get("metrics", {}).items() if k.startswith("adherence_")})
+        row.update({k: {f: m.get(f) for f in ("value", "ci95", "shuffled_control", "n_clips")}
+                    for k, m in adherence.get(name, {}).items()})
     n = held["ids"]["n"]
     return {"command": f"python -m benchmarks.ablation --n {n} --seed {seed}", "n_captions": n,
             "seconds": held["seconds"], "held_out": {"ids": held["ids"], "data_sha256": held["data_sha256"]},
             **({"reference_tag_auc": {k: tags["reference"].get(k) for k in ("mean_auc", "ci95")}} if tags else {}),
-            **{k: table[k] for k in ("git_commit", "kld_convention", "systems", "pairwise")}}
+            **{k: table[k] for k in ("git_commit", "kld_convention", "systems")},
+            "pairwise": table["pairwise"] + adherence_pairs}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,8 +1,15 @@
-"""The hierarchy figure: the coarse stage's held-out NLL with true vs shuffled semantic tokens.
+"""The hierarchy figures: does each part of the reference model reach the output?
 
-Registered into ``benchmarks.figures.RENDERERS``; rendered from ``docs/figures/hierarchy.json`` (the shipped
-coarse stage) and ``docs/figures/hierarchy_before.json`` (the one it replaced), both written by
-``python -m benchmarks.hierarchy`` (README and docs/protocol.md, "Does the hierarchy matter").
+Registered into ``benchmarks.figures.RENDERERS``:
+
+- ``hierarchy-gap``: the coarse stage's held-out NLL with true vs shuffled semantic tokens, from
+  ``docs/figures/hierarchy.json`` (the shipped coarse stage) and ``docs/figures/hierarchy_before.json`` (the one it
+  replaced), both written by ``python -m benchmarks.hierarchy`` (README and docs/protocol.md, "Does the hierarchy
+  matter");
+- ``ablation-table``: the demo's systems on held-out captions (``python -m benchmarks.ablation``), either artifact
+  format: per-aspect caption adherence (``adherence_<aspect>_mtt``) or the former caption-word/tag AUC;
+- ``melody-conditioning``: each melody's clip with vs without it, scored against it
+  (``python -m benchmarks.melody_conditioning``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from benchmarks.figures_format import get_field, load, num, with_ci
 HIERARCHY = Path("docs/figures/hierarchy.json")
 BEFORE = Path("docs/figures/hierarchy_before.json")
 ABLATION = Path("docs/figures/ablation.json")
-ARTIFACTS = (HIERARCHY, BEFORE, ABLATION)
+MELODY = Path("docs/figures/melody_conditioning.json")
+ARTIFACTS = (HIERARCHY, BEFORE, ABLATION, MELODY)
+PAIR = ("musiclm-ref", "musiclm-ref-no-semantic")
 
 
 def hierarchy_gap(root: Path) -> str:
@@ -38,8 +47,11 @@ def hierarchy_gap(root: Path) -> str:
 
 
 def ablation_table(root: Path) -> str:
-    """The demo's systems on ``n`` held-out captions (``python -m benchmarks.ablation``)."""
+    """The demo's systems on ``n`` held-out captions (``python -m benchmarks.ablation``): the per-aspect adherence
+    table when the artifact has ``adherence_*`` columns, else the former tag-AUC table (the committed artifact)."""
     d = load(root, ABLATION)
+    if any(k.startswith("adherence_") for row in d["systems"].values() for k in row):
+        return _adherence_ablation(d)
     ci = with_ci
     lines = ["", f"{d['n_captions']} held-out captions (`{d['command']}`; 95 % bootstrap intervals over clips; KLD "
              f"convention `{d['kld_convention']}`; `docs/figures/ablation.json`):", "",
@@ -52,7 +64,7 @@ def ablation_table(root: Path) -> str:
                      f"{ci({'value': diff['mean'], 'ci95': diff.get('ci95')}, 3) if diff else '—'} |")
     r = d["reference_tag_auc"]
     lines.append(f"| reference clips | — | — | {ci({'value': r['mean_auc'], 'ci95': r.get('ci95')}, 3)} | — |")
-    pair = [p for p in d["pairwise"] if {p["system_a"], p["system_b"]} == {"musiclm-ref", "musiclm-ref-no-semantic"}]
+    pair = [p for p in d["pairwise"] if {p["system_a"], p["system_b"]} == set(PAIR)]
     if pair:
         lines += ["", "musiclm-ref vs musiclm-ref-no-semantic, clip-paired: " + "; ".join(
             f"{p['metric']} {p['system_a']} − {p['system_b']} = {num(p['diff'], 3)} (Holm p = "
@@ -60,4 +72,87 @@ def ablation_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-HIERARCHY_RENDERERS: dict[str, Callable[[Path], str]] = {"hierarchy-gap": hierarchy_gap, "ablation-table": ablation_table}
+def _adherence_ablation(d: dict) -> str:
+    """Systems × (KLD, MCC, FAD_mel, per-aspect adherence), the shuffled-caption chance row, and the clip-paired
+    musiclm-ref − musiclm-ref-no-semantic differences (adherence ones with their intervals where the artifact has
+    them)."""
+    from benchmarks.figures_adherence import _aspects
+
+    systems = d["systems"]
+    keys = _aspects(systems)
+    label = {k: k[len("adherence_"):].rsplit("_", 1)[0] for k in keys}
+    lines = ["", f"{d['n_captions']} held-out captions (`{d['command']}`; 95 % intervals over clips as `compare` "
+             f"computes them; KLD convention `{d['kld_convention']}`; adherence = AUC of the musicnn-mtt tags for the "
+             "concepts each caption states, 0.5 = chance; `docs/figures/ablation.json`):", "",
+             "| System | KLD ↓ | MCC ↑ | FAD_mel ↓ | " + " | ".join(f"{label[k]} ↑" for k in keys) + " |",
+             "|---|---|---|---|" + "---|" * len(keys)]
+    for name, row in systems.items():
+        lines.append(f"| {name} | {with_ci(row.get('kld'), 2)} | {with_ci(row.get('mcc'), 3)} | "
+                     f"{with_ci(row.get('fad_mel'), 1)} | " + " | ".join(with_ci(row.get(k), 2) for k in keys) + " |")
+    chance = {k: next((row[k].get("shuffled_control") for row in systems.values() if row.get(k)), None) for k in keys}
+    lines.append("| shuffled captions (chance) | — | — | — | " + " | ".join(num(chance[k], 2) for k in keys) + " |")
+    pair = [p for p in d["pairwise"] if {p["system_a"], p["system_b"]} == set(PAIR) and p.get("diff") is not None]
+
+    def cell(p: dict) -> str:
+        sign = 1 if p["system_a"] == PAIR[0] else -1  # always musiclm-ref − musiclm-ref-no-semantic
+        ci = p.get("ci95")
+        tail = ""
+        if ci and None not in ci:
+            lo, hi = sorted(sign * x for x in ci)
+            tail = f" [{num(lo, 3)}, {num(hi, 3)}]"
+        return f"{label.get(p['metric'], p['metric'])} {num(sign * p['diff'], 3)}{tail} (Holm p = {num(p.get('p_holm'), 3)})"
+
+    adherence = [p for p in pair if p["metric"] in label]
+    others = [p for p in pair if p["metric"] not in label]
+    if pair:
+        lines += ["", f"{PAIR[0]} − {PAIR[1]}, clip-paired (95 % interval): " + "; ".join(map(cell, others + adherence))
+                  + "."]
+    if not adherence:
+        lines += ["", "The artifact holds no clip-paired adherence difference (rerun `python -m benchmarks.ablation "
+                      "--summarize-only`)."]
+    return "\n".join(lines) + "\n"
+
+
+MELODY_TARGET_N = 50  # issue 31: the melody target is over at least 50 melodies
+MELODY_LABELS = {  # metric key of the artifact -> table row
+    "chroma_cosine": "chroma cosine (audiocraft; `compare --melody-prompts`)",
+    "pitch_class_accuracy": "pitch-class accuracy (Music ControlNet)",
+    "chroma_correlation": "mean-chroma correlation (`tests/test_melody.py`)",
+    "melody_rca": "CREPE raw chroma accuracy",
+}
+
+
+def melody_conditioning(root: Path) -> str:
+    """Per metric: mean with / without the melody, the paired gain with its 95 % interval, melodies with a gain."""
+    d = load(root, MELODY)
+    m, c = d["melodies"], d["coarse_stage"]
+    steps = f", {c['steps']:,} steps" if c.get("steps") else ""
+    dirty = "with uncommitted changes in the tree, " if d.get("git_dirty") else ""
+    lines = ["", f"{m['n']} melodies no shipped piece was fitted on (spec seed {m['spec_seed']}, {m['timbre']}, "
+             f"{m['seconds']:g} s), caption \"{d['caption']}\", each generated with and without its melody under the "
+             f"same ids (paired random streams); {d['checkpoint']}, coarse stage chroma "
+             f"{'on' if c['chroma'] else 'off'}{steps}; `{d['command']}`, commit {str(d.get('git_commit'))[:10]}, "
+             f"{dirty}{num(d['wall_seconds'], 0)} s at {d['threads']} thread{'s' if d['threads'] != 1 else ''} "
+             "(`docs/figures/melody_conditioning.json`):", "",
+             "| Against the melody ↑ | with | without | gain, with − without [95 % bootstrap] | gain > 0 |",
+             "|---|---|---|---|---|"]
+    for key, label in MELODY_LABELS.items():
+        r = d["metrics"].get(key)
+        if not r or not r.get("n"):
+            continue
+        g = r["gain"]
+        lines.append(f"| {label} | {num(r['with'], 3)} | {num(r['without'], 3)} | "
+                     f"{with_ci({'value': g['mean'], 'ci95': g['ci95']}, 3)} | {r['positive']} of {r['n']} |")
+    if m["n"] < MELODY_TARGET_N:
+        lines += ["", f"{m['n']} melodies is fewer than the {MELODY_TARGET_N} issue 31 asks for: a timing run, not the "
+                      "measurement."]
+    crepe = d.get("crepe") or {}
+    if crepe.get("skipped"):
+        lines += ["", f"CREPE RCA: {crepe['skipped']}."]
+    elif crepe.get("cpu_seconds_per_clip_median") is not None:
+        lines += ["", f"CREPE (tiny) cost {num(crepe['cpu_seconds_per_clip_median'], 2)} CPU s per clip (median)."]
+    return "\n".join(lines) + "\n"
+
+
+HIERARCHY_RENDERERS: dict[str, Callable[[Path], str]] = {"hierarchy-gap": hierarchy_gap, "ablation-table": ablation_table,
+                                                        "melody-conditioning": melody_conditioning}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.melody_conditioning import chroma_similarity
 from musiclm_ref.melody import MelodyEmbedder, MelodyError, load_melody, save_melody
 from musiclm_ref.train.melody import fit_melody, render_triplets, triplet_batch, triplet_loss
 
@@ -65,25 +66,6 @@ def test_checkpoint_round_trip_with_rvq_is_exact(tmp_path, pairs):
         load_melody(tmp_path / "bad.pt")
     with pytest.raises(MelodyError, match="melody checkpoint not found"):
         load_melody(tmp_path / "missing.pt")
-
-
-def chroma(wave: np.ndarray, sr: int = 24000) -> np.ndarray:
-    """12-bin chroma per 85 ms frame: STFT magnitude of 80–2000 Hz folded onto pitch classes."""
-    n_fft, hop = 4096, 2048
-    frames = np.lib.stride_tricks.sliding_window_view(wave, n_fft)[::hop] * np.hanning(n_fft)
-    mag = np.abs(np.fft.rfft(frames, axis=1))
-    freqs = np.fft.rfftfreq(n_fft, 1 / sr)
-    keep = (freqs > 80) & (freqs < 2000)
-    pc = np.round(12 * np.log2(freqs[keep] / 440.0)).astype(int) % 12
-    out = np.zeros((len(mag), 12))
-    for k in range(12):
-        out[:, k] = mag[:, keep][:, pc == k].sum(1)
-    return out / (out.sum(1, keepdims=True) + 1e-9)
-
-
-def chroma_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of the clips' mean chroma vectors (key / pitch-class content)."""
-    return float(np.corrcoef(chroma(a).mean(0), chroma(b).mean(0))[0, 1])
 
 
 @pytest.mark.xfail(strict=True, reason=(

@@ -22,6 +22,7 @@ import numpy as np
 
 from metrics.intervals import wilson_ci
 from metrics.memorization.calibration import (
+    DEFAULT_SEARCH_CORRECTION,
     DEFAULT_TAU_CONFIDENCE,
     ClipCalibration,
     check_confidence,
@@ -30,6 +31,7 @@ from metrics.memorization.calibration import (
     finish_clip_calibration,
     fixed_clip_calibration,
     needs_tail,
+    null_level,
     split_nulls,
 )
 from metrics.memorization.matchers import OTScorer
@@ -98,12 +100,14 @@ def calibrate_clips(null: Mapping[str, np.ndarray | Sequence[np.ndarray]], shard
                     fpr: float = DEFAULT_CLIP_FPR, window: int | None = None, gen_hop: int = 25, train_hop: int = 1,
                     heldout: float = 0.5, seed: int = 0, source: str = "null",
                     exclude: Mapping[str, set[str]] | None = None,
-                    confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> ClipCalibration:
+                    confidence: float | None = DEFAULT_TAU_CONFIDENCE,
+                    search_correction: bool = DEFAULT_SEARCH_CORRECTION) -> ClipCalibration:
     """τ = a quantile of calibration nulls' minimum costs over the training shards; the per-clip (and
     per-window) false-alarm rate re-measured on held-out nulls. ``exclude``: null id → training ids it
     must not be compared with (its own source, for leave-one-out nulls). ``confidence``: the probability
     over calibration draws that τ's per-clip rate is ≤ ``fpr`` (None: on average; see
-    :mod:`metrics.memorization.calibration`)."""
+    :mod:`metrics.memorization.calibration`). ``search_correction``: τ at the level that accounts for the
+    training windows an excluded null did not search (:func:`searched_share`, :func:`null_level`)."""
     if not 0 < fpr < 1:
         raise MemorizationError(f"fpr must be in (0, 1), got {fpr}")
     confidence = check_confidence(confidence)
@@ -116,10 +120,12 @@ def calibrate_clips(null: Mapping[str, np.ndarray | Sequence[np.ndarray]], shard
     qw = informative(matcher, matcher.windows(cal_seqs, window, gen_hop))
     index = {cid: i for i, cid in enumerate(cal_ids)}
     q_clip = np.array([index[phase_of[qw.ids[c]][0]] for c in qw.clip], dtype=np.int64)
-    rank = (len(cal_ids) if needs_tail(fpr, len(cal_ids), confidence)  # the tail fit needs all minima
-            else max(1, clip_rank(fpr, len(cal_ids), confidence)))
+    searched = searched_share(cal_ids, shards, window, train_hop, exclude) if search_correction else None
+    level = null_level(fpr, searched)
+    rank = (len(cal_ids) if needs_tail(level, len(cal_ids), confidence)  # the tail fit needs all minima
+            else max(1, clip_rank(level, len(cal_ids), confidence)))
     minima, n_solved = clip_minima(qw, q_clip, len(cal_ids), shards, matcher, window, train_hop, rank, excl)
-    tau, _ = clip_tau(minima, fpr, confidence)
+    tau, _ = clip_tau(minima, level, confidence)
     hw = informative(matcher, matcher.windows({k: v for k, v in seqs.items() if phase_of[k][0] in set(held_ids)}, window,
                                               gen_hop))
     hits = PairHits.concat([audit_shard(hw, s, matcher, tau, window, train_hop, excl) for s in shards])
@@ -127,7 +133,18 @@ def calibrate_clips(null: Mapping[str, np.ndarray | Sequence[np.ndarray]], shard
     wflags = np.zeros(len(hw), bool)
     wflags[hits.g] = True
     return finish_clip_calibration(minima, fpr, source, np.array([c in flagged for c in held_ids]), wflags,
-                                   n_solved + hits.n_solved, confidence=confidence)
+                                   n_solved + hits.n_solved, confidence=confidence, searched=searched)
+
+
+def searched_share(null_ids: Sequence[str], shards: Sequence[Mapping[str, np.ndarray]], window: int, train_hop: int,
+                   exclude: Mapping[str, set[str]] | None) -> np.ndarray:
+    """Per null, M'/M: the training windows it is compared with (its ``exclude`` clips left out) over all of
+    them, which an audited clip is compared with."""
+    n_win = {cid: len(window_starts(len(v), window, train_hop)) for s in shards for cid, v in s.items()}
+    total = sum(n_win.values())
+    if not total:
+        return np.ones(len(null_ids))
+    return np.array([1.0 - sum(n_win.get(t, 0) for t in (exclude or {}).get(n, ())) / total for n in null_ids])
 
 
 def informative(matcher, w: Windows) -> Windows:
@@ -157,7 +174,8 @@ def prepare_audit(generated, train, centroids=None, fpr: float = DEFAULT_CLIP_FP
                   tau: float | None = None, *, matcher=None, null=None, null_exclude: Mapping[str, set[str]] | None = None,
                   heldout: float = 0.5, max_null: int = 200, groups: Mapping[str, str] | None = None,
                   shard_frames: int = SHARD_FRAMES, null_source: str = "null",
-                  tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> AuditPlan:
+                  tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE,
+                  search_correction: bool = DEFAULT_SEARCH_CORRECTION) -> AuditPlan:
     """Validate, window, shard and calibrate (see :func:`audit` for the arguments)."""
     if matcher is None:
         if centroids is None:
@@ -183,7 +201,7 @@ def prepare_audit(generated, train, centroids=None, fpr: float = DEFAULT_CLIP_FP
             null, null_exclude = leave_one_out_nulls(trn, length, max_null, seed, groups)
             source = "leave-one-out"
         cal = calibrate_clips(null, shards, matcher, fpr, window, gen_hop, train_hop, heldout, seed, source, null_exclude,
-                              tau_confidence)
+                              tau_confidence, search_correction)
     gw = informative(matcher, matcher.windows(gen, window, gen_hop))
     n_tw = sum(len(window_starts(len(v), window, train_hop)) for v in trn.values())
     return AuditPlan(matcher, gw, phase_of, shards, cal, window, gen_hop, train_hop, len(trn), n_tw)
@@ -214,7 +232,8 @@ def audit(generated: Mapping[str, np.ndarray | Sequence[np.ndarray]], train: Map
     leave-one-out excerpts of ``train`` (``groups``: clip → group whose clips all leave together);
     ``heldout`` of the nulls measure the false-alarm rate; ``tau_confidence``: the probability over the
     draw of calibration nulls that the per-clip rate is ≤ ``fpr`` (default 0.95; None or 0: on average,
-    the earlier rule). ``matcher``: an :class:`OTScorer`
+    the earlier rule); ``search_correction`` (default on): τ accounts for the training windows a
+    leave-one-out null did not search (:mod:`metrics.memorization.calibration`). ``matcher``: an :class:`OTScorer`
     (default, built from ``centroids``) or :class:`~metrics.memorization.matchers.EmbeddingMatcher`."""
     plan = prepare_audit(generated, train, centroids, fpr, window, gen_hop, train_hop, eps, seed, device, tau, **kw)
     return finish_audit(plan, PairHits.concat([run_shard(plan, s) for s in plan.shards]))

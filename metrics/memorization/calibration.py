@@ -27,6 +27,16 @@ Two rules, chosen by ``confidence`` (``--tau-confidence``):
   over calibration draws: measured across rotations of a real soundtrack it reported up to 7/232 novel
   clips in one split (docs/protocol.md, "Memorization").
 
+Searched windows (``search_correction``, default on): a leave-one-out null is searched against the training set
+less its own recording (M'ᵢ windows), an audited clip against all of it (M windows), so the null minimum is a
+minimum over fewer chances and τ set at ``fpr`` on it over-alarms. A minimum over M windows is, in law, the
+smallest of M/M' minima over M' (exactly so for M/M' disjoint blocks of equal law; Gumbel's max-of-n scaling,
+Coles, *An Introduction to Statistical Modeling of Extreme Values*, 2001, §3.1), so P(min over M ≥ τ) =
+P(min over M' ≥ τ)^(M/M'), and a per-clip rate ``fpr`` needs the null level 1 − (1 − fpr)^(M'ᵢ/M)
+(:func:`null_level`: their mean over the calibration nulls, Hoeffding 1956 for the binomial rank). Every rule
+above then runs at that level instead of ``fpr``. Nulls from a ``--null`` folder search all M windows: level
+``fpr``, nothing changes.
+
 With fewer than 5 calibration nulls no tail is fitted and τ is their smallest minimum (guarantee 1/(n+1)).
 ``tail`` records which rule set τ, and a :class:`FewNegativesWarning` says what the held-out nulls can certify.
 """
@@ -175,6 +185,8 @@ class ClipCalibration:
     tail: str = "empirical"  # which rule set τ: "empirical[-confident]" (rank) or "[log]normal[-tolerance]" (fitted tail); module docstring
     null_minima: list = field(default_factory=list)  # calibration minima, ascending (values ≥ the first censored one are upper bounds)
     confidence: float | None = None  # P(per-clip rate ≤ fpr) over calibration draws that τ was chosen for; None: expected rate
+    null_fpr: float | None = None  # the level τ was set at on the null minima (fpr less the searched-windows correction)
+    searched_ratio: float = 1.0  # mean over calibration nulls of M'/M: training windows a null searched / an audited clip searches
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -236,15 +248,29 @@ def clip_tau(minima: np.ndarray, fpr: float, confidence: float | None = None) ->
     return float(srt[max(1, clip_rank(fpr, len(srt), confidence)) - 1]), "empirical-confident"
 
 
+DEFAULT_SEARCH_CORRECTION = True  # τ at the null level that accounts for the windows a null did not search (docstring)
+
+
+def null_level(fpr: float, searched: np.ndarray | None = None) -> float:
+    """The level τ is set at on null minima so that a clip searching all M training windows is reported with
+    probability ≤ ``fpr``: the mean over nulls of 1 − (1 − fpr)^(M'ᵢ/M), ``searched[i]`` = M'ᵢ/M (module docstring).
+    ``fpr`` when every null searched every window (or ``searched`` is None)."""
+    r = np.clip(np.asarray([] if searched is None else searched, dtype=np.float64), 0.0, 1.0)
+    return float(fpr) if len(r) == 0 or r.min() >= 1.0 else float(np.mean(-np.expm1(r * np.log1p(-fpr))))
+
+
 def finish_clip_calibration(cal_minima: np.ndarray, fpr: float, source: str, heldout_flags: np.ndarray,
                             heldout_window_flags: np.ndarray, n_solved: int, warn: bool = True,
-                            confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> ClipCalibration:
-    """τ from calibration minima + the held-out measurements (flags: which held-out nulls/windows were reported)."""
+                            confidence: float | None = DEFAULT_TAU_CONFIDENCE,
+                            searched: np.ndarray | None = None) -> ClipCalibration:
+    """τ from calibration minima + the held-out measurements (flags: which held-out nulls/windows were reported).
+    ``searched``: per calibration null M'/M (:func:`null_level`); None: every null searched every window."""
     n_cal, n_held = len(cal_minima), len(heldout_flags)
     confidence = check_confidence(confidence)
-    rank = max(1, clip_rank(fpr, n_cal, confidence))
+    level = null_level(fpr, searched)
+    rank = max(1, clip_rank(level, n_cal, confidence))
     srt = np.sort(np.asarray(cal_minima, dtype=np.float64))
-    tau, tail = clip_tau(srt, fpr, confidence)
+    tau, tail = clip_tau(srt, level, confidence)
     k, nw, kw = int(np.sum(heldout_flags)), len(heldout_window_flags), int(np.sum(heldout_window_flags))
     ci = wilson_ci(k, n_held) if n_held else (0.0, 1.0)
     cal = ClipCalibration(tau=tau, fpr_target=fpr, source=source, n_calibration=n_cal, n_heldout=n_held, rank=rank,
@@ -254,7 +280,8 @@ def finish_clip_calibration(cal_minima: np.ndarray, fpr: float, source: str, hel
                           window_false_alarm_ci95=wilson_ci(kw, nw) if nw else (0.0, 1.0),
                           certified=bool(n_held and ci[1] <= fpr), nulls_needed=nulls_needed(fpr),
                           guaranteed_fpr=rank / (n_cal + 1), n_solved=n_solved, tail=tail,
-                          null_minima=[float(x) for x in srt], confidence=confidence)
+                          null_minima=[float(x) for x in srt], confidence=confidence, null_fpr=level,
+                          searched_ratio=float(np.mean(searched)) if searched is not None and len(searched) else 1.0)
     if warn and not cal.certified:
         warnings.warn(f"{n_cal} calibration / {n_held} held-out null clips cannot certify a per-clip false-alarm rate of "
                       f"{fpr:g}: " + (f"τ is the {rank}{'st' if rank == 1 else 'th'} smallest of {n_cal} null minima "

@@ -18,7 +18,7 @@ import numpy as np
 
 from metrics.cache import EmbeddingCache
 from metrics.memorization.audit import AuditResult, audit
-from metrics.memorization.calibration import DEFAULT_TAU_CONFIDENCE
+from metrics.memorization.calibration import DEFAULT_SEARCH_CORRECTION, DEFAULT_TAU_CONFIDENCE
 from metrics.memorization.detection import LAG_TOL_S, detection_table, plant_copies
 from metrics.memorization.feature_cache import cached_features
 from metrics.memorization.levels import LevelConfig, embed_clip, tokenize_clip
@@ -130,11 +130,12 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
                 eps: float = DEFAULT_EPS, device: str = "cpu", engine=None,
                 min_entropy_bits: float = MIN_ENTROPY_BITS, pooling: str = DEFAULT_POOLING,
                 tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE, groups: Mapping[str, str] | None = None,
-                cache: EmbeddingCache | None = None) -> AudioAudit:
+                cache: EmbeddingCache | None = None, search_correction: bool = DEFAULT_SEARCH_CORRECTION) -> AudioAudit:
     """Audit ``generated`` against ``train`` with every matcher; ``detect`` planted copies per alteration (0: none).
     ``tau_confidence``: see :mod:`metrics.memorization.calibration`; ``groups``: training clip → recording,
     for leave-one-out nulls (:func:`audio_nulls`); ``cache``: every clip's features go through it, so a rerun
-    after a kill recomputes only what was not cached (:mod:`metrics.memorization.feature_cache`)."""
+    after a kill recomputes only what was not cached (:mod:`metrics.memorization.feature_cache`);
+    ``search_correction``: see :mod:`metrics.memorization.calibration`."""
     if not generated or not train:
         raise MemorizationError("audit: " + ("no generated clips" if not generated else "no training clips"))
     gen_s = float(np.median([len(w) / sr for w, sr in generated.values()]))
@@ -150,7 +151,8 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
         m = fz.matcher
         fr = m.frame_rate
         kw = {"fpr": fpr, "window": max(1, round(window_s * fr)), "gen_hop": max(1, round(gen_hop_s * fr)),
-              "train_hop": max(1, round(train_hop_s * fr)), "seed": seed, "matcher": m, "tau_confidence": tau_confidence}
+              "train_hop": max(1, round(train_hop_s * fr)), "seed": seed, "matcher": m, "tau_confidence": tau_confidence,
+              "search_correction": search_correction}
         gen = {cid: fz.fn(w, sr, phases) for cid, (w, sr) in generated.items()}
         trn = {cid: fz.fn(w, sr, 1) for cid, (w, sr) in train.items()}
         if null is not None:
@@ -166,7 +168,8 @@ def audit_audio(generated: Clips, train: Clips, matchers: Sequence[str] = DEFAUL
             tables[m.name], planted[m.name] = measure_detection(fz, train, trn, res.tau, length_s, detect, alterations,
                                                                 lag_tol_s, phases, kw)
     settings = {"window_s": window_s, "gen_hop_s": gen_hop_s, "train_hop_s": train_hop_s, "phases": phases,
-                "detection_per_alteration": detect, "tau_confidence": tau_confidence, "detection_lag_tol_s": lag_tol_s, "excerpt_s": length_s,
+                "detection_per_alteration": detect, "tau_confidence": tau_confidence, "search_correction": search_correction,
+                "detection_lag_tol_s": lag_tol_s, "excerpt_s": length_s,
                 "level": {"mode": level.mode, "ref_dbfs": level.ref_dbfs, "window_s": level.window_s,
                           "floor_db": level.floor_db}}
     return AudioAudit(results, tables, settings, ids, planted)

@@ -15,22 +15,28 @@ each piece is novel in exactly one fold and no piece is on both sides of a fold.
 - the audit's own detection table (``detect`` planted copies per alteration of :data:`FOLD_ALTERATIONS`).
 
 Pooled over folds: the share of novel clips reported as copies with its Wilson 95 % interval (per matcher
-and shape), the planted copies found at the right training clip and lag, and detection per alteration.
+and shape) and with a piece-clustered one (:func:`piece_clustered_ci`: excerpts of one piece are not
+independent), the planted copies found at the right training clip and lag, and detection per alteration.
 
     python -m benchmarks.real_music_folds            # writes docs/figures/memorization_real_folds.json
 
-The committed artifact: the default audit (``--tau-confidence 0.95``) with the default matcher, the two shapes
-side by side on 2 cores, then joined (γ chosen on folds of the seed-2 rotation, not on these)::
+The committed artifact: the default audit (``--tau-confidence 0.95``, searched-windows correction) with the
+default matcher, the two shapes side by side on 2 cores, the same with novel excerpts every 5 s
+(``--novel-hop 5``: half-overlapping, twice the clips), then joined with the earlier artifact (γ chosen on
+folds of the seed-2 rotation, not on these; runs before the correction are kept as ``<shape>+no-search-correction``)::
 
     python -m benchmarks.real_music_folds --k 4 --shape musiccaps --matcher embedding:mel --out a.json
     python -m benchmarks.real_music_folds --k 4 --shape long-train --matcher embedding:mel --out b.json
-    python -m benchmarks.real_music_folds --merge a.json b.json
+    python -m benchmarks.real_music_folds --k 4 --shape musiccaps --matcher embedding:mel --novel-hop 5 --out c.json
+    python -m benchmarks.real_music_folds --k 4 --shape long-train --matcher embedding:mel --novel-hop 5 --out d.json
+    python -m benchmarks.real_music_folds --merge docs/figures/memorization_real_folds.json a.json b.json c.json d.json
 
 The same two runs with ``--seed 2`` (the rotation γ was chosen on) are in it as ``<shape>+seed-2``, the
 expected-rate rows from the earlier run, and ``python -m benchmarks.real_music_shared`` adds the
 shared-material check of every reported clip.
 
-``--tau-confidence 0`` measures the earlier expected-rate rule, ``--null-pieces --seed 1`` nulls of other pieces.
+``--tau-confidence 0`` measures the earlier expected-rate rule, ``--no-search-correction`` τ at ``--fpr`` on the
+leave-one-out minima, ``--null-pieces --seed 1`` nulls of other pieces.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import numpy as np
 
 from benchmarks.real_music import REAL_SR, cut_excerpt, excerpt_starts, real_pieces
 from metrics.memorization import DEFAULT_CLIP_FPR, DEFAULT_TAU_CONFIDENCE, MemorizationError
+from metrics.memorization.calibration import DEFAULT_SEARCH_CORRECTION
 
 ARTIFACT = Path("docs/figures/memorization_real_folds.json")
 TRAIN_START_S, TRAIN_S, CLIP_S, EDGE_S = 20.0, 30.0, 10.0, 2.0
@@ -86,12 +93,15 @@ def fold_split(pieces: list[str], k: int, seed: int = 0, null_pieces: bool = Fal
             for i, g in enumerate(groups)]
 
 
-def excerpts(files: list[str], prefix: str, per_piece: int | None, sr: int = REAL_SR) -> dict:
-    """Every non-overlapping 10 s excerpt of every file (or ``per_piece`` of each), ``{prefix_stem_start: (wave, sr)}``."""
+def excerpts(files: list[str], prefix: str, per_piece: int | None, sr: int = REAL_SR, hop_s: float = CLIP_S) -> dict:
+    """Every 10 s excerpt every ``hop_s`` (default: non-overlapping) of every file (or ``per_piece`` of each),
+    ``{prefix_stem_start: (wave, sr)}``."""
     import soundfile as sf
 
+    # starts every hop_s whose 10 s still end EDGE_S before the end: excerpt_starts of hop_s-long clips
+    # over a piece shortened by the overlap
     return {excerpt_id(prefix, f, s0): cut_excerpt(f, float(s0), CLIP_S, sr)
-            for f in files for s0 in excerpt_starts(sf.info(f).duration, CLIP_S, per_piece, EDGE_S)}
+            for f in files for s0 in excerpt_starts(sf.info(f).duration - (CLIP_S - hop_s), hop_s, per_piece, EDGE_S)}
 
 
 def excerpt_id(prefix: str, path: str, start: float) -> str:
@@ -100,7 +110,7 @@ def excerpt_id(prefix: str, path: str, start: float) -> str:
 
 
 def fold_clips(fold: dict, train_clip_s: float, sr: int = REAL_SR, seed: int = 0,
-               novel_per_piece: int | None = None) -> tuple[dict, dict, dict]:
+               novel_per_piece: int | None = None, novel_hop_s: float = CLIP_S) -> tuple[dict, dict, dict]:
     """``(train, generated, truth)`` of one fold at one shape; ``truth``: planted id → (training id, start s)."""
     from metrics.memorization.alter import gain, noise
 
@@ -120,7 +130,7 @@ def fold_clips(fold: dict, train_clip_s: float, sr: int = REAL_SR, seed: int = 0
         clip_o = np.floor(off / train_clip_s + 1e-9) * train_clip_s
         cid = stem(f) if train_clip_s >= TRAIN_S else f"{stem(f)}_{clip_o:02.0f}"
         truth[f"copy_{gid}"] = (cid, float(off - clip_o))
-    gen.update(excerpts(fold["novel"], "novel", novel_per_piece, sr))
+    gen.update(excerpts(fold["novel"], "novel", novel_per_piece, sr, novel_hop_s))
     return train, gen, truth
 
 
@@ -154,19 +164,21 @@ def piece_groups(train: dict, train_clip_s: float) -> dict[str, str]:
 
 
 def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4, seed: int = 0,
-             novel_per_piece: int | None = None, tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> dict:
+             novel_per_piece: int | None = None, tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE,
+             search_correction: bool = DEFAULT_SEARCH_CORRECTION, novel_hop_s: float = CLIP_S) -> dict:
     """The default audit on one fold at one shape; per matcher the novel clips it reported, the planted
     copies it found, its calibration and its detection table."""
     from metrics.memorization.alter import ALTERATIONS
     from metrics.memorization.pipeline import audit_audio
 
-    train, gen, truth = fold_clips(fold, train_clip_s, seed=seed, novel_per_piece=novel_per_piece)
+    train, gen, truth = fold_clips(fold, train_clip_s, seed=seed, novel_per_piece=novel_per_piece, novel_hop_s=novel_hop_s)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         null = excerpts(fold["null"], "null", None) if "null" in fold else None
         res = audit_audio(gen, train, matchers, null=null, detect=detect, seed=seed, groups=piece_groups(train, train_clip_s),
-                          alterations={a: ALTERATIONS[a] for a in FOLD_ALTERATIONS}, tau_confidence=tau_confidence)
+                          alterations={a: ALTERATIONS[a] for a in FOLD_ALTERATIONS}, tau_confidence=tau_confidence,
+                          search_correction=search_correction)
     out = {"novel_pieces": [Path(f).stem for f in fold["novel"]], "n_train_clips": len(train),
            "null_pieces": [Path(f).stem for f in fold.get("null", [])],
            "seconds": round(time.perf_counter() - t0, 1), "warnings": sorted({str(w.message) for w in caught}),
@@ -181,7 +193,7 @@ def run_fold(fold: dict, train_clip_s: float, matchers=MATCHERS, detect: int = 4
             "planted_found": found(r.matches, truth), "tau": float(r.tau),
             "calibration": {"source": cal.source, "n_calibration": cal.n_calibration, "n_heldout": cal.n_heldout,
                             "clip_false_alarms": cal.clip_false_alarms, "tail": cal.tail,
-                            "confidence": cal.confidence},
+                            "confidence": cal.confidence, "null_fpr": cal.null_fpr, "searched_ratio": cal.searched_ratio},
             "detection": {a: {"n": t["n"], "detected": t["detected"]} for a, t in res.detection.get(name, {}).items()},
         }
     return out
@@ -209,16 +221,38 @@ def pooled(folds: list[dict]) -> dict:
                 by_piece.setdefault(novel_piece(cid), [0, 0])[0] += 1
         pieces = {} if not all("novel_clips_by_piece" in p for p in per) else {  # runs before it was recorded: none
             "pieces": len(by_piece), "pieces_reported": sum(r > 0 for r, _ in by_piece.values()),
-            "reported_by_piece": {q: v for q, v in sorted(by_piece.items()) if v[0]}}
+            "reported_by_piece": {q: v for q, v in sorted(by_piece.items()) if v[0]},
+            "ci95_pieces": piece_clustered_ci(list(by_piece.values()))}
         out[name] = {"novel_clips": n, "novel_reported": k, "rate": k / n if n else None, **pieces,
                      "ci95": list(wilson_ci(k, n)), "planted": sum(len(p["planted_found"]) for p in per),
                      "planted_found": pf, "detection": det}
     return out
 
 
+PIECE_BOOT = 2000
+
+
+def piece_clustered_ci(by_piece: list[list[int]], n_boot: int = PIECE_BOOT, seed: int = 0) -> list[float]:
+    """95 % interval of the pooled share of novel clips reported with the *pieces* as the sampled units: a
+    percentile bootstrap that resamples whole pieces ([reported, clips] each) and recomputes reported / clips
+    (the cluster bootstrap; Davison & Hinkley 1997, §3.8). Excerpts of one piece — overlapping ones above
+    all — are not independent draws; the clip-level Wilson interval treats them as such."""
+    from metrics.intervals import bootstrap_ci
+
+    k, n = (np.array([v[i] for v in by_piece], dtype=np.float64) for i in (0, 1))
+    if not len(n) or n.sum() == 0:
+        return [0.0, 1.0]
+    def share(idx: np.ndarray) -> float:  # bootstrap_ci hands the resampled piece indices over as floats
+        i = idx.astype(np.int64)
+        return float(k[i].sum() / n[i].sum()) if n[i].sum() else 0.0
+
+    return list(bootstrap_ci(np.arange(len(n)), n_boot, seed, statistic=share))
+
+
 def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4, seed: int = 0,
             novel_per_piece: int | None = None, folds_only: list[int] | None = None, log=print,
-            null_pieces: bool = False, tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE) -> dict:
+            null_pieces: bool = False, tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE,
+            search_correction: bool = DEFAULT_SEARCH_CORRECTION, novel_hop_s: float = CLIP_S) -> dict:
     """Every fold at every shape; the artifact's content. With ``null_pieces`` the shapes are recorded as
     ``<shape>+null-pieces`` (τ from nulls of other pieces, see :func:`fold_split`); with the expected-rate
     rule (``tau_confidence`` None or 0, the earlier calibration) as ``<shape>+expected-rate``."""
@@ -236,22 +270,30 @@ def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4
         for i, fold in enumerate(split):
             if folds_only is not None and i not in folds_only:
                 continue
-            r = run_fold(fold, SHAPES[shape], matchers, detect, seed, novel_per_piece, tau_confidence)
+            r = run_fold(fold, SHAPES[shape], matchers, detect, seed, novel_per_piece, tau_confidence, search_correction,
+                         novel_hop_s)
             log(f"{shape} fold {i}: {r['seconds']} s, " + ", ".join(
                 f"{m}: {len(v['novel_reported'])}/{v['novel_clips']} novel reported, "
                 f"{sum(v['planted_found'].values())}/{len(v['planted_found'])} planted found"
                 for m, v in r["matchers"].items()))
             runs.append({"fold": i, **r})
-        key = shape + ("+null-pieces" if null_pieces else "") + ("" if tau_confidence else "+expected-rate")
+        key = (shape + ("+null-pieces" if null_pieces else "") + ("" if tau_confidence else "+expected-rate")
+               + ("" if search_correction else "+no-search-correction")
+               + ("" if novel_hop_s == CLIP_S else f"+novel-hop-{novel_hop_s:g}"))
         result["shapes"][key] = {"train_clip_s": SHAPES[shape], "seed": seed, "null_pieces": null_pieces,
-                                 "tau_confidence": tau_confidence, "folds": runs, "pooled": pooled(runs)}
+                                 "tau_confidence": tau_confidence, "search_correction": search_correction,
+                                 "novel_hop_s": novel_hop_s, "folds": runs, "pooled": pooled(runs)}
     return result
 
 
 def merge(parts: list[dict]) -> dict:
     """One artifact from runs over the same pieces that ran different shapes or matchers side by side (two
     processes on two cores): fold by fold, the matchers' entries joined; pooled recomputed. Each shape
-    records its own seed; runs of one shape must share it (the same split)."""
+    records its own seed; runs of one shape must share it (the same split). A shape entry that does not record
+    ``search_correction`` was calibrated before the searched-windows correction existed: it is kept as
+    ``<shape>+no-search-correction`` (and its ``shared_material`` check with it), so a corrected run of the same
+    shape sits beside it instead of being joined to it."""
+    parts = [legacy_keys(p) for p in parts]
     if len({(p["k"], p["pieces"]) for p in parts}) != 1:
         raise MemorizationError("real-music folds: the runs to merge were not cut from the same pieces (k, pieces)")
     for shape in {s for p in parts for s in p["shapes"]}:
@@ -274,6 +316,20 @@ def merge(parts: list[dict]) -> dict:
     return out
 
 
+def legacy_keys(part: dict) -> dict:
+    """``part`` with every shape that predates the searched-windows correction renamed (see :func:`merge`)."""
+    def key(shape: str, s: dict) -> str:
+        return shape if "search_correction" in s or shape.endswith("+no-search-correction") else shape + "+no-search-correction"
+
+    out = {**part, "shapes": {key(sh, s): {**s, "search_correction": s.get("search_correction", False)}
+                              for sh, s in part["shapes"].items()}}
+    if "shared_material" in part:
+        out["shared_material"] = {**part["shared_material"], "clips": {
+            key(sh, part["shapes"].get(sh, {"search_correction": True})): v
+            for sh, v in part["shared_material"]["clips"].items()}}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", type=int, default=5)
@@ -286,6 +342,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--null-pieces", action="store_true", help="calibrate τ on the next fold's pieces (--null), not leave-one-out")
     p.add_argument("--tau-confidence", type=float, default=DEFAULT_TAU_CONFIDENCE,
                    help="the audit's --tau-confidence (0: the expected-rate rule)")
+    p.add_argument("--no-search-correction", action="store_true",
+                   help="τ at --fpr on the leave-one-out null minima, not at the searched-windows level")
+    p.add_argument("--novel-hop", type=float, default=CLIP_S,
+                   help="seconds between novel excerpts (default: the clip length, non-overlapping)")
     p.add_argument("--out", default=str(ARTIFACT))
     p.add_argument("--merge", nargs="+", metavar="JSON", help="join these runs' JSON into --out instead of measuring")
     a = p.parse_args(argv)
@@ -293,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         Path(a.out).write_text(json.dumps(merge([json.loads(Path(f).read_text()) for f in a.merge]), indent=1) + "\n")
         return
     res = measure(a.k, tuple(a.shape or SHAPES), tuple(a.matcher or MATCHERS), a.detect, a.seed, a.novel_per_piece,
-                  a.fold, lambda s: print(s, flush=True), a.null_pieces, a.tau_confidence)
+                  a.fold, lambda s: print(s, flush=True), a.null_pieces, a.tau_confidence, not a.no_search_correction,
+                  a.novel_hop)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
 

@@ -114,6 +114,23 @@ def test_pooled_counts_false_alarms_per_piece():
     p = pooled(folds)["m"]
     assert (p["novel_reported"], p["novel_clips"], p["pieces"], p["pieces_reported"]) == (3, 9, 3, 2)
     assert p["reported_by_piece"] == {"a_b": [2, 3], "d": [1, 4]}
+    lo, hi = p["ci95_pieces"]
+    assert 0 <= lo <= 3 / 9 <= hi <= 3 / 4  # resampling three pieces: at most the worst piece's share
+
+
+def test_piece_clustered_interval_is_wider_than_wilson_when_alarms_share_a_piece():
+    """Six alarms in one piece of 30 (40 clips each): the clip-level Wilson bound treats the 1200 clips as
+    independent; resampling pieces puts the pooled share anywhere from 0 to a few times that piece's, so the bound is
+    wider. Six alarms spread one per piece over six pieces: the two agree more closely."""
+    from benchmarks.real_music_folds import piece_clustered_ci
+    from metrics.intervals import wilson_ci
+
+    one = [[6, 40]] + [[0, 40]] * 29
+    spread = [[1, 40]] * 6 + [[0, 40]] * 24
+    w = wilson_ci(6, 1200)[1]
+    assert piece_clustered_ci(one)[1] > 1.3 * w  # 1.5 % against 1.09 %
+    assert piece_clustered_ci(spread)[1] < piece_clustered_ci(one)[1]
+    assert piece_clustered_ci(one) == piece_clustered_ci(one)  # seeded
     assert "pieces" not in pooled([_fold(1, 100, 5, 4)])["m"]  # runs that did not record clips per piece
 
 
@@ -125,7 +142,7 @@ def test_merge_joins_matchers_of_the_same_split_and_refuses_another_split():
         for f in folds:
             f["matchers"] = {matcher: f["matchers"]["m"]}
         return {"k": 2, "seed": seed, "pieces": 10, "matchers": [matcher],
-                "shapes": {"s": {"train_clip_s": 10.0, "folds": folds, "pooled": pooled(folds)}}}
+                "shapes": {"s": {"train_clip_s": 10.0, "search_correction": True, "folds": folds, "pooled": pooled(folds)}}}
 
     out = merge([run("a", 0), run("b", 1)])
     assert out["matchers"] == ["a", "b"]
@@ -134,6 +151,15 @@ def test_merge_joins_matchers_of_the_same_split_and_refuses_another_split():
     assert (p["a"]["novel_reported"], p["b"]["novel_reported"], p["b"]["novel_clips"]) == (0, 2, 200)
     with pytest.raises(MemorizationError, match="same split"):
         merge([run("a", 0), run("b", 0, seed=1)])
+    old = run("a", 1)  # calibrated before the searched-windows correction: kept beside the corrected run
+    del old["shapes"]["s"]["search_correction"]
+    old["shared_material"] = {"method": "m", "clips": {"s": {"a": {"novel_x_002.0": {}}}}}
+    both = merge([old, run("a", 0)])
+    assert set(both["shapes"]) == {"s", "s+no-search-correction"}
+    assert both["shapes"]["s+no-search-correction"]["search_correction"] is False
+    assert both["shapes"]["s+no-search-correction"]["pooled"]["a"]["novel_reported"] == 2
+    assert both["shapes"]["s"]["pooled"]["a"]["novel_reported"] == 0
+    assert set(both["shared_material"]["clips"]) == {"s+no-search-correction"}
 
 
 def test_leave_one_out_nulls_leave_their_whole_piece():

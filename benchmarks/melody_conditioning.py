@@ -115,7 +115,7 @@ class Scorer:
                 self.extractors["melody_rca"] = CrepePitch()
             except EmbedderError as e:  # the melody extra missing: RCA skipped and said so
                 self.crepe_skipped = str(e)
-        self._melody: dict[int, dict[str, np.ndarray]] = {}
+        self._melody: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = {}  # id -> (the melody, its features)
 
     def features(self, wave: np.ndarray) -> dict[str, np.ndarray]:
         from metrics.audio import resample
@@ -132,10 +132,10 @@ class Scorer:
         from metrics.control.melody import pitch_class_accuracy
         from metrics.melody_adherence import chroma_cosine_sums, raw_chroma_accuracy
 
-        key = id(melody)
-        if key not in self._melody:
-            self._melody[key] = self.features(melody)
-        m, g = self._melody[key], self.features(generated)
+        cached = self._melody.get(id(melody))
+        if cached is None or cached[0] is not melody:  # the melody is kept, so its id is not reused while cached
+            cached = self._melody[id(melody)] = (melody, self.features(melody))
+        m, g = cached[1], self.features(generated)
         total, frames = chroma_cosine_sums(m["chroma_cosine"], g["chroma_cosine"])
         out = {"chroma_cosine": total / frames if frames else None,
                "pitch_class_accuracy": pitch_class_accuracy(m["pitch_class_accuracy"], g["pitch_class_accuracy"]),

@@ -29,7 +29,7 @@ folds of the seed-2 rotation, not on these; runs before the correction are kept 
     python -m benchmarks.real_music_folds --k 4 --shape long-train --matcher embedding:mel --out b.json
     python -m benchmarks.real_music_folds --k 4 --shape musiccaps --matcher embedding:mel --novel-hop 5 --out c.json
     python -m benchmarks.real_music_folds --k 4 --shape long-train --matcher embedding:mel --novel-hop 5 --out d.json
-    python -m benchmarks.real_music_folds --merge docs/figures/memorization_real_folds.json a.json b.json c.json d.json
+    python -m benchmarks.real_music_folds --merge a.json b.json c.json d.json docs/figures/memorization_real_folds.json
 
 The same two runs with ``--seed 2`` (the rotation γ was chosen on) are in it as ``<shape>+seed-2``, the
 expected-rate rows from the earlier run, and ``python -m benchmarks.real_music_shared`` adds the
@@ -300,6 +300,9 @@ def merge(parts: list[dict]) -> dict:
         if len({p["shapes"][shape].get("seed", p["seed"]) for p in parts if shape in p["shapes"]}) != 1:
             raise MemorizationError(f"real-music folds: the runs of {shape!r} to merge were not cut from the same split")
     out = {**parts[0], "matchers": sorted({m for p in parts for m in p["matchers"]}), "shapes": {}}
+    shared = next((p["shared_material"] for p in parts if "shared_material" in p), None)
+    if shared is not None:  # the check of every part's clips, whichever part carries it (the earlier artifact)
+        out["shared_material"] = shared
     for p in parts:
         for shape, s in p["shapes"].items():
             entry = out["shapes"].setdefault(shape, {**s, "seed": s.get("seed", p["seed"]), "folds": []})

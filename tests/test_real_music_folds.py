@@ -154,8 +154,8 @@ def test_merge_joins_matchers_of_the_same_split_and_refuses_another_split():
     old = run("a", 1)  # calibrated before the searched-windows correction: kept beside the corrected run
     del old["shapes"]["s"]["search_correction"]
     old["shared_material"] = {"method": "m", "clips": {"s": {"a": {"novel_x_002.0": {}}}}}
-    both = merge([old, run("a", 0)])
-    assert set(both["shapes"]) == {"s", "s+no-search-correction"}
+    both = merge([run("a", 0), old])  # new runs first: their rows lead, the earlier check is kept
+    assert list(both["shapes"]) == ["s", "s+no-search-correction"]
     assert both["shapes"]["s+no-search-correction"]["search_correction"] is False
     assert both["shapes"]["s+no-search-correction"]["pooled"]["a"]["novel_reported"] == 2
     assert both["shapes"]["s"]["pooled"]["a"]["novel_reported"] == 0

@@ -1,7 +1,7 @@
 """Semantic tokens: 25 Hz frames of a feature extractor → nearest of K k-means centroids.
 
 MusicLM takes w2v-BERT's 7th-layer activations at 25 Hz and quantizes them with k-means (K = 1024).
-Two feature extractors implement that interface here:
+Three feature extractors implement that interface here:
 
 * ``HFFeatures(path, layer)`` — the real path: any local ``transformers`` speech model
   (wav2vec2, HuBERT, w2v-BERT, …) loaded with ``AutoModel.from_pretrained(dir)``; the chosen hidden
@@ -13,10 +13,19 @@ Two feature extractors implement that interface here:
   timbre and register, deltas = onsets and note changes). What it is not: *semantic* in the
   w2v-BERT sense — its tokens are closer to coarse acoustic units. Numbers computed with it are
   labelled by the tokenizer ``id`` and must not be compared with w2v-BERT-token results.
+* ``MusicnnFeatures(name)`` — ``musicnn-msd`` / ``musicnn-mtt``: the frame-level activations of musicnn
+  (``metrics/embedders/musicnn.py``, weights shipped), the 753 channels its temporal pooling sees (front
+  end 561 + mid-end 3 × 64) at 62.5 Hz over the whole clip, average-pooled to 25 Hz. Why: a network trained
+  to tag real music (the Million Song Dataset / MagnaTagATune) carries structure — instrument, genre,
+  rhythm — that k-means over raw log-mels does not, and the max over frequency of its front-end filters
+  makes those largely pitch-invariant, which is what "semantic" tokens should be (the melody and the exact
+  spectrum are the acoustic tokens' job). What it is not: w2v-BERT — a small supervised tagger, not a
+  self-supervised model of audio; its tokens are labelled ``semantic-musicnn-…`` in every id.
 
 Features are centred (per-dimension mean of the training frames) and scaled by one standard
 deviation per feature group (log-mels, deltas; all of a hidden state) before k-means, so neither
-group dominates the distance while near-silent bands are not blown up to the level of loud ones. The memorization audit resolves ``semantic-ref`` to ``load_tokenizer``.
+group dominates the distance while near-silent bands are not blown up to the level of loud ones
+(musicnn: front end, mid-end). The memorization audit resolves ``semantic-ref`` to ``load_tokenizer``.
 """
 
 from __future__ import annotations
@@ -123,6 +132,52 @@ class LogMelFeatures:
         return {"kind": self.kind, "config": asdict(self.cfg)}
 
 
+def _pool(frames: torch.Tensor, t: int) -> np.ndarray:
+    """[T_model, D] features at the model's frame rate → [t, D] float32 at 25 Hz (average pooling)."""
+    return F.adaptive_avg_pool1d(frames.T[None].float(), t)[0].T.cpu().contiguous().numpy()
+
+
+class MusicnnFeatures:
+    """musicnn's frame-level activations (front end + mid-end, 753 channels) pooled to 25 Hz (module docstring).
+
+    The clip is resampled to 16 kHz and passed whole through musicnn's own front end (``clip_log_mel``: what
+    ``clip_patches`` cuts into 3 s patches) and its convolutions, then average-pooled to ``n_frames`` frames.
+    """
+
+    kind = "musicnn"
+
+    def __init__(self, name: str = "musicnn-msd", device: str = "cpu"):
+        from metrics.embedders import EmbedderError
+        from metrics.embedders.musicnn import FRONTEND_VERSION, load_musicnn
+
+        try:
+            self.loaded = load_musicnn(name, device=device)
+        except EmbedderError as e:
+            raise SemanticError(f"musicnn features {name!r}: {e}") from None
+        cfg = self.loaded.model.cfg
+        front = 2 * cfg.timbral_filters + 3 * cfg.temporal_filters
+        self.name, self.device, self.frontend_version = name, device, FRONTEND_VERSION
+        self.groups = (front, 3 * cfg.midend_filters)  # (561, 192): front end, mid-end
+        self.dim = sum(self.groups)
+        self.weights_sha256 = self.loaded.weights_sha256
+        self.id = f"{name}-frames-{self.weights_sha256[:16]}-fe{FRONTEND_VERSION}"
+
+    def __call__(self, wave: np.ndarray, sr: int) -> np.ndarray:
+        from metrics.embedders.musicnn import N_FFT, SR, clip_log_mel, run_frames
+
+        n16 = -(-len(wave) * SR // sr)  # the resampler's output length
+        if n16 <= N_FFT // 2:
+            raise SemanticError(f"{self.name}: a clip of {len(wave)} samples at {sr} Hz is too short for musicnn's STFT: "
+                                f"its {N_FFT}-sample window with reflect padding needs more than {N_FFT // 2} samples at "
+                                f"{SR} Hz ({N_FFT // 2 / SR * 1000:.0f} ms)")
+        frames = run_frames(self.loaded, clip_log_mel(wave, sr), self.device)  # [1 + n16 // 256, 753]
+        return _pool(torch.from_numpy(frames), n_frames(len(wave), sr))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "weights_sha256": self.weights_sha256,
+                "frontend_version": self.frontend_version}
+
+
 def _hash_model_dir(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(path.iterdir()):
@@ -181,8 +236,7 @@ class HFFeatures:
             inputs = {"input_values": ((x - x.mean()) / (x.std() + 1e-7))[None]}
         inputs = {k: v.to(self.device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         hidden = self.model(**inputs, output_hidden_states=True).hidden_states[self.layer][0]  # [T_model, D]
-        pooled = F.adaptive_avg_pool1d(hidden.T[None].float(), t)[0].T  # model frame rate → 25 Hz
-        return pooled.cpu().contiguous().numpy()
+        return _pool(hidden, t)  # model frame rate → 25 Hz
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "path": str(self.path), "layer": self.layer, "weights_sha256": self.weights_sha256}
@@ -197,6 +251,14 @@ def features_from_dict(d: dict, hf_path: str | Path | None = None, device: str =
         if feats.weights_sha256 != d["weights_sha256"]:
             raise SemanticError(f"{path}: model weights differ from the ones this tokenizer was fitted on "
                                 f"(sha256 {feats.weights_sha256[:12]} ≠ {d['weights_sha256'][:12]})")
+        return feats
+    if d["kind"] == "musicnn":
+        feats = MusicnnFeatures(d["name"], device)
+        for what, have, want in (("weights", feats.weights_sha256, d["weights_sha256"]),
+                                 ("front end version", str(feats.frontend_version), str(d["frontend_version"]))):
+            if have != want:
+                raise SemanticError(f"{feats.loaded.path}: musicnn {what} differ from the ones this tokenizer was fitted on "
+                                    f"({have[:12]} ≠ {want[:12]})")
         return feats
     raise SemanticError(f"unknown feature extractor kind {d['kind']!r}")
 

@@ -116,6 +116,9 @@ def train_codec(data, checkpoint, preset, seed, steps, batch_size, lr, crop_seco
 @click.option("--hf-model", type=click.Path(exists=True, file_okay=False), default=None,
               help="Local transformers model directory (e.g. w2v-BERT) instead of the offline log-mel features.")
 @click.option("--layer", type=int, default=7, show_default=True, help="Hidden state of --hf-model to cluster.")
+@click.option("--features", type=click.Choice(["logmel", "musicnn-msd", "musicnn-mtt"]), default="logmel", show_default=True,
+              help="Frame features k-means clusters: the offline log-mel+delta stack, or the frame-level activations of "
+              "the shipped musicnn tagger (MSD / MTT weights) pooled to 25 Hz.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--stream", is_flag=True, help="--data is a folder tree of audio (e.g. fma_small/): fit on one random crop per file, "
@@ -125,8 +128,8 @@ def train_codec(data, checkpoint, preset, seed, steps, batch_size, lr, crop_seco
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=50, show_default=True,
               help="Clips between saves of the feature pass's resume state (k-means saves after every iteration).")
 @json_option()
-def train_semantic(data, checkpoint, preset, k, seed, iters, hf_model, layer, device, on_error, stream, crop_seconds, max_files,
-                   checkpoint_every, json_out):
+def train_semantic(data, checkpoint, preset, k, seed, iters, hf_model, layer, features, device, on_error, stream, crop_seconds,
+                   max_files, checkpoint_every, json_out):
     """Fit the semantic tokenizer (25 Hz features + k-means) on a folder of clips.
 
     A killed run rerun with the same flags continues from DIR/semantic_tokenizer.pt.resume[.features] and ends
@@ -134,8 +137,11 @@ def train_semantic(data, checkpoint, preset, k, seed, iters, hf_model, layer, de
     from musiclm_ref.train.semantic import SemanticTrainConfig
     from musiclm_ref.train.semantic import train_semantic as run
 
+    if hf_model and features != "logmel":
+        raise click.UsageError(f"--hf-model and --features {features} name two different feature models; give one of them")
     entry = run(data, checkpoint, SemanticTrainConfig(
-        preset=preset, k=k, seed=seed, iters=iters, hf_path=hf_model, layer=layer, device=device, on_error=on_error,
+        preset=preset, k=k, seed=seed, iters=iters, hf_path=hf_model, layer=layer, features=features, device=device,
+        on_error=on_error,
         command=manifest_command("musiclm-eval train semantic"), stream=stream, crop_seconds=crop_seconds, max_files=max_files,
         checkpoint_every=checkpoint_every))
     if not emit_json(json_out, entry):

@@ -17,6 +17,8 @@ exceeds 6.55 and poisons the whole patch; we keep the float16 rounding but take 
 
 Registry names: embedders ``musicnn-mtt`` / ``musicnn-msd`` (the 200-d penultimate layer, one frame
 per patch) and classifiers of the same names (50 sigmoid tags, one row of logits per patch).
+``Musicnn.frame_features`` / ``run_frames``: the 753 frame-level channels the temporal pooling sees, for a
+log-mel sequence of any length (the semantic tokenizer's ``musicnn-msd`` / ``musicnn-mtt`` features).
 """
 
 from __future__ import annotations
@@ -159,7 +161,11 @@ class Musicnn(nn.Module):
         self.bn_dense = _bn(cfg.backend_units, 1)
         self.out = nn.Linear(cfg.backend_units, cfg.n_classes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[b, 753, time] frame-level features of log-mels [b, time, 96] of any length (62.5 Hz frames):
+        what the temporal pooling sees — the front end (2 timbral × 204 + 3 temporal × 51 = 561 channels,
+        each max over frequency) followed by the three mid-end layers (3 × 64). Every layer before the
+        pooling is a "same"-padded convolution in time, so the sequence keeps its length."""
         x = self.bn_input(x.unsqueeze(1))  # [b, 1, time, freq]
         feats = [blk(F.pad(x, (0, 0, 3, 3))).amax(dim=-1) for blk in self.timbral]
         for blk in self.temporal:
@@ -172,7 +178,10 @@ class Musicnn(nn.Module):
         for blk in self.midend[1:]:
             h = blk(F.pad(h, (3, 3))) + h
             layers.append(h)
-        mid = torch.cat(layers, dim=1)  # [b, 753, time]
+        return torch.cat(layers, dim=1)  # [b, 753, time]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mid = self.frame_features(x)  # [b, 753, time]
         # TF concatenates [max, mean] on a trailing axis, then flattens: interleaved max0, mean0, max1, …
         pooled = torch.stack([mid.amax(dim=-1), mid.mean(dim=-1)], dim=-1).flatten(1)
         penultimate = self.bn_dense(F.relu(self.dense(self.bn_pool(pooled))))
@@ -225,11 +234,23 @@ def run_patches(loaded: LoadedMusicnn, x: np.ndarray, device: str = "cpu", batch
     return tuple(torch.cat([o[j] for o in outs]).cpu().numpy() for j in (0, 1))  # type: ignore[return-value]
 
 
-def clip_patches(wave: np.ndarray, sr: int = SR) -> np.ndarray:
-    """Resample (the project's filter) and cut a clip into log-mel patches [n, 187, 96]."""
+@torch.no_grad()
+def run_frames(loaded: LoadedMusicnn, logmel: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """[frames, 753] float32 frame-level features (``Musicnn.frame_features``) of one whole log-mel sequence [frames, 96]."""
+    x = torch.from_numpy(np.ascontiguousarray(logmel, dtype=np.float32))[None].to(device)
+    return loaded.model.frame_features(x)[0].T.contiguous().cpu().numpy()
+
+
+def clip_log_mel(wave: np.ndarray, sr: int = SR) -> np.ndarray:
+    """[frames, 96] musicnn log-mels of a clip at ``sr``, resampled to 16 kHz first (the project's filter)."""
     from metrics.audio import resample
 
-    return patches(log_mel(resample(np.asarray(wave, np.float32), sr, SR)))
+    return log_mel(resample(np.asarray(wave, np.float32), sr, SR))
+
+
+def clip_patches(wave: np.ndarray, sr: int = SR) -> np.ndarray:
+    """Resample (the project's filter) and cut a clip into log-mel patches [n, 187, 96]."""
+    return patches(clip_log_mel(wave, sr))
 
 
 # ---------------------------------------------------------------------------------------- registry

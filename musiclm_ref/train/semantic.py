@@ -1,6 +1,7 @@
 """``train semantic``: the semantic tokenizer fitted (k-means over frozen 25 Hz features) on a folder of clips.
 
-Nothing here trains by gradient: the feature model (log-mels, or w2v-BERT with ``hf_path``) is frozen and
+Nothing here trains by gradient: the feature model (log-mels, musicnn with ``features="musicnn-msd"``, or
+w2v-BERT with ``hf_path``) is frozen and
 ``fit_tokenizer`` runs seeded k-means over a subsample of its standardized frames.
 
 A killed run resumes exactly (:class:`FitResume`): the feature pass saves the features so far every
@@ -28,6 +29,7 @@ from musiclm_ref.semantic import (
     FEATURE_SR,
     HFFeatures,
     LogMelFeatures,
+    MusicnnFeatures,
     SemanticError,
     SemanticTokenizer,
     check_wave,
@@ -124,6 +126,21 @@ def fit_tokenizer(waves: list[tuple[np.ndarray, int]], features=None, k: int = 2
     return SemanticTokenizer(features, centroids.numpy(), mean, std, meta)
 
 
+FEATURE_CHOICES = ("logmel", "musicnn-msd", "musicnn-mtt")
+
+
+def make_features(cfg: SemanticTrainConfig):
+    """The frozen feature model ``cfg`` names: ``hf_path``'s hidden state, else ``cfg.features``."""
+    if cfg.features not in FEATURE_CHOICES:
+        raise SemanticError(f"unknown semantic features {cfg.features!r}; expected one of {', '.join(FEATURE_CHOICES)}")
+    if cfg.hf_path:
+        if cfg.features != "logmel":
+            raise SemanticError(f"a transformers model (hf_path {cfg.hf_path}) and features {cfg.features!r} are two "
+                                "different feature models; give one of them")
+        return HFFeatures(cfg.hf_path, cfg.layer, cfg.device)
+    return LogMelFeatures() if cfg.features == "logmel" else MusicnnFeatures(cfg.features, cfg.device)
+
+
 @dataclass
 class SemanticTrainConfig:
     """Everything ``train semantic`` takes besides the data and the checkpoint directory."""
@@ -134,6 +151,7 @@ class SemanticTrainConfig:
     iters: int = 20
     hf_path: str | Path | None = None  # a local transformers model (w2v-BERT) instead of the log-mel features
     layer: int = 7
+    features: str = "logmel"  # FEATURE_CHOICES: what k-means clusters (``hf_path`` needs "logmel", its default)
     device: str = "cpu"
     on_error: str = "raise"
     command: str = ""  # the command line the manifest records
@@ -160,7 +178,7 @@ def train_semantic(data_dir: str | Path, out_dir: str | Path, cfg: SemanticTrain
         report = crop_report(data_dir, cfg.crop_seconds, FEATURE_SR, cfg.max_files, cfg.seed, cfg.on_error)
     else:
         report = load_dir(data_dir, on_error=cfg.on_error)
-    features = HFFeatures(cfg.hf_path, cfg.layer, cfg.device) if cfg.hf_path else LogMelFeatures()
+    features = make_features(cfg)
     out = Path(out_dir)
     data_hash = clips_hash(report.clips)
     resume = FitResume(resume_path(out / "semantic_tokenizer.pt"), recipe_digest(cfg, data_hash), cfg.checkpoint_every,

@@ -23,7 +23,8 @@ HIERARCHY = Path("docs/figures/hierarchy.json")
 BEFORE = Path("docs/figures/hierarchy_before.json")
 ABLATION = Path("docs/figures/ablation.json")
 MELODY = Path("docs/figures/melody_conditioning.json")
-ARTIFACTS = (HIERARCHY, BEFORE, ABLATION, MELODY)
+MELODY_BEFORE = Path("docs/figures/melody_conditioning_before.json")  # the shipped chroma-off coarse stage's run
+ARTIFACTS = (HIERARCHY, BEFORE, ABLATION, MELODY, MELODY_BEFORE)
 PAIR = ("musiclm-ref", "musiclm-ref-no-semantic")
 
 
@@ -122,16 +123,19 @@ MELODY_LABELS = {  # metric key of the artifact -> table row
 }
 
 
+def _stage(c: dict) -> str:
+    """``coarse stage chroma off, 3,500 steps`` from an artifact's ``coarse_stage``."""
+    return f"coarse stage chroma {'on' if c['chroma'] else 'off'}" + (f", {c['steps']:,} steps" if c.get("steps") else "")
+
+
 def melody_conditioning(root: Path) -> str:
     """Per metric: mean with / without the melody, the paired gain with its 95 % interval, melodies with a gain."""
     d = load(root, MELODY)
     m, c = d["melodies"], d["coarse_stage"]
-    steps = f", {c['steps']:,} steps" if c.get("steps") else ""
     dirty = "with uncommitted changes in the tree, " if d.get("git_dirty") else ""
     lines = ["", f"{m['n']} melodies no shipped piece was fitted on (spec seed {m['spec_seed']}, {m['timbre']}, "
              f"{m['seconds']:g} s), caption \"{d['caption']}\", each generated with and without its melody under the "
-             f"same ids (paired random streams); {d['checkpoint']}, coarse stage chroma "
-             f"{'on' if c['chroma'] else 'off'}{steps}; `{d['command']}`, commit {str(d.get('git_commit'))[:10]}, "
+             f"same ids (paired random streams); {d['checkpoint']}, {_stage(c)}; `{d['command']}`, commit {str(d.get('git_commit'))[:10]}, "
              f"{dirty}{num(d['wall_seconds'], 0)} s at {d['threads']} thread{'s' if d['threads'] != 1 else ''} "
              "(`docs/figures/melody_conditioning.json`):", "",
              "| Against the melody ↑ | with | without | gain, with − without [95 % bootstrap] | gain > 0 |",
@@ -146,6 +150,13 @@ def melody_conditioning(root: Path) -> str:
     if m["n"] < MELODY_TARGET_N:
         lines += ["", f"{m['n']} melodies is fewer than the {MELODY_TARGET_N} issue 31 asks for: a timing run, not the "
                       "measurement."]
+    before = load(root, MELODY_BEFORE) if (root / MELODY_BEFORE).is_file() else None
+    if before is not None and before != d:  # the baseline, once the artifact holds another run
+        gains = "; ".join(f"{MELODY_LABELS[k].split(' (')[0]} {with_ci({'value': r['gain']['mean'], 'ci95': r['gain']['ci95']}, 3)} "
+                          f"({r['positive']} of {r['n']} > 0)"
+                          for k, r in before["metrics"].items() if k in MELODY_LABELS and r.get("n"))
+        lines += ["", f"Before ({before['checkpoint']}, {_stage(before['coarse_stage'])}, {before['melodies']['n']} "
+                      f"melodies, `{MELODY_BEFORE}`), gain with − without: {gains}."]
     crepe = d.get("crepe") or {}
     if crepe.get("skipped"):
         lines += ["", f"CREPE RCA: {crepe['skipped']}."]

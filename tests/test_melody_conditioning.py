@@ -79,7 +79,7 @@ def test_the_melody_seed_is_no_training_seed():
 
 
 def test_melody_figure_renders_the_artifact(tmp_path):
-    from benchmarks.figures_hierarchy import MELODY, melody_conditioning
+    from benchmarks.figures_hierarchy import MELODY, MELODY_BEFORE, melody_conditioning
 
     r = paired_summary([0.6, 0.7, 0.8], [0.5, 0.6, 0.9], n_boot=200)
     doc = {"melodies": {"n": 3, "seconds": 8.0, "spec_seed": 4242, "timbre": "flute"}, "caption": "a solo piano melody",
@@ -94,6 +94,14 @@ def test_melody_figure_renders_the_artifact(tmp_path):
     assert "CREPE" not in text.split("|---|")[1].split("\n\n")[0]  # a metric without pairs has no row
     assert "0.21 CPU s per clip (median)" in text
     assert "3 melodies is fewer than the 50" in text
+    assert "Before" not in text
+    (tmp_path / MELODY_BEFORE).write_text(json.dumps(doc))  # the same run as the baseline: no second line
+    assert melody_conditioning(tmp_path) == text
+    before = {**doc, "coarse_stage": {"chroma": False, "steps": 3500}}
+    (tmp_path / MELODY_BEFORE).write_text(json.dumps(before))
+    line = melody_conditioning(tmp_path).split("Before (")[1]
+    assert line.startswith("shipped tiny set, coarse stage chroma off, 3,500 steps, 3 melodies")
+    assert "chroma cosine 0.033 [−0.100, 0.100] (2 of 3 > 0)" in line
 
 
 def _store(pairwise: list[dict]) -> dict:

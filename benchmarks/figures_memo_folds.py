@@ -17,11 +17,16 @@ SHAPE_NAMES = {"musiccaps": "10 s training clips (MusicCaps)", "long-train": "30
 
 
 def _shape(key: str, s: dict) -> tuple[str, str]:
-    """The table's first two cells: the training clips, and where τ's nulls came from and τ's rule
-    (``--tau-confidence``; runs before it existed used the expected-rate rule), with the split's seed."""
+    """The table's first two cells: the training clips (and the novel excerpts' hop when they overlap), and
+    where τ's nulls came from and τ's rule (``--tau-confidence``; runs before it existed used the expected-rate
+    rule; runs before the searched-windows correction say so), with the split's seed."""
     base = SHAPE_NAMES.get(key.split("+")[0], key)
+    hop = s.get("novel_hop_s", 10.0)
+    if hop < 10.0:
+        base += f", novel excerpts every {hop:g} s (overlapping)"
     seed, conf = s.get("seed", 0), s.get("tau_confidence")
     rule = f"confidence {conf:g}" if conf else "expected rate"
+    rule += ", searched-windows correction" if s.get("search_correction") else ", uncorrected"
     return base, (f"null pieces (other folds), {rule}, seed {seed}" if s.get("null_pieces")
                   else f"leave-one-out, {rule}, seed {seed}")
 
@@ -35,8 +40,9 @@ def memorization_real_folds(root: Path) -> str:
     shapes = get_field(d, MEMO_FOLDS, "shapes")
     alts = list(next(iter(next(iter(shapes.values()))["pooled"].values()))["detection"])
     lines = ["", "| training clips | τ's nulls | matcher | novel clips reported as copies (95 % Wilson) | upper bound ≤ "
-             f"{d['fpr']:g}? | pieces with one | per fold (τ) | planted copies found | "
-             + " | ".join(f"detected: `{a}`" for a in alts) + " |", "|---|---|---|---|---|---|---|---|" + "---|" * len(alts)]
+             f"{d['fpr']:g}? | piece-clustered 95 % (pieces resampled) | pieces with one | per fold (τ) | "
+             "planted copies found | " + " | ".join(f"detected: `{a}`" for a in alts) + " |",
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(alts)]
     for shape, s in shapes.items():
         for m, p in s["pooled"].items():
             per_fold = ", ".join(f"{len(f['matchers'][m]['novel_reported'])}/{f['matchers'][m]['novel_clips']} "
@@ -44,8 +50,10 @@ def memorization_real_folds(root: Path) -> str:
             det = [f"{t['detected']}/{t['n']} ({t['ci95'][0]:.2f}–{t['ci95'][1]:.2f})" for t in p["detection"].values()]
             ok = "yes" if p["ci95"][1] <= d["fpr"] else "**no**"
             pieces = f"{p['pieces_reported']}/{p['pieces']}" if "pieces" in p else "—"
+            clustered = f"{p['ci95_pieces'][0]:.4f}–{p['ci95_pieces'][1]:.4f}" if "ci95_pieces" in p else "—"
             lines.append(f"| {' | '.join(_shape(shape, s))} | `{m}` | {_share(p['novel_reported'], p['novel_clips'], p['ci95'])} "
-                         f"| {ok} | {pieces} | {per_fold} | {p['planted_found']}/{p['planted']} | " + " | ".join(det) + " |")
+                         f"| {ok} | {clustered} | {pieces} | {per_fold} | {p['planted_found']}/{p['planted']} | "
+                         + " | ".join(det) + " |")
     return "\n".join(lines) + "\n"
 
 

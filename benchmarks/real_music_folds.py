@@ -253,7 +253,8 @@ def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4
             novel_per_piece: int | None = None, folds_only: list[int] | None = None, log=print,
             null_pieces: bool = False, tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE,
             search_correction: bool = DEFAULT_SEARCH_CORRECTION, novel_hop_s: float = CLIP_S) -> dict:
-    """Every fold at every shape; the artifact's content. With ``null_pieces`` the shapes are recorded as
+    """Every fold at every shape; the artifact's content. Another rotation than seed 0 is recorded as
+    ``<shape>+seed-<seed>`` (so rotations merge side by side). With ``null_pieces`` the shapes are recorded as
     ``<shape>+null-pieces`` (τ from nulls of other pieces, see :func:`fold_split`); with the expected-rate
     rule (``tau_confidence`` None or 0, the earlier calibration) as ``<shape>+expected-rate``."""
     tau_confidence = tau_confidence or None
@@ -277,7 +278,7 @@ def measure(k: int = 5, shapes=tuple(SHAPES), matchers=MATCHERS, detect: int = 4
                 f"{sum(v['planted_found'].values())}/{len(v['planted_found'])} planted found"
                 for m, v in r["matchers"].items()))
             runs.append({"fold": i, **r})
-        key = (shape + ("+null-pieces" if null_pieces else "") + ("" if tau_confidence else "+expected-rate")
+        key = (shape + (f"+seed-{seed}" if seed else "") + ("+null-pieces" if null_pieces else "") + ("" if tau_confidence else "+expected-rate")
                + ("" if search_correction else "+no-search-correction")
                + ("" if novel_hop_s == CLIP_S else f"+novel-hop-{novel_hop_s:g}"))
         result["shapes"][key] = {"train_clip_s": SHAPES[shape], "seed": seed, "null_pieces": null_pieces,

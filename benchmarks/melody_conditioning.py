@@ -180,8 +180,11 @@ def summarize(scores_with: Sequence[Mapping[str, float | None]], scores_without:
 
 def measure(checkpoint: str | Path | None = None, n: int = 50, seconds: float = 8.0, seed: int = 0,
             crepe: bool = False, threads: int | None = 1, n_boot: int = 2000,
-            log: Callable[[str], None] = print) -> dict:
-    """Generate the n clips with and without their melodies and score both arms against them."""
+            log: Callable[[str], None] = print, cfg_scale: float | None = None) -> dict:
+    """Generate the n clips with and without their melodies and score both arms against them. ``cfg_scale``:
+    classifier-free guidance in both arms alike (MusicGen samples every model with 3.0; the unconditional
+    branch drops the MuLan tokens and the coarse stage's chroma, so with a melody it guides towards text and
+    melody, without one towards the text)."""
     import torch
 
     from metrics.evaluate import run_metadata
@@ -197,10 +200,10 @@ def measure(checkpoint: str | Path | None = None, n: int = 50, seconds: float = 
     melodies = render_melodies(n, seconds)
     ids = [f"melody-{i}" for i in range(n)]
     t = time.time()
-    with_melody = lm.generate([CAPTION] * n, seconds=seconds, seed=seed, melody=melodies, ids=ids)
+    with_melody = lm.generate([CAPTION] * n, seconds=seconds, seed=seed, melody=melodies, ids=ids, cfg_scale=cfg_scale)
     t_with = time.time() - t
     t = time.time()
-    without = lm.generate([CAPTION] * n, seconds=seconds, seed=seed, ids=ids)
+    without = lm.generate([CAPTION] * n, seconds=seconds, seed=seed, ids=ids, cfg_scale=cfg_scale)
     t_without = time.time() - t
     log(f"generated 2 × {n} clips of {seconds:g} s in {t_with:.1f} + {t_without:.1f} s")
     t = time.time()
@@ -214,7 +217,9 @@ def measure(checkpoint: str | Path | None = None, n: int = 50, seconds: float = 
         "what": "melody conditioning: per melody, the clip generated with it vs without it (same ids, paired random "
                 "streams), scored against the melody; gain = with − without, 95 % percentile bootstrap over melodies",
         "command": f"python -m benchmarks.melody_conditioning --n {n} --seconds {seconds:g} --seed {seed}"
-                   + (f" --checkpoint {checkpoint}" if checkpoint else "") + (" --crepe" if crepe else ""),
+                   + (f" --checkpoint {checkpoint}" if checkpoint else "") + (" --crepe" if crepe else "")
+                   + (f" --cfg-scale {cfg_scale:g}" if cfg_scale is not None else ""),
+        "cfg_scale": cfg_scale,
         "checkpoint": str(checkpoint or "shipped tiny set"),
         "coarse_stage": {"chroma": bool(getattr(cfg, "chroma", False)), "steps": lm.coarse.metadata.get("step"),
                          "semantic_dropout": getattr(cfg, "semantic_dropout", None)},
@@ -252,9 +257,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (the bootstrap's too)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--crepe", action="store_true", help="also CREPE pitch RCA (over 1 CPU s per clip)")
+    ap.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance in both arms (default: off)")
     ap.add_argument("--out", default=str(ARTIFACT), help="JSON artifact ('-' = stdout only)")
     a = ap.parse_args(argv)
-    doc = measure(a.checkpoint, a.n, a.seconds, a.seed, a.crepe, a.threads)
+    doc = measure(a.checkpoint, a.n, a.seconds, a.seed, a.crepe, a.threads, cfg_scale=a.cfg_scale)
     if a.out != "-":
         write_json(a.out, doc)
     print(json.dumps({k: doc[k] for k in ("coarse_stage", "metrics", "crepe", "wall_seconds")}, indent=1))

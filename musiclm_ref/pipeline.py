@@ -262,12 +262,15 @@ class MusicLM:
                     ctx = stage.semantic_context(None, (b - a + 1) // 2, batch).to(self.device)
                 else:
                     ctx = stage.semantic_context(semantic[:, a // 2 : (b + 1) // 2])
-                ctx = stage.with_chroma(ctx, None if chroma is None else chroma[:, a // 2 : (b + 1) // 2])
                 cond = stage.conditioning(batch, mulan, None, self.device)
-                prompt = stage.prompt(cond, ctx, prefix=hist[:, a:])
-                uncond = None  # guidance: MuLan → NULL as training's cond_dropout; semantic context and prefix kept
+                prompt = stage.prompt(cond, stage.with_chroma(ctx, None if chroma is None else chroma[:, a // 2 : (b + 1) // 2]),
+                                      prefix=hist[:, a:])
+                # guidance: MuLan → NULL as training's cond_dropout, the melody's chroma → NULL as its melody dropout
+                # (MusicGen's unconditional branch drops every condition); semantic context and prefix kept
+                uncond = None
                 if cfg.cfg_scale is not None:
-                    uncond = stage.prompt(stage.conditioning(batch, None, None, self.device), ctx, prefix=hist[:, a:])
+                    uncond = stage.prompt(stage.conditioning(batch, None, None, self.device), stage.with_chroma(ctx, None),
+                                          prefix=hist[:, a:])
                 new = stage.decode_targets(self._sample(stage, prompt, stage.target_ranges(n_new), cfg, g, uncond))
                 hist = torch.cat([hist, new], dim=1)
         return hist

@@ -180,9 +180,12 @@ def train_semantic(data, checkpoint, preset, k, seed, iters, hf_model, layer, fe
 @click.option("--stop-at", type=int, default=None, help="Save a resumable checkpoint and exit after this step (a job's time slice).")
 @click.option("--cond-dropout", type=click.FloatRange(0, 1), default=None,
               help="P(MuLan tokens → NULL) per training crop (default 0.1): unconditional sampling and --cfg-scale need it > 0.")
+@click.option("--semantic-dropout", type=click.FloatRange(0, 1), default=None,
+              help="Coarse stage: P(semantic tokens → NULL) per training crop (default: the preset's, tiny 0.05).")
 @json_option()
 def train_stage(stages, preset, data, checkpoint, components, mulan, steps, batch_size, lr, seed, threads, device, on_error, stream,
-                num_workers, precision, grad_checkpoint, hf_model, checkpoint_every, stop_at, cond_dropout, json_out):
+                num_workers, precision, grad_checkpoint, hf_model, checkpoint_every, stop_at, cond_dropout, semantic_dropout,
+                json_out):
     """Train one (or all) of the three Transformer stages; resumes from --checkpoint's files.
 
     Under torchrun (torchrun --nproc_per_node=8 --no-python musiclm-eval train stage …) the processes
@@ -194,7 +197,8 @@ def train_stage(stages, preset, data, checkpoint, components, mulan, steps, batc
         stages=names, preset=preset, components=components, mulan_path=mulan, steps=steps, batch=batch_size, lr=lr, seed=seed,
         threads=threads, device=device, on_error=on_error, command=manifest_command("musiclm-eval train stage"),
         precision=precision, grad_checkpoint=grad_checkpoint, stream=stream, num_workers=num_workers, hf_model=hf_model,
-        checkpoint_every=checkpoint_every, stop_at=stop_at, progress=json_out != "-", cond_dropout=cond_dropout))
+        checkpoint_every=checkpoint_every, stop_at=stop_at, progress=json_out != "-", cond_dropout=cond_dropout,
+        semantic_dropout=semantic_dropout))
     if not entries:  # a rank other than 0 of a torchrun job: rank 0 reports
         return
     if not emit_json(json_out, entries):

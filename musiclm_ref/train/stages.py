@@ -118,6 +118,7 @@ class StagesTrainConfig:
     checkpoint_every: int = 250
     stop_at: int | None = None
     cond_dropout: float | None = None
+    semantic_dropout: float | None = None  # coarse stage only; None: the preset's (presets.coarse_semantic_dropout)
 
 
 def train_stages(data, out, cfg: StagesTrainConfig) -> dict[str, dict]:
@@ -129,7 +130,8 @@ def train_stages(data, out, cfg: StagesTrainConfig) -> dict[str, dict]:
     of audio and trains on random crops of each stage's length tokenized on the fly
     (``musiclm_ref.data.stream``) instead of the cached token corpus of a corpus directory.
     ``cfg.cond_dropout``: the probability a crop's MuLan tokens are replaced by NULL (``StageConfig``'s 0.1 when
-    None) — what unconditional sampling and classifier-free guidance rely on.
+    None) — what unconditional sampling and classifier-free guidance rely on. ``cfg.semantic_dropout``: the coarse
+    stage's P(S → NULL) (the preset's when None) — what ``skip_semantic`` samples with.
     """
     from musiclm_ref import distributed
 
@@ -154,6 +156,8 @@ def train_stages(data, out, cfg: StagesTrainConfig) -> dict[str, dict]:
         for name in cfg.stages:
             torch.manual_seed(seed)
             extra = {} if cfg.cond_dropout is None else {"cond_dropout": float(cfg.cond_dropout)}
+            if name == "coarse" and cfg.semantic_dropout is not None:
+                extra["semantic_dropout"] = float(cfg.semantic_dropout)
             stage = Stage(stage_config(name, preset, run.spec, transformer=dict(cfg.transformer), **extra)).to(ctx.device)
             loop = StageTrainConfig(steps=cfg.steps or get_preset(preset).stage_steps[name], batch=batch, lr=cfg.lr, seed=seed,
                                     precision=precision, grad_checkpoint=grad_checkpoint, checkpoint_every=cfg.checkpoint_every)

@@ -130,6 +130,11 @@ class MusicLM:
                 raise PipelineError(
                     f"{d / (s.config.stage + '_stage.pt')}: trained on acoustic tokens of another codec "
                     f"(sha256 {trained_on[:12]}…, but {d / 'codec.pt'} is {current[:12]}…); retrain the stage")
+        # the coarse stage reads the semantic stage's tokens: both must come from one tokenizer
+        sem_tok, coarse_tok = (s.metadata.get("tokenizer_id") for s in stages[:2])
+        if sem_tok and coarse_tok and sem_tok != coarse_tok:
+            raise PipelineError(f"{d}: semantic_stage.pt was trained on tokens of {sem_tok} but coarse_stage.pt on {coarse_tok}; "
+                                "retrain one of them on the other's tokenizer")
         mulan_file = d / "mulan.pt" if (d / "mulan.pt").is_file() else Path(mulan_path) if mulan_path else SHIPPED_MULAN
         mulan = load_mulan(mulan_file, device)
         melody = load_melody(d / "melody.pt") if (d / "melody.pt").is_file() else None

@@ -53,8 +53,11 @@ FRAME_RATE = 25
 FEATURE_SR = 16000
 HOP = FEATURE_SR // FRAME_RATE  # 640 samples at 16 kHz
 
+# The log-mel tokenizer: the model's until issue 31, kept as what the memorization audit's ``semantic-ref`` means
+# (its calibration and committed figures were measured with it; the model's musicnn tokenizer is `--tokenizer PATH`).
+MEMORIZATION_TOKENIZER = SHIPPED_TOKENIZER.with_name("semantic_tokenizer_logmel.pt")
 # What the memorization audit resolves lazily under the name ``semantic-ref``.
-MEMORIZATION = "musiclm_ref.semantic:load_tokenizer"
+MEMORIZATION = "musiclm_ref.semantic:load_memorization_tokenizer"
 
 
 class SemanticError(InputError):
@@ -332,3 +335,11 @@ def load_tokenizer(path: str | Path | None = None, hf_path: str | Path | None = 
     if path == SHIPPED_TOKENIZER and not path.exists():
         raise SemanticError(f"{path}: shipped semantic tokenizer not found (train one with `musiclm-eval train semantic`)")
     return SemanticTokenizer.load(path, hf_path, device)
+
+
+def load_memorization_tokenizer(path: str | Path | None = None, hf_path: str | Path | None = None,
+                                device: str = "cpu") -> SemanticTokenizer:
+    """``semantic-ref``: the tokenizer at ``path``, default the shipped log-mel one (``MEMORIZATION_TOKENIZER``)."""
+    if path is None and not MEMORIZATION_TOKENIZER.exists():
+        raise SemanticError(f"{MEMORIZATION_TOKENIZER}: shipped log-mel tokenizer (the memorization audit's semantic-ref) not found")
+    return SemanticTokenizer.load(Path(path) if path is not None else MEMORIZATION_TOKENIZER, hf_path, device)

@@ -179,8 +179,11 @@ def test_hf_bad_directory(tmp_path):
 
 def test_shipped_tokenizer_on_held_out_corpus_clips(small_corpus):
     from metrics.audio import load_dir
+    from musiclm_ref.semantic import load_memorization_tokenizer
 
-    tok = load_tokenizer()
+    assert load_tokenizer().features.kind == "musicnn"  # the model's tokenizer since issue 31
+    tok = load_memorization_tokenizer()  # the log-mel one, what the memorization audit's semantic-ref means
+    assert tok.id.startswith("semantic-logmel-")
     assert tok.vocab_size == 256 and tok.centroids.shape == (256, 128) and tok.frame_rate == 25
     assert tok.metadata["data_hash"] and tok.metadata["command"].startswith("musiclm-eval train semantic")
     clips = load_dir(small_corpus).clips[:4]  # 4 s each
@@ -194,11 +197,14 @@ def test_shipped_tokenizer_on_held_out_corpus_clips(small_corpus):
 
 def test_memorization_hook_resolves():
     import importlib
+    from importlib.metadata import entry_points
 
-    from musiclm_ref.semantic import MEMORIZATION
+    from musiclm_ref.semantic import MEMORIZATION, load_memorization_tokenizer
 
     module, attr = MEMORIZATION.split(":")
-    assert getattr(importlib.import_module(module), attr) is load_tokenizer
+    assert getattr(importlib.import_module(module), attr) is load_memorization_tokenizer
+    # the installed entry point the registry reads names the same loader (pyproject.toml)
+    assert [e.value for e in entry_points(group="musiclm_eval.tokenizers") if e.name == "semantic-ref"] == [MEMORIZATION]
 
 
 def test_train_semantic_cli(small_corpus, tmp_path):

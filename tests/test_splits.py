@@ -23,7 +23,7 @@ from musiclm_ref.data.splits import (
 from musiclm_ref.data.synth import generate_corpus, load_labels
 
 # every fitted piece the project ships (a new one must record its train_splits to pass)
-PIECES = {"codec.pt", "semantic_tokenizer.pt", "mulan_rvq.pt", "melody.pt", "semantic_stage.pt", "coarse_stage.pt",
+PIECES = {"codec.pt", "semantic_tokenizer.pt", "semantic_tokenizer_logmel.pt", "mulan_rvq.pt", "melody.pt", "semantic_stage.pt", "coarse_stage.pt",
           "fine_stage.pt", "mulan-tiny", "classifier-tiny"}
 
 
@@ -94,7 +94,8 @@ def test_the_one_held_out_rule_keeps_every_shipped_record_valid():
 def test_leak_check_can_fail(tmp_path):
     # the old demo evaluated on seed 0's eval split, which the codec, tokenizer and RVQ were fitted on
     found = leaks(corpus_ids(0, 100, part="eval"))
-    assert {k.split(":", 1)[1] for k in found} == {"codec.pt", "semantic_tokenizer.pt", "mulan_rvq.pt", "melody.pt"}
+    assert {k.split(":", 1)[1] for k in found} == {"codec.pt", "semantic_tokenizer.pt", "semantic_tokenizer_logmel.pt",
+                                                   "mulan_rvq.pt", "melody.pt"}
     assert found["manifest.json:codec.pt"][0] == "syn-s0-10s-00004"
     # a manifest without train_splits is an error, not silently clean
     bad = tmp_path / "manifest.json"

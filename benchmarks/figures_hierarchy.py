@@ -24,7 +24,8 @@ BEFORE = Path("docs/figures/hierarchy_before.json")
 ABLATION = Path("docs/figures/ablation.json")
 MELODY = Path("docs/figures/melody_conditioning.json")
 MELODY_BEFORE = Path("docs/figures/melody_conditioning_before.json")  # the shipped chroma-off coarse stage's run
-ARTIFACTS = (HIERARCHY, BEFORE, ABLATION, MELODY, MELODY_BEFORE)
+TOKENIZERS = Path("docs/figures/hierarchy_tokenizers.json")  # python -m benchmarks.hierarchy_tokenizers
+ARTIFACTS = (HIERARCHY, BEFORE, ABLATION, MELODY, MELODY_BEFORE, TOKENIZERS)
 PAIR = ("musiclm-ref", "musiclm-ref-no-semantic")
 
 
@@ -41,7 +42,10 @@ def hierarchy_gap(root: Path) -> str:
             f"with another clip's (gap {ci(g)}, 95 % bootstrap over {h['n']} held-out clips of seed {h['seed']}'s "
             f"{h['split']} split; {g['clips_positive']} of {h['n']} clips positive) and {num(nll['null'], 3)} "
             f"with NULL tokens (gap {ci(z)}); coarse stage of {d['coarse_stage']['steps']:,} steps, semantic dropout "
-            f"{d['coarse_stage']['semantic_dropout']:g}. The stage it replaced ({b['coarse_stage']['steps']:,} steps, "
+            f"{d['coarse_stage']['semantic_dropout']:g}"
+            + (f"; the clip's own chroma beside its S lowers the NLL by {ci(d['chroma_gain_true_minus_true_chroma'])}"
+               if "chroma_gain_true_minus_true_chroma" in d else "")
+            + f". The stage it replaced ({b['coarse_stage']['steps']:,} steps, "
             f"dropout {b['coarse_stage']['semantic_dropout']:g}): {num(b['nll']['true'], 3)} vs "
             f"{num(b['nll']['shuffled'], 3)}, gap {ci(b['gap_shuffled_minus_true'])}; NULL gap "
             f"{ci(b['gap_null_minus_true'])}")
@@ -165,5 +169,20 @@ def melody_conditioning(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def hierarchy_tokenizers(root: Path) -> str:
+    """The two tokenizers' gaps on the same held-out clips, paired (``python -m benchmarks.hierarchy_tokenizers``)."""
+    d = load(root, TOKENIZERS)
+    a, b, g = d["a"], d["b"], d["gap_b_minus_a"]
+
+    def kind(i: dict) -> str:
+        return "musicnn-feature" if "musicnn" in i["tokenizer_id"] else "log-mel" if "logmel" in i["tokenizer_id"] else i["tokenizer_id"]
+
+    return (f"with {kind(a)} tokens gap {num(a['gap_mean'], 3)}, with {kind(b)} tokens {num(b['gap_mean'], 3)} (coarse stages "
+            f"of {a['coarse_steps']:,} and {b['coarse_steps']:,} steps, trained alike); paired over the same {d['n']} held-out "
+            f"clips, {kind(b)} − {kind(a)} = {num(g['mean'], 3)} [{num(g['ci95'][0], 3)}, {num(g['ci95'][1], 3)}] "
+            f"(95 % bootstrap; {g['clips_positive']} of {d['n']} clips positive)")
+
+
 HIERARCHY_RENDERERS: dict[str, Callable[[Path], str]] = {"hierarchy-gap": hierarchy_gap, "ablation-table": ablation_table,
-                                                        "melody-conditioning": melody_conditioning}
+                                                        "melody-conditioning": melody_conditioning,
+                                                        "hierarchy-tokenizers": hierarchy_tokenizers}

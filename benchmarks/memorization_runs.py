@@ -75,6 +75,10 @@ def run_sweep(checkpoint: str | Path | None, train: str | Path, out: str | Path,
 
     model = MusicLM.from_pretrained(checkpoint, device=device)
     tok = get_tokenizer(tokenizer) if tokenizer else (getattr(model, "tokenizer", None) or get_tokenizer("semantic-ref"))
+    trained_on = model.semantic.metadata.get("tokenizer_id")
+    if trained_on and tok.id != trained_on:  # prompts cut with other tokens would be continued as if they were its own
+        raise MemorizationError(f"tokenizer {tok.id} is not the one the semantic stage of {checkpoint or 'the shipped set'} "
+                                f"was trained on ({trained_on}); leave --tokenizer out to use the model's")
     examples = select_examples(load_examples(train, model, tok, on_error), n, seed)
 
     def continue_fn(cond, prompt, n_new_):

@@ -138,7 +138,16 @@ class MusicLM:
         mulan_file = d / "mulan.pt" if (d / "mulan.pt").is_file() else Path(mulan_path) if mulan_path else SHIPPED_MULAN
         mulan = load_mulan(mulan_file, device)
         melody = load_melody(d / "melody.pt") if (d / "melody.pt").is_file() else None
-        return cls(*stages, codec=codec, mulan=mulan, mulan_rvq=load_mulan_rvq(d / "mulan_rvq.pt"), melody=melody, device=device)
+        tokenizer = None  # the tokenizer whose tokens the stages read: what prompts (memorization sweep) must be cut with
+        if (d / "semantic_tokenizer.pt").is_file():
+            from musiclm_ref.semantic import load_tokenizer
+
+            tokenizer = load_tokenizer(d / "semantic_tokenizer.pt")
+            if sem_tok and tokenizer.id != sem_tok:
+                raise PipelineError(f"{d / 'semantic_tokenizer.pt'} is {tokenizer.id}, but semantic_stage.pt was trained on "
+                                    f"tokens of {sem_tok}")
+        return cls(*stages, codec=codec, mulan=mulan, mulan_rvq=load_mulan_rvq(d / "mulan_rvq.pt"), melody=melody,
+                   tokenizer=tokenizer, device=device)
 
     # -- conditioning -----------------------------------------------------------------------------
     def _rvq_tokens(self, emb: np.ndarray) -> Tensor:

@@ -194,3 +194,10 @@ def test_sweep_cli_on_the_reference_model(planted_dirs, tmp_path):
     store = read_store(tmp_path / "s")
     assert store.kind == "memorization"
     assert store.metric(store.systems[0], "exact_rate")["value"] == pytest.approx(summary["exact_rate"])
+    # prompts are cut with the tokenizer the model's semantic stage reads (since issue 31 not semantic-ref's log-mel one)
+    from musiclm_ref.pipeline import MusicLM
+
+    assert summary["tokenizer"] == MusicLM.from_pretrained().semantic.metadata["tokenizer_id"]
+    r = CliRunner().invoke(main, ["memorization", "sweep", "--train", str(train), "--n", "4", "--tokenizer", "semantic-ref",
+                                  "--out", str(tmp_path / "s2")])
+    assert r.exit_code != 0 and "is not the one the semantic stage" in r.output, r.output

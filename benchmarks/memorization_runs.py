@@ -39,16 +39,17 @@ def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokeniz
               device: str = "cpu", level: LevelConfig = LevelConfig(), phases: int = 4, engine=None,
               embedders: tuple[str, ...] = ("mel",), null: str | Path | None = None, detect: int = 20,
               max_null: int = 200, heldout: float = 0.5, min_entropy_bits: float = 1.0, pooling: str = "centred",
-              tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE, cache=None) -> dict:
+              tau_confidence: float | None = DEFAULT_TAU_CONFIDENCE, cache=None, search_correction: bool = True) -> dict:
     """The audit with the semantic-token matcher and one embedding matcher per ``embedders`` (library:
     :func:`metrics.memorization.pipeline.audit_dirs`); ``cache``: an ``EmbeddingCache`` the features go
-    through (a rerun after a kill resumes from it)."""
+    through (a rerun after a kill resumes from it); ``search_correction``: τ's searched-windows correction
+    (:mod:`metrics.memorization.calibration`)."""
     matchers = [tokenizer] + [f"embedding:{e}" for e in embedders if e and e != "none"]
     kw = {} if eps is None else {"eps": eps}
     return audit_dirs(generated, train, out, matchers, null, on_error, fpr=fpr, window_s=window_s, gen_hop_s=gen_hop_s,
                       train_hop_s=train_hop_s, level=level, phases=phases, seed=seed, heldout=heldout, max_null=max_null,
                       detect=detect, device=device, engine=engine, min_entropy_bits=min_entropy_bits, pooling=pooling,
-                      tau_confidence=tau_confidence, cache=cache, **kw)
+                      tau_confidence=tau_confidence, cache=cache, search_correction=search_correction, **kw)
 
 
 def load_examples(train: str | Path, model, tokenizer, on_error: str = "raise") -> list[Example]:

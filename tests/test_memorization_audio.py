@@ -201,3 +201,21 @@ def test_sweep_cli_on_the_reference_model(planted_dirs, tmp_path):
     r = CliRunner().invoke(main, ["memorization", "sweep", "--train", str(train), "--n", "4", "--tokenizer", "semantic-ref",
                                   "--out", str(tmp_path / "s2")])
     assert r.exit_code != 0 and "is not the one the semantic stage" in r.output, r.output
+
+
+def test_audit_cli_search_correction_flag_reaches_the_audit(monkeypatch, tmp_path):
+    """``--no-search-correction`` turns τ's searched-windows correction off; the default keeps it on."""
+    from click.testing import CliRunner
+
+    import benchmarks.cli.memorization as cli
+    from benchmarks.cli import main
+
+    seen = []
+    monkeypatch.setattr(cli, "run_audit", lambda *a, **k: seen.append(k["search_correction"]) or {})
+    for d in ("gen", "train"):
+        (tmp_path / d).mkdir()
+    base = ["memorization", "audit", "--generated", str(tmp_path / "gen"), "--train", str(tmp_path / "train"), "--json", "-"]
+    for extra in ([], ["--no-search-correction"], ["--search-correction"]):
+        r = CliRunner().invoke(main, base + ["--out", str(tmp_path / f"o{len(seen)}")] + extra)
+        assert r.exit_code == 0, r.output
+    assert seen == [True, False, True]

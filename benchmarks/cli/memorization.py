@@ -90,6 +90,9 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @click.option("--tau-confidence", type=float, default=DEFAULT_TAU_CONFIDENCE, show_default=True,
               help="Probability, over the draw of calibration nulls, that the per-clip false-alarm rate is at most --fpr "
               "(0: the rate on average only, the earlier rule); docs/protocol.md, Memorization.")
+@click.option("--search-correction/--no-search-correction", default=True, show_default=True,
+              help="Scale τ's level for the training windows a leave-one-out null does not search (max-of-n; "
+              "docs/protocol.md, Memorization).")
 @click.option("--detect", type=int, default=20, show_default=True,
               help="Planted altered copies per alteration for the detection table (0: none).")
 @click.option("--pooling", type=click.Choice(["centred", "frames", "mean"]), default="centred", show_default=True,
@@ -111,7 +114,7 @@ def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_
 @cache_options
 @engine_options
 def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_hop_s, train_hop_s, max_null, heldout,
-              tau_confidence, detect,
+              tau_confidence, search_correction, detect,
               pooling, min_entropy_bits, level, level_dbfs, level_window_s, phases, seed, on_error, device, json_out, out_dir,
               no_cache, cache_dir, engine, ray_address) -> None:
     """Does any generated clip copy a training clip? Matches with ids, offsets and costs, per matcher.
@@ -122,7 +125,7 @@ def audit_cmd(generated, train, null, tokenizer, embedders, fpr, window_s, gen_h
                     device, LevelConfig(level, level_dbfs, level_window_s), phases,
                     engine=make_engine(engine, ray_address), embedders=embedders, null=null, detect=detect,
                     max_null=max_null, heldout=heldout, min_entropy_bits=min_entropy_bits, pooling=pooling,
-                    tau_confidence=tau_confidence, cache=make_cache(no_cache, cache_dir))
+                    tau_confidence=tau_confidence, cache=make_cache(no_cache, cache_dir), search_correction=search_correction)
     _echo(res, json_out)
 
 

@@ -103,3 +103,22 @@ def test_two_runs_racing_for_a_dead_runs_lock_one_wins(tmp_path):
         p.wait()
     assert said[0] == "locked" and said[1].startswith("refused:") and f"{out}: another run" in said[1], said
     assert not (out / LOCK_FILE).exists()
+
+
+def test_a_folder_the_run_created_and_left_empty_is_removed_with_its_lock(tmp_path):
+    """A command that fails after taking the lock (a bad flag, an unreadable input) leaves no empty --out; a folder
+    that existed before, or that the run wrote into, stays."""
+    from metrics.store.lock import store_lock
+
+    fresh = tmp_path / "new" / "out"
+    with pytest.raises(RuntimeError), store_lock(fresh):
+        raise RuntimeError("bad flag")
+    assert not fresh.exists() and fresh.parent.exists()
+    with store_lock(fresh):
+        (fresh / "results.json").write_text("{}")
+    assert (fresh / "results.json").exists() and not (fresh / ".run.lock").exists()
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    with store_lock(kept):
+        pass
+    assert kept.is_dir() and not any(kept.iterdir())

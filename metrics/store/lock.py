@@ -39,6 +39,7 @@ class StaleLockWarning(UserWarning):
 
 
 _held: set[Path] = set()  # locks this process holds, released at exit even when a command never got to run
+_created: set[Path] = set()  # store folders this process created when it took their lock (removed again if left empty)
 
 
 def _release_all() -> None:
@@ -120,6 +121,7 @@ def _create(path: Path, info: dict) -> bool:
 def acquire(out_dir: str | Path) -> Path:
     """Take ``out_dir``'s lock (creating the folder) or raise :class:`StoreBusyError`; returns the lock file."""
     store = Path(out_dir)
+    created = not store.exists()
     store.mkdir(parents=True, exist_ok=True)
     path = store / LOCK_FILE
     now = time.time()
@@ -128,6 +130,8 @@ def acquire(out_dir: str | Path) -> Path:
     for _ in range(20):
         if _create(path, info):
             _held.add(path.resolve())
+            if created:
+                _created.add(path.resolve())
             return path
         other = _read(path)
         if other is None:  # released between our two looks
@@ -159,11 +163,16 @@ def acquire(out_dir: str | Path) -> Path:
 
 
 def _release(path: Path) -> None:
-    """Remove the lock if it is still ours."""
+    """Remove the lock if it is still ours; a folder this run created and left empty (it failed before writing
+    anything, e.g. on a bad flag) goes too, so a failed command leaves no empty ``--out`` behind."""
     _held.discard(path)
     info = _read(path)
     if info is not None and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
         path.unlink(missing_ok=True)
+    if path in _created:
+        _created.discard(path)
+        with contextlib.suppress(OSError):  # not empty (the run wrote its store): kept
+            path.parent.rmdir()
 
 
 @contextlib.contextmanager

@@ -92,26 +92,32 @@ def coarse_nll(stage, corpus, seed: int = 0, batch: int = 16) -> dict[str, np.nd
     return {k: v / len(starts) for k, v in out.items()}
 
 
-def measure(checkpoint: str | Path | None = None, n: int = 100, data: str | Path | None = None, bootstrap: int = 1000,
-            seed: int = 0, threads: int | None = 1) -> dict:
-    """Tokenize the held-out clips with the checkpoint set's own models and score the coarse stage."""
-    from metrics.intervals import bootstrap_ci
-    from musiclm_ref.data.splits import HELD_OUT
+def score_checkpoint(checkpoint: str | Path | None, folder: Path, seed: int = 0):
+    """(model, token corpus, ``coarse_nll``) of a checkpoint set on the clips of ``folder``, tokenized with the set's
+    own codec, semantic tokenizer, MuLan and RVQ (what ``measure`` and ``benchmarks.hierarchy_tokenizers`` score)."""
     from musiclm_ref.pipeline import SHIPPED_DIR, MusicLM
     from musiclm_ref.token_corpus import prepare_tokens
 
-    if threads:
-        torch.set_num_threads(threads)
-    t0 = time.time()
     lm = MusicLM.from_pretrained(checkpoint)
     if lm.tokenizer is None:
         from musiclm_ref.semantic import load_tokenizer
 
         lm.tokenizer = load_tokenizer(Path(checkpoint or SHIPPED_DIR) / "semantic_tokenizer.pt")
+    corpus = prepare_tokens(folder, lm.codec, lm.tokenizer, lm.mulan, lm.mulan_rvq, None, progress=False)
+    return lm, corpus, coarse_nll(lm.coarse, corpus, seed)
+
+
+def measure(checkpoint: str | Path | None = None, n: int = 100, data: str | Path | None = None, bootstrap: int = 1000,
+            seed: int = 0, threads: int | None = 1) -> dict:
+    """Tokenize the held-out clips with the checkpoint set's own models and score the coarse stage."""
+    from metrics.intervals import bootstrap_ci
+    from musiclm_ref.data.splits import HELD_OUT
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(data) if data is not None else held_out_corpus(Path(tmp) / "held_out", n)
-        corpus = prepare_tokens(folder, lm.codec, lm.tokenizer, lm.mulan, lm.mulan_rvq, None, progress=False)
-    per = coarse_nll(lm.coarse, corpus, seed)
+        lm, corpus, per = score_checkpoint(checkpoint, folder, seed)
     clip = {k: v.mean(1) for k, v in per.items()}
 
     def summary(d: np.ndarray) -> dict:

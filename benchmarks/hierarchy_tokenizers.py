@@ -26,18 +26,12 @@ ARTIFACT = Path("docs/figures/hierarchy_tokenizers.json")
 
 def clip_gaps(checkpoint: Path, folder: Path, seed: int = 0) -> tuple[np.ndarray, dict]:
     """Per-clip shuffled − true gap of ``checkpoint``'s coarse stage on the clips of ``folder``, and what was scored."""
-    from benchmarks.hierarchy import coarse_nll
+    from benchmarks.hierarchy import score_checkpoint
     from metrics.io import file_sha256
-    from musiclm_ref.pipeline import MusicLM
-    from musiclm_ref.semantic import load_tokenizer
-    from musiclm_ref.token_corpus import prepare_tokens
 
-    lm = MusicLM.from_pretrained(checkpoint)
-    tok = load_tokenizer(checkpoint / "semantic_tokenizer.pt")
-    corpus = prepare_tokens(folder, lm.codec, tok, lm.mulan, lm.mulan_rvq, None, progress=False)
-    per = coarse_nll(lm.coarse, corpus, seed)
+    lm, _, per = score_checkpoint(checkpoint, folder, seed)
     gaps = (per["shuffled"] - per["true"]).mean(1)
-    info = {"checkpoint": str(checkpoint), "tokenizer_id": tok.id, "coarse_stage_sha256": file_sha256(checkpoint / "coarse_stage.pt"),
+    info = {"checkpoint": str(checkpoint), "tokenizer_id": lm.tokenizer.id, "coarse_stage_sha256": file_sha256(checkpoint / "coarse_stage.pt"),
             "coarse_steps": lm.coarse.metadata.get("step"), "gap_mean": round(float(gaps.mean()), 4),
             "nll_true": round(float(per["true"].mean()), 4)}
     return gaps, info

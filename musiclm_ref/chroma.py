@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from metrics.audio import resample
+from metrics.errors import InputError
 from musiclm_ref.stages import CHROMA_CLASSES
 
 UNVOICED = CHROMA_CLASSES - 1
@@ -37,8 +38,8 @@ def chroma_tokens(wave: np.ndarray, sr: int, frames: int) -> np.ndarray:
     ext = _extractor()
     need = int(np.ceil(frames * sr / FRAME_RATE))
     w = np.asarray(wave, np.float32)
-    if w.ndim != 1 or w.size == 0:
-        raise ValueError(f"melody must be a non-empty mono wave, got shape {w.shape}")
+    if w.ndim != 1 or w.size == 0 or not np.isfinite(w).all():
+        raise InputError(f"melody must be a non-empty, finite mono wave, got shape {w.shape}")
     if len(w) < need:  # loop a short melody to fill the clip
         w = np.tile(w, -(-need // len(w)))
     feats = ext.embed(resample(w[:need], sr, ext.sample_rate))  # [n, 13] at ext.frame_rate

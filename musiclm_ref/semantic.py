@@ -332,7 +332,7 @@ class SemanticTokenizer:
 def load_tokenizer(path: str | Path | None = None, hf_path: str | Path | None = None, device: str = "cpu") -> SemanticTokenizer:
     """The tokenizer at ``path`` (file or checkpoint directory); default: the shipped tiny one."""
     path = Path(path) if path is not None else SHIPPED_TOKENIZER
-    if path == SHIPPED_TOKENIZER and not path.exists():
+    if path in (SHIPPED_TOKENIZER, MEMORIZATION_TOKENIZER) and not path.exists():
         raise SemanticError(f"{path}: shipped semantic tokenizer not found (train one with `musiclm-eval train semantic`)")
     return SemanticTokenizer.load(path, hf_path, device)
 
@@ -340,6 +340,4 @@ def load_tokenizer(path: str | Path | None = None, hf_path: str | Path | None = 
 def load_memorization_tokenizer(path: str | Path | None = None, hf_path: str | Path | None = None,
                                 device: str = "cpu") -> SemanticTokenizer:
     """``semantic-ref``: the tokenizer at ``path``, default the shipped log-mel one (``MEMORIZATION_TOKENIZER``)."""
-    if path is None and not MEMORIZATION_TOKENIZER.exists():
-        raise SemanticError(f"{MEMORIZATION_TOKENIZER}: shipped log-mel tokenizer (the memorization audit's semantic-ref) not found")
-    return SemanticTokenizer.load(Path(path) if path is not None else MEMORIZATION_TOKENIZER, hf_path, device)
+    return load_tokenizer(MEMORIZATION_TOKENIZER if path is None else path, hf_path, device)

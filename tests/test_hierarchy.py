@@ -96,3 +96,21 @@ def test_chroma_gain_detects_a_stage_that_follows_the_melody():
         plain.with_chroma(ctx, held.chroma[:, :5])
     with pytest.raises(StageError, match=r"chroma tokens must lie in \[0, 13\)"):
         st.with_chroma(ctx, held.chroma[:, :5] + 13)
+
+
+def test_chroma_tokens_name_the_pitch_class_loop_a_short_melody_and_refuse_bad_input():
+    """Independent check: a 440 Hz tone is pitch class A (9) in every frame, also when a 0.3 s tone is looped to
+    fill 2 s; silence is unvoiced (12); an empty or non-finite melody is an InputError."""
+    from metrics.errors import InputError
+    from musiclm_ref.chroma import UNVOICED, chroma_tokens
+
+    sr = 24000
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(2 * sr) / sr)).astype(np.float32)
+    assert (chroma_tokens(tone, sr, 50) == 9).all()
+    short = chroma_tokens(tone[: int(0.3 * sr)], sr, 50)
+    assert len(short) == 50 and (short[short != UNVOICED] == 9).mean() > 0.9
+    quiet = np.concatenate([tone[:sr], np.zeros(sr, np.float32)])
+    assert (chroma_tokens(quiet, sr, 50)[30:] == UNVOICED).all()
+    for bad in (np.zeros(0, np.float32), np.full(100, np.nan, np.float32)):
+        with pytest.raises(InputError, match="melody must be a non-empty, finite mono wave"):
+            chroma_tokens(bad, sr, 10)

@@ -40,6 +40,20 @@ BETTER_MARK = "†"
 BETTER_NOTE = (f"{BETTER_MARK} significantly better than the next row (clip-paired test over shared clip ids: the "
                "jackknife t-test for FAD, KAD, KLD and MCC, the BCa bootstrap otherwise; Holm-corrected p < 0.05 "
                "across the pairs of that metric)")
+OUTSIDE_NOTE = ("A value outside its own interval is not an error: the intervals of FAD, KAD, KLD and MCC are the "
+                "jackknife's bias-corrected intervals of the population value, and at a few dozen clips FAD's plug-in "
+                "value (the one papers report) is biased upwards by several standard errors (docs/protocol.md, "
+                "\"Intervals and paired comparisons\").")
+
+
+def value_outside_interval(data: dict) -> bool:
+    """Whether any system's value lies outside its own ci95 (a bias-corrected interval below a biased value)."""
+    for s in data["systems"].values():
+        for m in s["metrics"].values():
+            ci, v = (m or {}).get("ci95"), (m or {}).get("value")
+            if ci and isinstance(v, (int, float)) and None not in ci and not ci[0] <= v <= ci[1]:
+                return True
+    return False
 
 
 def kld_key(data: dict) -> str:
@@ -129,6 +143,8 @@ def write_table(data: dict, out_dir: str | Path) -> tuple[Path, Path]:
     md = "\n".join([header, sep, *body]) + "\n"
     if any(BETTER_MARK in str(v) for row in df.itertuples(index=False) for v in row):
         md += f"\n{BETTER_NOTE}\n"
+    if value_outside_interval(data):
+        md += f"\n{OUTSIDE_NOTE}\n"
     values = pd.DataFrame(
         [
             {"system": n, **{k: (s["metrics"].get(k) or {}).get("value") for k, _ in columns(data)}}
@@ -156,9 +172,13 @@ def write_plots(data: dict, per_clip: pd.DataFrame | None, out_dir: str | Path) 
         fig, ax = plt.subplots(figsize=(6, 3.2))
         names = [n for n, _ in rows]
         vals = [m["value"] for _, m in rows]
-        err = [[max(0.0, m["value"] - m["ci95"][0]) if m.get("ci95") else 0 for _, m in rows],
-               [max(0.0, m["ci95"][1] - m["value"]) if m.get("ci95") else 0 for _, m in rows]]  # fmt: skip
-        ax.bar(names, vals, yerr=err, capsize=4, color="#4c72b0")
+        ax.bar(names, vals, color="#4c72b0")
+        # the interval as computed, not as bars around the value: a bias-corrected (jackknife) interval of
+        # FAD lies below the plug-in value at small sizes (metrics/intervals.py)
+        cis = [(k, m["ci95"]) for k, (_, m) in enumerate(rows) if m.get("ci95")]
+        if cis:
+            ax.errorbar([k for k, _ in cis], [(lo + hi) / 2 for _, (lo, hi) in cis],
+                        yerr=[(hi - lo) / 2 for _, (lo, hi) in cis], fmt="none", capsize=4, color="black")
         ax.set_title(f"{label} (95% CI)")
         ax.tick_params(axis="x", rotation=20)
         fig.tight_layout()

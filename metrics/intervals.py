@@ -17,7 +17,7 @@ therefore
   what ``n_boot`` resamples resolve (FAD at a few thousand frames), the endpoint comes from the
   basic (pivot) interval 2θ̂ − q instead, which is BCa's large-bias limit;
 - always contains the point estimate (an endpoint is moved to θ̂ if needed; this widens and never
-  shrinks the interval, so it cannot lower coverage).
+  shrinks the interval, so it cannot lower coverage). The jackknife interval below does not: see there.
 
 ``method="jackknife"`` (what FAD, KAD, KLD and MCC declare, ``Metric.interval_method``) is the
 jackknife's bias-corrected Student-t interval θ̂ − b_J ± t_ν · se_J over the same delete-one (or
@@ -29,7 +29,11 @@ estimator's (the basic fallback over-covered at 1.0); KAD's point value is biase
 clip are correlated (its within-clip pairs), a 1/n bias the clip jackknife removes and the bootstrap,
 whose resamples keep those pairs, cannot see (coverage 0.40); for a mean of per-clip values (KLD, MCC) it
 is the Student-t interval and its paired test the paired t-test, whose false-positive rate the
-normal-theory BCa exceeded at 30 clips.
+normal-theory BCa exceeded at 30 clips. It is an interval for the population value and is not widened to
+contain θ̂: where the bias is several standard errors (FAD at a few dozen clips) the plug-in value lies
+above it, as it lies above the population value. Widening it to θ̂ made its upper end θ̂ itself, so only the
+lower end could miss and FAD covered at 0.985–1.000 in every condition (1.000 with t₃ frames, whose
+jackknife standard error runs large); without it, FAD covers at 0.955–0.985 (docs/protocol.md).
 
 Everything goes through ``Metric.value_on(ref_ids, gen_ids)`` (ids may repeat) and
 ``Metric.ids(side)``. A metric may offer the batched fast path
@@ -168,9 +172,9 @@ def _interval(theta: float, boot: np.ndarray, jack: list[np.ndarray], method: st
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if method == "jackknife":
-        centre, se, dof = _jackknife(theta, jack)
+        centre, se, dof = _jackknife(theta, jack)  # an interval for the population value: θ̂ need not lie in it
         half = float(stdtrit(dof, 1 - alpha / 2)) * se if se > 0 else 0.0
-        return float(min(centre - half, theta)), float(max(centre + half, theta))
+        return float(centre - half), float(centre + half)
     boot = boot[np.isfinite(boot)]
     if len(boot) == 0:
         raise ValueError("every bootstrap resample gave a non-finite value")
@@ -261,7 +265,7 @@ def _p_value(theta: float, boot: np.ndarray, jack: list[np.ndarray], method: str
     """Two-sided p-value of H0 "difference = 0": the smallest alpha whose ``method`` interval excludes 0.
 
     Inverting the interval keeps the test and the reported ci95 consistent (p < 0.05 exactly when 0
-    lies outside ci95, up to the point-estimate containment). Resample shares are counted with +1
+    lies outside ci95; for the bootstrap methods up to the point-estimate containment). Resample shares are counted with +1
     in numerator and denominator, so p is never 0.
     """
     if method == "jackknife":  # the t-test of the bias-corrected difference (the paired t-test for a mean)
@@ -333,7 +337,8 @@ def paired_comparison(metric_a: Resamplable, metric_b: Resamplable, n_boot: int 
     both systems (a hard caption) cancels in the difference. The difference on a resample is the
     difference of the two systems' values on it, so with a shared ``plan`` and ``resampler`` each
     system's values serve every pair it is in. Returns ``diff`` (A − B on the shared
-    ids), ``ci95`` (``method`` interval at 1 − alpha, containing ``diff``), ``p_value`` (two-sided,
+    ids), ``ci95`` (``method`` interval at 1 − alpha; it contains ``diff`` except the jackknife's, which is
+    bias-corrected), ``p_value`` (two-sided,
     the interval inverted: H0 "no difference"), ``n_pairs`` and ``method``. Lower-is-better or
     higher-is-better is the caller's reading: the sign is A − B.
     """

@@ -192,11 +192,31 @@ def test_kad_inf_follows_kadtk_score_inf():
     assert got["kad_inf_slope"] == pytest.approx(slope, rel=1e-6, abs=1e-9)
 
 
-def test_interval_contains_the_value(filled):
+def test_interval_is_the_jackknife_t_interval_of_a_delete_one_loop(filled):
+    """KAD's interval: θ̂ − b_J ± t_ν·se_J from deleting each clip of each side in turn (dense kadtk-style
+    KAD at the point value's bandwidth), Welch–Satterthwaite ν; an interval for the population value, so
+    not widened to contain θ̂."""
+    from scipy import stats
+
     filled.n_boot = 200
     res = filled.compute()
-    lo, hi = res.ci95
-    assert lo <= res.value <= hi and hi > lo
+    ref, gen = filled.outputs["reference"], filled.outputs["generated"]
+    sigma = res.extra["bandwidth"]
+
+    def kad(r: dict, g: dict) -> float:
+        return dense_kad(np.concatenate(list(r.values())).astype(np.float64),
+                         np.concatenate(list(g.values())).astype(np.float64), sigma)[0]
+
+    theta, bias, parts = kad(ref, gen), 0.0, []
+    for jack in ([kad({k: v for k, v in ref.items() if k != c}, gen) for c in ref],
+                 [kad(ref, {k: v for k, v in gen.items() if k != c}) for c in gen]):
+        t, n = np.array(jack), len(jack)
+        bias += (n - 1) * (t.mean() - theta)
+        parts.append(((n - 1) / n * ((t - t.mean()) ** 2).sum(), n - 1))
+    var = sum(v for v, _ in parts)
+    half = stats.t.ppf(0.975, var**2 / sum(v * v / d for v, d in parts)) * np.sqrt(var)
+    assert res.value == pytest.approx(theta, rel=1e-9)
+    np.testing.assert_allclose(res.ci95, (theta - bias - half, theta - bias + half), rtol=1e-7)
 
 
 def test_float32_precision_is_close_and_named():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from benchmarks.report import BETTER_MARK, TABLE_COLUMNS, columns, table_frame
@@ -74,3 +75,33 @@ def test_a_stored_direction_overrides_the_name_in_the_report(tmp_path):
     data = read_store(tmp_path / "s").data
     assert columns(data) == [("melody_rca", "Melody RCA ↓")]
     assert table_frame(data).set_index("System").loc["a", "Melody RCA ↓"].endswith(BETTER_MARK)
+
+
+def test_a_value_outside_its_bias_corrected_interval_is_explained_and_plotted_as_computed(tmp_path):
+    """FAD's jackknife interval is for the population value, so at small sizes the plug-in value lies above
+    it: the table says why, and the bar chart draws the interval itself (not bars around the value)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from unittest import mock
+
+    import matplotlib.axes
+
+    from benchmarks.report import OUTSIDE_NOTE, write_plots, write_table
+
+    systems = {"a": {"fad_mel": MetricResult("fad_mel", 13.3, (9.0, 12.6), higher_is_better=False)},
+               "b": {"fad_mel": MetricResult("fad_mel", 20.0, (15.0, 25.0), higher_is_better=False)}}
+    write_store(tmp_path / "s", "compare", systems)
+    data = read_store(tmp_path / "s").data
+    md = write_table(data, tmp_path)[0].read_text()
+    assert OUTSIDE_NOTE in md and "13.300 [9.000, 12.600]" in md
+    covering = {"a": {"metrics": {"fad_mel": {**data["systems"]["a"]["metrics"]["fad_mel"], "ci95": [12.0, 14.0]}}}}
+    (tmp_path / "x").mkdir()
+    assert OUTSIDE_NOTE not in write_table({**data, "systems": covering}, tmp_path / "x")[0].read_text()
+    with mock.patch.object(matplotlib.axes.Axes, "errorbar", autospec=True, wraps=matplotlib.axes.Axes.errorbar) as eb:
+        write_plots(data, None, tmp_path / "plots")
+    (_, _, y), kw = eb.call_args.args, eb.call_args.kwargs
+    lows = np.array(y) - np.array(kw["yerr"])
+    highs = np.array(y) + np.array(kw["yerr"])
+    np.testing.assert_allclose(lows, [9.0, 15.0])
+    np.testing.assert_allclose(highs, [12.6, 25.0])

@@ -66,6 +66,25 @@ def memorization_real_folds_summary(root: Path) -> str:
             f"{secs / 60:.0f} min of audits in all")
 
 
+def memorization_real_folds_reliability(root: Path) -> str:
+    """README "Reliability": the default audit's pooled false-alarm share per shape, excerpt hop and rotation,
+    with its Wilson and piece-clustered upper bounds against the nominal rate (default matcher and τ rule only)."""
+    d = load(root, MEMO_FOLDS)
+    rows = []
+    for key, s in get_field(d, MEMO_FOLDS, "shapes").items():
+        if not (s.get("tau_confidence") and s.get("search_correction")) or s.get("null_pieces"):
+            continue
+        p = s["pooled"].get("embedding-mel")
+        if p is None:
+            continue
+        hop = s.get("novel_hop_s", 10.0)
+        where = (f"{SHAPE_NAMES.get(key.split('+')[0], key).split(' (')[0]}, excerpts every {hop:g} s, "
+                 f"seed {s.get('seed', 0)}")
+        clustered = f", piece-clustered ≤ {100 * p['ci95_pieces'][1]:.2f} %" if "ci95_pieces" in p else ""
+        rows.append(f"{where}: {p['novel_reported']}/{p['novel_clips']}, Wilson ≤ {100 * p['ci95'][1]:.2f} %{clustered}")
+    return (f"nominal {100 * d['fpr']:g} % per clip, default matcher `embedding-mel`: " + "; ".join(rows)) if rows else "none"
+
+
 def memorization_real_folds_alarms(root: Path) -> str:
     """Which novel pieces were reported, and as copies of which training piece (the nearest match)."""
     d = load(root, MEMO_FOLDS)
@@ -99,5 +118,6 @@ def memorization_real_folds_shared(root: Path) -> str:
 FOLDS_RENDERERS: dict[str, Callable[[Path], str]] = {
     "memorization-real-folds": memorization_real_folds, "memorization-real-folds-summary": memorization_real_folds_summary,
     "memorization-real-folds-alarms": memorization_real_folds_alarms,
+    "memorization-real-folds-reliability": memorization_real_folds_reliability,
     "memorization-real-folds-shared": memorization_real_folds_shared,
 }

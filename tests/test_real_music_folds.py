@@ -5,6 +5,7 @@ absent (the pooling test needs no audio)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -196,3 +197,26 @@ def test_shared_material_check_finds_a_quoted_passage_at_any_lag():
     direct = max(float(np.mean(np.sum(a[:, i : i + w] * b[:, j : j + w], 0)))
                  for i in range(a.shape[1] - w + 1) for j in range(b.shape[1] - w + 1))
     assert best_diagonal(a, b) == pytest.approx(direct) and direct < 0.9
+
+
+def test_reliability_line_keeps_only_the_default_audit_and_its_own_bounds(tmp_path):
+    """The README's Reliability line: the default τ rule (confidence, searched-windows correction), leave-one-out
+    nulls and the default matcher only; other rules and matchers are left to the full table."""
+    from benchmarks.figures_memo_folds import MEMO_FOLDS, memorization_real_folds_reliability
+
+    def shape(**kw):
+        pooled = {"embedding-mel": {"novel_reported": 2, "novel_clips": 400, "ci95": [0.0007, 0.009],
+                                    "ci95_pieces": [0.0, 0.0123]},
+                  "semantic-ot": {"novel_reported": 9, "novel_clips": 400, "ci95": [0.01, 0.04]}}
+        return {"seed": 0, "tau_confidence": 0.95, "search_correction": True, "null_pieces": False, "pooled": pooled, **kw}
+
+    doc = {"fpr": 0.01, "shapes": {"musiccaps": shape(), "long-train+novel-hop-5": shape(novel_hop_s=5.0, seed=2),
+                                   "musiccaps+no-search-correction": shape(search_correction=False),
+                                   "musiccaps+expected-rate": shape(tau_confidence=0.0),
+                                   "musiccaps+null-pieces": shape(null_pieces=True)}}
+    (tmp_path / MEMO_FOLDS).parent.mkdir(parents=True)
+    (tmp_path / MEMO_FOLDS).write_text(json.dumps(doc))
+    line = memorization_real_folds_reliability(tmp_path)
+    assert line.count("2/400") == 2 and "9/400" not in line
+    assert "10 s training clips, excerpts every 10 s, seed 0: 2/400, Wilson ≤ 0.90 %, piece-clustered ≤ 1.23 %" in line
+    assert "30 s training clips, excerpts every 5 s, seed 2" in line

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from metrics.control import CONTROL_METRICS
+from metrics.intervals import VALUE_OUTSIDE_INTERVAL_NOTE
 from metrics.io import MISSING, atomic_write_text, format_ci, format_value
 from metrics.store import arrow, higher_is_better, read_store
 
@@ -40,10 +41,7 @@ BETTER_MARK = "†"
 BETTER_NOTE = (f"{BETTER_MARK} significantly better than the next row (clip-paired test over shared clip ids: the "
                "jackknife t-test for FAD, KAD, KLD and MCC, the BCa bootstrap otherwise; Holm-corrected p < 0.05 "
                "across the pairs of that metric)")
-OUTSIDE_NOTE = ("A value outside its own interval is not an error: the intervals of FAD, KAD, KLD and MCC are the "
-                "jackknife's bias-corrected intervals of the population value, and at a few dozen clips FAD's plug-in "
-                "value (the one papers report) is biased upwards by several standard errors (docs/protocol.md, "
-                "\"Intervals and paired comparisons\").")
+OUTSIDE_NOTE = VALUE_OUTSIDE_INTERVAL_NOTE
 
 
 def value_outside_interval(data: dict) -> bool:

@@ -53,6 +53,7 @@ from dashboards.runs import (  # noqa: E402
     run_names,
 )
 from dashboards.study import ENV_DB, HumanStudy, agreement_views, human_n_boot, load_human_study  # noqa: E402
+from metrics.intervals import VALUE_OUTSIDE_INTERVAL_NOTE  # noqa: E402
 from metrics.memorization.io import MATCHES_FILE  # noqa: E402
 from metrics.store import arrow  # noqa: E402
 
@@ -114,6 +115,9 @@ def page_leaderboard(runs: list[Run]) -> None:
                                 for c in numeric})
     st.caption("↓ lower is better, ↑ higher is better: the direction each metric declares, as the run's store "
                "records it. Click a column header to sort in place.")
+    long = metric_long(have)
+    if ((long["value"] < long["lo"]) | (long["value"] > long["hi"])).any():
+        st.caption(VALUE_OUTSIDE_INTERVAL_NOTE)
     pairs = pairwise(have)
     if len(pairs):
         st.subheader("Paired comparisons")
@@ -151,6 +155,8 @@ def page_plots(runs: list[Run]) -> None:
         st.altair_chart(bars + points, width="stretch")
         if sub["lo"].isna().any():
             st.caption("Systems without an error bar have no recorded 95% CI.")
+        if ((sub["value"] < sub["lo"]) | (sub["value"] > sub["hi"])).any():
+            st.caption(VALUE_OUTSIDE_INTERVAL_NOTE)
     st.subheader("Per-clip distributions")
     with_clips = [r for r in runs if r.per_clip is not None and metric_columns(r.per_clip)]
     if not with_clips:

@@ -53,6 +53,11 @@ from scipy.special import ndtr, ndtri, stdtr, stdtrit
 from metrics.resampling import JACKKNIFE_GROUPS, Job, Resamplable, Resampler, ResamplingPlan, ones
 
 METHODS = ("bca", "basic", "percentile", "jackknife")
+# what the report and the dashboard say when a value lies outside its own interval (the jackknife's is bias-corrected)
+VALUE_OUTSIDE_INTERVAL_NOTE = (
+    "A value outside its own interval is not an error: the intervals of FAD, KAD, KLD and MCC are the jackknife's "
+    "bias-corrected intervals of the population value, and at a few dozen clips FAD's plug-in value (the one papers "
+    "report) is biased upwards by several standard errors (docs/protocol.md, \"Intervals and paired comparisons\").")
 JACKKNIFE_METHODS = ("bca", "jackknife")  # the methods that read the jackknife rows
 
 

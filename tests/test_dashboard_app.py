@@ -306,3 +306,16 @@ def test_structurally_odd_results_json_is_explained(monkeypatch, tmp_path):
         shown = texts(at.error) + [e.value for e in at.sidebar.get("markdown")]
         for _, message in ODD_RESULTS:
             assert any(message in s for s in shown), (page, message, shown)
+
+
+def test_a_value_outside_its_interval_is_explained_on_leaderboard_and_plots(monkeypatch, runs, tmp_path):
+    """FAD's bias-corrected jackknife interval can lie below its plug-in value: both pages say why, and only then."""
+    from metrics.intervals import VALUE_OUTSIDE_INTERVAL_NOTE
+    from metrics.result import MetricResult
+    from metrics.store import write_store
+
+    write_store(tmp_path / "small", "compare",
+                {"a": {"fad_mel": MetricResult("fad_mel", 13.3, (9.0, 12.6), higher_is_better=False)}})
+    for page in ("Leaderboard", "Plots"):
+        assert VALUE_OUTSIDE_INTERVAL_NOTE in texts(app(monkeypatch, tmp_path / "small", page=page).caption)
+        assert VALUE_OUTSIDE_INTERVAL_NOTE not in texts(app(monkeypatch, *runs, page=page).caption)

@@ -65,10 +65,20 @@ def memorization() -> None:
 @click.option("--device", default="cpu", show_default=True)
 @json_option("Write the summary as JSON to PATH ('-': standard output).")
 @out_option("Results store to write (results.json, memorization.json, matches, the match-rate plot).", required=True)
-def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_error, device, json_out, out_dir) -> None:
-    """Prompt the semantic stage with T training tokens; match rate of its greedy continuation vs T."""
-    res = run_sweep(checkpoint, train, out_dir, n, _lengths(prompt_lengths), fpr, n_new, tokenizer, seed, on_error, device)
+@cache_options
+def sweep(checkpoint, train, n, prompt_lengths, n_new, fpr, tokenizer, seed, on_error, device, json_out, out_dir,
+          no_cache, cache_dir) -> None:
+    """Prompt the semantic stage with T training tokens; match rate of its greedy continuation vs T.
+
+    Every example's tokens and every greedy continuation go through the embedding cache: rerun the same
+    command after a kill and it computes only the continuations that were not cached (--no-cache: neither
+    read nor write it)."""
+    res = run_sweep(checkpoint, train, out_dir, n, _lengths(prompt_lengths), fpr, n_new, tokenizer, seed, on_error, device,
+                    cache=make_cache(no_cache, cache_dir))
     _echo(res, json_out)
+    if c := res.get("cache"):
+        click.echo(f"cache {c['root']}: {c['continuations_cached']} continuations read, "
+                   f"{c['continuations_computed']} computed", err=True)
 
 
 @memorization.command(name="audit")

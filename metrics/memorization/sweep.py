@@ -9,11 +9,13 @@ a per-clip rate; τ comes from :func:`metrics.memorization.calibration.calibrate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from metrics.cache import EmbeddingCache, array_sha256
 from metrics.intervals import wilson_ci
 from metrics.memorization.calibration import Calibration, _count_below, calibrate_tau, negative_pairs
 from metrics.memorization.matchers import OTScorer
@@ -32,6 +34,46 @@ class Example:
 
 
 ContinueFn = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+CONTINUATION_VERSION = "memorization-sweep-continuation.v1"  # bump when CachedContinuation's key or entry changes
+
+
+class CachedContinuation:
+    """``continue_fn`` reading and writing the verified embedding cache, so a sweep killed part-way and rerun
+    on the same cache recomputes only the continuations it had not finished (the cached ones are the same
+    bytes, so the result is the uninterrupted run's).
+
+    Key (``EmbeddingCache.key``): the sha256 of the prompt tokens (dtype, length and values: T and the
+    example's tokens), ``model_id`` (the model's weights, whatever else decides its output) and the sha256 of
+    the conditioning tokens, ``n_new`` and ``settings`` (decoding, device, …). Entry code version: ``code``
+    (the caller's continuation code) and :data:`CONTINUATION_VERSION`: other code is a miss, never a number.
+    ``cached`` / ``computed`` count the continuations read and computed; ``cache=None``: ``continue_fn`` alone."""
+
+    def __init__(self, continue_fn: ContinueFn, cache: EmbeddingCache | None, model_id: str, code: str,
+                 settings: Mapping | None = None):
+        self.fn, self.cache, self.model_id = continue_fn, cache, model_id
+        self.code, self.settings = f"{code}|{CONTINUATION_VERSION}", dict(settings or {})
+        self.cached = self.computed = 0
+
+    def __call__(self, cond: np.ndarray, prompt: np.ndarray, n_new: int) -> np.ndarray:
+        cond, prompt = np.asarray(cond), np.asarray(prompt)
+        pre = json.dumps({**self.settings, "cond_sha256": array_sha256(cond), "n_new": int(n_new)}, sort_keys=True)
+        key = EmbeddingCache.key(array_sha256(prompt), self.model_id, pre)
+        out, hit = cached_array(self.cache, key, self.code, lambda: self.fn(cond, prompt, n_new))
+        self.cached, self.computed = self.cached + hit, self.computed + (not hit)
+        return out
+
+
+def cached_array(cache: EmbeddingCache | None, key: str, code: str,
+                 compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+    """``compute()`` through ``cache``: the entry of ``key`` when it is there and sound (checksum, key, ``code``),
+    else computed and written (atomically). Returns the array and whether it was read; no cache: computed."""
+    if cache is not None and (hit := cache.get(key, code)) is not None:
+        return hit, True
+    out = np.asarray(compute())
+    if cache is not None:
+        cache.put(key, out, code)
+    return out, False
 
 
 def select_examples(examples: Sequence[Example], n: int | None, seed: int = 0) -> list[Example]:

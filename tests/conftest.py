@@ -18,6 +18,11 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+    # tests import TensorFlow themselves (SavedModel fixtures); torchvision or torch._dynamo imported after it
+    # segfaults, so they go first, for every test file alone or together (metrics.embedders.tfhub)
+    from metrics.embedders.tfhub import preload_torch_extensions
+
+    preload_torch_extensions()
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

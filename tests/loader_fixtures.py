@@ -8,17 +8,10 @@ RoBERTa BPE tokenizer built from vocab files written here), ``torchopenl3``'s ``
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-# tensorflow 2.21 then torchvision 0.29 in one process segfaults (the other order works); other test modules
-# import TensorFlow inside their tests, after collection — so torchvision (hear21passt's timm, muq's x-clip)
-# is imported here, at collection time.
-if importlib.util.find_spec("torchvision") is not None:
-    import torchvision  # noqa: F401
 
 WORDS = ["piano", "guitar", "drums", "calm", "loud", "jazz", "rock", "song", "with", "a", "and", "slow", "fast"]
 

@@ -214,3 +214,19 @@ def test_torch_checkpoint_errors(tmp_path):
     torch.save({"obj": Clip("a", np.zeros(3, np.float32), SR)}, tmp_path / "pickled.pt")
     with pytest.raises(EmbedderError, match="pickled.pt: not a loadable torch checkpoint"):  # weights_only=True
         get_embedder(f"torch:{tmp_path / 'pickled.pt'}")
+
+
+def test_tensorflow_after_the_preload_leaves_torchvision_and_dynamo_importable():
+    """``import tensorflow`` then ``import torch._dynamo`` (triton) segfaults here; the loaders call
+    ``preload_torch_extensions`` before TensorFlow, after which both orders of use work in one process."""
+    pytest.importorskip("tensorflow")
+    import os
+    import subprocess
+    import sys
+
+    code = ("from metrics.embedders.tfhub import preload_torch_extensions; preload_torch_extensions(); "
+            "import tensorflow, torch._dynamo, importlib.util; "
+            "importlib.util.find_spec('torchvision') and __import__('torchvision.ops'); print('ok')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import click
 
 from benchmarks.cli.options import comma_list, emit_json, json_option, parse_paths
+from metrics.embedders.tfhub import preload_torch_extensions
 from metrics.protocols import PROTOCOLS, apply, metadata, status
 
 
@@ -48,19 +49,9 @@ def resolve_protocol(protocol: str | None, embedders: str, classifier: str, join
             "random-weight checkpoints): numbers are comparable with the published table only with the published "
             "checkpoints" if any(m in paths for m in models) else "package default locations (published file names; each model's weights hash is in metadata.models)")
     if any(str(m).startswith(("passt", "muq")) for m in (used["classifier"], used["joint"])):
-        preload_torchvision()
+        preload_torch_extensions()
     return (",".join(used["embedders"]), used["classifier"], used["joint"], used["kld_convention"], clip_seconds,
             paths, meta)
-
-
-def preload_torchvision() -> None:
-    """Import torchvision (hear21passt's timm, muq's x-clip need it) before TensorFlow can be imported:
-    with tensorflow 2.21 and torchvision 0.29 here, ``import tensorflow; import torchvision`` segfaults,
-    while the other order works — and VGGish/TRILL load TensorFlow before the classifier is built."""
-    import importlib.util
-
-    if importlib.util.find_spec("torchvision") is not None:
-        import torchvision  # noqa: F401
 
 
 def _mark(ok: bool | None) -> str:

@@ -74,13 +74,24 @@ def _quiet_import() -> Iterator[None]:
         os.close(saved)
 
 
+def preload_torch_extensions() -> None:
+    """Import torchvision and torch._dynamo (which loads triton) before TensorFlow can be imported.
+
+    With tensorflow 2.21 in the process, a later ``import torchvision`` or ``import torch._dynamo`` segfaults
+    loading triton's native library (measured here: ``import tensorflow; import torch._dynamo``); the other
+    order works. hear21passt's timm and muq's x-clip import torchvision, torch.compile imports dynamo, and
+    VGGish/TRILL load TensorFlow before them: so whoever may import TensorFlow calls this first."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        import torchvision  # noqa: F401  (imports torch._dynamo)
+    import torch._dynamo  # noqa: F401
+
+
 def load_saved_model(name: str, handle: str, default_handle: str):
     """Resolve + load a TF-Hub handle or SavedModel directory; returns (model, local_dir)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its start-up log lines are not for the user's terminal
-    try:  # torchvision imported after TensorFlow segfaults here (measured); before it, both work
-        import torchvision  # noqa: F401
-    except ImportError:
-        pass
+    preload_torch_extensions()
     try:
         with _quiet_import():
             import tensorflow as tf  # (tensorflow_hub needs it; import errors are clearer this way)

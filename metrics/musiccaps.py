@@ -199,4 +199,8 @@ def load_audioset_labels(path: str | Path) -> list[str]:
     idx = pd.to_numeric(df["index"], errors="coerce")
     if idx.isna().any() or list(idx.astype(int)) != list(range(len(df))):
         raise CaptionsError(f"{path}: indices must run 0..{len(df) - 1} in order")
+    blank = df[["mid", "display_name"]].isna().any(axis=1)
+    if blank.any():  # a label without its name would be the string "nan" in every report
+        raise CaptionsError(f"{path}: row of index {int(idx[blank].iloc[0])} has no mid or display_name "
+                            "(rows are: index, mid, display_name)")
     return df["display_name"].astype(str).tolist()

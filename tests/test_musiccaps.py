@@ -89,3 +89,13 @@ def test_audioset_labels(shared_data, tmp_path):
     (tmp_path / "gap.csv").write_text('0,/m/a,A\n2,/m/b,"B, b"\n')
     with pytest.raises(CaptionsError, match=r"gap\.csv: indices must run 0\.\.1 in order"):
         load_audioset_labels(tmp_path / "gap.csv")
+
+
+@pytest.mark.parametrize("text", ["0", "0,/m/a\n", '0,/m/a,A\n1,,"B"\n'])
+def test_audioset_labels_without_a_mid_or_name_are_an_error(tmp_path, text):
+    """A row missing its mid or display name is named, never a label called "nan" (found by hypothesis: b"0")."""
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(CaptionsError, match=r"labels\.csv: row of index \d has no mid or display_name"):
+        load_audioset_labels(tmp_path / "labels.csv")
+    (tmp_path / "ok.csv").write_text('0,/m/a,A\n1,/m/b,"B, b"\n')
+    assert load_audioset_labels(tmp_path / "ok.csv") == ["A", "B, b"]

@@ -13,6 +13,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def pytest_configure(config):
+    # The default embedding cache (commands run by tests without --cache-dir, their subprocesses too) is one
+    # folder per test session, not the user's ~/.cache: tests neither read a developer's entries nor leave theirs.
+    if "MUSICLM_EVAL_CACHE" not in os.environ:
+        import tempfile
+
+        os.environ["MUSICLM_EVAL_CACHE"] = tempfile.mkdtemp(prefix="musiclm-eval-test-cache-")
+        config._musiclm_test_cache = os.environ["MUSICLM_EVAL_CACHE"]
     # One intra-op thread: the suite runs beside browser/server subprocesses on 2 cores, where torch's
     # spinning worker threads were measured 16–40× slower than a single thread.
     import torch
@@ -23,6 +30,14 @@ def pytest_configure(config):
     from metrics.embedders.tfhub import preload_torch_extensions
 
     preload_torch_extensions()
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_musiclm_test_cache", None)
+    if folder:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

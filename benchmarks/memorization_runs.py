@@ -12,14 +12,13 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
 
-from metrics.cache import CacheEntryWarning, EmbeddingCache, array_sha256  # noqa: E402
+from metrics.cache import CacheEntryWarning, EmbeddingCache, array_sha256, cached_array, module_sha256  # noqa: E402
 from metrics.memorization import (  # noqa: E402
     DEFAULT_CLIP_FPR,
     DEFAULT_FPR,
@@ -36,7 +35,7 @@ from metrics.memorization import (  # noqa: E402
     write_outputs,
 )
 from metrics.memorization.pipeline import audit_dirs  # noqa: E402
-from metrics.memorization.sweep import CachedContinuation, cached_array  # noqa: E402
+from metrics.memorization.sweep import CachedContinuation  # noqa: E402
 
 # bump when load_examples' tokens or run_sweep's continuations change in a way the sources hashed below do not show
 EXAMPLE_VERSION = "memorization-sweep-example.v1"
@@ -62,14 +61,6 @@ def run_audit(generated: str | Path, train: str | Path, out: str | Path, tokeniz
                       tau_confidence=tau_confidence, cache=cache, search_correction=search_correction, **kw)
 
 
-def _weights_sha(module, config) -> str:
-    """sha256 of a module's config and weights, as they are in memory (what it computes with)."""
-    h = hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode())
-    for name, v in sorted(module.state_dict().items()):
-        h.update(f"{name}:{array_sha256(v.detach().cpu().numpy())}".encode())
-    return h.hexdigest()
-
-
 def _code(version: str, *modules: str) -> str:
     """A cache entry's code version: ``version``, the sha256 of the named modules' source files and torch's
     version, so an edit of the code that computes an entry is a miss rather than a stale number."""
@@ -91,7 +82,7 @@ def load_examples(train: str | Path, model, tokenizer, on_error: str = "raise",
     report = load_dir(train, on_error=on_error)
     if not report.clips:
         raise MemorizationError(f"{train}: no usable audio clips")
-    cond_id = f"mulan:{_weights_sha(model.mulan, model.mulan.cfg)}|rvq:{_weights_sha(model.mulan_rvq, model.mulan_rvq.config)}"
+    cond_id = f"mulan:{module_sha256(model.mulan, model.mulan.cfg)}|rvq:{module_sha256(model.mulan_rvq, model.mulan_rvq.config)}"
     code = _code(EXAMPLE_VERSION, "musiclm_ref.pipeline", "musiclm_ref.mulan", "musiclm_ref.quantize",
                  type(tokenizer).__module__)
     out = []
@@ -131,7 +122,7 @@ def run_sweep(checkpoint: str | Path | None, train: str | Path, out: str | Path,
         return new[0].cpu().numpy()
 
     continue_fn = CachedContinuation(
-        greedy, cache, f"semantic-stage:{_weights_sha(model.semantic, model.semantic.config)}",
+        greedy, cache, f"semantic-stage:{module_sha256(model.semantic, model.semantic.config)}",
         _code(SWEEP_CODE_VERSION, "musiclm_ref.pipeline", "musiclm_ref.sampling", "musiclm_ref.stages",
               "musiclm_ref.transformer"),
         {"decoding": "greedy", "tokenizer": tok.id, "device": model.device.type,

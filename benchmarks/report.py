@@ -41,7 +41,6 @@ BETTER_MARK = "†"
 BETTER_NOTE = (f"{BETTER_MARK} significantly better than the next row (clip-paired test over shared clip ids: the "
                "jackknife t-test for FAD, KAD, KLD and MCC, the BCa bootstrap otherwise; Holm-corrected p < 0.05 "
                "across the pairs of that metric)")
-OUTSIDE_NOTE = VALUE_OUTSIDE_INTERVAL_NOTE
 
 
 def value_outside_interval(data: dict) -> bool:
@@ -142,7 +141,7 @@ def write_table(data: dict, out_dir: str | Path) -> tuple[Path, Path]:
     if any(BETTER_MARK in str(v) for row in df.itertuples(index=False) for v in row):
         md += f"\n{BETTER_NOTE}\n"
     if value_outside_interval(data):
-        md += f"\n{OUTSIDE_NOTE}\n"
+        md += f"\n{VALUE_OUTSIDE_INTERVAL_NOTE}\n"
     values = pd.DataFrame(
         [
             {"system": n, **{k: (s["metrics"].get(k) or {}).get("value") for k, _ in columns(data)}}

@@ -29,6 +29,7 @@ from dashboards.leaderboard import (  # noqa: E402
     leaderboard,
     metadata_table,
     metric_long,
+    outside_interval,
     pairwise,
     skipped_files,
 )
@@ -115,8 +116,7 @@ def page_leaderboard(runs: list[Run]) -> None:
                                 for c in numeric})
     st.caption("↓ lower is better, ↑ higher is better: the direction each metric declares, as the run's store "
                "records it. Click a column header to sort in place.")
-    long = metric_long(have)
-    if ((long["value"] < long["lo"]) | (long["value"] > long["hi"])).any():
+    if outside_interval(metric_long(have)):
         st.caption(VALUE_OUTSIDE_INTERVAL_NOTE)
     pairs = pairwise(have)
     if len(pairs):
@@ -155,7 +155,7 @@ def page_plots(runs: list[Run]) -> None:
         st.altair_chart(bars + points, width="stretch")
         if sub["lo"].isna().any():
             st.caption("Systems without an error bar have no recorded 95% CI.")
-        if ((sub["value"] < sub["lo"]) | (sub["value"] > sub["hi"])).any():
+        if outside_interval(sub):
             st.caption(VALUE_OUTSIDE_INTERVAL_NOTE)
     st.subheader("Per-clip distributions")
     with_clips = [r for r in runs if r.per_clip is not None and metric_columns(r.per_clip)]

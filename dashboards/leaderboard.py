@@ -14,6 +14,11 @@ from dashboards.runs import Run, higher_is_better
 from metrics.io import as_float
 
 
+def outside_interval(long: pd.DataFrame) -> bool:
+    """Whether a row of ``metric_long`` has its value outside its own CI (a bias-corrected interval, FAD at small n)."""
+    return bool(((long["value"] < long["lo"]) | (long["value"] > long["hi"])).any())
+
+
 def metric_long(runs: list[Run]) -> pd.DataFrame:
     """One row per (run, system, metric) with value and CI bounds: the source of table and plots."""
     rows = []

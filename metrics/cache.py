@@ -48,6 +48,31 @@ def default_cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "musiclm-eval" / "embeddings"
 
 
+def module_sha256(module, config=None, skip_prefix: str | None = None) -> str:
+    """sha256 of a torch module as it is in memory, the weights it computes with: its ``config`` dataclass (JSON,
+    sorted keys) then every state-dict entry's name and bytes in name order (names starting ``skip_prefix`` left
+    out). Duck-typed (``state_dict()``), so this module needs no torch."""
+    from dataclasses import asdict
+
+    h = hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode() if config is not None else b"")
+    for k, v in sorted(module.state_dict().items()):
+        if skip_prefix is None or not k.startswith(skip_prefix):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_array(cache: EmbeddingCache | None, key: str, code: str, compute) -> tuple[np.ndarray, bool]:
+    """``compute()`` through ``cache``: the entry of ``key`` when it is there and sound (checksum, key, ``code``),
+    else computed and written (atomically). Returns the array and whether it was read; no cache: computed."""
+    if cache is not None and (hit := cache.get(key, code)) is not None:
+        return hit, True
+    out = np.asarray(compute())
+    if cache is not None:
+        cache.put(key, out, code)
+    return out, False
+
+
 def array_sha256(array: np.ndarray) -> str:
     """Checksum of an array's dtype, shape and bytes: what an entry promises to hold."""
     a = np.ascontiguousarray(array)

@@ -14,8 +14,6 @@ token interface are unaffected. See docs/protocol.md "Reference MusicLM: codec a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -29,6 +27,7 @@ from torch import Tensor, nn
 from metrics.artifacts import (
     read_checkpoint,
 )
+from metrics.cache import module_sha256
 from metrics.errors import InputError
 from musiclm_ref.presets import get_preset
 from musiclm_ref.quantize import ResidualVQ, RVQConfig
@@ -289,12 +288,7 @@ class Codec(nn.Module):
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _hash(self, skip_prefix: str | None = None) -> str:
-        h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True).encode())
-        for k, v in sorted(self.state_dict().items()):
-            if skip_prefix is None or not k.startswith(skip_prefix):
-                h.update(k.encode())
-                h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return module_sha256(self, self.cfg, skip_prefix)
 
     def weights_hash(self) -> str:
         return self._hash()

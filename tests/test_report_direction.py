@@ -87,7 +87,8 @@ def test_a_value_outside_its_bias_corrected_interval_is_explained_and_plotted_as
 
     import matplotlib.axes
 
-    from benchmarks.report import OUTSIDE_NOTE, write_plots, write_table
+    from benchmarks.report import write_plots, write_table
+    from metrics.intervals import VALUE_OUTSIDE_INTERVAL_NOTE as OUTSIDE_NOTE
 
     systems = {"a": {"fad_mel": MetricResult("fad_mel", 13.3, (9.0, 12.6), higher_is_better=False)},
                "b": {"fad_mel": MetricResult("fad_mel", 20.0, (15.0, 25.0), higher_is_better=False)}}

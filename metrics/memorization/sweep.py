@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics.cache import EmbeddingCache, array_sha256
+from metrics.cache import EmbeddingCache, array_sha256, cached_array
 from metrics.intervals import wilson_ci
 from metrics.memorization.calibration import Calibration, _count_below, calibrate_tau, negative_pairs
 from metrics.memorization.matchers import OTScorer
@@ -62,18 +62,6 @@ class CachedContinuation:
         out, hit = cached_array(self.cache, key, self.code, lambda: self.fn(cond, prompt, n_new))
         self.cached, self.computed = self.cached + hit, self.computed + (not hit)
         return out
-
-
-def cached_array(cache: EmbeddingCache | None, key: str, code: str,
-                 compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
-    """``compute()`` through ``cache``: the entry of ``key`` when it is there and sound (checksum, key, ``code``),
-    else computed and written (atomically). Returns the array and whether it was read; no cache: computed."""
-    if cache is not None and (hit := cache.get(key, code)) is not None:
-        return hit, True
-    out = np.asarray(compute())
-    if cache is not None:
-        cache.put(key, out, code)
-    return out, False
 
 
 def select_examples(examples: Sequence[Example], n: int | None, seed: int = 0) -> list[Example]:
